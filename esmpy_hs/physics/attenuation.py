@@ -1,0 +1,85 @@
+"""Mass attenuation coefficients μ/ρ (cm²/g) of elements, compounds and mixtures.
+
+Values are xraylib's total cross sections ``CS_Total`` (photoelectric + coherent + incoherent),
+evaluated directly at every energy that is needed. xraylib interpolates its tabulated data
+log-log within each interval between absorption edges, so no spline crosses an edge here.
+``CS_Total`` is defined for 0.1-800 keV only: energies below 0.1 keV are clipped to 0.1 keV and
+above 800 keV to 800 keV (an EDX axis must be cropped above 0 keV anyway; see
+:func:`esmpy_hs.physics.first_valid_channel`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+
+import numpy as np
+import xraylib
+from numpy.typing import ArrayLike, NDArray
+
+from esmpy_hs.physics._elements import atomic_number, symbol
+
+__all__ = ["E_MAX_KEV", "E_MIN_KEV", "mass_attenuation", "material_weight_fractions"]
+
+E_MIN_KEV = 0.1  #: lower limit of xraylib's CS_Total (keV); lower energies are clipped to it
+E_MAX_KEV = 800.0  #: upper limit used for CS_Total (keV)
+
+_cs_total = xraylib.CS_Total
+
+
+def element_mass_attenuation(z: int, energy_keV: ArrayLike) -> NDArray[np.float64]:
+    """μ/ρ (cm²/g) of element ``z`` at ``energy_keV`` (any shape), clipped to 0.1-800 keV."""
+    e = np.clip(np.asarray(energy_keV, dtype=np.float64), E_MIN_KEV, E_MAX_KEV)
+    flat = e.reshape(-1)
+    out = np.fromiter((_cs_total(z, float(v)) for v in flat), dtype=np.float64, count=flat.size)
+    return out.reshape(e.shape)
+
+
+@lru_cache(maxsize=128)
+def _formula_fractions(formula: str) -> tuple[tuple[str, float], ...]:
+    try:
+        parsed = xraylib.CompoundParser(formula)
+    except ValueError:
+        raise ValueError(f"Cannot parse material {formula!r} (element symbol or formula)") from None
+    return tuple(
+        (symbol(int(z)), float(w))
+        for z, w in zip(parsed["Elements"], parsed["massFractions"], strict=True)
+    )
+
+
+def material_weight_fractions(material: str | Mapping[str, float]) -> dict[str, float]:
+    """Weight fractions of ``material``: an element symbol, a chemical formula (``"Si3N4"``,
+    ``"C10H8O4N"``) or a mapping symbol → weight fraction (normalised to sum 1)."""
+    if isinstance(material, Mapping):
+        total = float(sum(material.values()))
+        if not total > 0:
+            raise ValueError(f"Material {dict(material)!r} has no positive fraction")
+        return {symbol(k): float(v) / total for k, v in material.items()}
+    return dict(_formula_fractions(str(material).strip()))
+
+
+def mass_attenuation(
+    material: str | int | Mapping[str, float], energy_keV: ArrayLike
+) -> NDArray[np.float64] | float:
+    """Mass attenuation coefficient μ/ρ of a material.
+
+    Parameters
+    ----------
+    material
+        Element symbol or atomic number, chemical formula, or mapping symbol → weight fraction.
+    energy_keV
+        Photon energy or energies (keV), any shape; clipped to 0.1-800 keV.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        μ/ρ in cm²/g (mixture rule Σ w_i (μ/ρ)_i for compounds), same shape as ``energy_keV``.
+    """
+    e = np.asarray(energy_keV, dtype=np.float64)
+    if isinstance(material, int | np.integer):
+        out = element_mass_attenuation(atomic_number(int(material)), e)
+    else:
+        out = np.zeros_like(e)
+        for sym, w in material_weight_fractions(material).items():
+            out = out + w * element_mass_attenuation(atomic_number(sym), e)
+    return float(out) if out.ndim == 0 else out

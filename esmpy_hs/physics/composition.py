@@ -1,0 +1,180 @@
+"""Compositions: atomic ↔ weight fractions, and quantification of phases from W.
+
+A composition is a mapping element symbol → fraction. Whether the fractions are **atomic**
+(number) or **weight** (mass) fractions is always stated explicitly with ``fractions="atomic"``
+(the default everywhere in this package) or ``fractions="weight"``; they are normalised to sum 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from esmpy_hs.physics._elements import atomic_weight, symbol
+
+__all__ = ["Quantification", "normalise_composition", "quantify_rows"]
+
+_FRACTIONS = ("atomic", "weight")
+
+
+def normalise_composition(
+    composition: Mapping[str, float], fractions: str = "atomic"
+) -> tuple[list[str], NDArray[np.float64], NDArray[np.float64]]:
+    """Read a composition.
+
+    Parameters
+    ----------
+    composition
+        Mapping element symbol → fraction (any positive scale; normalised to sum 1).
+    fractions
+        ``"atomic"`` or ``"weight"``: what the numbers are.
+
+    Returns
+    -------
+    symbols, atomic_fractions, weight_fractions
+        Canonical symbols and the two normalised fraction vectors.
+    """
+    if fractions not in _FRACTIONS:
+        raise ValueError(f"fractions must be 'atomic' or 'weight', got {fractions!r}")
+    if not isinstance(composition, Mapping) or not composition:
+        raise ValueError("A composition is a non-empty mapping element symbol -> fraction")
+    symbols = [symbol(k) for k in composition]
+    if len(set(symbols)) != len(symbols):
+        raise ValueError(f"Element given twice in composition {dict(composition)!r}")
+    values = np.array([float(v) for v in composition.values()], dtype=np.float64)
+    if np.any(~np.isfinite(values)) or np.any(values < 0) or not values.sum() > 0:
+        raise ValueError(f"Composition fractions must be >= 0 with a positive sum: {composition}")
+    weights = np.array([atomic_weight(s) for s in symbols])
+    if fractions == "atomic":
+        at = values / values.sum()
+        wt = at * weights / np.sum(at * weights)
+    else:
+        wt = values / values.sum()
+        at = (wt / weights) / np.sum(wt / weights)
+    return symbols, at, wt
+
+
+@dataclass
+class Quantification:
+    """Composition of each phase derived from W.
+
+    Arrays have shape (n_elements, n_phases); fractions sum to 1 over the elements of each phase.
+
+    Attributes
+    ----------
+    elements : list of str
+        Quantified elements (rows).
+    atomic_fractions, weight_fractions : numpy.ndarray
+        Atomic and weight fractions.
+    atomic_errors, weight_errors : numpy.ndarray
+        1-σ counting (Poisson floor) uncertainties of the fractions.
+    counts : numpy.ndarray
+        Counts attributed to each element in each phase, N_ek = (Σ_c G_ce) W_ek (Σ_p H_kp).
+    family : str
+        How split elements were quantified (``"high"``, ``"low"`` or ``"combined"``).
+    notes : list of str
+        Remarks (e.g. phases with no element signal).
+    """
+
+    elements: list[str]
+    atomic_fractions: NDArray[np.float64]
+    weight_fractions: NDArray[np.float64]
+    atomic_errors: NDArray[np.float64]
+    weight_errors: NDArray[np.float64]
+    counts: NDArray[np.float64]
+    family: str = "high"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_phases(self) -> int:
+        return int(self.atomic_fractions.shape[1])
+
+    def as_dict(self) -> dict:
+        """``{phase: {element: {"atomic": x, "atomic_error": s, "weight": w, "weight_error": s,
+        "counts": n}}}`` with plain floats."""
+        out: dict = {}
+        for k in range(self.n_phases):
+            out[k] = {
+                el: {
+                    "atomic": float(self.atomic_fractions[i, k]),
+                    "atomic_error": float(self.atomic_errors[i, k]),
+                    "weight": float(self.weight_fractions[i, k]),
+                    "weight_error": float(self.weight_errors[i, k]),
+                    "counts": float(self.counts[i, k]),
+                }
+                for i, el in enumerate(self.elements)
+            }
+        return out
+
+    def table(self, kind: str = "atomic") -> str:
+        """Text table of percentages ± 1 σ (``kind`` ``"atomic"`` or ``"weight"``)."""
+        frac = self.atomic_fractions if kind == "atomic" else self.weight_fractions
+        err = self.atomic_errors if kind == "atomic" else self.weight_errors
+        head = f"{kind[:2]}.%".ljust(8) + "".join(
+            f"phase {k}".rjust(18) for k in range(self.n_phases)
+        )
+        rows = [head]
+        for i, el in enumerate(self.elements):
+            cells = "".join(
+                f"{100 * frac[i, k]:9.2f} ± {100 * err[i, k]:5.2f}" for k in range(self.n_phases)
+            )
+            rows.append(el.ljust(8) + cells)
+        return "\n".join(rows)
+
+    def __repr__(self) -> str:
+        return f"Quantification(family={self.family!r})\n{self.table()}"
+
+
+def _fraction_errors(values: NDArray, sigmas: NDArray) -> tuple[NDArray, NDArray]:
+    """Fractions c_e = v_e / Σ v and their 1-σ errors for independent σ(v_e) (per column)."""
+    total = values.sum(axis=0, keepdims=True)
+    safe = np.where(total > 0, total, 1.0)
+    c = np.where(total > 0, values / safe, 0.0)
+    s2 = sigmas**2
+    # var(c_e) = [(1-c_e)² σ_e² + c_e² Σ_{j≠e} σ_j²] / T²
+    var = ((1.0 - c) ** 2 * s2 + c**2 * (s2.sum(axis=0, keepdims=True) - s2)) / safe**2
+    return c, np.sqrt(np.where(total > 0, var, 0.0))
+
+
+def quantify_rows(
+    elements: Sequence[str],
+    W_rows: NDArray[np.float64],
+    col_sums: NDArray[np.float64],
+    H_sums: NDArray[np.float64],
+    family: str = "high",
+) -> Quantification:
+    """Quantify phases from element rows of W.
+
+    Parameters
+    ----------
+    elements
+        Element of each row.
+    W_rows
+        (e, k) rows of W, proportional to the number of atoms (G columns per atom on a common
+        scale).
+    col_sums
+        (e,) or (e, k): Σ_c G_ce of each row's column (per phase if 2-D).
+    H_sums
+        (k,): Σ_p H_kp.
+    """
+    W_rows = np.clip(np.asarray(W_rows, dtype=np.float64), 0.0, None)
+    S = np.asarray(col_sums, dtype=np.float64)
+    if S.ndim == 1:
+        S = S[:, None]
+    H = np.asarray(H_sums, dtype=np.float64).reshape(1, -1)
+    counts = S * W_rows * H
+    # Poisson floor: σ(W_ek) = W_ek / √N_ek = √(W_ek / (S_e H_k))
+    denom = S * H
+    sig_w = np.sqrt(np.divide(W_rows, denom, out=np.zeros_like(W_rows), where=denom > 0))
+    at, at_err = _fraction_errors(W_rows, sig_w)
+    aw = np.array([atomic_weight(e) for e in elements])[:, None]
+    wt, wt_err = _fraction_errors(W_rows * aw, sig_w * aw)
+    notes = [
+        f"phase {k}: no element signal (all element rows of W are 0)"
+        for k in range(W_rows.shape[1])
+        if not W_rows[:, k].sum() > 0
+    ]
+    return Quantification(list(elements), at, wt, at_err, wt_err, counts, family, notes)
