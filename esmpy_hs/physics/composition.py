@@ -7,8 +7,11 @@ A composition is a mapping element symbol → fraction. Whether the fractions ar
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -77,6 +80,11 @@ class Quantification:
         How split elements were quantified (``"high"``, ``"low"`` or ``"combined"``).
     notes : list of str
         Remarks (e.g. phases with no element signal).
+    phase_names : list of str
+        One name per phase (default ``"phase 0"``, ``"phase 1"``, …).
+
+    The dictionaries :attr:`atomic_percent`, :attr:`weight_percent` and their ``_error``
+    twins give ``{phase name: {element: percent}}``; ``print(q)`` shows both tables.
     """
 
     elements: list[str]
@@ -87,17 +95,79 @@ class Quantification:
     counts: NDArray[np.float64]
     family: str = "high"
     notes: list[str] = field(default_factory=list)
+    phase_names: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.phase_names is None:
+            self.phase_names = [f"phase {k}" for k in range(self.n_phases)]
+        elif len(self.phase_names) != self.n_phases:
+            names = self.phase_names
+            raise ValueError(f"{len(names)} phase names for {self.n_phases} phases: {names}")
 
     @property
     def n_phases(self) -> int:
         return int(self.atomic_fractions.shape[1])
 
+    def _percent(self, table: NDArray) -> dict[str, dict[str, float]]:
+        return {
+            name: {el: float(100.0 * table[i, k]) for i, el in enumerate(self.elements)}
+            for k, name in enumerate(self.phase_names)
+        }
+
+    @property
+    def atomic_percent(self) -> dict[str, dict[str, float]]:
+        """``{phase name: {element: at.%}}``."""
+        return self._percent(self.atomic_fractions)
+
+    @property
+    def atomic_percent_error(self) -> dict[str, dict[str, float]]:
+        """``{phase name: {element: 1-σ error, at.%}}``."""
+        return self._percent(self.atomic_errors)
+
+    @property
+    def weight_percent(self) -> dict[str, dict[str, float]]:
+        """``{phase name: {element: wt.%}}``."""
+        return self._percent(self.weight_fractions)
+
+    @property
+    def weight_percent_error(self) -> dict[str, dict[str, float]]:
+        """``{phase name: {element: 1-σ error, wt.%}}``."""
+        return self._percent(self.weight_errors)
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        """The table as CSV, one row per phase and element (and written to ``path`` if given).
+
+        Columns: ``phase, element, at%, at%_err, wt%, wt%_err, counts``.
+        """
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["phase", "element", "at%", "at%_err", "wt%", "wt%_err", "counts"])
+        for k, name in enumerate(self.phase_names):
+            for i, el in enumerate(self.elements):
+                writer.writerow(
+                    [name, el]
+                    + [
+                        f"{100 * a[i, k]:.4f}"
+                        for a in (
+                            self.atomic_fractions,
+                            self.atomic_errors,
+                            self.weight_fractions,
+                            self.weight_errors,
+                        )
+                    ]
+                    + [f"{self.counts[i, k]:.1f}"]
+                )
+        text = buf.getvalue()
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
     def as_dict(self) -> dict:
-        """``{phase: {element: {"atomic": x, "atomic_error": s, "weight": w, "weight_error": s,
+        """``{phase name: {element: {"atomic": x, "atomic_error": s, "weight": w, "weight_error": s,
         "counts": n}}}`` with plain floats."""
         out: dict = {}
-        for k in range(self.n_phases):
-            out[k] = {
+        for k, name in enumerate(self.phase_names):
+            out[name] = {
                 el: {
                     "atomic": float(self.atomic_fractions[i, k]),
                     "atomic_error": float(self.atomic_errors[i, k]),
@@ -113,19 +183,24 @@ class Quantification:
         """Text table of percentages ± 1 σ (``kind`` ``"atomic"`` or ``"weight"``)."""
         frac = self.atomic_fractions if kind == "atomic" else self.weight_fractions
         err = self.atomic_errors if kind == "atomic" else self.weight_errors
-        head = f"{kind[:2]}.%".ljust(8) + "".join(
-            f"phase {k}".rjust(18) for k in range(self.n_phases)
-        )
+        if kind not in ("atomic", "weight"):
+            raise ValueError(f"kind must be 'atomic' or 'weight', got {kind!r}")
+        width = max(18, *(len(name) + 2 for name in self.phase_names))
+        head = ("at.%" if kind == "atomic" else "wt.%").ljust(8) + "".join(name.rjust(width) for name in self.phase_names)
         rows = [head]
         for i, el in enumerate(self.elements):
             cells = "".join(
-                f"{100 * frac[i, k]:9.2f} ± {100 * err[i, k]:5.2f}" for k in range(self.n_phases)
+                f"{100 * frac[i, k]:.2f} ± {100 * err[i, k]:.2f}".rjust(width)
+                for k in range(self.n_phases)
             )
             rows.append(el.ljust(8) + cells)
         return "\n".join(rows)
 
+    def __str__(self) -> str:
+        return self.table("atomic") + "\n\n" + self.table("weight")
+
     def __repr__(self) -> str:
-        return f"Quantification(family={self.family!r})\n{self.table()}"
+        return f"Quantification(family={self.family!r})\n{self}"
 
 
 def _fraction_errors(values: NDArray, sigmas: NDArray) -> tuple[NDArray, NDArray]:

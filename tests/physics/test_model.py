@@ -1,5 +1,6 @@
 """Assembling G: the reference sample, options, errors, per-phase absorption, quantification."""
 
+import dataclasses
 import json
 import time
 
@@ -217,8 +218,21 @@ def test_composition_recovers_W(ref_model):
     rel = q.atomic_errors[i, p] / q.atomic_fractions[i, p]
     assert rel == pytest.approx(1 / np.sqrt(q.counts[i, p]), rel=0.05)
     d = q.as_dict()
-    assert set(d[0]["Fe"]) == {"atomic", "atomic_error", "weight", "weight_error", "counts"}
+    assert set(d["phase 0"]["Fe"]) == {"atomic", "atomic_error", "weight", "weight_error", "counts"}
     assert "phase 2" in q.table()
+    at = q.atomic_percent
+    assert list(at) == ["phase 0", "phase 1", "phase 2"]
+    assert sum(at["phase 1"].values()) == pytest.approx(100.0)
+    assert at["phase 0"]["Hf"] == pytest.approx(100 * q.atomic_fractions[i, p])
+    assert q.atomic_percent_error["phase 0"]["Hf"] == pytest.approx(100 * q.atomic_errors[i, p])
+    assert sum(q.weight_percent["phase 2"].values()) == pytest.approx(100.0)
+    rows = q.to_csv().splitlines()
+    assert rows[0] == "phase,element,at%,at%_err,wt%,wt%_err,counts"
+    assert len(rows) == 1 + 3 * len(q.elements)
+    named = dataclasses.replace(q, phase_names=["brg", "fp", "capv"])
+    assert "capv" in str(named) and "wt.%" in str(named)
+    with pytest.raises(ValueError, match="phase names"):
+        dataclasses.replace(q, phase_names=["one"])
 
 
 def test_composition_of_split_elements():
