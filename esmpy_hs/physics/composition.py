@@ -186,7 +186,9 @@ class Quantification:
         if kind not in ("atomic", "weight"):
             raise ValueError(f"kind must be 'atomic' or 'weight', got {kind!r}")
         width = max(18, *(len(name) + 2 for name in self.phase_names))
-        head = ("at.%" if kind == "atomic" else "wt.%").ljust(8) + "".join(name.rjust(width) for name in self.phase_names)
+        head = ("at.%" if kind == "atomic" else "wt.%").ljust(8) + "".join(
+            name.rjust(width) for name in self.phase_names
+        )
         rows = [head]
         for i, el in enumerate(self.elements):
             cells = "".join(
