@@ -1,0 +1,257 @@
+"""Starting points: the deterministic physics-aware ``"auto"`` start and ``"random"``.
+
+``"auto"`` (deterministic, no random numbers):
+
+1. **Bin** pixels on the grid (when the grid is known) into b × b blocks, b chosen so a block
+   holds about ``target_counts`` counts (b = 1 at high dose on small maps); only full blocks are
+   used.
+2. **Cluster** the blocks: features are the counts projected on the (column-normalised) G — per
+   element line intensities — or on ≤ 64 channel bins when G is the identity, normalised per block
+   to unit sum; weighted k-means (weights = counts), seeded by farthest-point (maximin) selection
+   among the brighter half of the blocks starting from the brightest one, then Lloyd iterations.
+3. **Fit W**: the mean spectrum of each cluster is fitted on G (``G[j]`` for a 3-D G) by
+   non-negative least squares (:func:`scipy.optimize.nnls`); with G = identity it is W directly.
+4. **Refine** on the binned data (when b > 1): a short unregularised run of the same solver on
+   the binned blocks, where the signal-to-noise is b² times higher and an iteration b² times
+   cheaper. This is what makes low-dose starts good.
+5. **H**: every pixel takes its block's abundances, then a few H-only iterations with W held
+   (done by the caller, with the full regularisation).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import nnls
+
+from esmpy_hs.nmf._data import CompactCounts, as_compact
+from esmpy_hs.nmf._laplacian import empty_adjacency
+from esmpy_hs.nmf._solver import HParams, WParams, feasible_H, feasible_W, solve
+
+#: counts a binned block should hold for clustering
+TARGET_COUNTS = 3000.0
+
+
+def to_csr(data: CompactCounts) -> sp.csr_array:
+    """The counts as a scipy CSR array, pixels × channels (float64)."""
+    if data.dense is not None:
+        return sp.csr_array(data.dense.astype(np.float64))
+    return sp.csr_array(
+        (data.counts.astype(np.float64), data.indices.astype(np.int32), data.indptr),
+        shape=(data.n_pixels, data.n_channels),
+    )
+
+
+def bin_factor(shape: tuple[int, ...] | None, mean_counts: float, k: int) -> int:
+    """Block size b (b × b pixels, or b² along a chain) for the clustering/refinement stage."""
+    if shape is None or mean_counts <= 0:
+        return 1
+    b = max(1, math.ceil(math.sqrt(TARGET_COUNTS / mean_counts)))
+    min_blocks = max(16, 8 * k)
+    while b > 1:
+        nblocks = (
+            (shape[0] // b) * (shape[1] // b) if len(shape) == 2 else shape[0] // (b * b)
+        )
+        if nblocks >= min_blocks:
+            break
+        b -= 1
+    return b
+
+
+def block_index(shape: tuple[int, ...], b: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Block of every pixel (−1 outside full blocks) and the nearest full block of every pixel.
+
+    Returns ``(block, nearest, n_blocks)``.
+    """
+    if len(shape) == 1:
+        L = b * b
+        n = shape[0]
+        nb = n // L
+        pos = np.arange(n) // L
+        block = np.where(pos < nb, pos, -1)
+        nearest = np.minimum(pos, nb - 1)
+        return block, nearest, nb
+    rows, cols = shape
+    br, bc = rows // b, cols // b
+    r = np.arange(rows)[:, None] // b
+    c = np.arange(cols)[None, :] // b
+    inside = (r < br) & (c < bc)
+    block = np.where(inside, r * bc + c, -1).ravel()
+    nearest = (np.minimum(r, br - 1) * bc + np.minimum(c, bc - 1)).ravel()
+    return block, nearest, br * bc
+
+
+def _features(Xb: sp.csr_array | np.ndarray, G: np.ndarray | None, n: int) -> np.ndarray:
+    if G is None:
+        nbins = min(64, n)
+        edges = np.linspace(0, n, nbins + 1).astype(np.int64)
+        B = sp.csr_array(
+            (np.ones(n), (np.arange(n), np.searchsorted(edges, np.arange(n), side="right") - 1)),
+            shape=(n, nbins),
+        )
+        F = Xb @ B
+    else:
+        Gm = G if G.ndim == 2 else G.mean(axis=0)
+        cs = Gm.sum(axis=0)
+        Gn = Gm / np.where(cs > 0, cs, 1.0)[None, :]
+        F = Xb @ Gn
+    F = F.toarray() if sp.issparse(F) else np.asarray(F)
+    return np.asarray(F, dtype=np.float64)
+
+
+def kmeans_maximin(F: np.ndarray, weights: np.ndarray, k: int, n_iter: int = 30) -> np.ndarray:
+    """Deterministic weighted k-means on the rows of F; returns the label of every row."""
+    npts = F.shape[0]
+    if npts <= k:
+        return np.arange(npts) % k
+    bright = weights >= np.median(weights)
+    cand = np.flatnonzero(bright)
+    seeds = [int(cand[np.argmax(weights[cand])])]
+    d2 = np.sum((F - F[seeds[0]]) ** 2, axis=1)
+    for _ in range(1, k):
+        dc = np.where(bright, d2, -1.0)
+        s = int(np.argmax(dc))
+        seeds.append(s)
+        d2 = np.minimum(d2, np.sum((F - F[s]) ** 2, axis=1))
+    C = F[seeds].copy()
+    labels = np.zeros(npts, dtype=np.int64)
+    for it in range(n_iter):
+        dist = ((F[:, None, :] - C[None, :, :]) ** 2).sum(axis=2)
+        new = np.argmin(dist, axis=1)
+        if it > 0 and np.array_equal(new, labels):
+            break
+        labels = new
+        for j in range(k):
+            sel = labels == j
+            wsum = weights[sel].sum()
+            if wsum > 0:
+                C[j] = (weights[sel, None] * F[sel]).sum(axis=0) / wsum
+            else:  # empty cluster: take the worst-fitted point
+                far = int(np.argmax(dist[np.arange(npts), labels]))
+                C[j] = F[far]
+                labels[far] = j
+    return labels
+
+
+def fit_W_columns(spectra: np.ndarray, G: np.ndarray | None) -> np.ndarray:
+    """Non-negative least-squares fit of each spectrum (channels × k) on G (per phase if 3-D)."""
+    if G is None:
+        return np.maximum(spectra, 0.0)
+    k = spectra.shape[1]
+    W = np.zeros((G.shape[-1], k))
+    for j in range(k):
+        Gj = G if G.ndim == 2 else G[j]
+        cs = np.linalg.norm(Gj, axis=0)
+        cs = np.where(cs > 0, cs, 1.0)
+        w, _ = nnls(Gj / cs[None, :], spectra[:, j], maxiter=50 * Gj.shape[1])
+        W[:, j] = w / cs
+    return W
+
+
+def auto_init(
+    data: CompactCounts,
+    G: np.ndarray | None,
+    k: int,
+    *,
+    scale: float,
+    shape: tuple[int, ...] | None,
+    simplex_H: bool,
+    wp: WParams,
+    dtype,
+    n_refine: int = 100,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``"auto"`` start: returns (W internal, Ht pixels × k), both feasible."""
+    p, n = data.n_pixels, data.n_channels
+    X = to_csr(data)
+    mean_counts = data.total / p
+    b = bin_factor(shape, mean_counts, k)
+    if b > 1:
+        block, nearest, nb = block_index(shape, b)
+        inside = block >= 0
+        A = sp.csr_array(
+            (np.ones(int(inside.sum())), (block[inside], np.flatnonzero(inside))), shape=(nb, p)
+        )
+        Xb = (A @ X).tocsr()
+        per_block = float(b * b)
+    else:
+        nearest = np.arange(p)
+        nb = p
+        Xb = X
+        per_block = 1.0
+    wts = np.asarray(Xb.sum(axis=1)).ravel()
+    F = _features(Xb, G, n)
+    Fs = F.sum(axis=1)
+    Fn = F / np.where(Fs > 0, Fs, 1.0)[:, None]
+    labels = kmeans_maximin(Fn, wts, k)
+    # mean spectrum (counts per original pixel) of each cluster, in scaled units
+    onehot = sp.csr_array((np.ones(nb), (labels, np.arange(nb))), shape=(k, nb))
+    S = np.asarray((onehot @ Xb).toarray() if sp.issparse(Xb) else onehot @ Xb).T  # n × k
+    npx = np.bincount(labels, minlength=k).astype(np.float64) * per_block
+    S = S / np.maximum(npx, 1.0)[None, :] / scale
+    # break exact ties between identical clusters deterministically
+    S = S + 1e-6 * S.mean() * (1.0 + np.arange(k))[None, :] / k
+    W = fit_W_columns(S, G)
+    if not np.any(W > 0):
+        W = np.ones_like(W)
+    feasible_W(W, wp)
+    # abundances of the blocks: the cluster memberships, softened
+    Hb = np.full((nb, k), 0.2 / max(k - 1, 1))
+    Hb[np.arange(nb), labels] = 0.8
+    if b > 1 and n_refine > 0:
+        bdata = as_compact(Xb)
+        bscale = bdata.total / (nb * k)
+        if bdata.total > 0:
+            fac = scale * per_block / bscale
+            Wb = W / fac if (simplex_H or not wp.simplex) else W.copy()
+            if not simplex_H:
+                Hb = Hb * (wts / max(wts.mean(), 1e-300))[:, None]
+            feasible_W(Wb, wp)
+            feasible_H(Hb, simplex_H, None, wp.eps)
+            hp = HParams(
+                1.0 / bscale, bdata.total / bscale, np.zeros(k), 1.0, 0.0,
+                *empty_adjacency(nb), simplex_H, None, wp.eps, 1e-13,
+            )  # fmt: skip
+            res = solve(bdata, G, Wb, Hb.astype(np.float64), hp, wp, max_iter=n_refine, tol=0.0,
+                        loss_every=n_refine)  # fmt: skip
+            W = res.W * fac if (simplex_H or not wp.simplex) else res.W
+            Hb = res.Ht
+            feasible_W(W, wp)
+    Ht = np.ascontiguousarray(Hb[nearest], dtype=dtype)
+    if not simplex_H:
+        # per-pixel intensity from the pixel's counts
+        ratio = data.pixel_sums / scale
+        D = W if G is None else (G @ W if G.ndim == 2 else np.einsum("jnm,mj->nj", G, W))
+        model = Ht.astype(np.float64) @ D.sum(axis=0)
+        Ht = Ht * (ratio / np.maximum(model, 1e-300))[:, None].astype(dtype)
+    return W, Ht
+
+
+def random_init(
+    data: CompactCounts,
+    G: np.ndarray | None,
+    k: int,
+    *,
+    scale: float,
+    rows: int,
+    simplex_H: bool,
+    wp: WParams,
+    dtype,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform random start, scaled so the model's total matches the data's."""
+    W = rng.uniform(0.1, 1.0, size=(rows, k))
+    Ht = rng.uniform(0.1, 1.0, size=(data.n_pixels, k))
+    feasible_W(W, wp)
+    feasible_H(Ht, simplex_H, None, wp.eps)
+    D = W if G is None else (G @ W if G.ndim == 2 else np.einsum("jnm,mj->nj", G, W))
+    model_total = float((Ht @ D.sum(axis=0)).sum())
+    target = data.total / scale
+    if model_total > 0:
+        f = target / model_total
+        if simplex_H or not wp.simplex:
+            W *= f
+        else:
+            Ht *= f
+    return W, np.ascontiguousarray(Ht, dtype=dtype)

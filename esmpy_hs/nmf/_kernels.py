@@ -1,0 +1,487 @@
+"""The compiled per-iteration pass over the counts (the hot loop of the solver).
+
+One call of :func:`h_pass_sparse` (or :func:`h_pass_dense`) processes a contiguous range of pixels
+(a *chunk*: the whole map for the in-memory solver, one block for a chunked driver). For each
+pixel p, while its counts are in cache, it
+
+1. computes the model ``m_c = D[c] · h_p`` (old h_p) on the pixel's nonzero channels, the ratio
+   ``r_c = y_c / m_c`` (y scaled by ``inv_scale``), the numerator ``a = Dᵀ r`` and, if asked, the
+   loss terms of the current iterate;
+2. updates h_p by exact minimisation of the majorising surrogate (see :mod:`._simplex`): the
+   Kullback-Leibler part (Jensen), the tangent of the log prior, the separable quadratic majoriser
+   of the Laplacian (which needs the *previous* h of the neighbours, read from the global ``Ht``),
+   the H simplex and the fixed entries;
+3. recomputes the ratios with the new h_p and accumulates ``R Hᵀ`` (channels × k) and ``H 1``
+   into per-block accumulators.
+
+Pixels are split into ``acc.shape[0]`` blocks processed in parallel (``numba.prange``); each block
+writes its own accumulator, so the result does not depend on the number of threads. The caller
+sums the blocks (see :func:`esmpy_hs.nmf._solver.h_pass`).
+
+Storage: ``D`` is channels × k and ``Ht`` is pixels × k (pixel-major), both C-contiguous and of the
+working float type (float32 or float64); arithmetic on scalars is float64. Counts are uint16 or
+float, channel indices uint16 or int32 (see :mod:`._data`).
+
+Loss parts (per block, float64), for the iterate *entering* the pass (D, old H):
+
+- ``loss[b, 0] = Σ y' log(y'/m)`` over the nonzeros (y' = scaled counts),
+- ``loss[b, 1] = Σ m`` (computed as ``Σ_p (1ᵀD)·h_p``),
+- ``loss[b, 2] = Σ μ_k log(H_kp + ε_reg)``,
+- ``loss[b, 3] = (λ/2) tr(H Δ Hᵀ)`` restricted to the block's pixels (each edge counted half
+  from each end, so the sum over blocks is exact).
+
+The objective is ``Σ_blocks (loss[:,0] + loss[:,1] + loss[:,2] + loss[:,3]) − Σ y'``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from esmpy_hs.nmf._simplex import solve_column
+
+#: floor of the model value on a nonzero count (guards channels where D is zero)
+_TINY = 1e-30
+#: exact power-of-two rescaling of the running product of ratios in the loss
+_BIG = 2.0**200
+_SMALL = 2.0**-200
+_LOG_BIG = 200.0 * np.log(2.0)
+
+
+@njit(cache=True, inline="always")
+def _update_pixel(
+    p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
+    simplex, fixed, eps, rtol, c, beta, free, hn,
+):  # fmt: skip
+    """Solve the surrogate of pixel p (global index) / i (chunk index); write ``hn``."""
+    k = h.shape[0]
+    has_fixed = fixed.shape[0] > 0
+    total = 1.0
+    for j in range(k):
+        hn[j] = h[j]
+        free[j] = True
+        if has_fixed:
+            fv = fixed[i, j]
+            if not np.isnan(fv):
+                free[j] = False
+                hn[j] = fv
+                total -= fv
+        c[j] = h[j] * a[j]
+        beta[j] = colsum[j] + mu[j] / (h[j] + eps_reg)
+    q = 0.0
+    if lam > 0.0:
+        a0 = adj_indptr[p]
+        a1 = adj_indptr[p + 1]
+        deg = a1 - a0
+        if deg > 0:
+            q = lam * deg
+            for j in range(k):
+                s = 0.0
+                for t in range(a0, a1):
+                    s += Ht[adj_indices[t], j]
+                beta[j] -= lam * (deg * h[j] + s)
+    solve_column(c, beta, q, free, total, eps, simplex, rtol, hn)
+
+
+@njit(cache=True, inline="always")
+def _reg_loss(p, h, mu, eps_reg, lam, adj_indptr, adj_indices, Ht):
+    """(Σ_k μ_k log(h_k + ε_reg), (λ/4) Σ_{q∈N(p)} ‖h − h_q‖²) of pixel p."""
+    k = h.shape[0]
+    lp = 0.0
+    for j in range(k):
+        lp += mu[j] * np.log(h[j] + eps_reg)
+    ll = 0.0
+    if lam > 0.0:
+        for t in range(adj_indptr[p], adj_indptr[p + 1]):
+            qn = adj_indices[t]
+            for j in range(k):
+                d = h[j] - Ht[qn, j]
+                ll += d * d
+        ll *= 0.25 * lam
+    return lp, ll
+
+
+@njit(cache=True)
+def _ratios_sparse(i0, i1, indices, counts, D, h, a, inv_scale, kt):
+    """``a += Dᵀ r`` over nonzeros ``i0:i1`` with ``r = y' / (D h)``."""
+    k = len(kt)
+    for t in range(i0, i1):
+        ch = indices[t]
+        m = 0.0
+        for j in range(k):
+            m += D[ch, j] * h[j]
+        if m < _TINY:
+            m = _TINY
+        r = counts[t] * inv_scale / m
+        for j in range(k):
+            a[j] += D[ch, j] * r
+
+
+@njit(cache=True, inline="always")
+def _log_product_step(yc, r, prod, pexp, lraw):
+    """Fold ``yc · log r`` into (running product, its 2^200 exponent, plain sum of logs).
+
+    Counts 1–3 multiply the product (one logarithm per pixel at the end instead of one per
+    count); the product is rescaled by exact powers of two so it never over- or underflows.
+    """
+    if yc == 1:
+        prod *= r
+    elif yc == 2:
+        prod *= r * r
+    elif yc == 3:
+        prod *= r * r * r
+    else:
+        lraw += yc * np.log(r)
+    if prod > _BIG:
+        prod *= _SMALL
+        pexp += 1
+    elif prod < _SMALL:
+        prod *= _BIG
+        pexp -= 1
+    return prod, pexp, lraw
+
+
+@njit(cache=True)
+def _ratios_loss_sparse(i0, i1, indices, counts, D, h, a, inv_scale, kt):
+    """As :func:`_ratios_sparse`; also returns ``Σ y log r`` (unscaled counts y)."""
+    k = len(kt)
+    lraw = 0.0
+    prod = 1.0
+    pexp = 0
+    for t in range(i0, i1):
+        ch = indices[t]
+        yc = counts[t]
+        m = 0.0
+        for j in range(k):
+            m += D[ch, j] * h[j]
+        if m < _TINY:
+            m = _TINY
+        r = yc * inv_scale / m
+        prod, pexp, lraw = _log_product_step(yc, r, prod, pexp, lraw)
+        for j in range(k):
+            a[j] += D[ch, j] * r
+    return lraw + np.log(prod) + pexp * _LOG_BIG
+
+
+@njit(cache=True)
+def _accumulate_sparse(i0, i1, indices, counts, D, hn, acc, inv_scale, kt):
+    """``acc[c] += r_c · hn`` over nonzeros ``i0:i1`` with ``r = y' / (D hn)``."""
+    k = len(kt)
+    for t in range(i0, i1):
+        ch = indices[t]
+        m = 0.0
+        for j in range(k):
+            m += D[ch, j] * hn[j]
+        if m < _TINY:
+            m = _TINY
+        r = counts[t] * inv_scale / m
+        for j in range(k):
+            acc[ch, j] += r * hn[j]
+
+
+@njit(cache=True)
+def _ratios_dense(i, dense, D, h, a, inv_scale, kt):
+    """Dense counterpart of :func:`_ratios_sparse` (zero counts skipped)."""
+    k = len(kt)
+    for ch in range(dense.shape[1]):
+        yc = dense[i, ch]
+        if yc == 0:
+            continue
+        m = 0.0
+        for j in range(k):
+            m += D[ch, j] * h[j]
+        if m < _TINY:
+            m = _TINY
+        r = yc * inv_scale / m
+        for j in range(k):
+            a[j] += D[ch, j] * r
+
+
+@njit(cache=True)
+def _ratios_loss_dense(i, dense, D, h, a, inv_scale, kt):
+    """Dense counterpart of :func:`_ratios_loss_sparse`."""
+    k = len(kt)
+    lraw = 0.0
+    prod = 1.0
+    pexp = 0
+    for ch in range(dense.shape[1]):
+        yc = dense[i, ch]
+        if yc == 0:
+            continue
+        m = 0.0
+        for j in range(k):
+            m += D[ch, j] * h[j]
+        if m < _TINY:
+            m = _TINY
+        r = yc * inv_scale / m
+        prod, pexp, lraw = _log_product_step(yc, r, prod, pexp, lraw)
+        for j in range(k):
+            a[j] += D[ch, j] * r
+    return lraw + np.log(prod) + pexp * _LOG_BIG
+
+
+@njit(cache=True)
+def _accumulate_dense(i, dense, D, hn, acc, inv_scale, kt):
+    """Dense counterpart of :func:`_accumulate_sparse`."""
+    k = len(kt)
+    for ch in range(dense.shape[1]):
+        yc = dense[i, ch]
+        if yc == 0:
+            continue
+        m = 0.0
+        for j in range(k):
+            m += D[ch, j] * hn[j]
+        if m < _TINY:
+            m = _TINY
+        r = yc * inv_scale / m
+        for j in range(k):
+            acc[ch, j] += r * hn[j]
+
+
+@njit(cache=True)
+def _sparse_block(
+    lo, hi, indptr, indices, counts, D, colsum, Ht, start, Ht_out,
+    inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
+    simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
+    blk_acc, hsum_b, loss_b, kt,
+):  # fmt: skip
+    """Pixels ``lo:hi`` of the chunk (serial); see :func:`h_pass_sparse`."""
+    k = len(kt)  # compile-time constant (see the kernel's docstring)
+    blk_acc[:] = 0.0
+    hs = np.zeros(k)
+    ls = np.zeros(4)
+    h = np.empty(k)
+    a = np.empty(k)
+    hn = np.empty(k)
+    c = np.empty(k)
+    beta = np.empty(k)
+    free = np.empty(k, dtype=np.bool_)
+    for i in range(lo, hi):
+        p = start + i
+        for j in range(k):
+            h[j] = Ht[p, j]
+            a[j] = 0.0
+        i0 = indptr[i]
+        i1 = indptr[i + 1]
+        if update_h or want_loss:
+            if want_loss:
+                ls[0] += inv_scale * _ratios_loss_sparse(i0, i1, indices, counts, D, h, a,
+                                                         inv_scale, kt)  # fmt: skip
+            else:
+                _ratios_sparse(i0, i1, indices, counts, D, h, a, inv_scale, kt)
+            if want_loss:
+                for j in range(k):
+                    ls[1] += colsum[j] * h[j]
+                lp, ll = _reg_loss(p, h, mu, eps_reg, lam, adj_indptr, adj_indices, Ht)
+                ls[2] += lp
+                ls[3] += ll
+        if update_h:
+            _update_pixel(
+                p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
+                simplex, fixed, eps, rtol, c, beta, free, hn,
+            )  # fmt: skip
+            for j in range(k):
+                Ht_out[i, j] = hn[j]
+                hn[j] = Ht_out[i, j]  # accumulate with the stored (rounded) value
+        else:
+            for j in range(k):
+                hn[j] = h[j]
+        if accumulate:
+            for j in range(k):
+                hs[j] += hn[j]
+            _accumulate_sparse(i0, i1, indices, counts, D, hn, blk_acc, inv_scale, kt)
+    for j in range(k):
+        hsum_b[j] = hs[j]
+    for j in range(4):
+        loss_b[j] = ls[j]
+
+
+@njit(parallel=True, cache=True)
+def h_pass_sparse(
+    indptr, indices, counts, D, colsum, Ht, start, Ht_out,
+    inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
+    simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
+    acc, hsum, loss, kt,
+):  # fmt: skip
+    """Fused pass over pixels ``start … start + len(indptr) − 2`` stored sparse by pixel.
+
+    Parameters
+    ----------
+    indptr : int64[npx + 1]
+        Chunk pointers into ``indices``/``counts`` (absolute positions: a slice of the full
+        ``indptr`` can be passed with the full ``indices``/``counts``).
+    indices : uint16[:] or int32[:]
+        Channel indices.
+    counts : uint16[:] or float[:]
+        Counts (unscaled).
+    D : float[n, k]
+        Phase spectra G·W (scaled units).
+    colsum : float64[k]
+        ``1ᵀ D``.
+    Ht : float[p_total, k]
+        Previous H (all pixels: the Laplacian reads neighbours).
+    start : int
+        Global index of the chunk's first pixel.
+    Ht_out : float[npx, k]
+        New H of the chunk (written only when ``update_h``; may alias nothing in ``Ht``).
+    inv_scale : float
+        1 / data scale.
+    mu : float64[k]
+        Log-prior weights.
+    eps_reg, lam : float
+        ε_reg and λ.
+    adj_indptr, adj_indices : int64[p_total + 1], int32[:]
+        Pixel graph (global indices).
+    simplex : bool
+        H simplex (Σ_k h_kp = 1).
+    fixed : float[npx, k] or float[0, k]
+        Fixed entries of the chunk (NaN = free); an empty array when none are fixed.
+    eps : float
+        Lower bound of H.
+    rtol : float
+        Tolerance of the simplex sums.
+    update_h, accumulate, want_loss : bool
+        Update H / accumulate ``R Hᵀ`` and ``H 1`` with the new H / compute loss parts of the
+        entering iterate.
+    acc : float[nblocks, n, k]
+        Per-block ``R Hᵀ`` (zeroed here).
+    hsum : float64[nblocks, k]
+        Per-block ``H 1`` of the new H (zeroed here).
+    loss : float64[nblocks, 4]
+        Per-block loss parts (zeroed here); see the module docstring.
+    kt : tuple of k ints
+        ``(0,) * k``: makes k a compile-time constant (one compiled version per k), which lets
+        LLVM unroll the loops over components — twice as fast as a run-time k.
+    """
+    npx = indptr.shape[0] - 1
+    nblocks = acc.shape[0]
+    for b in prange(nblocks):
+        _sparse_block(
+            (b * npx) // nblocks, ((b + 1) * npx) // nblocks,
+            indptr, indices, counts, D, colsum, Ht, start, Ht_out,
+            inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
+            simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
+            acc[b], hsum[b], loss[b], kt,
+        )  # fmt: skip
+
+
+@njit(cache=True)
+def _dense_block(
+    lo, hi, dense, D, colsum, Ht, start, Ht_out,
+    inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
+    simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
+    blk_acc, hsum_b, loss_b, kt,
+):  # fmt: skip
+    """Pixels ``lo:hi`` of the chunk (serial); see :func:`h_pass_dense`."""
+    k = len(kt)  # compile-time constant (see the kernel's docstring)
+    blk_acc[:] = 0.0
+    hs = np.zeros(k)
+    ls = np.zeros(4)
+    h = np.empty(k)
+    a = np.empty(k)
+    hn = np.empty(k)
+    c = np.empty(k)
+    beta = np.empty(k)
+    free = np.empty(k, dtype=np.bool_)
+    for i in range(lo, hi):
+        p = start + i
+        for j in range(k):
+            h[j] = Ht[p, j]
+            a[j] = 0.0
+        if update_h or want_loss:
+            if want_loss:
+                ls[0] += inv_scale * _ratios_loss_dense(i, dense, D, h, a, inv_scale, kt)
+            else:
+                _ratios_dense(i, dense, D, h, a, inv_scale, kt)
+            if want_loss:
+                for j in range(k):
+                    ls[1] += colsum[j] * h[j]
+                lp, ll = _reg_loss(p, h, mu, eps_reg, lam, adj_indptr, adj_indices, Ht)
+                ls[2] += lp
+                ls[3] += ll
+        if update_h:
+            _update_pixel(
+                p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
+                simplex, fixed, eps, rtol, c, beta, free, hn,
+            )  # fmt: skip
+            for j in range(k):
+                Ht_out[i, j] = hn[j]
+                hn[j] = Ht_out[i, j]
+        else:
+            for j in range(k):
+                hn[j] = h[j]
+        if accumulate:
+            for j in range(k):
+                hs[j] += hn[j]
+            _accumulate_dense(i, dense, D, hn, blk_acc, inv_scale, kt)
+    for j in range(k):
+        hsum_b[j] = hs[j]
+    for j in range(4):
+        loss_b[j] = ls[j]
+
+
+@njit(parallel=True, cache=True)
+def h_pass_dense(
+    dense, D, colsum, Ht, start, Ht_out,
+    inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
+    simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
+    acc, hsum, loss, kt,
+):  # fmt: skip
+    """As :func:`h_pass_sparse` for counts stored dense, ``dense[i, c]`` (chunk pixels × channels).
+
+    Zero counts are skipped, so the arithmetic (and the result) is the same as the sparse pass.
+    """
+    npx = dense.shape[0]
+    nblocks = acc.shape[0]
+    for b in prange(nblocks):
+        _dense_block(
+            (b * npx) // nblocks, ((b + 1) * npx) // nblocks,
+            dense, D, colsum, Ht, start, Ht_out,
+            inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
+            simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
+            acc[b], hsum[b], loss[b], kt,
+        )  # fmt: skip
+
+
+@njit(cache=True)
+def h_pass_sparse_serial(
+    indptr, indices, counts, D, colsum, Ht, start, Ht_out,
+    inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
+    simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
+    acc, hsum, loss, kt,
+):  # fmt: skip
+    """:func:`h_pass_sparse` on one thread (same blocks, bit-identical results).
+
+    Used for small chunks, where waking a thread pool costs more than the work (milliseconds
+    on a loaded machine).
+    """
+    npx = indptr.shape[0] - 1
+    nblocks = acc.shape[0]
+    for b in range(nblocks):
+        _sparse_block(
+            (b * npx) // nblocks, ((b + 1) * npx) // nblocks,
+            indptr, indices, counts, D, colsum, Ht, start, Ht_out,
+            inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
+            simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
+            acc[b], hsum[b], loss[b], kt,
+        )  # fmt: skip
+
+
+@njit(cache=True)
+def h_pass_dense_serial(
+    dense, D, colsum, Ht, start, Ht_out,
+    inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
+    simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
+    acc, hsum, loss, kt,
+):  # fmt: skip
+    """:func:`h_pass_dense` on one thread (same blocks, bit-identical results)."""
+    npx = dense.shape[0]
+    nblocks = acc.shape[0]
+    for b in range(nblocks):
+        _dense_block(
+            (b * npx) // nblocks, ((b + 1) * npx) // nblocks,
+            dense, D, colsum, Ht, start, Ht_out,
+            inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
+            simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
+            acc[b], hsum[b], loss[b], kt,
+        )  # fmt: skip

@@ -1,0 +1,78 @@
+"""The pixel graph of the Laplacian regulariser.
+
+Δ is the graph Laplacian of the 4-connected pixel grid with Neumann borders (a pixel's diagonal
+entry is its number of neighbours, −1 to each neighbour); a 1-D navigation gives the chain graph.
+The graph is stored as a CSR adjacency (``indptr``, ``indices``) over pixels numbered row-major
+over ``shape_2d = (rows, cols)``: pixel ``p = row * cols + col``, which is the order of HyperSpy's
+unfolded navigation axes with ``shape_2d = (ny, nx)``. ``tr(H Δ Hᵀ) = Σ_edges ‖h_p − h_q‖²``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def normalise_shape(shape_2d, n_pixels: int) -> tuple[int, ...]:
+    """Check a pixel-grid shape against the number of pixels; return it as a tuple.
+
+    ``shape_2d`` may be ``(rows, cols)`` or ``(n,)`` for a chain (1-D navigation).
+
+    Raises
+    ------
+    ValueError
+        When the product of the shape differs from ``n_pixels`` or an entry is not positive.
+    """
+    shape = tuple(int(s) for s in np.atleast_1d(shape_2d))
+    if len(shape) not in (1, 2) or any(s < 1 for s in shape):
+        raise ValueError(
+            f"shape_2d must be (rows, cols) or (n,) with positive sizes, got {shape_2d}"
+        )
+    if int(np.prod(shape)) != n_pixels:
+        raise ValueError(
+            f"shape_2d={shape} holds {int(np.prod(shape))} pixels but the data have {n_pixels}"
+        )
+    return shape
+
+
+def grid_adjacency(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """CSR adjacency of the 4-connected grid (or chain) of the given shape.
+
+    Returns
+    -------
+    indptr : ndarray of int64, shape (n + 1,)
+    indices : ndarray of int32
+        Neighbours of pixel p are ``indices[indptr[p]:indptr[p+1]]`` (sorted).
+    """
+    if len(shape) == 1:
+        shape = (1, shape[0])
+    rows, cols = shape
+    n = rows * cols
+    idx = np.arange(n).reshape(rows, cols)
+    pairs = []
+    if cols > 1:
+        a, b = idx[:, :-1].ravel(), idx[:, 1:].ravel()
+        pairs += [(a, b), (b, a)]
+    if rows > 1:
+        a, b = idx[:-1, :].ravel(), idx[1:, :].ravel()
+        pairs += [(a, b), (b, a)]
+    if not pairs:
+        return np.zeros(n + 1, dtype=np.int64), np.zeros(0, dtype=np.int32)
+    src = np.concatenate([p[0] for p in pairs])
+    dst = np.concatenate([p[1] for p in pairs])
+    order = np.lexsort((dst, src))
+    src, dst = src[order], dst[order]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
+    return indptr, dst.astype(np.int32)
+
+
+def empty_adjacency(n_pixels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Adjacency with no edges (used when λ = 0)."""
+    return np.zeros(n_pixels + 1, dtype=np.int64), np.zeros(0, dtype=np.int32)
+
+
+def laplacian_energy(Ht: np.ndarray, indptr: np.ndarray, indices: np.ndarray) -> float:
+    """``tr(H Δ Hᵀ) = Σ_edges ‖h_p − h_q‖²`` for ``Ht`` of shape (pixels × k) (NumPy)."""
+    src = np.repeat(np.arange(Ht.shape[0]), np.diff(indptr))
+    diff = Ht[src].astype(np.float64) - Ht[indices].astype(np.float64)
+    return 0.5 * float(np.sum(diff * diff))

@@ -1,0 +1,394 @@
+"""The iteration loop, written so a chunk-by-chunk driver can reuse every step.
+
+One iteration (the in-memory loop :func:`solve` does exactly this with a single chunk)::
+
+    D = _updates.compute_D(G, W, dtype)            # channels × k, working dtype
+    colsum = D.sum(0, dtype=float64)
+    for each pixel chunk [start, stop):
+        part = h_pass(data.chunk(start, stop), D, colsum, Ht, start, Ht_new[start:stop], hp,
+                      want_loss=...)              # H step of the chunk + partial sums
+    tot = combine([part, ...])                     # reduce: R Hᵀ, H 1, loss parts
+    W = _updates.update_W(W, G, tot.RHt, tot.hsum, Gt1=Gt1, **wp.kwargs())
+    Ht, Ht_new = Ht_new, Ht
+
+The H step of a chunk needs only D, the chunk's counts and the *previous* H of all pixels (the
+Laplacian reads the neighbours), so the chunked iteration is the same computation as the
+in-memory one (up to the order of floating-point sums over chunks). ``want_loss`` returns the loss
+parts of the iterate entering the pass; ``F = _objective.assemble(tot.loss, hp.total_scaled)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+from esmpy_hs.nmf import _kernels
+from esmpy_hs.nmf._objective import assemble
+from esmpy_hs.nmf._updates import compute_D, g_colsums, update_W
+
+#: minimum number of pixel blocks per pass (fixed so results do not depend on the thread count)
+MIN_BLOCKS = 16
+#: below this much work (≈ nonzeros) a chunk is processed on one thread: waking the thread pool
+#: costs up to milliseconds on a loaded machine. The blocks, hence the results, are the same.
+SERIAL_WORK = 200_000
+
+
+@dataclass
+class HParams:
+    """Everything the H step needs besides the data, D and H (scaled units).
+
+    Attributes
+    ----------
+    inv_scale : float
+        1 / data scale (the kernels scale the counts on the fly).
+    total_scaled : float
+        Σ Y / scale (constant of the Kullback-Leibler divergence).
+    mu : ndarray (k,)
+        Log-prior weights.
+    eps_reg : float
+    lam : float
+        Laplacian weight λ.
+    adj_indptr, adj_indices : ndarray
+        Pixel graph (global pixel indices), see :mod:`._laplacian`.
+    simplex : bool
+        H simplex.
+    fixed_Ht : ndarray (pixels × k) or None
+        Fixed H entries (NaN = free), pixel-major, global.
+    eps : float
+        Lower bound of H and W.
+    rtol : float
+        Tolerance of the simplex sums.
+    """
+
+    inv_scale: float
+    total_scaled: float
+    mu: np.ndarray
+    eps_reg: float
+    lam: float
+    adj_indptr: np.ndarray
+    adj_indices: np.ndarray
+    simplex: bool
+    fixed_Ht: np.ndarray | None
+    eps: float
+    rtol: float
+
+
+@dataclass
+class WParams:
+    """Everything the W step needs besides G, W and the reduced sums."""
+
+    simplex: bool
+    simplex_rows: np.ndarray
+    fixed: np.ndarray | None
+    eps: float
+    rtol: float
+
+    def kwargs(self) -> dict:
+        return {
+            "simplex": self.simplex,
+            "simplex_rows": self.simplex_rows,
+            "fixed": self.fixed,
+            "eps": self.eps,
+            "rtol": self.rtol,
+        }
+
+
+@dataclass
+class PassResult:
+    """Partial sums of one chunk (or their total after :func:`combine`)."""
+
+    RHt: np.ndarray  # channels × k, float64
+    hsum: np.ndarray  # k, float64
+    loss: np.ndarray  # 4, float64 (see _kernels)
+
+
+def n_blocks(npx: int) -> int:
+    """Number of parallel blocks for a chunk of ``npx`` pixels."""
+    return max(1, min(npx, max(MIN_BLOCKS, numba.get_num_threads())))
+
+
+def h_pass(
+    chunk: tuple,
+    D: np.ndarray,
+    colsum: np.ndarray,
+    Ht: np.ndarray,
+    start: int,
+    Ht_out: np.ndarray,
+    hp: HParams,
+    *,
+    update_h: bool = True,
+    accumulate: bool = True,
+    want_loss: bool = False,
+) -> PassResult:
+    """H step of one pixel chunk and its partial sums.
+
+    Parameters
+    ----------
+    chunk : tuple
+        ``CompactCounts.chunk(start, stop)``: ``("sparse", indptr, indices, counts)`` or
+        ``("dense", dense_rows)``.
+    D : ndarray (channels × k), C-contiguous, working dtype
+        Phase spectra (scaled units).
+    colsum : ndarray (k,), float64
+        ``D.sum(0)``.
+    Ht : ndarray (pixels × k), working dtype
+        Previous H, all pixels.
+    start : int
+        Global index of the chunk's first pixel.
+    Ht_out : ndarray (chunk pixels × k), working dtype, C-contiguous
+        Receives the chunk's new H (must not overlap ``Ht``).
+    hp : HParams
+    update_h, accumulate, want_loss : bool
+        See :func:`._kernels.h_pass_sparse`.
+    """
+    k = D.shape[1]
+    n = D.shape[0]
+    npx = chunk[1].shape[0] - 1 if chunk[0] == "sparse" else chunk[1].shape[0]
+    nb = n_blocks(npx)
+    acc = np.empty((nb, n, k), dtype=D.dtype)
+    hsum = np.empty((nb, k))
+    loss = np.empty((nb, 4))
+    if npx == 0:
+        return PassResult(np.zeros((n, k)), np.zeros(k), np.zeros(4))
+    fixed = (
+        np.empty((0, k), dtype=Ht.dtype)
+        if hp.fixed_Ht is None
+        else np.ascontiguousarray(hp.fixed_Ht[start : start + npx], dtype=Ht.dtype)
+    )
+    common = (
+        hp.inv_scale, hp.mu, hp.eps_reg, hp.lam, hp.adj_indptr, hp.adj_indices,
+        hp.simplex, fixed, hp.eps, hp.rtol, update_h, accumulate, want_loss,
+        acc, hsum, loss, (0,) * k,
+    )  # fmt: skip
+    if chunk[0] == "sparse":
+        _, indptr, indices, counts = chunk
+        work = int(indptr[-1] - indptr[0]) + 8 * npx
+        kern = _kernels.h_pass_sparse if work > SERIAL_WORK else _kernels.h_pass_sparse_serial
+        kern(indptr, indices, counts, D, colsum, Ht, start, Ht_out, *common)
+    else:
+        work = chunk[1].size // 2 + 8 * npx
+        kern = _kernels.h_pass_dense if work > SERIAL_WORK else _kernels.h_pass_dense_serial
+        kern(chunk[1], D, colsum, Ht, start, Ht_out, *common)
+    return PassResult(acc.sum(axis=0, dtype=np.float64), hsum.sum(axis=0), loss.sum(axis=0))
+
+
+def combine(parts: list[PassResult]) -> PassResult:
+    """Reduce the partial sums of several chunks (in the given order)."""
+    RHt = parts[0].RHt.copy()
+    hsum = parts[0].hsum.copy()
+    loss = parts[0].loss.copy()
+    for q in parts[1:]:
+        RHt += q.RHt
+        hsum += q.hsum
+        loss += q.loss
+    return PassResult(RHt, hsum, loss)
+
+
+@dataclass
+class SolveResult:
+    """Output of :func:`solve`."""
+
+    W: np.ndarray
+    Ht: np.ndarray
+    G: np.ndarray | None
+    n_iter: int
+    loss_history: list[float] = field(default_factory=list)
+    loss_iterations: list[int] = field(default_factory=list)
+    stop_reason: str = "max_iter"
+
+
+def evaluate_loss(data, G, W, Ht, hp: HParams) -> float:
+    """F(W, H) with one loss-only kernel pass."""
+    D = compute_D(G, W, Ht.dtype)
+    colsum = D.sum(axis=0, dtype=np.float64)
+    res = h_pass(
+        data.chunk(0, data.n_pixels), D, colsum, Ht, 0, Ht, hp,
+        update_h=False, accumulate=False, want_loss=True,
+    )  # fmt: skip
+    return assemble(res.loss, hp.total_scaled)
+
+
+def solve(
+    data,
+    G: np.ndarray | None,
+    W: np.ndarray,
+    Ht: np.ndarray,
+    hp: HParams,
+    wp: WParams,
+    *,
+    max_iter: int,
+    tol: float,
+    loss_every: int = 10,
+    update_H: bool = True,
+    update_W_: bool = True,
+    callback: Callable | None = None,
+    callback_every: int = 1,
+    callback_owner=None,
+    out_scale: float = 1.0,
+    progress: bool = False,
+    desc: str = "SmartNMF",
+) -> SolveResult:
+    """Run the multiplicative updates (in memory, one chunk).
+
+    Parameters
+    ----------
+    data : CompactCounts
+    G : None, 2-D or 3-D ndarray
+    W : ndarray (rows × k), float64, feasible
+    Ht : ndarray (pixels × k), working dtype, feasible
+    hp, wp : HParams, WParams
+    max_iter : int
+    tol : float
+        Stop when the relative decrease of F per iteration, measured between two loss
+        evaluations, falls below ``tol`` (0 disables).
+    loss_every : int
+        Evaluate F every ``loss_every`` iterations (it costs one logarithm per nonzero count).
+    update_H, update_W_ : bool
+        Which factor is updated (``transform`` holds W).
+    callback : callable or None
+        ``callback(callback_owner, iteration, W * out_scale, H)`` every ``callback_every``
+        iterations; a returned array replaces G (same kind: 2-D or 3-D). F is not comparable
+        across a change of G, so the convergence test runs within each "epoch" of one G: F is
+        evaluated right after a change and once more (one extra loss pass) just before the
+        next change, and the fit stops when the epoch's relative decrease per iteration is
+        below ``tol`` (then the last G that was fitted is kept).
+    out_scale : float
+        Factor from internal W to the W passed to the callback.
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    SolveResult
+        ``stop_reason`` is ``"converged"``, ``"max_iter"`` or ``"interrupted"`` (KeyboardInterrupt:
+        the last complete iterate is kept).
+    """
+    W = np.array(W, dtype=np.float64)
+    Ht = np.ascontiguousarray(Ht)
+    Ht_new = np.empty_like(Ht)
+    Gt1 = g_colsums(G, W.shape[0], W.shape[1])
+    loss_every = max(1, int(loss_every))
+    hist: list[float] = []
+    hist_it: list[int] = []
+    ref: tuple[int, float] | None = None  # (iteration, F) of the last evaluation with this G
+    force_loss = False
+    stop = "max_iter"
+    it = 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=max_iter, desc=desc, leave=False)
+    try:
+        while it < max_iter:
+            want = it % loss_every == 0 or force_loss
+            force_loss = False
+            D = compute_D(G, W, Ht.dtype)
+            colsum = D.sum(axis=0, dtype=np.float64)
+            res = h_pass(
+                data.chunk(0, data.n_pixels), D, colsum, Ht, 0, Ht_new, hp,
+                update_h=update_H, accumulate=update_W_, want_loss=want,
+            )  # fmt: skip
+            if want:
+                F = assemble(res.loss, hp.total_scaled)
+                hist.append(F)
+                hist_it.append(it)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{F:.6g}", refresh=False)
+                if ref is not None and tol > 0 and it > ref[0]:
+                    rel = (ref[1] - F) / max(abs(F), 1e-300) / (it - ref[0])
+                    if rel < tol:
+                        stop = "converged"
+                        break
+                ref = (it, F)
+            W_new = update_W(W, G, res.RHt, res.hsum, Gt1=Gt1, **wp.kwargs()) if update_W_ else W
+            if update_H:
+                Ht, Ht_new, W = Ht_new, Ht, W_new
+            else:
+                W = W_new
+            it += 1
+            if bar is not None:
+                bar.update(1)
+            if callback is not None and it % max(1, int(callback_every)) == 0:
+                ret = callback(callback_owner, it, W * out_scale, Ht.T)
+                if ret is not None:
+                    G_new = np.asarray(ret, dtype=np.float64)
+                    if G is None or G_new.shape != G.shape:
+                        raise ValueError(
+                            f"the callback returned G of shape {G_new.shape}, expected "
+                            f"{None if G is None else G.shape}"
+                        )
+                    # close the convergence test of the epoch of the old G (one loss pass),
+                    # then start a new epoch: F is not comparable across G
+                    if ref is not None and tol > 0 and it > ref[0]:
+                        F_old = evaluate_loss(data, G, W, Ht, hp)
+                        rel = (ref[1] - F_old) / max(abs(F_old), 1e-300) / (it - ref[0])
+                        if rel < tol:
+                            stop = "converged"
+                            break
+                    G = G_new
+                    Gt1 = g_colsums(G, W.shape[0], W.shape[1])
+                    ref = None
+                    force_loss = True
+    except KeyboardInterrupt:
+        stop = "interrupted"
+    finally:
+        if bar is not None:
+            bar.close()
+    if not hist_it or hist_it[-1] != it:
+        hist.append(evaluate_loss(data, G, W, Ht, hp))
+        hist_it.append(it)
+    return SolveResult(W, Ht, G, it, hist, hist_it, stop)
+
+
+def _rescale_columns(X: np.ndarray, free: np.ndarray, eps: float) -> np.ndarray:
+    """Scale the free entries of each column of X so the column sums to 1, none below ``eps``.
+
+    Entries that would fall below ``eps`` are set to ``eps`` and the others rescaled again until
+    no entry moves (at most ``X.shape[0]`` rounds). Columns whose free entries are all zero are
+    spread evenly.
+    """
+    X = X.astype(np.float64)
+    fixed_sum = np.where(free, 0.0, X).sum(axis=0)
+    target = 1.0 - fixed_sum
+    nfree = free.sum(axis=0)
+    zero = (np.where(free, X, 0.0).sum(axis=0) <= 0) & (nfree > 0)
+    X[:, zero] = np.where(free[:, zero], 1.0, X[:, zero])
+    floored = np.zeros(X.shape, dtype=bool)
+    for _ in range(X.shape[0] + 1):
+        movable = free & ~floored
+        msum = np.where(movable, X, 0.0).sum(axis=0)
+        rest = target - eps * (free & floored).sum(axis=0)
+        fac = np.where(msum > 0, rest / np.maximum(msum, 1e-300), 1.0)
+        X = np.where(movable, X * fac[None, :], X)
+        new_floor = movable & (X < eps)
+        if not new_floor.any():
+            break
+        floored |= new_floor
+        X[new_floor] = eps
+    return X
+
+
+def feasible_H(Ht: np.ndarray, simplex: bool, fixed_Ht: np.ndarray | None, eps: float) -> None:
+    """Project a starting H (pixels × k) in place onto the constraint set."""
+    np.maximum(Ht, eps, out=Ht)
+    free = np.ones(Ht.shape, dtype=bool) if fixed_Ht is None else np.isnan(fixed_Ht)
+    if fixed_Ht is not None:
+        Ht[~free] = fixed_Ht[~free]
+    if simplex:
+        Ht[:] = _rescale_columns(Ht.T, free.T, eps).T
+
+
+def feasible_W(W: np.ndarray, wp: WParams) -> None:
+    """Project a starting W (rows × k) in place onto the constraint set."""
+    np.maximum(W, wp.eps, out=W)
+    free = np.ones(W.shape, dtype=bool) if wp.fixed is None else np.isnan(wp.fixed)
+    if wp.fixed is not None:
+        W[~free] = wp.fixed[~free]
+    rows = np.asarray(wp.simplex_rows, dtype=bool)
+    if wp.simplex and rows.any():
+        W[rows] = _rescale_columns(W[rows], free[rows], wp.eps)
+
