@@ -64,5 +64,95 @@ class EDSespm(EDSTEMSpectrum):
         )
 
 
+    # -- physics-guided NMF -------------------------------------------------
+    def decomposition(self, *args, algorithm="SVD", output_dimension=None, **kwargs):
+        """Decompose the map; ``algorithm="smart_nmf"`` runs the physics-guided Poisson NMF.
+
+        Every other algorithm is passed unchanged to exspy/HyperSpy
+        (:meth:`exspy.signals.EDSTEMSpectrum.decomposition`).
+
+        Parameters
+        ----------
+        algorithm : str or object
+            ``"smart_nmf"`` for :class:`esmpy_hs.nmf.SmartNMF` on the physics model of this
+            signal; anything else goes to HyperSpy.
+        output_dimension : int
+            Number of phases k (required for smart_nmf).
+        **kwargs
+            For smart_nmf, the model options
+
+            - ``elements``: list of symbols (default ``metadata.Sample.elements``);
+            - ``stray_elements``: elements present only as stray signal (e.g. ``["Cu"]``
+              from the grid): one column per line, not quantified;
+            - ``split``: ``{element: energy_keV}`` models an element's line families
+              above/below the energy as two columns (``None`` splits K from L);
+            - ``continuum`` (default True): the two bremsstrahlung columns;
+            - ``energy_range``: ``(low, high)`` keV fitted (default 0.25 keV to the axis end
+              or the beam energy); factors are 0 outside;
+            - ``detector``: efficiency preset name, ``{"energy", "efficiency"}`` curve or a
+              :class:`esmpy_hs.physics.Detector` (default: metadata
+              ``Acquisition_instrument.TEM.Detector.EDS.efficiency``, else the Si3N4 window);
+            - ``phases``: names and priors, e.g. ``{"core": {"Fe": 0.16, "Pt": 0.84},
+              "support": {"Fe": 0, "Pt": 0}}`` (atomic fractions; see
+              :mod:`esmpy_hs.signals._priors`);
+            - ``absorption_every`` (default 10): iterations between refreshes of each phase's
+              absorption from its current composition (needs ``Sample.thickness``);
+            - ``print_info`` (default True): notices, a progress bar and a summary;
+
+            and any :class:`esmpy_hs.nmf.SmartNMF` parameter (``lambda_L``, ``mu``,
+            ``epsilon_reg``, ``simplex``, ``max_iter``, ``tol``, ``init``, ``random_state``, …).
+
+        Notes
+        -----
+        ``s.data`` and the user's metadata are not modified; the results go to
+        ``s.learning_results`` (factors: channels × k, counts per pixel of pure phase;
+        loadings: pixels × k) and to ``s.metadata.SmartNMF`` (what :meth:`quantify_phases`
+        needs, kept by ``s.save``).
+        """
+        if isinstance(algorithm, str) and algorithm == "smart_nmf":
+            if args:
+                raise TypeError(
+                    "smart_nmf takes keyword arguments only, e.g. "
+                    "s.decomposition(algorithm='smart_nmf', output_dimension=3)"
+                )
+            from esmpy_hs.signals._decomposition import smart_nmf
+
+            return_info = kwargs.pop("return_info", False)
+            info = smart_nmf(self, output_dimension, **kwargs)
+            return info["estimator"] if return_info else None
+        return super().decomposition(
+            *args, algorithm=algorithm, output_dimension=output_dimension, **kwargs
+        )
+
+    def quantify_phases(self, family: str | None = None):
+        """Composition of each phase of the last smart_nmf decomposition.
+
+        Parameters
+        ----------
+        family : {None, "high", "low", "combined"}
+            For elements split in two columns: which one to quantify (default: the model's).
+
+        Returns
+        -------
+        esmpy_hs.physics.Quantification
+            ``.atomic_percent`` / ``.weight_percent`` (``{phase: {element: %}}``), their
+            ``_error`` twins (1-σ counting errors), ``.to_csv()``; ``print()`` shows the table.
+        """
+        from esmpy_hs.signals._decomposition import quantify
+
+        return quantify(self, family)
+
+    def plot_phases(self, **kwargs):
+        """One figure: each phase's abundance map, its spectrum (data, model and per-element
+        contributions with line labels) and its composition.
+
+        Keyword arguments go to :func:`esmpy_hs.plotting.plot_phases`; returns the
+        matplotlib figure.
+        """
+        from esmpy_hs.plotting import plot_phases
+
+        return plot_phases(self, **kwargs)
+
+
 class LazyEDSespm(EDSespm, LazyEDSTEMSpectrum):
     """Lazy (dask-backed) twin of :class:`EDSespm`."""
