@@ -1,0 +1,254 @@
+"""The esmpy-hs command: help, decompose on a small simulated file, bad inputs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from esmpy_hs.cli import build_parser, main
+
+
+@pytest.fixture(scope="module")
+def small_map(tmp_path_factory):
+    from esmpy_hs.datasets import reference_sample
+
+    path = tmp_path_factory.mktemp("cli") / "small.hspy"
+    reference_sample(dose=300, shape=(24, 24)).save(path)
+    return path
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err, "no error message"
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("esmpy-hs: error: ")
+    return lines[0]
+
+
+def test_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["decompose", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for option in (
+        "-k",
+        "--elements",
+        "--thickness",
+        "--density",
+        "--beam-energy",
+        "--lazy",
+        "--output",
+        "--max-iter",
+        "--energy-range",
+        "--stray-elements",
+        "FILE",
+    ):
+        assert option in out, option
+    # every option of the parser has a help text
+    sub = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for parser in sub.values():
+        for action in parser._actions:
+            assert action.help, action.dest
+
+
+def test_top_level_help_and_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "demo" in out and "decompose" in out
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert "esmpy-hs" in capsys.readouterr().out
+    assert main([]) == 2
+
+
+def test_decompose_writes_four_files(small_map, tmp_path, capsys):
+    out = tmp_path / "res" / "fit.hspy"
+    code = main(
+        [
+            "decompose",
+            str(small_map),
+            "-k",
+            "3",
+            "-o",
+            str(out),
+            "--max-iter",
+            "20",
+            "--thickness",
+            "80 nm",
+            "--density",
+            "4.5 g/cm^3",
+            "--quiet",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    for ext in ("hspy", "png", "txt", "csv"):
+        assert (tmp_path / "res" / f"fit.{ext}").stat().st_size > 0, ext
+    table = (tmp_path / "res" / "fit.txt").read_text(encoding="utf-8")
+    assert "at.%" in table and "phase 2" in table
+    csv = (tmp_path / "res" / "fit.csv").read_text(encoding="utf-8").splitlines()
+    assert csv[0].startswith("phase,element,at%")
+
+    import hyperspy.api as hs
+
+    fitted = hs.load(tmp_path / "res" / "fit.hspy")
+    assert fitted.metadata.Signal.signal_type == "EDS_ESMPY"
+    assert fitted.metadata.Sample.thickness == "80 nm"
+    assert fitted.learning_results.factors.shape[1] == 3
+    # the input file is untouched
+    original = hs.load(small_map)
+    assert original.metadata.get_item("SmartNMF") is None
+    assert original.metadata.Sample.thickness == 100.0
+
+
+def test_decompose_default_output_and_overrides(small_map, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = main(
+        [
+            "decompose",
+            str(small_map),
+            "-k",
+            "2",
+            "--elements",
+            "Mg,Si,O,Fe,Ca",
+            "--stray-elements",
+            "Cu",
+            "--beam-energy",
+            "200",
+            "--energy-range",
+            "0.3",
+            "10",
+            "--max-iter",
+            "10",
+            "--seed",
+            "1",
+            "--log",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "wrote" in captured.out
+    for ext in ("hspy", "png", "txt", "csv"):
+        assert (tmp_path / f"small_esmpy.{ext}").exists()
+    import hyperspy.api as hs
+
+    fitted = hs.load(tmp_path / "small_esmpy.hspy")
+    labels = list(fitted.metadata.SmartNMF.labels)
+    assert "Al" not in labels and any(label.startswith("Cu_") for label in labels)
+
+
+def test_missing_file(tmp_path, capsys):
+    assert main(["decompose", str(tmp_path / "nope.hspy"), "-k", "3"]) == 1
+    assert "no such file" in _error_line(capsys)
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "fake.hspy"])
+def test_unreadable_file(tmp_path, capsys, name):
+    path = tmp_path / name
+    path.write_text("this is not a spectrum image\n", encoding="utf-8")
+    assert main(["decompose", str(path), "-k", "3"]) == 1
+    assert "cannot read" in _error_line(capsys)
+
+
+def test_not_a_spectrum(tmp_path, capsys):
+    import hyperspy.api as hs
+
+    path = tmp_path / "image.hspy"
+    hs.signals.Signal2D(np.ones((8, 8))).save(path)
+    assert main(["decompose", str(path), "-k", "2"]) == 1
+    assert "no spectrum" in _error_line(capsys)
+
+
+def test_not_an_energy_axis(tmp_path, capsys):
+    import hyperspy.api as hs
+
+    path = tmp_path / "plain.hspy"
+    hs.signals.Signal1D(np.ones((4, 4, 50))).save(path)
+    assert main(["decompose", str(path), "-k", "2"]) == 1
+    assert "not an energy" in _error_line(capsys)
+
+
+def test_missing_elements(small_map, tmp_path, capsys):
+    import hyperspy.api as hs
+
+    s = hs.load(small_map)
+    del s.metadata.Sample.elements
+    path = tmp_path / "no_elements.hspy"
+    s.save(path)
+    assert main(["decompose", str(path), "-k", "3"]) == 1
+    line = _error_line(capsys)
+    assert "missing metadata" in line and "elements" in line
+
+
+def test_missing_beam_energy(small_map, tmp_path, capsys):
+    import hyperspy.api as hs
+
+    s = hs.load(small_map)
+    del s.metadata.Acquisition_instrument.TEM.beam_energy
+    path = tmp_path / "no_beam.hspy"
+    s.save(path)
+    assert main(["decompose", str(path), "-k", "3", "-q"]) == 1
+    assert "beam energy" in _error_line(capsys)
+
+
+def test_nothing_to_fit(small_map, tmp_path, capsys):
+    import hyperspy.api as hs
+
+    s = hs.load(small_map)
+    s.data[:] = 0
+    path = tmp_path / "empty.hspy"
+    s.save(path)
+    assert main(["decompose", str(path), "-k", "3"]) == 1
+    assert "nothing to fit" in _error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--elements", "Xx"], "--elements"), (["--thickness", "banana"], "thickness")],
+)
+def test_bad_overrides(small_map, capsys, extra, message):
+    assert main(["decompose", str(small_map), "-k", "3", "-q", *extra]) == 1
+    assert message in _error_line(capsys)
+
+
+def test_output_cannot_overwrite_input(small_map, capsys):
+    assert main(["decompose", str(small_map), "-k", "3", "-o", str(small_map)]) == 1
+    assert "overwrite the input" in _error_line(capsys)
+
+
+@pytest.mark.parametrize("k", ["0", "-1", "three"])
+def test_bad_k_is_a_usage_error(small_map, capsys, k):
+    with pytest.raises(SystemExit) as exc:
+        main(["decompose", str(small_map), "-k", k])
+    assert exc.value.code == 2
+    assert "-k" in capsys.readouterr().err
+
+
+def test_module_entry_point():
+    """``python -m esmpy_hs`` runs the same command (for machines without the script on PATH)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "esmpy_hs", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("esmpy-hs ")
+
+
+def test_decompose_lazy(small_map, tmp_path, capsys):
+    """--lazy loads with dask; the fit either works or says in one line that it cannot."""
+    out = tmp_path / "lazy.hspy"
+    code = main(
+        ["decompose", str(small_map), "-k", "2", "--lazy", "--max-iter", "5", "-q", "-o", str(out)]
+    )
+    if code == 0:
+        assert all(out.with_suffix(f".{ext}").exists() for ext in ("hspy", "png", "txt", "csv"))
+    else:
+        assert "lazy" in _error_line(capsys)
