@@ -349,32 +349,29 @@ class SmartNMF:
         self.fit_transform(X, **params)
         return self
 
-    def fit_transform(self, X, y=None, W=None, H=None) -> np.ndarray:
+    def fit_transform(
+        self, X, y=None, W=None, H=None, *, persist: str = "auto", client=None
+    ) -> np.ndarray:
         """Fit and return the abundances ``H_.T`` (pixels × k).
 
         ``fit_transform(X) @ components_`` approximates X in counts. ``W``/``H`` (in the units of
         ``W_``/``H_``) override ``init``.
+
+        X may be a dask array (pixels × channels, or channels × pixels with ``channels_first``):
+        it is then fitted chunk by chunk without being loaded whole (the same iterates as in
+        memory), see :func:`esmpy_hs.nmf.fit_chunked` for ``persist`` (``"auto"``, ``"memory"``
+        or ``"stream"``) and ``client`` (None: a ``dask.distributed`` client if one is open;
+        False: never). Both are ignored for in-memory X. The result is a NumPy array.
         """
         if (W is None) != (H is None):
             raise ValueError("pass both W and H to fit_transform, or neither")
+        from esmpy_hs.nmf._chunked import fit_transform_chunked, is_dask_array
+
+        if is_dask_array(X):
+            return fit_transform_chunked(self, X, W, H, persist=persist, client=client)
         s = self._validate_and_store(X)
-        data, G, k = s["data"], s["G"], s["k"]
-        scale = data.total / (data.n_pixels * k)
-        simplex_H = self.simplex == "H"
-        fixed_W_int = s["fixed_W"]
-        if fixed_W_int is not None and self.simplex != "W":
-            fixed_W_int = fixed_W_int / scale
-        wp = WParams(self.simplex == "W", s["rows"], fixed_W_int, s["eps"], 1e-13)
-        adj = grid_adjacency(s["shape"]) if s["lam"] > 0 else empty_adjacency(data.n_pixels)
-        hp = HParams(
-            1.0 / scale, data.total / scale, s["mu"], s["eps_reg"], s["lam"], *adj,
-            simplex_H, s["fixed_Ht"], s["eps"], 1e-13 if s["dtype"] == np.float64 else 1e-6,
-        )  # fmt: skip
-        init = self.init if W is None else (W, H)
-        W0, Ht0, h_only = self._initial(init, data, G, k, scale, s, wp, simplex_H)
-        feasible_W(W0, wp)
-        feasible_H(Ht0, simplex_H, s["fixed_Ht"], s["eps"])
-        Ht0 = np.ascontiguousarray(Ht0, dtype=s["dtype"])
+        data, G = s["data"], s["G"]
+        scale, hp, wp, W0, Ht0, h_only = self._start(s, data, self.init if W is None else (W, H))
         if h_only > 0:
             r0 = solve(data, G, W0, Ht0, hp, wp, max_iter=h_only, tol=0.0, loss_every=h_only,
                        update_W_=False)  # fmt: skip
@@ -387,6 +384,31 @@ class SmartNMF:
         )  # fmt: skip
         self._store(res, scale, data)
         return np.array(res.Ht, dtype=np.float64)
+
+    def _start(self, s: dict, data: CompactCounts, init) -> tuple:
+        """Scale, parameters and feasible start shared by the in-memory and chunked fits.
+
+        ``data`` needs ``total``, ``n_pixels`` and ``pixel_sums``; ``init="auto"`` also reads its
+        counts (the chunked driver passes a stand-in holding the binned counts, see
+        :mod:`._chunked`). Returns ``(scale, hp, wp, W0, Ht0, h_only)``.
+        """
+        G, k = s["G"], s["k"]
+        scale = data.total / (data.n_pixels * k)
+        simplex_H = self.simplex == "H"
+        fixed_W_int = s["fixed_W"]
+        if fixed_W_int is not None and self.simplex != "W":
+            fixed_W_int = fixed_W_int / scale
+        wp = WParams(self.simplex == "W", s["rows"], fixed_W_int, s["eps"], 1e-13)
+        adj = grid_adjacency(s["shape"]) if s["lam"] > 0 else empty_adjacency(data.n_pixels)
+        hp = HParams(
+            1.0 / scale, data.total / scale, s["mu"], s["eps_reg"], s["lam"], *adj,
+            simplex_H, s["fixed_Ht"], s["eps"], 1e-13 if s["dtype"] == np.float64 else 1e-6,
+        )  # fmt: skip
+        W0, Ht0, h_only = self._initial(init, data, G, k, scale, s, wp, simplex_H)
+        feasible_W(W0, wp)
+        feasible_H(Ht0, simplex_H, s["fixed_Ht"], s["eps"])
+        Ht0 = np.ascontiguousarray(Ht0, dtype=s["dtype"])
+        return scale, hp, wp, W0, Ht0, h_only
 
     def _validate_and_store(self, X) -> dict:
         dtype = np.dtype(self.dtype) if self.dtype in ("float32", "float64") else np.float64

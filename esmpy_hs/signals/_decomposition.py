@@ -5,6 +5,11 @@ The steps, in order: read the metadata (:mod:`._metadata`), choose the channels 
 :class:`esmpy_hs.nmf.SmartNMF`, then write HyperSpy's ``learning_results`` and the metadata node
 ``SmartNMF`` that :meth:`EDSespm.quantify_phases` reads (also after save/load).
 
+Lazy signals take the same steps; only the fit differs: the fitted channels of the dask array are
+unfolded to pixels × channels without computing them (:mod:`._lazy`) and fitted chunk by chunk
+(:mod:`esmpy_hs.nmf._chunked`, options ``persist`` and ``client``); the loadings come back as a
+NumPy array.
+
 What is stored in ``metadata.SmartNMF``
 ----------------------------------------
 ``W``
@@ -49,6 +54,8 @@ NODE = "SmartNMF"
 # keyword arguments that describe the physics model rather than the estimator
 _MODEL_KEYS = ("elements", "stray_elements", "split", "continuum", "energy_range", "detector",
                "phases", "absorption_every", "vacancy_transfer")  # fmt: skip
+# keyword arguments of the chunked fit of lazy signals (esmpy_hs.nmf._chunked)
+_LAZY_KEYS = ("persist", "client")
 
 
 def fit_channels(axis, beam_energy: float, energy_range=None) -> tuple[int, int]:
@@ -164,6 +171,13 @@ def smart_nmf(signal, output_dimension, *, print_info: bool = True, **kwargs) ->
             f"algorithm='smart_nmf' needs output_dimension, the number of phases (an integer ≥ 1), "
             f"got {k!r}"
         )
+    lazy_kw = {key: kwargs.pop(key) for key in _LAZY_KEYS if key in kwargs}
+    lazy = bool(getattr(signal, "_lazy", False))
+    if lazy_kw and not lazy:
+        raise ValueError(
+            f"{', '.join(lazy_kw)} apply to lazy signals only (s.as_lazy() or "
+            "hs.load(..., lazy=True)); this signal is in memory"
+        )
     model_kw = {key: kwargs.pop(key) for key in _MODEL_KEYS if key in kwargs}
     phases = model_kw.pop("phases", None)
     absorption_every = int(model_kw.pop("absorption_every", 10))
@@ -201,10 +215,17 @@ def smart_nmf(signal, output_dimension, *, print_info: bool = True, **kwargs) ->
 
     nav_dim = signal.axes_manager.navigation_dimension
     data = signal.data
-    X = data.reshape(-1, data.shape[-1]) if nav_dim else data.reshape(1, -1)
-    X = X[:, c0:c1]
-    # a keyboard interrupt stops the estimator, which keeps its last iterate: stored below
-    loadings = estimator.fit_transform(X)
+    if lazy:
+        # chunk by chunk, never computing the whole array (see esmpy_hs.nmf._chunked)
+        from esmpy_hs.signals._lazy import unfold
+
+        X = unfold(data, nav_dim, c0, c1)
+        loadings = estimator.fit_transform(X, **lazy_kw)
+    else:
+        X = data.reshape(-1, data.shape[-1]) if nav_dim else data.reshape(1, -1)
+        X = X[:, c0:c1]
+        # a keyboard interrupt stops the estimator, which keeps its last iterate: stored below
+        loadings = estimator.fit_transform(X)
     W_param = estimator.W_
     W_true = priors.true_W(W_param)
     factors = np.zeros((data.shape[-1], int(k)))

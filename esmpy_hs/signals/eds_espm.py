@@ -155,4 +155,18 @@ class EDSespm(EDSTEMSpectrum):
 
 
 class LazyEDSespm(EDSespm, LazyEDSTEMSpectrum):
-    """Lazy (dask-backed) twin of :class:`EDSespm`."""
+    """Lazy (dask-backed) twin of :class:`EDSespm`.
+
+    ``decomposition(algorithm="smart_nmf", output_dimension=k, ...)`` fits the map chunk by
+    chunk without computing it (:mod:`esmpy_hs.nmf._chunked`; the same iterates as the eager
+    fit), with dask's local scheduler or the ``dask.distributed`` client that is open. Two extra
+    keyword arguments:
+
+    - ``persist``: ``"auto"`` (default), ``"memory"`` (compact chunks kept in memory, on the
+      workers with a client) or ``"stream"`` (chunks re-read from disk at every iteration);
+    - ``client``: a ``dask.distributed.Client``, None (use the default client if one is open)
+      or False (never).
+
+    ``learning_results.loadings`` and ``factors`` are computed NumPy arrays; the signal's data
+    stay lazy. See the "Large maps" page of the documentation.
+    """

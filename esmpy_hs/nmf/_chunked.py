@@ -1,0 +1,723 @@
+"""Chunked driver: the same fit as :class:`~esmpy_hs.nmf.SmartNMF` on a dask array.
+
+The counts X (pixels × channels, a dask array) are never loaded whole. Every chunk of pixels (one
+dask block holding whole spectra) is converted once to the compact by-pixel form
+(:class:`._data.CompactCounts`) and then, per iteration (see :mod:`._solver`)::
+
+    D = compute_D(G, W); colsum = D.sum(0)                     # on the client
+    for every chunk [a, b):                                     # one task per chunk
+        part, Ht_new[a:b] = h_pass(chunk, D, colsum, Ht[window], ...)
+    tot = combine(parts)                                        # channels × k, k, 4 numbers
+    W = update_W(W, G, tot.RHt, tot.hsum, ...)                  # on the client
+
+H (pixels × k) stays whole on the client: a chunk's H step reads the previous H of its own pixels
+and of their grid neighbours (the Laplacian couples pixels across chunk borders), so each task
+gets the rows ``window = [lo, hi)`` of H that cover its pixels and their neighbours. The result
+is the in-memory iteration, up to the order of floating-point sums over chunks.
+
+Where the chunks live (``persist``):
+
+``"memory"``
+    Each chunk is read and converted once; the compact chunks stay in memory — in this process
+    with dask's local schedulers, on the workers (as futures) with a ``dask.distributed`` client.
+``"stream"``
+    Only per-pixel statistics are kept; every pass re-reads each chunk from the dask graph
+    (usually the file on disk) and converts it again. Memory stays at a few chunks, but an
+    iteration costs a read of the whole map.
+``"auto"`` (default)
+    ``"memory"`` when the compact size, estimated from the first chunk, is below
+    :data:`MEMORY_FRACTION` of the available memory (this machine's, or the sum of the workers'
+    memory limits), otherwise ``"stream"``.
+
+The ``"auto"`` start needs the counts: its binned statistics (per-block sums of b × b pixels, as
+in :func:`._init.auto_init`) are accumulated chunk by chunk and handed to the same
+``auto_init`` in a stand-in :class:`._data.CompactCounts` that holds each block's sum in the
+block's first pixel (binning that stand-in gives the same block sums). When no binning applies
+(no pixel grid, ≥ 3000 counts per pixel, or a small map) the counts of all pixels are gathered
+on the client for the start; pass ``init="random"`` or ``init=(W, H)`` to avoid it.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+import numpy as np
+import scipy.sparse as sp
+
+from esmpy_hs.nmf._data import CompactCounts, as_compact
+from esmpy_hs.nmf._init import bin_factor, block_index, to_csr
+from esmpy_hs.nmf._objective import assemble
+from esmpy_hs.nmf._solver import HParams, PassResult, SolveResult, combine, h_pass
+from esmpy_hs.nmf._updates import compute_D, g_colsums, update_W
+
+#: ``persist="auto"`` keeps the chunks in memory when their estimated compact size is below this
+#: fraction of the available memory (or of the workers' total memory limit)
+MEMORY_FRACTION = 0.5
+#: memory assumed available when psutil cannot tell (bytes)
+DEFAULT_MEMORY_BUDGET = 4 * 2**30
+#: pixel chunks whose raw (dense) size exceeds this are split (bytes)
+MAX_CHUNK_BYTES = 256 * 2**20
+#: with a distributed client, a window of H larger than this is scattered rather than sent inline
+_SCATTER_BYTES = 2 * 2**20
+
+PERSIST_MODES = ("auto", "memory", "stream")
+
+
+def _register_sizeof() -> None:
+    """Tell dask how large a compact chunk is (so the scheduler keeps tasks next to them)."""
+    from dask.sizeof import sizeof
+
+    @sizeof.register(CompactCounts)
+    def _sizeof_compact(c: CompactCounts) -> int:
+        return int(c.nbytes + c.pixel_sums.nbytes + c.channel_sums.nbytes + 200)
+
+
+_register_sizeof()
+
+
+def is_dask_array(X) -> bool:
+    """True for a ``dask.array.Array`` (without importing dask when it is not loaded)."""
+    mod = sys.modules.get("dask.array")
+    return mod is not None and isinstance(X, mod.Array)
+
+
+def detect_client(client):
+    """The ``dask.distributed`` client to use: ``client`` itself, the default one, or None.
+
+    ``client=None`` looks for a client the user opened (``distributed.default_client()``);
+    ``client=False`` never uses one.
+    """
+    if client is False:
+        return None
+    if client is not None:
+        return client
+    if "distributed" not in sys.modules:
+        return None
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def prepare_array(X, *, channels_first: bool = False, max_chunk_bytes: int | None = None):
+    """X as pixels × channels with whole spectra per block and no block above the size limit.
+
+    ``max_chunk_bytes`` (default :data:`MAX_CHUNK_BYTES`) bounds a block's dense size.
+    """
+    import dask.array as da
+
+    if max_chunk_bytes is None:
+        max_chunk_bytes = MAX_CHUNK_BYTES
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (pixels × channels), got shape {X.shape}")
+    if channels_first:
+        X = X.T
+    if X.shape[0] < 1 or X.shape[1] < 1 or any(math.isnan(s) for s in X.shape):
+        raise ValueError(
+            f"X must have known, non-zero sizes (pixels × channels), got shape {X.shape}"
+        )
+    if X.dtype.kind not in "uifb":
+        raise ValueError(f"X must be real numeric counts, got dtype {X.dtype}")
+    if len(X.chunks[1]) > 1:
+        X = X.rechunk({1: -1})
+    row_bytes = X.shape[1] * X.dtype.itemsize
+    max_px = max(1, int(max_chunk_bytes) // max(row_bytes, 1))
+    if max(X.chunks[0]) > max_px:
+        new = []
+        for c in X.chunks[0]:
+            parts = -(-c // max_px)
+            new += [c // parts + (1 if i < c % parts else 0) for i in range(parts)]
+        X = X.rechunk({0: tuple(new)})
+    assert isinstance(X, da.Array)
+    return X
+
+
+# ---------------------------------------------------------------------------- chunk tasks
+def _convert(block, float_dtype) -> CompactCounts:
+    """One block of counts (pixels × channels) in compact form."""
+    return as_compact(np.asarray(block), float_dtype=float_dtype)
+
+
+@dataclass
+class _Stats:
+    n_pixels: int
+    total: float
+    ylogy: float
+    pixel_sums: np.ndarray
+    channel_sums: np.ndarray
+    nbytes: int
+
+
+def _stats(c: CompactCounts) -> _Stats:
+    return _Stats(c.n_pixels, c.total, c.ylogy, c.pixel_sums, c.channel_sums, c.nbytes)
+
+
+def _convert_stats(block, float_dtype) -> _Stats:
+    return _stats(_convert(block, float_dtype))
+
+
+def _binned(c: CompactCounts, blocks: np.ndarray) -> tuple[np.ndarray, sp.csr_array]:
+    """Per-block sums of one chunk: (block ids, CSR of their sums), blocks ``-1`` left out."""
+    inside = np.flatnonzero(blocks >= 0)
+    X = to_csr(c)
+    if inside.size == 0:
+        return np.zeros(0, dtype=np.int64), sp.csr_array((0, c.n_channels))
+    ids, inv = np.unique(blocks[inside], return_inverse=True)
+    A = sp.csr_array((np.ones(inside.size), (inv, inside)), shape=(ids.size, c.n_pixels))
+    part = sp.csr_array(A @ X)
+    part.sum_duplicates()
+    part.sort_indices()
+    return ids, part
+
+
+def _convert_binned(block, float_dtype, blocks):
+    return _binned(_convert(block, float_dtype), blocks)
+
+
+def _pass(c: CompactCounts, ctx, D, colsum, Ht_win, flags) -> tuple[PassResult, np.ndarray | None]:
+    """H step of one chunk with a window of H (``ctx`` from :meth:`_Engine._contexts`)."""
+    start, hp = ctx
+    update_h, accumulate, want_loss = flags
+    Ht_win = np.ascontiguousarray(Ht_win)
+    out = np.empty((c.n_pixels, Ht_win.shape[1]), dtype=Ht_win.dtype) if update_h else Ht_win
+    res = h_pass(c.chunk(0, c.n_pixels), D, colsum, Ht_win, start, out, hp,
+                 update_h=update_h, accumulate=accumulate, want_loss=want_loss)  # fmt: skip
+    return res, (out if update_h else None)
+
+
+def _pass_packed(packed, D, colsum, Ht_win, flags):
+    return _pass(packed[0], packed[1], D, colsum, Ht_win, flags)
+
+
+def _pass_block(block, float_dtype, ctx, D, colsum, Ht_win, flags):
+    return _pass(_convert(block, float_dtype), ctx, D, colsum, Ht_win, flags)
+
+
+def _pack(c: CompactCounts, ctx) -> tuple:
+    return (c, ctx)
+
+
+# ---------------------------------------------------------------------------- engines
+class _Engine:
+    """The chunks of one fit and how a pass over them runs (see the module docstring)."""
+
+    mode = "memory"
+
+    def __init__(self, X, float_dtype) -> None:
+        self.X = X
+        self.float_dtype = np.dtype(float_dtype)
+        self.blocks = list(X.to_delayed().ravel())
+        sizes = X.chunks[0]
+        edges = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.bounds = [(int(edges[i]), int(edges[i + 1])) for i in range(len(sizes))]
+        self.n_pixels, self.n_channels = int(X.shape[0]), int(X.shape[1])
+        self.hp: HParams | None = None
+
+    # set-up ---------------------------------------------------------------------------
+    def collect_stats(self, stats: list[_Stats]) -> CompactCounts:
+        """Stand-in CompactCounts (no counts) with the statistics of the whole map."""
+        pixel_sums = np.concatenate([s.pixel_sums for s in stats])
+        channel_sums = np.zeros(self.n_channels)
+        for s in stats:
+            channel_sums += s.channel_sums
+        self.compact_bytes = int(sum(s.nbytes for s in stats))
+        return CompactCounts(
+            n_channels=self.n_channels, n_pixels=self.n_pixels, indptr=None, indices=None,
+            counts=None, dense=None, total=float(pixel_sums.sum()),
+            ylogy=float(sum(s.ylogy for s in stats)), pixel_sums=pixel_sums,
+            channel_sums=channel_sums,
+        )  # fmt: skip
+
+    def set_params(self, hp: HParams) -> None:
+        self.hp = hp
+
+    def _contexts(self, hp: HParams) -> list[tuple[int, int, tuple]]:
+        """Per chunk: the window ``[lo, hi)`` of H it reads and ``(start in window, local hp)``."""
+        out = []
+        ip, ix = hp.adj_indptr, hp.adj_indices
+        for a, b in self.bounds:
+            nb = ix[ip[a] : ip[b]]
+            lo = min(a, int(nb.min())) if nb.size else a
+            hi = max(b, int(nb.max()) + 1) if nb.size else b
+            adj_ptr = ip[lo : hi + 1] - ip[lo]
+            adj_ix = (ix[ip[lo] : ip[hi]].astype(np.int64) - lo).astype(np.int32)
+            fixed = None if hp.fixed_Ht is None else np.ascontiguousarray(hp.fixed_Ht[lo:hi])
+            local = replace(hp, adj_indptr=np.ascontiguousarray(adj_ptr), adj_indices=adj_ix,
+                            fixed_Ht=fixed)  # fmt: skip
+            out.append((lo, hi, (a - lo, local)))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+class _LocalMemory(_Engine):
+    """Compact chunks kept in this process; passes run here (numba uses all cores)."""
+
+    mode = "memory"
+
+    def __init__(self, X, float_dtype, scheduler=None) -> None:
+        super().__init__(X, float_dtype)
+        self.scheduler = scheduler
+        self.chunks: list[CompactCounts] = []
+
+    def load(self) -> list[_Stats]:
+        import dask
+
+        batch = max(1, _n_threads())
+        for i in range(0, len(self.blocks), batch):
+            blocks = self.blocks[i : i + batch]
+            tasks = [dask.delayed(_convert)(b, self.float_dtype) for b in blocks]
+            self.chunks += list(dask.compute(*tasks, scheduler=self.scheduler))
+        return [_stats(c) for c in self.chunks]
+
+    def binned(self, blocks: np.ndarray) -> list:
+        return [_binned(c, blocks[a:b]) for c, (a, b) in zip(self.chunks, self.bounds, strict=True)]
+
+    def run(self, D, colsum, Ht, Ht_out, *, update_h, accumulate, want_loss) -> PassResult:
+        parts = []
+        for c, (a, b) in zip(self.chunks, self.bounds, strict=True):
+            out = Ht_out[a:b] if update_h else Ht
+            parts.append(h_pass(c.chunk(0, c.n_pixels), D, colsum, Ht, a, out, self.hp,
+                                update_h=update_h, accumulate=accumulate,
+                                want_loss=want_loss))  # fmt: skip
+        return combine(parts)
+
+    def close(self) -> None:
+        self.chunks = []
+
+
+class _LocalStream(_LocalMemory):
+    """Chunks re-read from the dask graph at every pass (one read ahead, in a thread)."""
+
+    mode = "stream"
+
+    def _read(self, i: int) -> CompactCounts:
+        import dask
+
+        (block,) = dask.compute(self.blocks[i], scheduler=self.scheduler)
+        return _convert(block, self.float_dtype)
+
+    def _each(self):
+        """Yield ``(i, compact chunk)`` in order, reading the next chunk while one is used."""
+        n = len(self.blocks)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            fut = pool.submit(self._read, 0)
+            for i in range(n):
+                c = fut.result()
+                if i + 1 < n:
+                    fut = pool.submit(self._read, i + 1)
+                yield i, c
+                del c
+
+    def load(self) -> list[_Stats]:
+        return [_stats(c) for _, c in self._each()]
+
+    def binned(self, blocks: np.ndarray) -> list:
+        return [_binned(c, blocks[slice(*self.bounds[i])]) for i, c in self._each()]
+
+    def run(self, D, colsum, Ht, Ht_out, *, update_h, accumulate, want_loss) -> PassResult:
+        parts = []
+        for i, c in self._each():
+            a, b = self.bounds[i]
+            out = Ht_out[a:b] if update_h else Ht
+            parts.append(h_pass(c.chunk(0, c.n_pixels), D, colsum, Ht, a, out, self.hp,
+                                update_h=update_h, accumulate=accumulate,
+                                want_loss=want_loss))  # fmt: skip
+        return combine(parts)
+
+
+class _Distributed(_Engine):
+    """Chunks on the workers of a ``dask.distributed`` client, one task per chunk and pass."""
+
+    def __init__(self, X, float_dtype, client, mode: str) -> None:
+        super().__init__(X, float_dtype)
+        self.client = client
+        self.mode = mode
+        self.futures: list = []
+        self.ctx: list = []
+
+    def load(self) -> list[_Stats]:
+        import dask
+
+        c = self.client
+        if self.mode == "memory":
+            self.futures = c.compute(
+                [dask.delayed(_convert)(b, self.float_dtype) for b in self.blocks]
+            )
+            return c.gather(c.map(_stats, self.futures, pure=False))
+        tasks = [dask.delayed(_convert_stats)(b, self.float_dtype) for b in self.blocks]
+        return c.gather(c.compute(tasks))
+
+    def binned(self, blocks: np.ndarray) -> list:
+        import dask
+
+        c = self.client
+        sl = [blocks[a:b] for a, b in self.bounds]
+        if self.mode == "memory":
+            return c.gather([c.submit(_binned, f, s, pure=False)
+                             for f, s in zip(self.futures, sl, strict=True)])  # fmt: skip
+        tasks = [dask.delayed(_convert_binned)(b, self.float_dtype, s)
+                 for b, s in zip(self.blocks, sl, strict=True)]  # fmt: skip
+        return c.gather(c.compute(tasks))
+
+    def set_params(self, hp: HParams) -> None:
+        self.hp = hp
+        self.ctx = self._contexts(hp)
+        if self.mode == "memory":
+            # pair each chunk with its context on the worker that holds the chunk
+            from distributed import wait
+
+            packed = [self.client.submit(_pack, f, ctx[2], pure=False)
+                      for f, ctx in zip(self.futures, self.ctx, strict=True)]  # fmt: skip
+            self.futures = packed
+            wait(packed)
+            # send each chunk's tasks to the worker that holds it (a loose restriction: another
+            # worker may take over, e.g. if that one leaves)
+            who = self.client.who_has(packed)
+            self.where = [sorted(who.get(f.key, ()))[:1] or None for f in packed]
+
+    def run(self, D, colsum, Ht, Ht_out, *, update_h, accumulate, want_loss) -> PassResult:
+        import dask
+
+        c = self.client
+        flags = (update_h, accumulate, want_loss)
+        futs = []
+        try:
+            for i, (lo, hi, ctx) in enumerate(self.ctx):
+                win = Ht[lo:hi]
+                if win.nbytes > _SCATTER_BYTES:
+                    win = c.scatter(np.ascontiguousarray(win), hash=False)
+                if self.mode == "memory":
+                    futs.append(c.submit(_pass_packed, self.futures[i], D, colsum, win, flags,
+                                         pure=False, workers=self.where[i],
+                                         allow_other_workers=True))  # fmt: skip
+                else:
+                    futs.append(c.compute(dask.delayed(_pass_block)(
+                        self.blocks[i], self.float_dtype, ctx, D, colsum, win, flags)))  # fmt: skip
+            results = c.gather(futs)
+        except BaseException:
+            c.cancel(futs)
+            raise
+        parts = []
+        for (a, b), (res, out) in zip(self.bounds, results, strict=True):
+            parts.append(res)
+            if update_h:
+                Ht_out[a:b] = out
+        return combine(parts)
+
+    def close(self) -> None:
+        if self.futures:
+            try:
+                self.client.cancel(self.futures)
+            except Exception:  # the client may be closing already
+                pass
+        self.futures = []
+
+
+def _n_threads() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _available_memory(client) -> int:
+    """Memory the compact chunks may use before ``"auto"`` switches to streaming (bytes)."""
+    try:
+        import psutil
+
+        local = int(psutil.virtual_memory().available)
+    except ImportError:  # pragma: no cover - psutil comes with distributed
+        local = DEFAULT_MEMORY_BUDGET
+    if client is None:
+        return local
+    try:
+        workers = client.scheduler_info()["workers"].values()
+        limits = [int(w.get("memory_limit") or 0) for w in workers]
+        if limits and all(v > 0 for v in limits):
+            return int(sum(limits))
+    except Exception:  # pragma: no cover - unusual scheduler
+        pass
+    return local
+
+
+def choose_mode(X, float_dtype, persist: str, client) -> str:
+    """Resolve ``persist="auto"`` from the compact size of the first chunk (see module doc)."""
+    if persist != "auto":
+        return persist
+    import dask
+
+    first = X.blocks[0]
+    if client is not None:
+        st = client.compute(dask.delayed(_convert_stats)(first, float_dtype)).result()
+    else:
+        st = _stats(_convert(first.compute(scheduler="threads"), float_dtype))
+    estimate = st.nbytes / max(st.n_pixels, 1) * X.shape[0] * 1.1
+    return "memory" if estimate < MEMORY_FRACTION * _available_memory(client) else "stream"
+
+
+def make_engine(X, float_dtype, persist: str = "auto", client=None) -> _Engine:
+    """The engine for X (prepared by :func:`prepare_array`) and the chosen persistence."""
+    if persist not in PERSIST_MODES:
+        raise ValueError(f"persist must be one of {PERSIST_MODES}, got {persist!r}")
+    client = detect_client(client)
+    mode = choose_mode(X, float_dtype, persist, client)
+    if client is not None:
+        return _Distributed(X, float_dtype, client, mode)
+    # no client: dask's default local scheduler (threads unless configured otherwise); if a
+    # distributed client is the default but client=False was asked, run on local threads
+    scheduler = "threads" if "distributed" in sys.modules and _default_is_distributed() else None
+    cls = _LocalMemory if mode == "memory" else _LocalStream
+    return cls(X, float_dtype, scheduler)
+
+
+def _default_is_distributed() -> bool:
+    try:
+        from distributed import default_client
+
+        default_client()
+        return True
+    except (ImportError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------------------- the start
+def binned_stand_in(engine: _Engine, stats: CompactCounts, shape, k: int) -> CompactCounts:
+    """Counts that :func:`._init.auto_init` bins to the map's own binned counts.
+
+    Each full b × b block's summed counts sit in the block's first pixel (row-major), every
+    other pixel is empty, so ``auto_init``'s binning returns the same block sums; ``total`` and
+    ``pixel_sums`` are the map's. With b = 1 (no binning) these are all the counts.
+    """
+    p = stats.n_pixels
+    b = bin_factor(shape, stats.total / p, k)
+    if b > 1:
+        block, _, _ = block_index(shape, b)
+    else:
+        block = np.arange(p)
+    inside = np.flatnonzero(block >= 0)
+    _, first = np.unique(block[inside], return_index=True)
+    rep = inside[first]  # first pixel of each block, increasing with the block id
+    parts = engine.binned(block)
+    ids = np.concatenate([q[0] for q in parts])
+    big = sp.csr_array(sp.vstack([q[1] for q in parts], format="csr"))
+    del parts
+    uniq, inv = np.unique(ids, return_inverse=True)
+    if uniq.size != ids.size:  # blocks cut by a chunk border: sum their parts
+        S = sp.csr_array((np.ones(ids.size), (inv, np.arange(ids.size))),
+                         shape=(uniq.size, ids.size))  # fmt: skip
+        big = sp.csr_array(S @ big)
+        big.sum_duplicates()
+        big.sort_indices()
+    elif not np.all(np.diff(ids) > 0):
+        big = big[np.argsort(ids)]
+    cnt = np.zeros(p, dtype=np.int64)
+    cnt[rep[uniq]] = np.diff(big.indptr)
+    indptr = np.zeros(p + 1, dtype=np.int64)
+    np.cumsum(cnt, out=indptr[1:])
+    vals = big.data
+    if np.all(vals == np.round(vals)) and (vals.size == 0 or vals.max() < 2**32):
+        vals = vals.astype(np.uint32)
+    idt = np.uint16 if stats.n_channels <= 65536 else np.int32
+    return replace(stats, indptr=indptr, indices=big.indices.astype(idt), counts=vals)
+
+
+# ---------------------------------------------------------------------------- iterations
+def iterate(
+    engine: _Engine,
+    G: np.ndarray | None,
+    W: np.ndarray,
+    Ht: np.ndarray,
+    hp: HParams,
+    wp,
+    *,
+    max_iter: int,
+    tol: float,
+    loss_every: int = 10,
+    update_W_: bool = True,
+    callback: Callable | None = None,
+    callback_every: int = 1,
+    callback_owner=None,
+    out_scale: float = 1.0,
+    progress: bool = False,
+    desc: str = "SmartNMF (chunked)",
+    losses: bool = True,
+    timings: list | None = None,
+) -> SolveResult:
+    """:func:`._solver.solve` with the pass over the data done chunk by chunk by ``engine``.
+
+    Same control flow, stopping rule, callback epochs and interrupt handling as ``solve``
+    (which it must mirror: the in-memory and chunked fits give the same iterates).
+    ``losses=False`` never evaluates F (the H-only start: F does not change the iterates).
+    """
+    W = np.array(W, dtype=np.float64)
+    Ht = np.ascontiguousarray(Ht)
+    Ht_new = np.empty_like(Ht)
+    Gt1 = g_colsums(G, W.shape[0], W.shape[1])
+    loss_every = max(1, int(loss_every))
+    hist: list[float] = []
+    hist_it: list[int] = []
+    ref: tuple[int, float] | None = None
+    force_loss = False
+    stop = "max_iter"
+    it = 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=max_iter, desc=desc, leave=False)
+
+    def loss_of(G_, W_, Ht_) -> float:
+        D_ = compute_D(G_, W_, Ht_.dtype)
+        r = engine.run(D_, D_.sum(axis=0, dtype=np.float64), Ht_, None,
+                       update_h=False, accumulate=False, want_loss=True)  # fmt: skip
+        return assemble(r.loss, hp.total_scaled)
+
+    try:
+        while it < max_iter:
+            t0 = time.perf_counter()
+            want = losses and (it % loss_every == 0 or force_loss)
+            force_loss = False
+            D = compute_D(G, W, Ht.dtype)
+            colsum = D.sum(axis=0, dtype=np.float64)
+            res = engine.run(D, colsum, Ht, Ht_new, update_h=True, accumulate=update_W_,
+                             want_loss=want)  # fmt: skip
+            if want:
+                F = assemble(res.loss, hp.total_scaled)
+                hist.append(F)
+                hist_it.append(it)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{F:.6g}", refresh=False)
+                if ref is not None and tol > 0 and it > ref[0]:
+                    rel = (ref[1] - F) / max(abs(F), 1e-300) / (it - ref[0])
+                    if rel < tol:
+                        stop = "converged"
+                        break
+                ref = (it, F)
+            W_new = update_W(W, G, res.RHt, res.hsum, Gt1=Gt1, **wp.kwargs()) if update_W_ else W
+            Ht, Ht_new, W = Ht_new, Ht, W_new
+            it += 1
+            if timings is not None:
+                timings.append(time.perf_counter() - t0)
+            if bar is not None:
+                bar.update(1)
+            if callback is not None and it % max(1, int(callback_every)) == 0:
+                ret = callback(callback_owner, it, W * out_scale, Ht.T)
+                if ret is not None:
+                    G_new = np.asarray(ret, dtype=np.float64)
+                    if G is None or G_new.shape != G.shape:
+                        raise ValueError(
+                            f"the callback returned G of shape {G_new.shape}, expected "
+                            f"{None if G is None else G.shape}"
+                        )
+                    if ref is not None and tol > 0 and it > ref[0]:
+                        F_old = loss_of(G, W, Ht)
+                        rel = (ref[1] - F_old) / max(abs(F_old), 1e-300) / (it - ref[0])
+                        if rel < tol:
+                            stop = "converged"
+                            break
+                    G = G_new
+                    Gt1 = g_colsums(G, W.shape[0], W.shape[1])
+                    ref = None
+                    force_loss = True
+    except KeyboardInterrupt:
+        stop = "interrupted"
+    finally:
+        if bar is not None:
+            bar.close()
+    if losses and (not hist_it or hist_it[-1] != it):
+        try:
+            hist.append(loss_of(G, W, Ht))
+            hist_it.append(it)
+        except KeyboardInterrupt:
+            stop = "interrupted"
+    return SolveResult(W, Ht, G, it, hist, hist_it, stop)
+
+
+# ---------------------------------------------------------------------------- the fit
+def fit_transform_chunked(est, X, W=None, H=None, *, persist: str = "auto", client=None):
+    """:meth:`SmartNMF.fit_transform` on a dask array X; returns H (pixels × k, NumPy).
+
+    Sets the estimator's usual attributes, plus ``persist_`` (``"memory"`` or ``"stream"``),
+    ``n_chunks_``, ``compact_bytes_`` (size of the compact counts), ``setup_time_`` and
+    ``iteration_times_`` (seconds per iteration of the main loop).
+    """
+    t_start = time.perf_counter()
+    dtype = np.dtype(est.dtype) if est.dtype in ("float32", "float64") else np.dtype(np.float64)
+    X = prepare_array(X, channels_first=bool(est.channels_first))
+    engine = make_engine(X, dtype, persist, client)
+    try:
+        stats = engine.collect_stats(engine.load())
+        s = est._validate(stats)
+        init = est.init if W is None else (W, H)
+        data0 = stats
+        if isinstance(init, str) and init == "auto":
+            data0 = binned_stand_in(engine, stats, s["shape"], s["k"])
+        scale, hp, wp, W0, Ht0, h_only = est._start(s, data0, init)
+        del data0
+        engine.set_params(hp)
+        G = s["G"]
+        if h_only > 0:
+            r0 = iterate(engine, G, W0, Ht0, hp, wp, max_iter=h_only, tol=0.0,
+                         update_W_=False, losses=False)  # fmt: skip
+            Ht0 = r0.Ht
+        setup = time.perf_counter() - t_start
+        times: list[float] = []
+        res = iterate(
+            engine, G, W0, Ht0, hp, wp, max_iter=int(est.max_iter), tol=s["tol"],
+            loss_every=int(est.loss_every), callback=est.callback,
+            callback_every=int(est.callback_every), callback_owner=est, out_scale=scale,
+            progress=bool(est.progress), timings=times,
+        )  # fmt: skip
+    finally:
+        engine.close()
+    est._store(res, scale, stats)
+    est.persist_ = engine.mode
+    est.n_chunks_ = len(engine.bounds)
+    est.compact_bytes_ = engine.compact_bytes
+    est.setup_time_ = setup
+    est.iteration_times_ = times
+    return np.array(res.Ht, dtype=np.float64)
+
+
+def fit_chunked(X, G=None, n_components: int = 2, *, persist: str = "auto", client=None,
+                W=None, H=None, **params):  # fmt: skip
+    """Fit :class:`~esmpy_hs.nmf.SmartNMF` on a dask array without loading it; return the fit.
+
+    Parameters
+    ----------
+    X : dask.array.Array
+        Counts, pixels × channels (``channels_first=True``: channels × pixels). Blocks are
+        rechunked to hold whole spectra; blocks larger than :data:`MAX_CHUNK_BYTES` are split.
+    G, n_components, **params
+        As for :class:`~esmpy_hs.nmf.SmartNMF`.
+    persist : {"auto", "memory", "stream"}
+        Where the compact chunks live between iterations (see :mod:`esmpy_hs.nmf._chunked`).
+    client : dask.distributed.Client, None or False
+        None: the default client when one is open, else dask's local scheduler. False: never a
+        distributed client.
+    W, H : arrays or None
+        Explicit start (units of ``W_``/``H_``), overriding ``init``.
+
+    Returns
+    -------
+    SmartNMF
+        Fitted: ``H_`` (k × pixels, NumPy), ``W_``, ``components_``, ``persist_``, …
+    """
+    from esmpy_hs.nmf.estimator import SmartNMF
+
+    if not is_dask_array(X):
+        raise TypeError(f"fit_chunked needs a dask array, got {type(X).__name__}")
+    est = SmartNMF(G, n_components, **params)
+    est.fit_transform(X, W=W, H=H, persist=persist, client=client)
+    return est
