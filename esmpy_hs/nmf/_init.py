@@ -9,12 +9,18 @@
    element line intensities — or on ≤ 64 channel bins when G is the identity, normalised per block
    to unit sum; weighted k-means (weights = counts), seeded by farthest-point (maximin) selection
    among the brighter half of the blocks starting from the brightest one, then Lloyd iterations.
+   With a physics G, the heaviest cluster is kept as the anchor (the matrix) and the other
+   phases are the most distinct blocks (successive projections on the differences from the
+   anchor, :func:`anchored_spa_labels`): cluster means of particles in a matrix are mixtures.
 3. **Fit W**: the mean spectrum of each cluster is fitted on G (``G[j]`` for a 3-D G) by
    non-negative least squares (:func:`scipy.optimize.nnls`); with G = identity it is W directly.
 4. **Refine** on the binned data (when b > 1): a short unregularised run of the same solver on
    the binned blocks, where the signal-to-noise is b² times higher and an iteration b² times
    cheaper. This is what makes low-dose starts good.
-5. **H**: every pixel takes its block's abundances, then a few H-only iterations with W held
+5. **Extrapolate** (physics G only): minor phases are moved away from the anchor up to the
+   bound set by non-negative compositions (:func:`extrapolate_minor_phases`), since particles
+   thinner than the specimen are only seen mixed with the matrix.
+6. **H**: every pixel takes its block's abundances, then a few H-only iterations with W held
    (done by the caller, with the full regularisation).
 """
 
@@ -32,6 +38,9 @@ from esmpy_hs.nmf._solver import HParams, WParams, feasible_H, feasible_W, solve
 
 #: counts a binned block should hold for clustering
 TARGET_COUNTS = 3000.0
+#: blocks averaged around each extreme block of the start
+NN_BLOCKS = 4
+
 
 
 def to_csr(data: CompactCounts) -> sp.csr_array:
@@ -51,9 +60,7 @@ def bin_factor(shape: tuple[int, ...] | None, mean_counts: float, k: int) -> int
     b = max(1, math.ceil(math.sqrt(TARGET_COUNTS / mean_counts)))
     min_blocks = max(16, 8 * k)
     while b > 1:
-        nblocks = (
-            (shape[0] // b) * (shape[1] // b) if len(shape) == 2 else shape[0] // (b * b)
-        )
+        nblocks = (shape[0] // b) * (shape[1] // b) if len(shape) == 2 else shape[0] // (b * b)
         if nblocks >= min_blocks:
             break
         b -= 1
@@ -135,6 +142,68 @@ def kmeans_maximin(F: np.ndarray, weights: np.ndarray, k: int, n_iter: int = 30)
     return labels
 
 
+def anchored_spa_labels(
+    F: np.ndarray, weights: np.ndarray, labels: np.ndarray, k: int, n_nearest: int = NN_BLOCKS
+) -> np.ndarray:
+    """Labels for the start: the heaviest k-means cluster, and the k − 1 most distinct blocks.
+
+    The heaviest cluster (by counts) is the anchor, label 0: in a map of particles in a matrix it
+    is the matrix, whose pixels are pure. The other phases are found by successive projections
+    on the differences from the anchor: the block farthest from it, then the block farthest from
+    the span of the first difference, … — the extreme, least mixed spectra, where the cluster
+    means of k-means would be mixtures. Each extreme block takes its ``n_nearest`` neighbours in
+    feature space (label 1 … k − 1); every other block is unlabelled (−1).
+    """
+    heavy = int(np.argmax(np.bincount(labels, weights=weights, minlength=k)))
+    member = labels == heavy
+    anchor = np.average(F[member], axis=0, weights=weights[member])
+    R = F - anchor[None, :]
+    out = np.where(member, 0, -1)
+    for c in range(1, k):
+        j = int(np.argmax(np.sum(R**2, axis=1)))
+        norm = np.linalg.norm(R[j])
+        if not norm > 0:
+            break
+        u = R[j] / norm
+        R = R - np.outer(R @ u, u)
+        d = np.sum((F - F[j]) ** 2, axis=1)
+        out[np.argsort(d, kind="stable")[:n_nearest]] = c
+    return out
+
+
+def extrapolate_minor_phases(
+    W: np.ndarray, Hb: np.ndarray, wp: WParams, anchor: int = 0, gamma: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Move every minor phase away from the anchor phase, up to the W ≥ 0 boundary.
+
+    Particles thinner than the specimen are never seen pure: their measured spectrum is a
+    mixture a·true + (1 − a)·matrix, so W_j = a·W_true + (1 − a)·W_0 and
+    W_true = W_j + β (W_j − W_0) with β = (1 − a)/a ≥ 0. The data alone do not fix β (the
+    likelihood is flat along it); physics does bound it: no element fraction can be negative.
+    Each minor column is moved to ``gamma`` × that bound (the first element of the phase to reach
+    zero), over the element rows (``wp.simplex_rows``); the abundances are moved the other way so
+    the block model is unchanged. The regularised fit that follows pulls a phase back inside if
+    the bound overshoots (a phase seen pure keeps β ≈ 0 because some element is already ≈ 0).
+    """
+    rows = np.asarray(wp.simplex_rows, dtype=bool)
+    W = W.copy()
+    Hb = Hb.copy()
+    for j in range(W.shape[1]):
+        if j == anchor:
+            continue
+        d = W[rows, j] - W[rows, anchor]
+        neg = d < 0
+        if not neg.any():
+            continue
+        beta = gamma * float(np.min(W[rows, j][neg] / -d[neg]))
+        W[:, j] = np.maximum(W[:, j] + beta * (W[:, j] - W[:, anchor]), wp.eps)
+        moved = Hb[:, j] * beta / (1.0 + beta)
+        Hb[:, j] -= moved
+        Hb[:, anchor] += moved
+    feasible_W(W, wp)
+    return W, Hb
+
+
 def fit_W_columns(spectra: np.ndarray, G: np.ndarray | None) -> np.ndarray:
     """Non-negative least-squares fit of each spectrum (channels × k) on G (per phase if 3-D)."""
     if G is None:
@@ -161,6 +230,7 @@ def auto_init(
     wp: WParams,
     dtype,
     n_refine: int = 100,
+    extrapolation: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``"auto"`` start: returns (W internal, Ht pixels × k), both feasible."""
     p, n = data.n_pixels, data.n_channels
@@ -185,10 +255,16 @@ def auto_init(
     Fs = F.sum(axis=1)
     Fn = F / np.where(Fs > 0, Fs, 1.0)[:, None]
     labels = kmeans_maximin(Fn, wts, k)
+    physics = G is not None and k > 1
+    if physics:
+        labels = anchored_spa_labels(Fn, wts, labels, k)
     # mean spectrum (counts per original pixel) of each cluster, in scaled units
-    onehot = sp.csr_array((np.ones(nb), (labels, np.arange(nb))), shape=(k, nb))
+    sel = labels >= 0
+    onehot = sp.csr_array(
+        (np.ones(int(sel.sum())), (labels[sel], np.flatnonzero(sel))), shape=(k, nb)
+    )
     S = np.asarray((onehot @ Xb).toarray() if sp.issparse(Xb) else onehot @ Xb).T  # n × k
-    npx = np.bincount(labels, minlength=k).astype(np.float64) * per_block
+    npx = np.bincount(labels[sel], minlength=k).astype(np.float64) * per_block
     S = S / np.maximum(npx, 1.0)[None, :] / scale
     # break exact ties between identical clusters deterministically
     S = S + 1e-6 * S.mean() * (1.0 + np.arange(k))[None, :] / k
@@ -198,7 +274,8 @@ def auto_init(
     feasible_W(W, wp)
     # abundances of the blocks: the cluster memberships, softened
     Hb = np.full((nb, k), 0.2 / max(k - 1, 1))
-    Hb[np.arange(nb), labels] = 0.8
+    Hb[np.flatnonzero(sel), labels[sel]] = 0.8
+    Hb[~sel] = 1.0 / k
     if b > 1 and n_refine > 0:
         bdata = as_compact(Xb)
         bscale = bdata.total / (nb * k)
@@ -218,6 +295,8 @@ def auto_init(
             W = res.W * fac if (simplex_H or not wp.simplex) else res.W
             Hb = res.Ht
             feasible_W(W, wp)
+    if physics and extrapolation > 0:
+        W, Hb = extrapolate_minor_phases(W, np.asarray(Hb, dtype=np.float64), wp, 0, extrapolation)
     Ht = np.ascontiguousarray(Hb[nearest], dtype=dtype)
     if not simplex_H:
         # per-pixel intensity from the pixel's counts

@@ -19,7 +19,7 @@ TRUTH = {
 }
 CONTINUUM = (3e-4, 6e-4)
 SHAPE = (24, 24)
-FIT = dict(lambda_L=0.0, mu=0.01, epsilon_reg=0.01)  # a little sparsity: see docs on choosing μ
+FIT: dict = {}  # the defaults
 OFFSET, SCALE, SIZE = 0.2, 0.01, 1000  # keV: 0.2 – 10.2 keV
 
 
