@@ -66,15 +66,6 @@ class SmartNMF:
     epsilon_reg : float, default 0.01
         ε_reg > 0 of the log prior (its slope at 0 is μ/ε_reg).
 
-    Defaults
-    --------
-    λ = 0.1, μ = 0.01, ε_reg = 0.01 (on data scaled to k counts per mean pixel) were chosen on
-    the reference sample of the validation study (three phases, two of them particles never seen
-    pure): the sparsity prior keeps a phase with pure pixels (a matrix) pure — without it the
-    likelihood is flat along mixtures and the Laplacian, which prefers flat maps, drifts that
-    phase outward — while the smoothing denoises the maps. Larger λ (≥ 0.3) pushes every phase
-    outward; larger μ (≥ 0.05) merges particles with the matrix. See the documentation page on
-    choosing the regularisation.
     simplex : {"H", "W", None}, default "H"
         ``"H"``: every pixel's abundances sum to 1. ``"W"``: the ``simplex_rows`` of every column
         of the *internal* W sum to 1 (atomic fractions; H carries the intensity). None: no
@@ -153,6 +144,17 @@ class SmartNMF:
         Final F.
     n_features_in_ : int
         Number of channels.
+
+    Notes
+    -----
+    The defaults λ = 0.1, μ = 0.01, ε_reg = 0.01 (on data scaled to k counts per mean pixel)
+    were chosen on the reference sample of the validation study (three phases, two of them
+    particles never seen pure), together with the start (``init_extrapolation``). The sparsity
+    prior keeps a phase with pure pixels (a matrix) pure: without it the likelihood is flat
+    along mixtures and the Laplacian, which prefers flat maps, drifts that phase outward. The
+    smoothing denoises the maps and holds the particles at the composition bound. Larger λ
+    (≥ 0.3) pushes every phase outward; larger μ (≥ 0.05) merges particles with the matrix.
+    See the documentation page on choosing the regularisation.
     """
 
     def __init__(
