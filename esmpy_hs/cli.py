@@ -199,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument(
         "--lazy",
         action="store_true",
-        help="load the file lazily (dask) for maps larger than memory",
+        help="load the file lazily (dask) and fit it chunk by chunk, for maps larger than "
+        "memory (the chunks are kept in memory in compact form when they fit, else re-read)",
     )
     dec.add_argument(
         "-o",
@@ -418,13 +419,6 @@ def _decompose(args) -> dict[str, Path]:
         s.decomposition(algorithm="smart_nmf", output_dimension=args.k, **kwargs)
     except MissingMetadataError as exc:
         raise CLIError(f"missing metadata: {_one_line(exc)}") from exc
-    except NotImplementedError as exc:
-        if args.lazy:
-            raise CLIError(
-                f"the lazy smart_nmf fit is not available in this version ({_one_line(exc)}); "
-                "run without --lazy"
-            ) from exc
-        raise
     except ValueError as exc:
         raise CLIError(_one_line(exc)) from exc
 
