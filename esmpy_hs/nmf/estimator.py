@@ -27,6 +27,10 @@ from esmpy_hs.nmf._updates import compute_D
 
 #: λ used when ``lambda_L=None`` and the pixel grid is known (see the class docstring)
 DEFAULT_LAMBDA = 0.1
+#: a phase holding less than this share of the abundance (H simplex) or of the modelled counts
+#: after a fit from the extrapolated start counts as lost: the fit is redone from the measured
+#: extremes
+COLLAPSE_SHARE = 0.005
 
 _PARAMS = (
     "G", "n_components", "lambda_L", "mu", "epsilon_reg", "simplex", "simplex_rows",
@@ -140,6 +144,10 @@ class SmartNMF:
         F (scaled units) of the iterates ``loss_iterations_``.
     loss_iterations_ : list of int
     stop_reason_ : {"converged", "max_iter", "interrupted"}
+    init_note_ : str
+        Non-empty when the fit from the extrapolated start lost a phase (less than
+        :data:`COLLAPSE_SHARE` of the abundance or counts) and was redone with
+        ``init_extrapolation=0``.
     reconstruction_err_ : float
         Final F.
     n_features_in_ : int
@@ -394,6 +402,45 @@ class SmartNMF:
         """
         if (W is None) != (H is None):
             raise ValueError("pass both W and H to fit_transform, or neither")
+        Ht = self._fit_transform_once(X, W, H, persist, client)
+        self.init_note_ = ""
+        if (
+            W is None
+            and isinstance(self.init, str)
+            and self.init == "auto"
+            and float(self.init_extrapolation) > 0
+            and self.stop_reason_ != "interrupted"
+        ):
+            weak = self._collapsed_phases()
+            if weak:
+                # the extrapolated start (particles never seen pure) lost a phase: refit from the
+                # measured extremes and keep that fit
+                gamma = self.init_extrapolation
+                self.init_extrapolation = 0.0
+                try:
+                    Ht = self._fit_transform_once(X, None, None, persist, client)
+                finally:
+                    self.init_extrapolation = gamma
+                what = "the abundance" if self.simplex == "H" else "the counts"
+                self.init_note_ = (
+                    f"phase(s) {weak} held < {100 * COLLAPSE_SHARE:g} % of {what} from the "
+                    "extrapolated start; refitted with init_extrapolation=0"
+                )
+        return Ht
+
+    def _collapsed_phases(self) -> list[int]:
+        """Phases whose share is below :data:`COLLAPSE_SHARE`: of the abundance under the H
+        simplex (a phase that fills almost no volume, whatever its spectrum), of the modelled
+        counts otherwise."""
+        counts = self.H_.sum(axis=1)
+        if self.simplex != "H":
+            counts = counts * self.components_.sum(axis=1)
+        total = counts.sum()
+        if not total > 0:
+            return []
+        return [int(j) for j in np.flatnonzero(counts / total < COLLAPSE_SHARE)]
+
+    def _fit_transform_once(self, X, W, H, persist, client) -> np.ndarray:
         from esmpy_hs.nmf._chunked import fit_transform_chunked, is_dask_array
 
         if is_dask_array(X):

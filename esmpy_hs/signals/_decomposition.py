@@ -238,6 +238,8 @@ def smart_nmf(signal, output_dimension, *, print_info: bool = True, **kwargs) ->
             f"({model.energies[0]:.3f}–{model.energies[-1]:.3f} keV), "
             f"{estimator.n_iter_} iterations ({estimator.stop_reason_})"
         )
+        if getattr(estimator, "init_note_", ""):
+            print(f"smart_nmf: {estimator.init_note_}")
     return {"estimator": estimator, "model": model}
 
 
@@ -288,6 +290,7 @@ def _store(signal, estimator, factors, loadings, W, model, priors, channels, par
         "parameters": json.dumps(_jsonable(params)),
         "n_iter": int(estimator.n_iter_),
         "stop_reason": str(estimator.stop_reason_),
+        "init_note": str(getattr(estimator, "init_note_", "")),
         "loss_history": np.asarray(estimator.loss_history_, dtype=np.float64),
     }
     signal.metadata.set_item(NODE, node)
