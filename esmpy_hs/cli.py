@@ -292,13 +292,12 @@ def _prepare(signal, args):
     s.set_signal_type(SIGNAL_TYPE)
     if not isinstance(s, EDSespm):
         raise CLIError(f"cannot make an {SIGNAL_TYPE} signal from this file")
-    axis = s.axes_manager.signal_axes[0]
-    units = str(axis.units).strip() if axis.units is not None else ""
-    if units not in ("eV", "keV"):
-        raise CLIError(
-            f"the signal axis is in {units or 'no units'!r}, not an energy in eV or keV: "
-            "this is not an EDX spectrum image"
-        )
+    from esmpy_hs.signals._metadata import read_energy_axis
+
+    try:
+        read_energy_axis(s)
+    except ValueError as exc:
+        raise CLIError(f"the signal axis is not an energy in eV or keV: {_one_line(exc)}") from exc
     if args.elements:
         try:
             s.set_elements(_elements(args.elements))

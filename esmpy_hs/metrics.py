@@ -482,17 +482,11 @@ def score(
         If ``quantify=True`` and the signal has no ``quantify_phases``
         (``quantify_phases``'s own ValueError passes through likewise).
     """
+    from esmpy_hs._learning_results import decomposition_arrays
     from esmpy_hs.datasets._truth import get_truth
 
     truth = get_truth(signal)
-    lr = getattr(signal, "learning_results", None)
-    factors = getattr(lr, "factors", None)
-    loadings = getattr(lr, "loadings", None)
-    if factors is None or loadings is None:
-        raise ValueError(
-            "the signal has no decomposition results (learning_results.factors/loadings): "
-            "run s.decomposition(...) first"
-        )
+    factors, loadings = decomposition_arrays(signal)
     names = [str(n) for n in truth["phase_names"]]
     true_spectra = _truth_on_axis(truth, signal)
     true_maps = np.asarray(truth["maps"], dtype=float)

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from esmpy_hs._learning_results import as_numpy, decomposition_arrays
+
 __all__ = ["line_label", "plot_phases"]
 
 _GREEK = {"a": "α", "b": "β", "g": "γ", "z": "ζ"}
@@ -59,23 +61,8 @@ def line_label(element: str, name: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _as_numpy(x) -> np.ndarray:
-    if hasattr(x, "compute"):
-        x = x.compute()
-    return np.asarray(x)
-
-
 def _decomposition(signal) -> tuple[np.ndarray, np.ndarray]:
-    lr = getattr(signal, "learning_results", None)
-    factors = getattr(lr, "factors", None)
-    loadings = getattr(lr, "loadings", None)
-    if factors is None or loadings is None:
-        raise ValueError(
-            "the signal has no decomposition results: run "
-            "s.decomposition(algorithm='smart_nmf', output_dimension=k) first"
-        )
-    factors = _as_numpy(factors).astype(np.float64)
-    loadings = _as_numpy(loadings).astype(np.float64)
+    factors, loadings = decomposition_arrays(signal)
     if factors.ndim != 2 or loadings.ndim != 2 or factors.shape[1] != loadings.shape[1]:
         raise ValueError(
             f"unexpected decomposition results: factors {factors.shape}, loadings {loadings.shape}"
@@ -189,7 +176,7 @@ def _region_mean(signal, mask: np.ndarray) -> np.ndarray:
     data = signal.data
     n_ch = data.shape[-1]
     flat = data.reshape(-1, n_ch) if data.ndim > 1 else data.reshape(1, n_ch)
-    return _as_numpy(flat[mask].mean(axis=0)).astype(np.float64)
+    return as_numpy(flat[mask].mean(axis=0)).astype(np.float64)
 
 
 def _dominant_masks(loadings: np.ndarray) -> list[np.ndarray]:
