@@ -1,0 +1,115 @@
+"""A small, fast version of the validation study (benchmarks/validate_paper.py, issue 8).
+
+The reference sample (``esmpy_hs.datasets.reference_sample``) on 48 × 48 pixels at 300 counts
+per pixel, noise seed 0, fitted with smart_nmf's defaults and scored against its ground truth.
+The bounds are the values measured on this version with a margin, so that a regression in the
+physics model, the quantification or the solver turns CI red.
+
+Measured (2 cores, 8–12 s for the fit, 820 iterations, converged):
+
+=================  =========  ========  =========================================
+phase              angle (°)  map MSE   |at.% error| of the major elements
+=================  =========  ========  =========================================
+bridgmanite        0.21       0.00235   Mg 0.10, Si 0.04, O 0.03
+ferropericlase     1.75       0.00091   Mg 1.51, Fe 0.21, O 2.09
+Ca-perovskite      5.93       0.00129   Ca 2.70, Si 1.59, O 1.16
+mean               2.63       0.00152
+=================  =========  ========  =========================================
+
+The Ca-perovskite is systematically pushed past its true composition (its 2 at.% of Mg goes to
+0, Ca comes out ≈ 2.5 at.% high, Si ≈ 1.5 at.% low) at every seed and size tried, hence its
+wider bounds.
+
+Smaller maps are not used on purpose: on 32 × 32 pixels the defaults leave the ferropericlase
+mixed with the matrix (angle ≈ 20°, Si ≈ 13 at.%) at every seed tried, and on 48 × 48 at one seed
+in six (seed 5); seed 0 is one of the five that separate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from esmpy_hs.datasets import get_truth, reference_sample
+from esmpy_hs.metrics import score
+
+SHAPE = (48, 48)
+DOSE = 300.0
+SEED = 0
+
+#: Upper bounds on the spectral angle (degrees), per phase (measured 0.21, 1.75, 5.93).
+ANGLE_MAX = {"bridgmanite": 1.0, "ferropericlase": 4.0, "Ca-perovskite": 8.0}
+MEAN_ANGLE_MAX = 4.0  # measured 2.63
+#: Upper bounds on the map MSE, per phase (measured 0.0023, 0.0009, 0.0013).
+MSE_MAX = {"bridgmanite": 0.0035, "ferropericlase": 0.002, "Ca-perovskite": 0.0025}
+MEAN_MSE_MAX = 0.0025  # measured 0.0015
+#: Upper bounds on |at.% error| of the major elements (≥ 5 at.% in the truth).
+AT_ERROR_MAX = {
+    "bridgmanite": {"Mg": 0.5, "Si": 0.5, "O": 0.5},  # measured 0.10, 0.04, 0.03
+    "ferropericlase": {"Mg": 3.0, "Fe": 1.0, "O": 3.5},  # measured 1.51, 0.21, 2.09
+    "Ca-perovskite": {"Ca": 4.0, "Si": 3.0, "O": 2.5},  # measured 2.70, 1.59, 1.16
+}
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    s = reference_sample(dose=DOSE, shape=SHAPE, random_state=SEED)
+    est = s.decomposition(
+        algorithm="smart_nmf", output_dimension=3, print_info=False, return_info=True
+    )
+    sc = score(s)
+    q = s.quantify_phases()
+    names = list(q.atomic_percent)
+    at = {p: q.atomic_percent[names[sc.permutation[i]]] for i, p in enumerate(sc.phase_names)}
+    return s, est, sc, at
+
+
+def test_fit_converges(fitted):
+    _, est, _, _ = fitted
+    assert est.stop_reason_ == "converged"
+    assert est.n_iter_ < 1500  # measured 820
+
+
+def test_phases_match_one_to_one(fitted):
+    _, _, sc, _ = fitted
+    assert sorted(sc.permutation) == [0, 1, 2]
+    assert not sc.disagree  # matching by angle and by map MSE agree
+
+
+def test_spectral_angles(fitted):
+    _, _, sc, _ = fitted
+    for name, angle in zip(sc.phase_names, sc.angles, strict=True):
+        assert angle <= ANGLE_MAX[name], f"{name}: {angle:.2f}° > {ANGLE_MAX[name]}°"
+    assert sc.mean_angle <= MEAN_ANGLE_MAX
+
+
+def test_map_mse(fitted):
+    _, _, sc, _ = fitted
+    for name, mse in zip(sc.phase_names, sc.mse, strict=True):
+        assert mse <= MSE_MAX[name], f"{name}: map MSE {mse:.5f} > {MSE_MAX[name]}"
+    assert sc.mean_mse <= MEAN_MSE_MAX
+
+
+def test_major_element_compositions(fitted):
+    s, _, sc, _ = fitted
+    truth = get_truth(s)
+    for name, bounds in AT_ERROR_MAX.items():
+        comp = truth["compositions"][name]
+        total = sum(comp.values())
+        majors = {el for el, x in comp.items() if 100 * x / total >= 5.0}
+        assert majors == set(bounds), name  # the bounds cover exactly the major elements
+        for el, bound in bounds.items():
+            err = sc.composition_errors[name][el]
+            assert err <= bound, f"{name} {el}: |error| {err:.2f} at.% > {bound}"
+
+
+def test_phases_read_as_minerals(fitted):
+    _, _, _, at = fitted
+    brg, fp, cpv = at["bridgmanite"], at["ferropericlase"], at["Ca-perovskite"]
+    # truth: O/Si 1.99, (Mg+Fe)/Si 1.28, O/(Mg+Fe) 0.597, Ca/Si 1.087
+    assert brg["O"] / brg["Si"] == pytest.approx(0.436 / 0.219, rel=0.03)  # measured 2.00
+    assert (brg["Mg"] + brg["Fe"]) / brg["Si"] == pytest.approx(0.280 / 0.219, rel=0.03)  # 1.29
+    assert fp["Si"] < 1.0 and fp["Ca"] < 1.0  # measured 0.05 and 0.00 at.%
+    assert fp["O"] / (fp["Mg"] + fp["Fe"]) == pytest.approx(0.374 / 0.626, rel=0.15)  # 0.547
+    assert cpv["Ca"] / cpv["Si"] == pytest.approx(0.188 / 0.173, rel=0.4)  # 1.39 (Ca high)
+    assert all(np.isfinite(v) for c in at.values() for v in c.values())
