@@ -148,7 +148,6 @@ class _AbsorptionRefresh:
 
     def __init__(self, model, priors, every: int) -> None:
         self.model, self.priors, self.every = model, priors, every
-        self.refreshes = 0
 
     def G_for(self, W: np.ndarray) -> np.ndarray:
         G3 = self.model.G_for_phases(self.priors.true_W(W))
@@ -157,7 +156,6 @@ class _AbsorptionRefresh:
     def __call__(self, estimator, iteration: int, W, H):
         if iteration == 0 or iteration % self.every:
             return None
-        self.refreshes += 1
         return self.G_for(W)
 
 
