@@ -40,6 +40,8 @@ from esmpy_hs.nmf._solver import HParams, WParams, feasible_H, feasible_W, solve
 TARGET_COUNTS = 3000.0
 #: blocks averaged around each extreme block of the start
 NN_BLOCKS = 4
+#: an element below this share of the anchor phase's elements does not bound the extrapolation
+TRACE_SHARE = 1e-3
 
 
 
@@ -188,11 +190,15 @@ def extrapolate_minor_phases(
     rows = np.asarray(wp.simplex_rows, dtype=bool)
     W = W.copy()
     Hb = Hb.copy()
+    ref = W[rows, anchor]
+    # elements the anchor holds at a trace level (< TRACE_SHARE of its element sum) do not bound
+    # the move: at 1e-6 against a phase at the 1e-10 floor they would stop it at once
+    bounding = ref >= TRACE_SHARE * ref.sum()
     for j in range(W.shape[1]):
         if j == anchor:
             continue
-        d = W[rows, j] - W[rows, anchor]
-        neg = d < 0
+        d = W[rows, j] - ref
+        neg = (d < 0) & bounding
         if not neg.any():
             continue
         beta = gamma * float(np.min(W[rows, j][neg] / -d[neg]))
