@@ -61,7 +61,7 @@ def ratio(at: dict, err: dict, num: list[str], den: list[str]) -> tuple[float, f
     b = sum(at.get(e, 0.0) for e in den)
     sa = np.sqrt(sum(err.get(e, 0.0) ** 2 for e in num))
     sb = np.sqrt(sum(err.get(e, 0.0) ** 2 for e in den))
-    if b <= 0:
+    if b <= 1e-3:  # denominator absent (below 0.001 at.%): no ratio
         return float("inf"), float("nan")
     r = a / b
     rel = np.hypot(sa / a if a > 0 else 0.0, sb / b)

@@ -161,7 +161,8 @@ class SmartNMF:
     prior keeps a phase with pure pixels (a matrix) pure: without it the likelihood is flat
     along mixtures and the Laplacian, which prefers flat maps, drifts that phase outward. The
     smoothing denoises the maps and holds the particles at the composition bound. Larger λ
-    (≥ 0.3) pushes every phase outward; larger μ (≥ 0.05) merges particles with the matrix.
+    pushes every phase further outward (λ = 3 drifted the matrix in the runs that chose the
+    defaults); μ = 0.05 merged the particles with the matrix there.
     See the documentation page on choosing the regularisation.
     """
 
