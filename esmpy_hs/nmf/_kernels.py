@@ -14,8 +14,11 @@ pixel p, while its counts are in cache, it
 3. recomputes the ratios with the new h_p and accumulates ``R Hᵀ`` (channels × k) and ``H 1``
    into per-block accumulators.
 
-Pixels are split into ``acc.shape[0]`` blocks processed in parallel (``numba.prange``); each block
-writes its own accumulator, so the result does not depend on the number of threads. The caller
+Pixels are split into ``acc.shape[0]`` blocks processed in parallel (``numba.prange``); a block is
+every ``nblocks``-th stripe of 64 pixels, so the threads share the costly and the cheap parts of a
+map evenly. Each block writes its own accumulator, so the result does not depend on the number of
+threads. The per-pixel helpers and the surrogate solver are inlined into the block loop (numba
+``inline="always"``): at low dose the calls cost as much as the arithmetic. The caller
 sums the blocks (see :func:`esmpy_hs.nmf._solver.h_pass`).
 
 Storage: ``D`` is channels × k and ``Ht`` is pixels × k (pixel-major), both C-contiguous and of the
@@ -40,15 +43,23 @@ from numba import njit, prange
 
 from esmpy_hs.nmf._simplex import solve_column
 
+#: LLVM fast-math flags of the kernels: fused multiply-add, reassociation of the sums over a
+#: pixel's counts and x/y → x·(1/y). No "no-NaN/no-inf" assumptions (the fixed entries are NaN
+#: where free). Measured 4–15 % faster; results move by ~1e-14 relative and stay deterministic.
+_FASTMATH = {"contract", "reassoc", "arcp"}
 #: floor of the model value on a nonzero count (guards channels where D is zero)
 _TINY = 1e-30
 #: exact power-of-two rescaling of the running product of ratios in the loss
 _BIG = 2.0**200
 _SMALL = 2.0**-200
+#: pixels per stripe: block b of n processes stripes b, b + n, b + 2n, … of the chunk, so every
+#: block (and every thread of a static schedule) gets pixels from all over the map, whatever
+#: their cost (particles, empty regions), and reads each stripe's counts contiguously
+_STRIPE = 64
 _LOG_BIG = 200.0 * np.log(2.0)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _update_pixel(
     p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
     simplex, fixed, eps, rtol, c, beta, free, hn,
@@ -83,7 +94,7 @@ def _update_pixel(
     solve_column(c, beta, q, free, total, eps, simplex, rtol, hn)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _reg_loss(p, h, mu, eps_reg, lam, adj_indptr, adj_indices, Ht):
     """(Σ_k μ_k log(h_k + ε_reg), (λ/4) Σ_{q∈N(p)} ‖h − h_q‖²) of pixel p."""
     k = h.shape[0]
@@ -101,7 +112,7 @@ def _reg_loss(p, h, mu, eps_reg, lam, adj_indptr, adj_indices, Ht):
     return lp, ll
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _ratios_sparse(i0, i1, indices, counts, D, h, a, inv_scale, kt):
     """``a += Dᵀ r`` over nonzeros ``i0:i1`` with ``r = y' / (D h)``."""
     k = len(kt)
@@ -117,7 +128,7 @@ def _ratios_sparse(i0, i1, indices, counts, D, h, a, inv_scale, kt):
             a[j] += D[ch, j] * r
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _log_product_step(yc, r, prod, pexp, lraw):
     """Fold ``yc · log r`` into (running product, its 2^200 exponent, plain sum of logs).
 
@@ -141,7 +152,7 @@ def _log_product_step(yc, r, prod, pexp, lraw):
     return prod, pexp, lraw
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _ratios_loss_sparse(i0, i1, indices, counts, D, h, a, inv_scale, kt):
     """As :func:`_ratios_sparse`; also returns ``Σ y log r`` (unscaled counts y)."""
     k = len(kt)
@@ -163,7 +174,7 @@ def _ratios_loss_sparse(i0, i1, indices, counts, D, h, a, inv_scale, kt):
     return lraw + np.log(prod) + pexp * _LOG_BIG
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _accumulate_sparse(i0, i1, indices, counts, D, hn, acc, inv_scale, kt):
     """``acc[c] += r_c · hn`` over nonzeros ``i0:i1`` with ``r = y' / (D hn)``."""
     k = len(kt)
@@ -179,7 +190,7 @@ def _accumulate_sparse(i0, i1, indices, counts, D, hn, acc, inv_scale, kt):
             acc[ch, j] += r * hn[j]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _ratios_dense(i, dense, D, h, a, inv_scale, kt):
     """Dense counterpart of :func:`_ratios_sparse` (zero counts skipped)."""
     k = len(kt)
@@ -197,7 +208,7 @@ def _ratios_dense(i, dense, D, h, a, inv_scale, kt):
             a[j] += D[ch, j] * r
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _ratios_loss_dense(i, dense, D, h, a, inv_scale, kt):
     """Dense counterpart of :func:`_ratios_loss_sparse`."""
     k = len(kt)
@@ -220,7 +231,7 @@ def _ratios_loss_dense(i, dense, D, h, a, inv_scale, kt):
     return lraw + np.log(prod) + pexp * _LOG_BIG
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _accumulate_dense(i, dense, D, hn, acc, inv_scale, kt):
     """Dense counterpart of :func:`_accumulate_sparse`."""
     k = len(kt)
@@ -238,14 +249,14 @@ def _accumulate_dense(i, dense, D, hn, acc, inv_scale, kt):
             acc[ch, j] += r * hn[j]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FASTMATH)
 def _sparse_block(
-    lo, hi, indptr, indices, counts, D, colsum, Ht, start, Ht_out,
+    b, nblocks, npx, indptr, indices, counts, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
     blk_acc, hsum_b, loss_b, kt,
 ):  # fmt: skip
-    """Pixels ``lo:hi`` of the chunk (serial); see :func:`h_pass_sparse`."""
+    """Block ``b`` of ``nblocks``, its stripes serially (see :func:`h_pass_sparse`)."""
     k = len(kt)  # compile-time constant (see the kernel's docstring)
     blk_acc[:] = 0.0
     hs = np.zeros(k)
@@ -256,47 +267,48 @@ def _sparse_block(
     c = np.empty(k)
     beta = np.empty(k)
     free = np.empty(k, dtype=np.bool_)
-    for i in range(lo, hi):
-        p = start + i
-        for j in range(k):
-            h[j] = Ht[p, j]
-            a[j] = 0.0
-        i0 = indptr[i]
-        i1 = indptr[i + 1]
-        if update_h or want_loss:
-            if want_loss:
-                ls[0] += inv_scale * _ratios_loss_sparse(i0, i1, indices, counts, D, h, a,
-                                                         inv_scale, kt)  # fmt: skip
-            else:
-                _ratios_sparse(i0, i1, indices, counts, D, h, a, inv_scale, kt)
-            if want_loss:
+    for st in range(b, (npx + _STRIPE - 1) // _STRIPE, nblocks):
+        for i in range(st * _STRIPE, min((st + 1) * _STRIPE, npx)):
+            p = start + i
+            for j in range(k):
+                h[j] = Ht[p, j]
+                a[j] = 0.0
+            i0 = indptr[i]
+            i1 = indptr[i + 1]
+            if update_h or want_loss:
+                if want_loss:
+                    ls[0] += inv_scale * _ratios_loss_sparse(i0, i1, indices, counts, D, h, a,
+                                                             inv_scale, kt)  # fmt: skip
+                else:
+                    _ratios_sparse(i0, i1, indices, counts, D, h, a, inv_scale, kt)
+                if want_loss:
+                    for j in range(k):
+                        ls[1] += colsum[j] * h[j]
+                    lp, ll = _reg_loss(p, h, mu, eps_reg, lam, adj_indptr, adj_indices, Ht)
+                    ls[2] += lp
+                    ls[3] += ll
+            if update_h:
+                _update_pixel(
+                    p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
+                    simplex, fixed, eps, rtol, c, beta, free, hn,
+                )  # fmt: skip
                 for j in range(k):
-                    ls[1] += colsum[j] * h[j]
-                lp, ll = _reg_loss(p, h, mu, eps_reg, lam, adj_indptr, adj_indices, Ht)
-                ls[2] += lp
-                ls[3] += ll
-        if update_h:
-            _update_pixel(
-                p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
-                simplex, fixed, eps, rtol, c, beta, free, hn,
-            )  # fmt: skip
-            for j in range(k):
-                Ht_out[i, j] = hn[j]
-                hn[j] = Ht_out[i, j]  # accumulate with the stored (rounded) value
-        else:
-            for j in range(k):
-                hn[j] = h[j]
-        if accumulate:
-            for j in range(k):
-                hs[j] += hn[j]
-            _accumulate_sparse(i0, i1, indices, counts, D, hn, blk_acc, inv_scale, kt)
+                    Ht_out[i, j] = hn[j]
+                    hn[j] = Ht_out[i, j]  # accumulate with the stored (rounded) value
+            else:
+                for j in range(k):
+                    hn[j] = h[j]
+            if accumulate:
+                for j in range(k):
+                    hs[j] += hn[j]
+                _accumulate_sparse(i0, i1, indices, counts, D, hn, blk_acc, inv_scale, kt)
     for j in range(k):
         hsum_b[j] = hs[j]
     for j in range(4):
         loss_b[j] = ls[j]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
 def h_pass_sparse(
     indptr, indices, counts, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
@@ -357,7 +369,7 @@ def h_pass_sparse(
     nblocks = acc.shape[0]
     for b in prange(nblocks):
         _sparse_block(
-            (b * npx) // nblocks, ((b + 1) * npx) // nblocks,
+            b, nblocks, npx,
             indptr, indices, counts, D, colsum, Ht, start, Ht_out,
             inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
@@ -365,14 +377,14 @@ def h_pass_sparse(
         )  # fmt: skip
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FASTMATH)
 def _dense_block(
-    lo, hi, dense, D, colsum, Ht, start, Ht_out,
+    b, nblocks, npx, dense, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
     blk_acc, hsum_b, loss_b, kt,
 ):  # fmt: skip
-    """Pixels ``lo:hi`` of the chunk (serial); see :func:`h_pass_dense`."""
+    """Block ``b`` of ``nblocks``, its stripes serially (see :func:`h_pass_dense`)."""
     k = len(kt)  # compile-time constant (see the kernel's docstring)
     blk_acc[:] = 0.0
     hs = np.zeros(k)
@@ -383,44 +395,45 @@ def _dense_block(
     c = np.empty(k)
     beta = np.empty(k)
     free = np.empty(k, dtype=np.bool_)
-    for i in range(lo, hi):
-        p = start + i
-        for j in range(k):
-            h[j] = Ht[p, j]
-            a[j] = 0.0
-        if update_h or want_loss:
-            if want_loss:
-                ls[0] += inv_scale * _ratios_loss_dense(i, dense, D, h, a, inv_scale, kt)
-            else:
-                _ratios_dense(i, dense, D, h, a, inv_scale, kt)
-            if want_loss:
+    for st in range(b, (npx + _STRIPE - 1) // _STRIPE, nblocks):
+        for i in range(st * _STRIPE, min((st + 1) * _STRIPE, npx)):
+            p = start + i
+            for j in range(k):
+                h[j] = Ht[p, j]
+                a[j] = 0.0
+            if update_h or want_loss:
+                if want_loss:
+                    ls[0] += inv_scale * _ratios_loss_dense(i, dense, D, h, a, inv_scale, kt)
+                else:
+                    _ratios_dense(i, dense, D, h, a, inv_scale, kt)
+                if want_loss:
+                    for j in range(k):
+                        ls[1] += colsum[j] * h[j]
+                    lp, ll = _reg_loss(p, h, mu, eps_reg, lam, adj_indptr, adj_indices, Ht)
+                    ls[2] += lp
+                    ls[3] += ll
+            if update_h:
+                _update_pixel(
+                    p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
+                    simplex, fixed, eps, rtol, c, beta, free, hn,
+                )  # fmt: skip
                 for j in range(k):
-                    ls[1] += colsum[j] * h[j]
-                lp, ll = _reg_loss(p, h, mu, eps_reg, lam, adj_indptr, adj_indices, Ht)
-                ls[2] += lp
-                ls[3] += ll
-        if update_h:
-            _update_pixel(
-                p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
-                simplex, fixed, eps, rtol, c, beta, free, hn,
-            )  # fmt: skip
-            for j in range(k):
-                Ht_out[i, j] = hn[j]
-                hn[j] = Ht_out[i, j]
-        else:
-            for j in range(k):
-                hn[j] = h[j]
-        if accumulate:
-            for j in range(k):
-                hs[j] += hn[j]
-            _accumulate_dense(i, dense, D, hn, blk_acc, inv_scale, kt)
+                    Ht_out[i, j] = hn[j]
+                    hn[j] = Ht_out[i, j]
+            else:
+                for j in range(k):
+                    hn[j] = h[j]
+            if accumulate:
+                for j in range(k):
+                    hs[j] += hn[j]
+                _accumulate_dense(i, dense, D, hn, blk_acc, inv_scale, kt)
     for j in range(k):
         hsum_b[j] = hs[j]
     for j in range(4):
         loss_b[j] = ls[j]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
 def h_pass_dense(
     dense, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
@@ -435,7 +448,7 @@ def h_pass_dense(
     nblocks = acc.shape[0]
     for b in prange(nblocks):
         _dense_block(
-            (b * npx) // nblocks, ((b + 1) * npx) // nblocks,
+            b, nblocks, npx,
             dense, D, colsum, Ht, start, Ht_out,
             inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
@@ -443,7 +456,7 @@ def h_pass_dense(
         )  # fmt: skip
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FASTMATH)
 def h_pass_sparse_serial(
     indptr, indices, counts, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
@@ -459,7 +472,7 @@ def h_pass_sparse_serial(
     nblocks = acc.shape[0]
     for b in range(nblocks):
         _sparse_block(
-            (b * npx) // nblocks, ((b + 1) * npx) // nblocks,
+            b, nblocks, npx,
             indptr, indices, counts, D, colsum, Ht, start, Ht_out,
             inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
@@ -467,7 +480,7 @@ def h_pass_sparse_serial(
         )  # fmt: skip
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FASTMATH)
 def h_pass_dense_serial(
     dense, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
@@ -479,7 +492,7 @@ def h_pass_dense_serial(
     nblocks = acc.shape[0]
     for b in range(nblocks):
         _dense_block(
-            (b * npx) // nblocks, ((b + 1) * npx) // nblocks,
+            b, nblocks, npx,
             dense, D, colsum, Ht, start, Ht_out,
             inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,

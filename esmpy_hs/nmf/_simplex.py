@@ -43,12 +43,17 @@ def _g(c, x, q):
 
 
 @njit(cache=True, inline="always")
-def _dg(c, x, q, g):
-    """Derivative of :func:`_g` with respect to x (equivalently ν), given its value g."""
+def _g_dg(c, x, q):
+    """:func:`_g` and its derivative with respect to x (equivalently ν), with one division
+    (and one square root when q > 0)."""
     if q == 0.0:
-        return -g / x
+        inv = 1.0 / x
+        g = c * inv
+        return g, -g * inv
     s = np.sqrt(x * x + 8.0 * q * c)
-    return -g / s
+    inv = 1.0 / (x + s) if x > 0.0 else 0.0
+    g = 2.0 * c * inv if x > 0.0 else (s - x) / (4.0 * q)
+    return g, -g / s
 
 
 @njit(cache=True)
@@ -95,32 +100,45 @@ def solve_column(c, beta, q, free, total, eps, simplex, rtol, out):
             out[i] = v if v > eps else eps
         return 0.0
 
+    # one sweep: number of free entries, Σc, max β, and the bracket ends
     nfree = 0
+    csum = 0.0
+    bmax = -np.inf
+    hi = -np.inf  # φ(hi) ≤ T: every g_i(hi) ≤ T / nfree (or ε)
+    nu_b = -np.inf  # q = 0: φ has a pole at −β_i for c_i > 0; ν must stay right of max(−β)
+    inf_at_b = False  # does an entry with c > 0 sit on that boundary? then φ → ∞ there
+    lo_q = np.inf  # q > 0: φ(lo_q) ≥ T
     for i in range(r):
-        if free[i]:
-            nfree += 1
+        if not free[i]:
+            continue
+        nfree += 1
+        ci = c[i]
+        bi = beta[i]
+        csum += ci
+        if bi > bmax:
+            bmax = bi
+        if -bi > hi:
+            hi = -bi
+        if -bi > nu_b:
+            nu_b = -bi
+            inf_at_b = ci > 0.0
+        elif -bi == nu_b and ci > 0.0:
+            inf_at_b = True
+        cand = -bi - 2.0 * q * total
+        if cand < lo_q:
+            lo_q = cand
     if nfree == 0:
         return 0.0
-
-    # --- bracket [lo, hi] with φ(lo) ≥ T ≥ φ(hi)
-    hi = -np.inf
+    cmax_term = -np.inf
     for i in range(r):
         if free[i]:
             cand = nfree * c[i] / total - beta[i]
-            if cand > hi:
-                hi = cand
-            if -beta[i] > hi:
-                hi = -beta[i]
+            if cand > cmax_term:
+                cmax_term = cand
+    if cmax_term > hi:
+        hi = cmax_term
+
     if q == 0.0:
-        nu_b = -np.inf
-        for i in range(r):
-            if free[i] and -beta[i] > nu_b:
-                nu_b = -beta[i]
-        # does an entry with c > 0 sit on the boundary? then φ → ∞ there
-        inf_at_b = False
-        for i in range(r):
-            if free[i] and -beta[i] == nu_b and c[i] > 0.0:
-                inf_at_b = True
         if not inf_at_b:
             # φ(ν_b+) is finite: evaluate it
             phi_b = 0.0
@@ -150,27 +168,28 @@ def solve_column(c, beta, q, free, total, eps, simplex, rtol, out):
         if hi <= lo:
             hi = lo + 1.0
     else:
-        lo = np.inf
-        for i in range(r):
-            if free[i]:
-                cand = -beta[i] - 2.0 * q * total
-                if cand < lo:
-                    lo = cand
-        lo -= 1.0
+        lo = lo_q - 1.0
 
     # --- safeguarded Newton on ψ(ν) = 1/φ(ν) − 1/T. For φ = C/(β + ν) (equal β's) ψ is linear
     # and one step is exact; in general 1/φ is close to linear, so 2–4 steps reach 1e-13.
-    # Start at Σc/T − max β (left of the root when neither floor nor quadratic binds).
-    csum = 0.0
-    bmax = -np.inf
+    # Start from the stationarity condition c_i = x_i (β_i + ν + 2q x_i) summed over i with the
+    # previous iterate for x (exact at a fixed point of the updates, so late iterations need
+    # one or two steps); otherwise from Σc/T − max β (left of the root when neither floor nor
+    # quadratic binds), or the middle of the bracket.
+    sxb = 0.0
+    sxx = 0.0
+    sx = 0.0
     for i in range(r):
         if free[i]:
-            csum += c[i]
-            if beta[i] > bmax:
-                bmax = beta[i]
-    nu = csum / total - bmax
-    if nu <= lo or nu >= hi:
-        nu = 0.5 * (lo + hi)
+            xi = out[i]
+            sx += xi
+            sxb += xi * beta[i]
+            sxx += xi * xi
+    nu = (csum - sxb - 2.0 * q * sxx) / total
+    if not (sx > 0.0 and abs(sx - total) <= 1e-6 * total and lo < nu < hi):
+        nu = csum / total - bmax
+        if nu <= lo or nu >= hi:
+            nu = 0.5 * (lo + hi)
     for _ in range(_MAX_NEWTON):
         phi = 0.0
         dphi = 0.0
@@ -181,10 +200,10 @@ def solve_column(c, beta, q, free, total, eps, simplex, rtol, out):
             if q == 0.0 and x <= 0.0:
                 phi = np.inf
                 break
-            v = _g(c[i], x, q)
+            v, dv = _g_dg(c[i], x, q)
             if v > eps:
                 phi += v
-                dphi += _dg(c[i], x, q, v)
+                dphi += dv
             else:
                 phi += eps
         f = phi - total

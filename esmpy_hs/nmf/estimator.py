@@ -21,6 +21,7 @@ from esmpy_hs.nmf._solver import (
     evaluate_loss,
     feasible_H,
     feasible_W,
+    h_rtol,
     solve,
 )
 from esmpy_hs.nmf._updates import compute_D
@@ -479,7 +480,7 @@ class SmartNMF:
         adj = grid_adjacency(s["shape"]) if s["lam"] > 0 else empty_adjacency(data.n_pixels)
         hp = HParams(
             1.0 / scale, data.total / scale, s["mu"], s["eps_reg"], s["lam"], *adj,
-            simplex_H, s["fixed_Ht"], s["eps"], 1e-13 if s["dtype"] == np.float64 else 1e-6,
+            simplex_H, s["fixed_Ht"], s["eps"], h_rtol(s["dtype"]),
         )  # fmt: skip
         W0, Ht0, h_only = self._initial(init, data, G, k, scale, s, wp, simplex_H)
         feasible_W(W0, wp)
@@ -576,7 +577,7 @@ class SmartNMF:
         adj = grid_adjacency(shape) if lam > 0 else empty_adjacency(p)
         hp = HParams(
             1.0 / scale, data.total / scale, mu, float(self.epsilon_reg), lam, *adj,
-            simplex_H, None, eps, 1e-13 if dtype == np.float64 else 1e-6,
+            simplex_H, None, eps, h_rtol(dtype),
         )  # fmt: skip
         W = self.W_ / scale
         wp = WParams(False, np.zeros(W.shape[0], dtype=bool), None, eps, 1e-13)
