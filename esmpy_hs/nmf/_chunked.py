@@ -52,7 +52,14 @@ import scipy.sparse as sp
 from esmpy_hs.nmf._data import CompactCounts, as_compact
 from esmpy_hs.nmf._init import bin_factor, block_index, to_csr
 from esmpy_hs.nmf._objective import assemble
-from esmpy_hs.nmf._solver import HParams, PassResult, SolveResult, combine, h_pass
+from esmpy_hs.nmf._solver import (
+    HParams,
+    PassResult,
+    SolveResult,
+    combine,
+    h_pass,
+    hold_spectra,
+)
 from esmpy_hs.nmf._updates import compute_D, g_colsums, update_W
 
 #: ``persist="auto"`` keeps the chunks in memory when their estimated compact size is below this
@@ -626,6 +633,8 @@ def iterate(
                         if rel < tol:
                             stop = "converged"
                             break
+                    if not update_W_:
+                        W = hold_spectra(G, G_new, W, wp)
                     G = G_new
                     Gt1 = g_colsums(G, W.shape[0], W.shape[1])
                     ref = None
@@ -675,7 +684,7 @@ def fit_transform_chunked(est, X, W=None, H=None, *, persist: str = "auto", clie
         times: list[float] = []
         res = iterate(
             engine, G, W0, Ht0, hp, wp, max_iter=int(est.max_iter), tol=s["tol"],
-            loss_every=int(est.loss_every), callback=est.callback,
+            update_W_=not s["hold_W"], loss_every=int(est.loss_every), callback=est.callback,
             callback_every=int(est.callback_every), callback_owner=est, out_scale=scale,
             progress=bool(est.progress), timings=times,
         )  # fmt: skip

@@ -44,7 +44,6 @@ NN_BLOCKS = 4
 TRACE_SHARE = 1e-3
 
 
-
 def to_csr(data: CompactCounts) -> sp.csr_array:
     """The counts as a scipy CSR array, pixels × channels (float64)."""
     if data.dense is not None:

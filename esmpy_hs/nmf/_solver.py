@@ -336,6 +336,8 @@ def solve(
                         if rel < tol:
                             stop = "converged"
                             break
+                    if not update_W_:
+                        W = hold_spectra(G, G_new, W, wp)
                     G = G_new
                     Gt1 = g_colsums(G, W.shape[0], W.shape[1])
                     ref = None
@@ -349,6 +351,32 @@ def solve(
         hist.append(evaluate_loss(data, G, W, Ht, hp))
         hist_it.append(it)
     return SolveResult(W, Ht, G, it, hist, hist_it, stop)
+
+
+def hold_spectra(G_old: np.ndarray, G_new: np.ndarray, W: np.ndarray, wp: WParams) -> np.ndarray:
+    """W for ``G_new`` that keeps the phase spectra ``G·W`` of ``G_old`` (W held, G replaced).
+
+    When W is held (``spectra_from="blocks"``) and the callback replaces G (absorption refreshed
+    from the composition), the measured spectra stay and their interpretation changes: each
+    entry ``W[c, j]`` is divided by the least-squares factor ``f`` with ``G_new[:, c] ≈ f ·
+    G_old[:, c]`` (phase j's G for a 3-D G): absorption scales a line family's column, so this
+    is exact for a pure scaling. Fixed entries are kept; the result is projected on the
+    constraints.
+    """
+    Wn = np.array(W, dtype=np.float64)
+    k = W.shape[1]
+    for j in range(k):
+        Go = G_old if G_old.ndim == 2 else G_old[j]
+        Gn = G_new if G_new.ndim == 2 else G_new[j]
+        den = np.einsum("nc,nc->c", Go, Go)
+        f = np.einsum("nc,nc->c", Gn, Go) / np.where(den > 0, den, 1.0)
+        ok = (den > 0) & (f > 0)
+        Wn[ok, j] = W[ok, j] / f[ok]
+    if wp.fixed is not None:
+        fixed = ~np.isnan(wp.fixed)
+        Wn[fixed] = wp.fixed[fixed]
+    feasible_W(Wn, wp)
+    return Wn
 
 
 def _rescale_columns(X: np.ndarray, free: np.ndarray, eps: float) -> np.ndarray:
@@ -398,4 +426,3 @@ def feasible_W(W: np.ndarray, wp: WParams) -> None:
     rows = np.asarray(wp.simplex_rows, dtype=bool)
     if wp.simplex and rows.any():
         W[rows] = _rescale_columns(W[rows], free[rows], wp.eps)
-

@@ -234,7 +234,9 @@ def smart_nmf(signal, output_dimension, *, print_info: bool = True, **kwargs) ->
             f"smart_nmf: {int(k)} phases, {len(model.labels)} columns of G "
             f"({', '.join(model.labels)}), channels {c0}–{c1 - 1} "
             f"({model.energies[0]:.3f}–{model.energies[-1]:.3f} keV), "
-            f"{estimator.n_iter_} iterations ({estimator.stop_reason_})"
+            f"{estimator.n_iter_} iterations ({estimator.stop_reason_}); λ = "
+            f"{estimator.lambda_L_:.3g}, spectra from "
+            f"{'binned blocks (low dose)' if estimator.spectra_from_ == 'blocks' else 'pixels'}"
         )
         if getattr(estimator, "init_note_", ""):
             print(f"smart_nmf: {estimator.init_note_}")
@@ -289,6 +291,8 @@ def _store(signal, estimator, factors, loadings, W, model, priors, channels, par
         "n_iter": int(estimator.n_iter_),
         "stop_reason": str(estimator.stop_reason_),
         "init_note": str(getattr(estimator, "init_note_", "")),
+        "lambda_L": float(estimator.lambda_L_),
+        "spectra_from": str(estimator.spectra_from_),
         "loss_history": np.asarray(estimator.loss_history_, dtype=np.float64),
     }
     signal.metadata.set_item(NODE, node)

@@ -63,7 +63,6 @@ class EDSespm(EDSTEMSpectrum):
             mp.get_item("Stage.tilt_beta", 0.0),
         )
 
-
     # -- physics-guided NMF -------------------------------------------------
     def decomposition(self, *args, algorithm="SVD", output_dimension=None, **kwargs):
         """Decompose the map; ``algorithm="smart_nmf"`` runs the physics-guided Poisson NMF.

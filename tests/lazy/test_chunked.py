@@ -94,6 +94,22 @@ def test_callback_replacing_G_and_convergence(problem):
     assert rel(H, H_ref) < TOL and rel(est.W_, ref.W_) < TOL and rel(est.G_, ref.G_) < TOL
 
 
+def test_spectra_from_blocks(problem):
+    """W from the binned start, held: the chunked fit re-expresses it on a new G alike."""
+    G, Y = problem
+
+    def cb(est, it, W, H):
+        return G * (1.0 + 0.02 * np.arange(G.shape[1]))[None, :] if it == 10 else None
+
+    kw = settings("H-simplex", max_iter=30, spectra_from="blocks", callback=cb)
+    ref = SmartNMF(G, 3, **kw)
+    H_ref = ref.fit_transform(Y)
+    est = SmartNMF(G, 3, **kw)
+    H = est.fit_transform(da.from_array(Y, chunks=(CHUNKS, -1)), client=False)
+    assert est.spectra_from_ == ref.spectra_from_ == "blocks"
+    assert rel(H, H_ref) < TOL and rel(est.W_, ref.W_) < TOL and rel(est.G_, ref.G_) < TOL
+
+
 def test_keyboard_interrupt_keeps_the_last_iterate(problem):
     G, Y = problem
 

@@ -156,6 +156,9 @@ def test_round_trip_gives_identical_quantification(fitted, tmp_path):
     assert q1.weight_percent == q0.weight_percent
     assert r.metadata.SmartNMF.stop_reason in ("converged", "max_iter")
     assert r.metadata.SmartNMF.n_iter > 0
+    assert r.metadata.SmartNMF.lambda_L == s.metadata.SmartNMF.lambda_L > 0
+    assert r.metadata.SmartNMF.spectra_from == s.metadata.SmartNMF.spectra_from
+    assert r.metadata.SmartNMF.spectra_from in ("pixels", "blocks")
 
 
 def test_table_prints(fitted):
