@@ -42,7 +42,6 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -51,16 +50,14 @@ import scipy.sparse as sp
 
 from esmpy_hs.nmf._data import CompactCounts, as_compact
 from esmpy_hs.nmf._init import bin_factor, block_index, to_csr
-from esmpy_hs.nmf._objective import assemble
 from esmpy_hs.nmf._solver import (
     HParams,
     PassResult,
     SolveResult,
     combine,
     h_pass,
-    hold_spectra,
 )
-from esmpy_hs.nmf._updates import compute_D, g_colsums, update_W
+from esmpy_hs.nmf._solver import iterate as _solver_iterate
 
 #: ``persist="auto"`` keeps the chunks in memory when their estimated compact size is below this
 #: fraction of the available memory (or of the workers' total memory limit)
@@ -540,117 +537,11 @@ def binned_stand_in(engine: _Engine, stats: CompactCounts, shape, k: int) -> Com
 
 
 # ---------------------------------------------------------------------------- iterations
-def iterate(
-    engine: _Engine,
-    G: np.ndarray | None,
-    W: np.ndarray,
-    Ht: np.ndarray,
-    hp: HParams,
-    wp,
-    *,
-    max_iter: int,
-    tol: float,
-    loss_every: int = 10,
-    update_W_: bool = True,
-    callback: Callable | None = None,
-    callback_every: int = 1,
-    callback_owner=None,
-    out_scale: float = 1.0,
-    progress: bool = False,
-    desc: str = "SmartNMF (chunked)",
-    losses: bool = True,
-    timings: list | None = None,
-) -> SolveResult:
-    """:func:`._solver.solve` with the pass over the data done chunk by chunk by ``engine``.
-
-    Same control flow, stopping rule, callback epochs and interrupt handling as ``solve``
-    (which it must mirror: the in-memory and chunked fits give the same iterates).
-    ``losses=False`` never evaluates F (the H-only start: F does not change the iterates).
-    """
-    W = np.array(W, dtype=np.float64)
-    Ht = np.ascontiguousarray(Ht)
-    Ht_new = np.empty_like(Ht)
-    Gt1 = g_colsums(G, W.shape[0], W.shape[1])
-    loss_every = max(1, int(loss_every))
-    hist: list[float] = []
-    hist_it: list[int] = []
-    ref: tuple[int, float] | None = None
-    force_loss = False
-    stop = "max_iter"
-    it = 0
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=max_iter, desc=desc, leave=False)
-
-    def loss_of(G_, W_, Ht_) -> float:
-        D_ = compute_D(G_, W_, Ht_.dtype)
-        r = engine.run(D_, D_.sum(axis=0, dtype=np.float64), Ht_, None,
-                       update_h=False, accumulate=False, want_loss=True)  # fmt: skip
-        return assemble(r.loss, hp.total_scaled)
-
-    try:
-        while it < max_iter:
-            t0 = time.perf_counter()
-            want = losses and (it % loss_every == 0 or force_loss)
-            force_loss = False
-            D = compute_D(G, W, Ht.dtype)
-            colsum = D.sum(axis=0, dtype=np.float64)
-            res = engine.run(D, colsum, Ht, Ht_new, update_h=True, accumulate=update_W_,
-                             want_loss=want)  # fmt: skip
-            if want:
-                F = assemble(res.loss, hp.total_scaled)
-                hist.append(F)
-                hist_it.append(it)
-                if bar is not None:
-                    bar.set_postfix(loss=f"{F:.6g}", refresh=False)
-                if ref is not None and tol > 0 and it > ref[0]:
-                    rel = (ref[1] - F) / max(abs(F), 1e-300) / (it - ref[0])
-                    if rel < tol:
-                        stop = "converged"
-                        break
-                ref = (it, F)
-            W_new = update_W(W, G, res.RHt, res.hsum, Gt1=Gt1, **wp.kwargs()) if update_W_ else W
-            Ht, Ht_new, W = Ht_new, Ht, W_new
-            it += 1
-            if timings is not None:
-                timings.append(time.perf_counter() - t0)
-            if bar is not None:
-                bar.update(1)
-            if callback is not None and it % max(1, int(callback_every)) == 0:
-                ret = callback(callback_owner, it, W * out_scale, Ht.T)
-                if ret is not None:
-                    G_new = np.asarray(ret, dtype=np.float64)
-                    if G is None or G_new.shape != G.shape:
-                        raise ValueError(
-                            f"the callback returned G of shape {G_new.shape}, expected "
-                            f"{None if G is None else G.shape}"
-                        )
-                    if ref is not None and tol > 0 and it > ref[0]:
-                        F_old = loss_of(G, W, Ht)
-                        rel = (ref[1] - F_old) / max(abs(F_old), 1e-300) / (it - ref[0])
-                        if rel < tol:
-                            stop = "converged"
-                            break
-                    if not update_W_:
-                        W = hold_spectra(G, G_new, W, wp)
-                    G = G_new
-                    Gt1 = g_colsums(G, W.shape[0], W.shape[1])
-                    ref = None
-                    force_loss = True
-    except KeyboardInterrupt:
-        stop = "interrupted"
-    finally:
-        if bar is not None:
-            bar.close()
-    if losses and (not hist_it or hist_it[-1] != it):
-        try:
-            hist.append(loss_of(G, W, Ht))
-            hist_it.append(it)
-        except KeyboardInterrupt:
-            stop = "interrupted"
-    return SolveResult(W, Ht, G, it, hist, hist_it, stop)
+def iterate(engine: _Engine, G, W, Ht, hp: HParams, wp, **options) -> SolveResult:
+    """:func:`._solver.iterate` with the pass over the data done chunk by chunk by ``engine``
+    (the same loop as the in-memory fit, hence the same iterates)."""
+    options.setdefault("desc", "SmartNMF (chunked)")
+    return _solver_iterate(engine.run, G, W, Ht, hp, wp, **options)
 
 
 # ---------------------------------------------------------------------------- the fit

@@ -13,12 +13,15 @@ One iteration (the in-memory loop :func:`solve` does exactly this with a single 
 
 The H step of a chunk needs only D, the chunk's counts and the *previous* H of all pixels (the
 Laplacian reads the neighbours), so the chunked iteration is the same computation as the
-in-memory one (up to the order of floating-point sums over chunks). ``want_loss`` returns the loss
+in-memory one (up to the order of floating-point sums over chunks). There is one loop,
+:func:`iterate`, which takes the pass over the data as a function: :func:`solve` gives it the
+whole map as one chunk, the chunked driver its pass over the dask chunks. ``want_loss`` returns the loss
 parts of the iterate entering the pass; ``F = _objective.assemble(tot.loss, hp.total_scaled)``.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -218,8 +221,30 @@ def evaluate_loss(data, G, W, Ht, hp: HParams) -> float:
     return assemble(res.loss, hp.total_scaled)
 
 
-def solve(
-    data,
+#: one pass over the data: ``run_pass(D, colsum, Ht, Ht_out, *, update_h, accumulate,
+#: want_loss) -> PassResult`` (``Ht_out`` may be None when ``update_h`` is False)
+PassFn = Callable[..., PassResult]
+
+
+def memory_pass(data, hp: HParams) -> PassFn:
+    """The pass of the in-memory fit: the whole of ``data`` (CompactCounts) as one chunk."""
+    chunk = data.chunk(0, data.n_pixels)
+
+    def run(D, colsum, Ht, Ht_out, *, update_h, accumulate, want_loss) -> PassResult:
+        out = Ht if Ht_out is None else Ht_out
+        return h_pass(chunk, D, colsum, Ht, 0, out, hp, update_h=update_h,
+                      accumulate=accumulate, want_loss=want_loss)  # fmt: skip
+
+    return run
+
+
+def solve(data, G, W, Ht, hp: HParams, wp: WParams, **options) -> SolveResult:
+    """:func:`iterate` on in-memory data (CompactCounts); see there for ``options``."""
+    return iterate(memory_pass(data, hp), G, W, Ht, hp, wp, **options)
+
+
+def iterate(
+    run_pass: PassFn,
     G: np.ndarray | None,
     W: np.ndarray,
     Ht: np.ndarray,
@@ -229,7 +254,6 @@ def solve(
     max_iter: int,
     tol: float,
     loss_every: int = 10,
-    update_H: bool = True,
     update_W_: bool = True,
     callback: Callable | None = None,
     callback_every: int = 1,
@@ -237,12 +261,18 @@ def solve(
     out_scale: float = 1.0,
     progress: bool = False,
     desc: str = "SmartNMF",
+    losses: bool = True,
+    timings: list | None = None,
 ) -> SolveResult:
-    """Run the multiplicative updates (in memory, one chunk).
+    """Run the multiplicative updates; the pass over the data is ``run_pass``.
+
+    The in-memory fit passes :func:`memory_pass`, the chunked driver its engine's pass over the
+    chunks (:mod:`._chunked`): both run this one loop, so they give the same iterates.
 
     Parameters
     ----------
-    data : CompactCounts
+    run_pass : callable
+        See :data:`PassFn`.
     G : None, 2-D or 3-D ndarray
     W : ndarray (rows × k), float64, feasible
     Ht : ndarray (pixels × k), working dtype, feasible
@@ -253,19 +283,25 @@ def solve(
         evaluations, falls below ``tol`` (0 disables).
     loss_every : int
         Evaluate F every ``loss_every`` iterations (it costs one logarithm per nonzero count).
-    update_H, update_W_ : bool
-        Which factor is updated (``transform`` holds W).
+    update_W_ : bool
+        Update W (False: W held, H only — ``transform``, the H-only start and
+        ``spectra_from="blocks"``).
     callback : callable or None
         ``callback(callback_owner, iteration, W * out_scale, H)`` every ``callback_every``
         iterations; a returned array replaces G (same kind: 2-D or 3-D). F is not comparable
         across a change of G, so the convergence test runs within each "epoch" of one G: F is
         evaluated right after a change and once more (one extra loss pass) just before the
         next change, and the fit stops when the epoch's relative decrease per iteration is
-        below ``tol`` (then the last G that was fitted is kept).
+        below ``tol`` (then the last G that was fitted is kept). With W held, W is re-expressed
+        on the new G so the spectra stay (:func:`hold_spectra`).
     out_scale : float
         Factor from internal W to the W passed to the callback.
     progress : bool
-        Show a tqdm progress bar.
+        Show a tqdm progress bar (``desc`` is its label).
+    losses : bool
+        False never evaluates F (the H-only start: F does not change the iterates).
+    timings : list or None
+        Receives the seconds of every iteration.
 
     Returns
     -------
@@ -289,16 +325,22 @@ def solve(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=max_iter, desc=desc, leave=False)
+
+    def loss_of(G_, W_, Ht_) -> float:
+        D_ = compute_D(G_, W_, Ht_.dtype)
+        r = run_pass(D_, D_.sum(axis=0, dtype=np.float64), Ht_, None,
+                     update_h=False, accumulate=False, want_loss=True)  # fmt: skip
+        return assemble(r.loss, hp.total_scaled)
+
     try:
         while it < max_iter:
-            want = it % loss_every == 0 or force_loss
+            t0 = time.perf_counter()
+            want = losses and (it % loss_every == 0 or force_loss)
             force_loss = False
             D = compute_D(G, W, Ht.dtype)
             colsum = D.sum(axis=0, dtype=np.float64)
-            res = h_pass(
-                data.chunk(0, data.n_pixels), D, colsum, Ht, 0, Ht_new, hp,
-                update_h=update_H, accumulate=update_W_, want_loss=want,
-            )  # fmt: skip
+            res = run_pass(D, colsum, Ht, Ht_new, update_h=True, accumulate=update_W_,
+                           want_loss=want)  # fmt: skip
             if want:
                 F = assemble(res.loss, hp.total_scaled)
                 hist.append(F)
@@ -312,11 +354,10 @@ def solve(
                         break
                 ref = (it, F)
             W_new = update_W(W, G, res.RHt, res.hsum, Gt1=Gt1, **wp.kwargs()) if update_W_ else W
-            if update_H:
-                Ht, Ht_new, W = Ht_new, Ht, W_new
-            else:
-                W = W_new
+            Ht, Ht_new, W = Ht_new, Ht, W_new
             it += 1
+            if timings is not None:
+                timings.append(time.perf_counter() - t0)
             if bar is not None:
                 bar.update(1)
             if callback is not None and it % max(1, int(callback_every)) == 0:
@@ -331,7 +372,7 @@ def solve(
                     # close the convergence test of the epoch of the old G (one loss pass),
                     # then start a new epoch: F is not comparable across G
                     if ref is not None and tol > 0 and it > ref[0]:
-                        F_old = evaluate_loss(data, G, W, Ht, hp)
+                        F_old = loss_of(G, W, Ht)
                         rel = (ref[1] - F_old) / max(abs(F_old), 1e-300) / (it - ref[0])
                         if rel < tol:
                             stop = "converged"
@@ -347,9 +388,12 @@ def solve(
     finally:
         if bar is not None:
             bar.close()
-    if not hist_it or hist_it[-1] != it:
-        hist.append(evaluate_loss(data, G, W, Ht, hp))
-        hist_it.append(it)
+    if losses and (not hist_it or hist_it[-1] != it):
+        try:
+            hist.append(loss_of(G, W, Ht))
+            hist_it.append(it)
+        except KeyboardInterrupt:
+            stop = "interrupted"
     return SolveResult(W, Ht, G, it, hist, hist_it, stop)
 
 
