@@ -15,8 +15,9 @@ The H step of a chunk needs only D, the chunk's counts and the *previous* H of a
 Laplacian reads the neighbours), so the chunked iteration is the same computation as the
 in-memory one (up to the order of floating-point sums over chunks). There is one loop,
 :func:`iterate`, which takes the pass over the data as a function: :func:`solve` gives it the
-whole map as one chunk, the chunked driver its pass over the dask chunks. ``want_loss`` returns the loss
-parts of the iterate entering the pass; ``F = _objective.assemble(tot.loss, hp.total_scaled)``.
+whole map as one chunk, the chunked driver its pass over the dask chunks. ``want_loss``
+returns the loss parts of the iterate entering the pass;
+``F = _objective.assemble(tot.loss, hp.total_scaled)``.
 """
 
 from __future__ import annotations
