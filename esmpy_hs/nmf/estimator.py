@@ -30,9 +30,12 @@ from esmpy_hs.nmf._updates import compute_D
 DEFAULT_LAMBDA = 0.1
 #: ``lambda_L=None`` gives λ = max(DEFAULT_LAMBDA, LAMBDA_COUNTS / scale): the Laplacian's weight
 #: against the Poisson likelihood *in counts* stays the same at every dose (the objective is
-#: divided by the data scale, so a fixed λ would weaken the prior as the dose falls). 10 counts
-#: reproduces λ = 0.1 at 293 counts per pixel and k = 3, where the defaults were chosen.
-LAMBDA_COUNTS = 10.0
+#: divided by the data scale, so a fixed λ would weaken the prior as the dose falls). 20 counts
+#: give λ ≈ 0.2 at 293 counts per pixel and k = 3, ≈ 3.4 at 18 and ≈ 0.34 on the real 71 GPa
+#: map (177): chosen on the reference sample at both doses and on that map (10 counts, i.e.
+#: λ = 0.1 at 293, gave 1.8 times worse low-dose maps and left the real map's Ca-perovskite
+#: half mixed without absorption; see docs/validation.rst).
+LAMBDA_COUNTS = 20.0
 #: ``spectra_from="auto"`` estimates the spectra on binned blocks below this mean number of
 #: counts per pixel (see the class docstring)
 LOW_DOSE_COUNTS = 100.0
@@ -72,8 +75,8 @@ class SmartNMF:
         Number of phases k.
     lambda_L : float or None, default None
         Laplacian (spatial smoothness) weight λ ≥ 0 on H. ``None`` chooses it from the dose
-        when a pixel grid (``shape_2d``) is given: λ = max(0.1, 10 / ``scale_``), i.e. 0.1 at
-        ≈ 300 counts per pixel and above (k = 3) and growing as 1 / dose below, so that the
+        when a pixel grid (``shape_2d``) is given: λ = max(0.1, 20 / ``scale_``), i.e. 0.2 at
+        ≈ 300 counts per pixel (k = 3), 0.1 above ≈ 600, and growing as 1 / dose below, so that the
         smoothing keeps the same weight against the counts (:data:`LAMBDA_COUNTS`); 0 without a
         grid. The value used is ``lambda_L_``. An explicit λ > 0 without a grid raises.
     mu : float or array of shape (k,), default 0.01
