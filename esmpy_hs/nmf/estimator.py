@@ -184,14 +184,15 @@ class SmartNMF:
 
     Notes
     -----
-    The defaults λ = 0.1, μ = 0.01, ε_reg = 0.01 (on data scaled to k counts per mean pixel)
-    were chosen on the reference sample of the validation study (three phases, two of them
-    particles never seen pure), together with the start (``init_extrapolation``). The sparsity
+    The defaults μ = 0.01, ε_reg = 0.01 and λ from the dose (0.2 at 293 counts per pixel; all on
+    data scaled to k counts per mean pixel) were chosen on the reference sample of the validation
+    study (three phases, two of them particles never seen pure) and the real 71 GPa map,
+    together with the start (``init_extrapolation``). The sparsity
     prior keeps a phase with pure pixels (a matrix) pure: without it the likelihood is flat
     along mixtures and the Laplacian, which prefers flat maps, drifts that phase outward. The
     smoothing denoises the maps and holds the particles at the composition bound. Larger λ
     pushes every phase further outward (λ = 3 drifted the matrix in the runs that chose the
-    defaults); μ = 0.05 merged the particles with the matrix there. Below 300 counts per pixel
+    defaults); μ = 0.05 merged the particles with the matrix there. Below ≈ 600 counts per pixel
     λ grows as 1 / dose (``lambda_L=None``) and below 100 the spectra come from binned blocks
     (``spectra_from="auto"``): at 18 counts per pixel this takes the reference sample from 28°
     to 7° (mean spectral angle).
