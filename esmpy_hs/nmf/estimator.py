@@ -589,7 +589,9 @@ class SmartNMF:
         if init == "auto":
             W0, Ht0 = auto_init(data, G, k, scale=scale, shape=s["shape"], simplex_H=simplex_H,
                                 wp=wp, dtype=np.float64, n_refine=int(self.init_iter),
-                                extrapolation=s["gamma"])  # fmt: skip
+                                extrapolation=s["gamma"],
+                                mu=s["mu"] if s["hold_W"] else None,
+                                eps_reg=s["eps_reg"])  # fmt: skip
             return W0, Ht0, 10
         raise ValueError(f"init must be 'auto', 'random' or (W, H), got {init!r}")
 
