@@ -171,7 +171,7 @@ def solve_column(c, beta, q, free, total, eps, simplex, rtol, out):
         lo = lo_q - 1.0
 
     # --- safeguarded Newton on ψ(ν) = 1/φ(ν) − 1/T. For φ = C/(β + ν) (equal β's) ψ is linear
-    # and one step is exact; in general 1/φ is close to linear, so 2–4 steps reach 1e-13.
+    # and one step is exact; in general 1/φ is close to linear, so 2–4 steps reach rtol.
     # Start from the stationarity condition c_i = x_i (β_i + ν + 2q x_i) summed over i with the
     # previous iterate for x (exact at a fixed point of the updates, so late iterations need
     # one or two steps); otherwise from Σc/T − max β (left of the root when neither floor nor
