@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -50,14 +49,7 @@ import scipy.sparse as sp
 
 from esmpy_hs.nmf._data import CompactCounts, as_compact
 from esmpy_hs.nmf._init import bin_factor, block_index, to_csr
-from esmpy_hs.nmf._solver import (
-    HParams,
-    PassResult,
-    SolveResult,
-    combine,
-    h_pass,
-)
-from esmpy_hs.nmf._solver import iterate as _solver_iterate
+from esmpy_hs.nmf._solver import HParams, PassResult, combine, h_pass
 
 #: ``persist="auto"`` keeps the chunks in memory when their estimated compact size is below this
 #: fraction of the available memory (or of the workers' total memory limit)
@@ -72,22 +64,20 @@ _SCATTER_BYTES = 2 * 2**20
 PERSIST_MODES = ("auto", "memory", "stream")
 
 
+def _sizeof_compact(c: CompactCounts) -> int:
+    """How large a compact chunk is, for dask (so the scheduler keeps tasks next to them)."""
+    return int(c.nbytes + c.pixel_sums.nbytes + c.channel_sums.nbytes + 200)
+
+
 def _register_sizeof() -> None:
-    """Tell dask how large a compact chunk is (so the scheduler keeps tasks next to them)."""
     from dask.sizeof import sizeof
 
-    @sizeof.register(CompactCounts)
-    def _sizeof_compact(c: CompactCounts) -> int:
-        return int(c.nbytes + c.pixel_sums.nbytes + c.channel_sums.nbytes + 200)
+    sizeof.register(CompactCounts)(_sizeof_compact)
 
 
+# on import (here, and on the workers that unpickle the chunk tasks); the estimator imports this
+# module only for a dask array
 _register_sizeof()
-
-
-def is_dask_array(X) -> bool:
-    """True for a ``dask.array.Array`` (without importing dask when it is not loaded)."""
-    mod = sys.modules.get("dask.array")
-    return mod is not None and isinstance(X, mod.Array)
 
 
 def detect_client(client):
@@ -536,88 +526,39 @@ def binned_stand_in(engine: _Engine, stats: CompactCounts, shape, k: int) -> Com
     return replace(stats, indptr=indptr, indices=big.indices.astype(idt), counts=vals)
 
 
-# ---------------------------------------------------------------------------- iterations
-def iterate(engine: _Engine, G, W, Ht, hp: HParams, wp, **options) -> SolveResult:
-    """:func:`._solver.iterate` with the pass over the data done chunk by chunk by ``engine``
-    (the same loop as the in-memory fit, hence the same iterates)."""
-    options.setdefault("desc", "SmartNMF (chunked)")
-    return _solver_iterate(engine.run, G, W, Ht, hp, wp, **options)
+# ---------------------------------------------------------------------------- the source
+class ChunkedSource:
+    """Data source (see :mod:`._fit`) of a fit over a dask array X, chunk by chunk.
 
-
-# ---------------------------------------------------------------------------- the fit
-def fit_transform_chunked(est, X, W=None, H=None, *, persist: str = "auto", client=None):
-    """:meth:`SmartNMF.fit_transform` on a dask array X; returns H (pixels × k, NumPy).
-
-    Sets the estimator's usual attributes, plus ``persist_`` (``"memory"`` or ``"stream"``),
-    ``n_chunks_``, ``compact_bytes_`` (size of the compact counts), ``setup_time_`` and
-    ``iteration_times_`` (seconds per iteration of the main loop).
+    Opening it reads every chunk once (to convert it, or only for its statistics when
+    streaming); the fit then runs :mod:`._fit`'s path with the engine's pass. ``details``
+    reports ``persist`` (``"memory"`` or ``"stream"``), ``n_chunks`` and ``compact_bytes``.
     """
-    t_start = time.perf_counter()
-    dtype = np.dtype(est.dtype) if est.dtype in ("float32", "float64") else np.dtype(np.float64)
-    X = prepare_array(X, channels_first=bool(est.channels_first))
-    engine = make_engine(X, dtype, persist, client)
-    try:
-        stats = engine.collect_stats(engine.load())
-        s = est._validate(stats)
-        init = est.init if W is None else (W, H)
-        data0 = stats
-        if isinstance(init, str) and init == "auto":
-            data0 = binned_stand_in(engine, stats, s["shape"], s["k"])
-        scale, hp, wp, W0, Ht0, h_only = est._start(s, data0, init)
-        del data0
-        engine.set_params(hp)
-        G = s["G"]
-        if h_only > 0:
-            r0 = iterate(engine, G, W0, Ht0, hp, wp, max_iter=h_only, tol=0.0,
-                         update_W_=False, losses=False)  # fmt: skip
-            Ht0 = r0.Ht
-        setup = time.perf_counter() - t_start
-        times: list[float] = []
-        res = iterate(
-            engine, G, W0, Ht0, hp, wp, max_iter=int(est.max_iter), tol=s["tol"],
-            update_W_=not s["hold_W"], loss_every=int(est.loss_every), callback=est.callback,
-            callback_every=int(est.callback_every), callback_owner=est, out_scale=scale,
-            progress=bool(est.progress), timings=times,
-        )  # fmt: skip
-    finally:
-        engine.close()
-    est._store(res, scale, stats)
-    est.persist_ = engine.mode
-    est.n_chunks_ = len(engine.bounds)
-    est.compact_bytes_ = engine.compact_bytes
-    est.setup_time_ = setup
-    est.iteration_times_ = times
-    return np.array(res.Ht, dtype=np.float64)
 
+    desc = "SmartNMF (chunked)"
 
-def fit_chunked(X, G=None, n_components: int = 2, *, persist: str = "auto", client=None,
-                W=None, H=None, **params):  # fmt: skip
-    """Fit :class:`~esmpy_hs.nmf.SmartNMF` on a dask array without loading it; return the fit.
+    def __init__(self, X, float_dtype, persist: str = "auto", client=None) -> None:
+        if persist not in PERSIST_MODES:
+            raise ValueError(f"persist must be one of {PERSIST_MODES}, got {persist!r}")
+        self.engine = make_engine(X, float_dtype, persist, client)
+        try:
+            self.stats = self.engine.collect_stats(self.engine.load())
+        except BaseException:
+            self.engine.close()
+            raise
+        self.details = {
+            "persist": self.engine.mode,
+            "n_chunks": len(self.engine.bounds),
+            "compact_bytes": self.engine.compact_bytes,
+        }
 
-    Parameters
-    ----------
-    X : dask.array.Array
-        Counts, pixels × channels (``channels_first=True``: channels × pixels). Blocks are
-        rechunked to hold whole spectra; blocks larger than :data:`MAX_CHUNK_BYTES` are split.
-    G, n_components, **params
-        As for :class:`~esmpy_hs.nmf.SmartNMF`.
-    persist : {"auto", "memory", "stream"}
-        Where the compact chunks live between iterations (see :mod:`esmpy_hs.nmf._chunked`).
-    client : dask.distributed.Client, None or False
-        None: the default client when one is open, else dask's local scheduler. False: never a
-        distributed client.
-    W, H : arrays or None
-        Explicit start (units of ``W_``/``H_``), overriding ``init``.
+    def start_counts(self, plan) -> CompactCounts:
+        s = plan.settings
+        return binned_stand_in(self.engine, self.stats, s.shape, s.k)
 
-    Returns
-    -------
-    SmartNMF
-        Fitted: ``H_`` (k × pixels, NumPy), ``W_``, ``components_``, ``persist_``, …
-    """
-    from esmpy_hs.nmf.estimator import SmartNMF
+    def bind(self, hp: HParams):
+        self.engine.set_params(hp)
+        return self.engine.run
 
-    if not is_dask_array(X):
-        raise TypeError(f"fit_chunked needs a dask array, got {type(X).__name__}")
-    est = SmartNMF(G, n_components, **params)
-    est.fit_transform(X, W=W, H=H, persist=persist, client=client)
-    return est
+    def close(self) -> None:
+        self.engine.close()

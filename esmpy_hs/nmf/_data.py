@@ -13,6 +13,7 @@ The input array is never modified: everything here copies into new, compact arra
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,6 +131,30 @@ def _check_values(values: np.ndarray, what: str) -> None:
             f"{what} contains {int((values < 0).sum())} negative value(s) (minimum {vmin!r}); "
             "the Poisson NMF needs non-negative counts"
         )
+
+
+def is_dask_array(X) -> bool:
+    """True for a ``dask.array.Array`` (without importing dask when it is not loaded)."""
+    mod = sys.modules.get("dask.array")
+    return mod is not None and isinstance(X, mod.Array)
+
+
+def shape_of(X, *, channels_first: bool = False) -> tuple[int, int]:
+    """``(channels, pixels)`` of X without reading its values (a dask array stays lazy).
+
+    Raises
+    ------
+    ValueError
+        When X is not 2-D or has an empty axis.
+    """
+    shape = getattr(X, "shape", None)
+    if shape is None:
+        shape = np.shape(X)
+    if len(shape) != 2:
+        raise ValueError(f"X must be 2-D (pixels × channels), got shape {tuple(shape)}")
+    n_pix, n_ch = (shape[1], shape[0]) if channels_first else shape
+    _check_pos_shape(n_pix, n_ch, shape)
+    return int(n_ch), int(n_pix)
 
 
 def as_compact(X, *, channels_first: bool = False, float_dtype=np.float64) -> CompactCounts:

@@ -1,0 +1,147 @@
+"""The one fit path: start → H-only warm-up → multiplicative updates, over a data source.
+
+A *data source* is what a fit reads the counts through. It offers:
+
+``stats``
+    A :class:`._data.CompactCounts` with at least ``n_pixels``, ``n_channels``, ``total`` and
+    ``pixel_sums`` (the counts themselves need not be there).
+``start_counts(plan)``
+    Counts for the ``"auto"`` start: all of them in memory; for a chunked fit a stand-in that
+    holds the binned counts (see :mod:`._chunked`).
+``bind(hp)``
+    The pass over the data (:data:`._solver.PassFn`) for the H-step parameters ``hp``.
+``desc``, ``close()``
+    Label of the progress bar; release what the source holds.
+
+:class:`InMemory` is the source of an in-memory fit; :class:`._chunked.ChunkedSource` runs the
+same passes chunk by chunk over a dask array, locally or on a ``dask.distributed`` cluster. Both
+go through :func:`run`, so they give the same iterates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from esmpy_hs.nmf._data import CompactCounts
+from esmpy_hs.nmf._init import auto_init, random_init
+from esmpy_hs.nmf._plan import COLLAPSE_SHARE, Plan
+from esmpy_hs.nmf._solver import PassFn, SolveResult, feasible_H, feasible_W, iterate, memory_pass
+
+#: H-only iterations after the ``"auto"`` start, before W moves (the start's abundances come
+#: from binned blocks; a few H steps at full resolution fit them to the pixels first)
+WARMUP_ITER = 10
+
+
+class InMemory:
+    """Data source of an in-memory fit: the compact counts of the whole map."""
+
+    desc = "SmartNMF"
+
+    def __init__(self, data: CompactCounts) -> None:
+        self.stats = data
+
+    def start_counts(self, plan: Plan) -> CompactCounts:
+        return self.stats
+
+    def bind(self, hp) -> PassFn:
+        return memory_pass(self.stats, hp)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class Start:
+    """A feasible start: W (internal units), H (pixels × k, working dtype) and the number of
+    H-only iterations to run before W is updated."""
+
+    W: np.ndarray
+    Ht: np.ndarray
+    warmup: int = 0
+
+
+def initial(plan: Plan, source, init) -> Start:
+    """The start of ``init``: ``"auto"``, ``"random"`` or ``(W, H)`` (units of ``W_``/``H_``)."""
+    s = plan.settings
+    k, m, scale, wp = s.k, s.m, plan.scale, plan.wp
+    simplex_H = s.simplex == "H"
+    if isinstance(init, dict):
+        init = (init.get("W"), init.get("H"))
+    if isinstance(init, tuple | list):
+        W0 = np.array(init[0], dtype=np.float64)
+        H0 = np.array(init[1], dtype=np.float64)
+        p = source.stats.n_pixels
+        if W0.shape != (m, k) or H0.shape != (k, p):
+            raise ValueError(
+                f"init (W, H) must have shapes ({m}, {k}) and ({k}, {p}), got {W0.shape} "
+                f"and {H0.shape}"
+            )
+        if not (np.all(np.isfinite(W0)) and np.all(np.isfinite(H0))):
+            raise ValueError("init (W, H) must be finite")
+        start = Start(W0 / scale, np.ascontiguousarray(H0.T))
+    elif init == "random":
+        rng = np.random.default_rng(s.random_state)
+        W0, Ht0 = random_init(source.stats, s.G, k, scale=scale, rows=m, simplex_H=simplex_H,
+                              wp=wp, dtype=np.float64, rng=rng)  # fmt: skip
+        start = Start(W0, Ht0)
+    else:
+        W0, Ht0 = auto_init(source.start_counts(plan), s.G, k, scale=scale, shape=s.shape,
+                            simplex_H=simplex_H, wp=wp, dtype=np.float64,
+                            n_refine=s.init_iter, extrapolation=plan.extrapolation,
+                            mu=s.mu if plan.hold_W else None, eps_reg=s.eps_reg)  # fmt: skip
+        start = Start(W0, Ht0, WARMUP_ITER)
+    feasible_W(start.W, wp)
+    feasible_H(start.Ht, simplex_H, s.fixed_Ht, s.eps)
+    start.Ht = np.ascontiguousarray(start.Ht, dtype=s.dtype)
+    return start
+
+
+def run(
+    plan: Plan,
+    source,
+    start: Start,
+    *,
+    update_W: bool = True,
+    callback: Callable | None = None,
+    callback_every: int = 1,
+    owner=None,
+    progress: bool = False,
+    timings: list | None = None,
+) -> SolveResult:
+    """Fit from ``start``: the H-only warm-up, then the updates until ``tol`` or ``max_iter``.
+
+    ``update_W=False`` holds W (``transform``; the spectra of the binned start,
+    ``plan.hold_W``, are held by the caller passing ``update_W=not plan.hold_W``). An interrupt
+    during the warm-up ends the fit there (``stop_reason="interrupted"``, H of the warm-up).
+    """
+    s = plan.settings
+    run_pass = source.bind(plan.hp)
+    Ht = start.Ht
+    if start.warmup > 0:
+        r0 = iterate(run_pass, s.G, start.W, Ht, plan.hp, plan.wp, max_iter=start.warmup,
+                     tol=0.0, update_W_=False, losses=False)  # fmt: skip
+        if r0.stop_reason == "interrupted":
+            return replace(r0, n_iter=0)
+        Ht = r0.Ht
+    return iterate(
+        run_pass, s.G, start.W, Ht, plan.hp, plan.wp, max_iter=s.max_iter, tol=s.tol,
+        update_W_=update_W, loss_every=s.loss_every, callback=callback,
+        callback_every=callback_every, callback_owner=owner, out_scale=plan.scale,
+        progress=progress, desc=source.desc, timings=timings,
+    )  # fmt: skip
+
+
+def collapsed_phases(Ht: np.ndarray, spectra_sums: np.ndarray, simplex_H: bool) -> list[int]:
+    """Phases whose share is below :data:`COLLAPSE_SHARE`: of the abundance under the H simplex
+    (a phase that fills almost no volume, whatever its spectrum), of the modelled counts
+    otherwise (``spectra_sums``: each phase spectrum's sum)."""
+    counts = np.asarray(Ht, dtype=np.float64).sum(axis=0)
+    if not simplex_H:
+        counts = counts * spectra_sums
+    total = counts.sum()
+    if not total > 0:
+        return []
+    return [int(j) for j in np.flatnonzero(counts / total < COLLAPSE_SHARE)]
