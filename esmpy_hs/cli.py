@@ -328,11 +328,13 @@ def _check_counts(s) -> None:
 
 
 def _table_text(s, q, source: Path, k: int) -> str:
-    node = s.metadata.SmartNMF
+    from esmpy_hs.signals._record import require_record
+
+    record = require_record(s)
     header = [
         f"# esmpy-hs {__version__}: smart_nmf, {k} phases, {source}",
         f"# elements: {', '.join(q.elements)}",
-        f"# {int(node.n_iter)} iterations ({node.stop_reason})",
+        f"# {record.n_iter} iterations ({record.stop_reason})",
         "",
     ]
     return "\n".join(header) + str(q).rstrip() + "\n"

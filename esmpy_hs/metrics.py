@@ -498,9 +498,11 @@ def score(
     est_maps = loadings.T.reshape(loadings.shape[1], *true_maps.shape[1:])
 
     notes: list[str] = []
-    fitted = signal.metadata.get_item("SmartNMF.channels", None)
+    from esmpy_hs.signals._record import fitted_channels
+
+    fitted = fitted_channels(signal)
     if fitted is not None:  # smart_nmf leaves the factors at 0 outside the fitted channels
-        c0, c1 = (int(c) for c in fitted)
+        c0, c1 = fitted
         if (c0, c1) != (0, true_spectra.shape[1]):
             notes.append(f"spectral angles over the fitted channels {c0}–{c1 - 1} only")
         true_spectra = true_spectra[:, c0:c1]

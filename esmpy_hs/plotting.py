@@ -16,7 +16,6 @@ scripts, notebooks and on servers. ``s.plot_phases(...)`` calls :func:`plot_phas
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,21 +71,18 @@ def _decomposition(signal) -> tuple[np.ndarray, np.ndarray]:
 
 def _smart_nmf(signal) -> dict[str, Any] | None:
     """The physics model, W and fitted channels of the last smart_nmf fit (None otherwise)."""
-    node = signal.metadata.get_item("SmartNMF", None)
-    lr = signal.learning_results
-    if node is None or getattr(lr, "decomposition_algorithm", None) != "smart_nmf":
-        return None
-    from esmpy_hs.physics import PhysicsModel
+    from esmpy_hs.signals._record import read_record
 
-    model = PhysicsModel.from_dict(json.loads(node.model))
-    W = np.asarray(node.W, dtype=np.float64)
-    G3 = model.G_for_phases(W)  # (k, n, m); the absorption-free G repeated without thickness
+    record = read_record(signal, current=True)
+    if record is None:
+        return None
+    model = record.physics_model()
     return {
         "model": model,
-        "W": W,
-        "G3": G3,
-        "channels": (int(node.channels[0]), int(node.channels[1])),
-        "names": [str(n) for n in node.phase_names],
+        "W": record.W,
+        "G3": record.phase_G(model),  # (k, n, m); the absorption-free G repeated without thickness
+        "channels": record.channels,
+        "names": record.phase_names,
     }
 
 

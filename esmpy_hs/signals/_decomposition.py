@@ -10,30 +10,11 @@ unfolded to pixels × channels without computing them (:mod:`._lazy`) and fitted
 (:mod:`esmpy_hs.nmf._chunked`, options ``persist`` and ``client``); the loadings come back as a
 NumPy array.
 
-What is stored in ``metadata.SmartNMF``
-----------------------------------------
-``W``
-    (columns × k) array: element rows proportional to atoms (``W[e, k]`` counts per pixel of pure
-    phase k per unit of G's column e), then stray-line and continuum rows.
-``H_sums``
-    (k,) Σ over pixels of each abundance map.
-``labels``
-    G's column labels, in W's row order.
-``phase_names``
-    One name per phase.
-``model``
-    JSON text of :meth:`esmpy_hs.physics.PhysicsModel.to_dict` (rebuilds G exactly).
-``channels``
-    ``[first, stop)``: the channels that were fitted; factors are 0 outside.
-``parameters``
-    JSON text of the estimator settings.
-``n_iter``, ``stop_reason``, ``loss_history``
-    How the fit ended.
+The record of the fit in ``metadata.SmartNMF`` is written and read by :mod:`._record`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import numbers
 from typing import Any
@@ -42,20 +23,12 @@ import numpy as np
 
 from esmpy_hs.signals._metadata import read_acquisition
 from esmpy_hs.signals._priors import parse_phases
+from esmpy_hs.signals._record import FitRecord, require_record, write_record
 
 _logger = logging.getLogger(__name__)
 
 #: Default low-energy cut (keV): the detector noise peak ends near 0.1–0.15 keV.
 DEFAULT_LOW_CUT_KEV = 0.25
-
-#: Metadata node holding the results that quantification needs.
-NODE = "SmartNMF"
-
-# keyword arguments that describe the physics model rather than the estimator
-_MODEL_KEYS = ("elements", "stray_elements", "split", "continuum", "energy_range", "detector",
-               "phases", "absorption_every", "vacancy_transfer")  # fmt: skip
-# keyword arguments of the chunked fit of lazy signals (esmpy_hs.nmf._chunked)
-_LAZY_KEYS = ("persist", "client")
 
 
 def fit_channels(axis, beam_energy: float, energy_range=None) -> tuple[int, int]:
@@ -159,7 +132,42 @@ class _AbsorptionRefresh:
         return self.G_for(W)
 
 
-def smart_nmf(signal, output_dimension, *, print_info: bool = True, **kwargs) -> dict:
+def _check_estimator_params(params: dict) -> None:
+    """Check the SmartNMF keyword arguments of a smart_nmf call before any work is done."""
+    from esmpy_hs.nmf import SmartNMF
+    from esmpy_hs.nmf._plan import PARAMETERS, validate_params
+
+    # set by smart_nmf from the physics model and the signal, never by the caller
+    reserved = ("G", "n_components", "simplex_rows")
+    unknown = sorted(set(params) - set(PARAMETERS) | set(params) & set(reserved))
+    if unknown:
+        valid = ", ".join(n for n in PARAMETERS if n not in reserved)
+        raise TypeError(
+            f"decomposition(algorithm='smart_nmf') got unexpected keyword argument(s) "
+            f"{', '.join(unknown)}; the model options are documented in "
+            f"EDSespm.decomposition, the estimator options are: {valid}"
+        )
+    validate_params({**SmartNMF().get_params(), **params})
+
+
+def smart_nmf(
+    signal,
+    output_dimension,
+    *,
+    elements=None,
+    stray_elements=(),
+    split=None,
+    continuum: bool = True,
+    energy_range=None,
+    detector=None,
+    phases=None,
+    absorption_every: int = 10,
+    vacancy_transfer: bool = True,
+    persist: str | None = None,
+    client=None,
+    print_info: bool = True,
+    **estimator_params,
+) -> dict:
     """Fit ``signal`` with SmartNMF and store the results; see :meth:`EDSespm.decomposition`."""
     from esmpy_hs.nmf import SmartNMF
 
@@ -169,26 +177,29 @@ def smart_nmf(signal, output_dimension, *, print_info: bool = True, **kwargs) ->
             f"algorithm='smart_nmf' needs output_dimension, the number of phases (an integer ≥ 1), "
             f"got {k!r}"
         )
-    lazy_kw = {key: kwargs.pop(key) for key in _LAZY_KEYS if key in kwargs}
     lazy = bool(getattr(signal, "_lazy", False))
+    lazy_kw = {key: v for key, v in (("persist", persist), ("client", client)) if v is not None}
     if lazy_kw and not lazy:
         raise ValueError(
             f"{', '.join(lazy_kw)} apply to lazy signals only (s.as_lazy() or "
             "hs.load(..., lazy=True)); this signal is in memory"
         )
-    model_kw = {key: kwargs.pop(key) for key in _MODEL_KEYS if key in kwargs}
-    phases = model_kw.pop("phases", None)
-    absorption_every = int(model_kw.pop("absorption_every", 10))
-    if absorption_every < 1:
-        raise ValueError(f"absorption_every must be ≥ 1, got {absorption_every}")
-    model, (c0, c1), acq = build_model(signal, **model_kw)
+    if isinstance(absorption_every, bool) or not isinstance(absorption_every, numbers.Integral) \
+            or absorption_every < 1:  # fmt: skip
+        raise ValueError(f"absorption_every must be an integer ≥ 1, got {absorption_every!r}")
+    _check_estimator_params(estimator_params)
+    model, (c0, c1), acq = build_model(
+        signal, elements=elements, stray_elements=stray_elements, split=split,
+        continuum=continuum, energy_range=energy_range, detector=detector,
+        vacancy_transfer=vacancy_transfer,
+    )  # fmt: skip
     for note in acq.notices:
         if print_info:
             print(f"smart_nmf: {note}")
         _logger.info(note)
 
     priors = parse_phases(phases, int(k), model)
-    params = dict(kwargs)
+    params = dict(estimator_params)
     if priors.needs_W_simplex:
         if params.get("simplex", "W") != "W":
             raise ValueError(
@@ -243,24 +254,6 @@ def smart_nmf(signal, output_dimension, *, print_info: bool = True, **kwargs) ->
     return {"estimator": estimator, "model": model}
 
 
-def _jsonable(params: dict) -> dict:
-    out = {}
-    for key, value in params.items():
-        if key == "callback" or callable(value):
-            continue
-        if isinstance(value, np.ndarray):
-            value = np.where(np.isnan(value), None, value).tolist() if value.dtype.kind == "f" \
-                else value.tolist()  # fmt: skip
-        elif isinstance(value, np.generic):
-            value = value.item()
-        try:
-            json.dumps(value)
-        except TypeError:
-            value = repr(value)
-        out[key] = value
-    return out
-
-
 def _store(signal, estimator, factors, loadings, W, model, priors, channels, params) -> None:
     lr = signal.learning_results
     lr.factors = factors
@@ -280,38 +273,23 @@ def _store(signal, estimator, factors, loadings, W, model, priors, channels, par
     lr.bss_loadings = None
     lr.navigation_mask = None
     lr.signal_mask = None
-    node = {
-        "W": np.asarray(W, dtype=np.float64),
-        "H_sums": np.asarray(loadings.sum(axis=0), dtype=np.float64),
-        "labels": list(model.labels),
-        "phase_names": list(priors.names),
-        "model": json.dumps(model.to_dict()),
-        "channels": [int(channels[0]), int(channels[1])],
-        "parameters": json.dumps(_jsonable(params)),
-        "n_iter": int(estimator.n_iter_),
-        "stop_reason": str(estimator.stop_reason_),
-        "init_note": str(getattr(estimator, "init_note_", "")),
-        "lambda_L": float(estimator.lambda_L_),
-        "spectra_from": str(estimator.spectra_from_),
-        "loss_history": np.asarray(estimator.loss_history_, dtype=np.float64),
-    }
-    signal.metadata.set_item(NODE, node)
+    write_record(signal, FitRecord(
+        W=np.asarray(W, dtype=np.float64),
+        H_sums=np.asarray(loadings.sum(axis=0), dtype=np.float64),
+        labels=list(model.labels),
+        phase_names=list(priors.names),
+        model=model.to_dict(),
+        channels=(int(channels[0]), int(channels[1])),
+        parameters=params,
+        n_iter=int(estimator.n_iter_),
+        stop_reason=str(estimator.stop_reason_),
+        init_note=str(getattr(estimator, "init_note_", "")),
+        lambda_L=float(estimator.lambda_L_),
+        spectra_from=str(estimator.spectra_from_),
+        loss_history=np.asarray(estimator.loss_history_, dtype=np.float64),
+    ))  # fmt: skip
 
 
 def quantify(signal, family: str | None = None):
     """The phase compositions of the last smart_nmf fit stored in ``signal.metadata``."""
-    import dataclasses
-
-    from esmpy_hs.physics import PhysicsModel
-
-    node = signal.metadata.get_item(NODE, None)
-    if node is None:
-        raise ValueError(
-            "no smart_nmf result on this signal: run "
-            "s.decomposition(algorithm='smart_nmf', output_dimension=k) first"
-        )
-    model = PhysicsModel.from_dict(json.loads(node.model))
-    W = np.asarray(node.W, dtype=np.float64)
-    G3 = model.G_for_phases(W) if model.specimen.absorbs else None
-    q = model.composition(W, H_sums=np.asarray(node.H_sums), family=family, G=G3)
-    return dataclasses.replace(q, phase_names=list(node.phase_names))
+    return require_record(signal).quantification(family)

@@ -64,11 +64,31 @@ class EDSespm(EDSTEMSpectrum):
         )
 
     # -- physics-guided NMF -------------------------------------------------
-    def decomposition(self, *args, algorithm="SVD", output_dimension=None, **kwargs):
+    def decomposition(
+        self,
+        *args,
+        algorithm="SVD",
+        output_dimension=None,
+        elements=None,
+        stray_elements=(),
+        split=None,
+        continuum=True,
+        energy_range=None,
+        detector=None,
+        phases=None,
+        absorption_every=10,
+        vacancy_transfer=True,
+        persist=None,
+        client=None,
+        return_info=False,
+        print_info=True,
+        **kwargs,
+    ):
         """Decompose the map; ``algorithm="smart_nmf"`` runs the physics-guided Poisson NMF.
 
         Every other algorithm is passed unchanged to exspy/HyperSpy
-        (:meth:`exspy.signals.EDSTEMSpectrum.decomposition`).
+        (:meth:`exspy.signals.EDSTEMSpectrum.decomposition`); the smart_nmf options below are
+        then refused if set.
 
         Parameters
         ----------
@@ -77,37 +97,68 @@ class EDSespm(EDSTEMSpectrum):
             signal; anything else goes to HyperSpy.
         output_dimension : int
             Number of phases k (required for smart_nmf).
+        elements : list of str, optional
+            Element symbols to model (default: ``metadata.Sample.elements``).
+        stray_elements : list of str, optional
+            Elements present only as stray signal (e.g. ``["Cu"]`` from the grid): one column
+            per line, not quantified.
+        split : dict, optional
+            ``{element: energy_keV}`` models an element's line families above/below the
+            energy as two columns (``None`` as the energy splits K from L).
+        continuum : bool, default True
+            Model the bremsstrahlung with two columns.
+        energy_range : (float, float), optional
+            ``(low, high)`` in keV, the range fitted (default 0.25 keV to the axis end or the
+            beam energy); the factors are 0 outside.
+        detector : str, dict or esmpy_hs.physics.Detector, optional
+            Efficiency preset name, ``{"energy": [keV...], "efficiency": [...]}`` curve or a
+            :class:`esmpy_hs.physics.Detector` (default: metadata
+            ``Acquisition_instrument.TEM.Detector.EDS.efficiency``, else the Si3N4 window).
+        phases : dict, optional
+            Names and priors, e.g. ``{"core": {"Fe": 0.16, "Pt": 0.84}, "support": {"Fe": 0,
+            "Pt": 0}}`` (atomic fractions; see "Phase priors" in the API documentation).
+        absorption_every : int, default 10
+            Iterations between refreshes of each phase's absorption from its current
+            composition (used when ``metadata.Sample.thickness`` is set).
+        vacancy_transfer : bool, default True
+            Include the Coster–Kronig and Auger vacancy transfer in the line cross sections.
+        persist : {"auto", "memory", "stream"}, optional
+            Lazy signals only: where the compact chunks live between iterations (default
+            ``"auto"``; see :func:`esmpy_hs.nmf.fit_chunked`).
+        client : dask.distributed.Client or False, optional
+            Lazy signals only: the cluster to fit on (default: the open client, if any;
+            False: never a distributed client).
+        return_info : bool, default False
+            Return the fitted :class:`esmpy_hs.nmf.SmartNMF`.
+        print_info : bool, default True
+            Notices, a progress bar and a one-line summary.
         **kwargs
-            For smart_nmf, the model options
+            For smart_nmf, any :class:`esmpy_hs.nmf.SmartNMF` parameter except ``G``,
+            ``n_components`` and ``simplex_rows`` (which come from the model): ``lambda_L``,
+            ``mu``, ``epsilon_reg``, ``simplex``, ``max_iter``, ``tol``, ``init``,
+            ``random_state``, ``spectra_from``, ``init_extrapolation``, ``callback``, … — an
+            unknown name raises a ``TypeError`` listing them. For other algorithms: HyperSpy's
+            keyword arguments.
 
-            - ``elements``: list of symbols (default ``metadata.Sample.elements``);
-            - ``stray_elements``: elements present only as stray signal (e.g. ``["Cu"]``
-              from the grid): one column per line, not quantified;
-            - ``split``: ``{element: energy_keV}`` models an element's line families
-              above/below the energy as two columns (``None`` splits K from L);
-            - ``continuum`` (default True): the two bremsstrahlung columns;
-            - ``energy_range``: ``(low, high)`` keV fitted (default 0.25 keV to the axis end
-              or the beam energy); factors are 0 outside;
-            - ``detector``: efficiency preset name, ``{"energy", "efficiency"}`` curve or a
-              :class:`esmpy_hs.physics.Detector` (default: metadata
-              ``Acquisition_instrument.TEM.Detector.EDS.efficiency``, else the Si3N4 window);
-            - ``phases``: names and priors, e.g. ``{"core": {"Fe": 0.16, "Pt": 0.84},
-              "support": {"Fe": 0, "Pt": 0}}`` (atomic fractions; see
-              :mod:`esmpy_hs.signals._priors`);
-            - ``absorption_every`` (default 10): iterations between refreshes of each phase's
-              absorption from its current composition (needs ``Sample.thickness``);
-            - ``print_info`` (default True): notices, a progress bar and a summary;
-
-            and any :class:`esmpy_hs.nmf.SmartNMF` parameter (``lambda_L``, ``mu``,
-            ``epsilon_reg``, ``simplex``, ``max_iter``, ``tol``, ``init``, ``random_state``, …).
+        Returns
+        -------
+        esmpy_hs.nmf.SmartNMF or None
+            The fitted estimator with ``return_info=True`` (smart_nmf); HyperSpy's return value
+            otherwise.
 
         Notes
         -----
         ``s.data`` and the user's metadata are not modified; the results go to
         ``s.learning_results`` (factors: channels × k, counts per pixel of pure phase;
         loadings: pixels × k) and to ``s.metadata.SmartNMF`` (what :meth:`quantify_phases`
-        needs, kept by ``s.save``).
+        needs, kept by ``s.save``; see "Results stored by smart_nmf" in the API documentation).
         """
+        smart = {
+            "elements": elements, "stray_elements": stray_elements, "split": split,
+            "continuum": continuum, "energy_range": energy_range, "detector": detector,
+            "phases": phases, "absorption_every": absorption_every,
+            "vacancy_transfer": vacancy_transfer, "persist": persist, "client": client,
+        }  # fmt: skip
         if isinstance(algorithm, str) and algorithm == "smart_nmf":
             if args:
                 raise TypeError(
@@ -116,12 +167,19 @@ class EDSespm(EDSTEMSpectrum):
                 )
             from esmpy_hs.signals._decomposition import smart_nmf
 
-            return_info = kwargs.pop("return_info", False)
-            info = smart_nmf(self, output_dimension, **kwargs)
+            info = smart_nmf(self, output_dimension, print_info=print_info, **smart, **kwargs)
             return info["estimator"] if return_info else None
+        defaults = EDSespm.decomposition.__kwdefaults__
+        given = [name for name, value in smart.items() if value is not defaults[name]]
+        if given:
+            raise TypeError(
+                f"{', '.join(given)} apply to algorithm='smart_nmf' only, not to "
+                f"algorithm={algorithm!r}"
+            )
         return super().decomposition(
-            *args, algorithm=algorithm, output_dimension=output_dimension, **kwargs
-        )
+            *args, algorithm=algorithm, output_dimension=output_dimension,
+            return_info=return_info, print_info=print_info, **kwargs,
+        )  # fmt: skip
 
     def quantify_phases(self, family: str | None = None):
         """Composition of each phase of the last smart_nmf decomposition.

@@ -306,3 +306,48 @@ def test_absorption_correction_uses_the_specimen_fields():
     q = thick.quantify_phases()
     o_thick = q.atomic_fractions[q.elements.index("O")]
     assert np.all(np.sort(o_thick) > np.sort(o_plain))
+
+
+def test_fit_record_round_trip(fitted, tmp_path):
+    from esmpy_hs.signals._record import read_record
+
+    s, _, _ = fitted
+    s.save(tmp_path / "rec.hspy")
+    a, b = read_record(s), read_record(hs.load(tmp_path / "rec.hspy"))
+    for name in ("W", "H_sums", "loss_history"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    for name in ("labels", "phase_names", "model", "channels", "parameters", "n_iter",
+                 "stop_reason", "init_note", "lambda_L", "spectra_from"):  # fmt: skip
+        assert getattr(a, name) == getattr(b, name), name
+    assert a.k == 3 and a.parameters["shape_2d"] == list(SHAPE)
+
+
+def test_unknown_or_bad_option_fails_before_the_model_is_built(monkeypatch):
+    from esmpy_hs.signals import _decomposition
+
+    s = make_map(dose=20, shape=(6, 6))
+    before = s.metadata.as_dictionary()
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the physics model was built before the options were checked")
+
+    monkeypatch.setattr(_decomposition, "build_model", no_model)
+    with pytest.raises(TypeError, match=r"unexpected keyword.*lamda_L.*lambda_L"):
+        s.decomposition(algorithm="smart_nmf", output_dimension=2, lamda_L=1.0)
+    with pytest.raises(TypeError, match="G"):
+        s.decomposition(algorithm="smart_nmf", output_dimension=2, G=np.ones((3, 3)))
+    with pytest.raises(ValueError, match="mu must be"):
+        s.decomposition(algorithm="smart_nmf", output_dimension=2, mu=-1)
+    with pytest.raises(ValueError, match="absorption_every"):
+        s.decomposition(algorithm="smart_nmf", output_dimension=2, absorption_every=0)
+    assert s.metadata.as_dictionary() == before
+    assert s.learning_results.factors is None
+
+
+def test_smart_nmf_options_refused_for_other_algorithms():
+    s = make_map(dose=20, shape=(6, 6))
+    with pytest.raises(TypeError, match=r"elements apply to algorithm='smart_nmf' only"):
+        s.decomposition(algorithm="SVD", elements=["Fe"])
+    s.change_dtype("float64")
+    s.decomposition(algorithm="SVD", output_dimension=2, print_info=False)
+    assert s.learning_results.decomposition_algorithm == "SVD"

@@ -1,0 +1,174 @@
+"""The fit record: what a smart_nmf fit leaves in ``metadata.SmartNMF``, written and read here.
+
+Everything that uses a finished fit (``quantify_phases``, ``plot_phases``, the metrics, the
+command line) reads it through :func:`read_record`; :func:`write_record` is the one writer. The
+node survives ``s.save``/``hs.load`` (HyperSpy stores arrays, numbers, strings and lists; the
+physics model and the parameters are JSON text).
+
+What is stored in ``metadata.SmartNMF``
+----------------------------------------
+``W``
+    (columns × k) array: element rows proportional to atoms (``W[e, k]`` counts per pixel of pure
+    phase k per unit of G's column e), then stray-line and continuum rows.
+``H_sums``
+    (k,) Σ over pixels of each abundance map.
+``labels``
+    G's column labels, in W's row order.
+``phase_names``
+    One name per phase.
+``model``
+    JSON text of :meth:`esmpy_hs.physics.PhysicsModel.to_dict` (rebuilds G exactly).
+``channels``
+    ``[first, stop)``: the channels that were fitted; factors are 0 outside.
+``parameters``
+    JSON text of the estimator settings.
+``n_iter``, ``stop_reason``, ``loss_history``
+    How the fit ended (``stop_reason``: ``"converged"``, ``"max_iter"`` or ``"interrupted"``).
+``init_note``, ``lambda_L``, ``spectra_from``
+    What the fit chose (see :class:`esmpy_hs.nmf.SmartNMF`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: metadata node of the record
+NODE = "SmartNMF"
+
+_NO_FIT = (
+    "no smart_nmf result on this signal: run "
+    "s.decomposition(algorithm='smart_nmf', output_dimension=k) first"
+)
+
+
+@dataclass(frozen=True)
+class FitRecord:
+    """A finished smart_nmf fit, as stored on the signal (see the module docstring)."""
+
+    W: np.ndarray
+    H_sums: np.ndarray
+    labels: list[str]
+    phase_names: list[str]
+    model: dict[str, Any]
+    channels: tuple[int, int]
+    parameters: dict[str, Any] = field(default_factory=dict)
+    n_iter: int = 0
+    stop_reason: str = ""
+    init_note: str = ""
+    lambda_L: float = float("nan")
+    spectra_from: str = ""
+    loss_history: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def k(self) -> int:
+        """Number of phases."""
+        return int(self.W.shape[1])
+
+    def physics_model(self):
+        """The :class:`esmpy_hs.physics.PhysicsModel` of the fit (rebuilt from its JSON)."""
+        from esmpy_hs.physics import PhysicsModel
+
+        return PhysicsModel.from_dict(self.model)
+
+    def phase_G(self, model=None) -> np.ndarray:
+        """Each phase's G (k × channels × columns), with the absorption of its composition."""
+        model = self.physics_model() if model is None else model
+        return model.G_for_phases(self.W)
+
+    def quantification(self, family: str | None = None, model=None):
+        """The phase compositions (:class:`esmpy_hs.physics.Quantification`)."""
+        import dataclasses
+
+        model = self.physics_model() if model is None else model
+        G3 = self.phase_G(model) if model.specimen.absorbs else None
+        q = model.composition(self.W, H_sums=self.H_sums, family=family, G=G3)
+        return dataclasses.replace(q, phase_names=list(self.phase_names))
+
+
+def _jsonable(params: dict) -> dict:
+    out = {}
+    for key, value in params.items():
+        if key == "callback" or callable(value):
+            continue
+        if isinstance(value, np.ndarray):
+            value = np.where(np.isnan(value), None, value).tolist() if value.dtype.kind == "f" \
+                else value.tolist()  # fmt: skip
+        elif isinstance(value, np.generic):
+            value = value.item()
+        try:
+            json.dumps(value)
+        except TypeError:
+            value = repr(value)
+        out[key] = value
+    return out
+
+
+def write_record(signal, record: FitRecord) -> None:
+    """Store ``record`` in ``signal.metadata.SmartNMF`` (replacing an earlier one)."""
+    node = {
+        "W": np.asarray(record.W, dtype=np.float64),
+        "H_sums": np.asarray(record.H_sums, dtype=np.float64),
+        "labels": list(record.labels),
+        "phase_names": list(record.phase_names),
+        "model": json.dumps(record.model),
+        "channels": [int(record.channels[0]), int(record.channels[1])],
+        "parameters": json.dumps(_jsonable(record.parameters)),
+        "n_iter": int(record.n_iter),
+        "stop_reason": str(record.stop_reason),
+        "init_note": str(record.init_note),
+        "lambda_L": float(record.lambda_L),
+        "spectra_from": str(record.spectra_from),
+        "loss_history": np.asarray(record.loss_history, dtype=np.float64),
+    }
+    signal.metadata.set_item(NODE, node)
+
+
+def read_record(signal, *, current: bool = False) -> FitRecord | None:
+    """The fit record of ``signal``, or None when it has none.
+
+    ``current=True`` also returns None when the signal's decomposition results are no longer
+    those of the fit (another algorithm ran since).
+    """
+    node = signal.metadata.get_item(NODE, None)
+    if node is None:
+        return None
+    if current:
+        lr = getattr(signal, "learning_results", None)
+        if getattr(lr, "decomposition_algorithm", None) != "smart_nmf":
+            return None
+    get = node.get_item
+    params = get("parameters", "{}")
+    return FitRecord(
+        W=np.asarray(node.W, dtype=np.float64),
+        H_sums=np.asarray(node.H_sums, dtype=np.float64),
+        labels=[str(v) for v in get("labels", [])],
+        phase_names=[str(v) for v in node.phase_names],
+        model=json.loads(node.model),
+        channels=(int(node.channels[0]), int(node.channels[1])),
+        parameters=json.loads(params) if isinstance(params, str) else dict(params),
+        n_iter=int(get("n_iter", 0)),
+        stop_reason=str(get("stop_reason", "")),
+        init_note=str(get("init_note", "")),
+        lambda_L=float(get("lambda_L", np.nan)),
+        spectra_from=str(get("spectra_from", "")),
+        loss_history=np.asarray(get("loss_history", np.zeros(0)), dtype=np.float64),
+    )
+
+
+def require_record(signal) -> FitRecord:
+    """:func:`read_record`, raising a ``ValueError`` that says what to run when there is none."""
+    record = read_record(signal)
+    if record is None:
+        raise ValueError(_NO_FIT)
+    return record
+
+
+def fitted_channels(signal) -> tuple[int, int] | None:
+    """``[first, stop)`` of the channels smart_nmf fitted, or None (no fit, or only a
+    ``channels`` entry left, e.g. by a user)."""
+    ch = signal.metadata.get_item(f"{NODE}.channels", None)
+    return None if ch is None else (int(ch[0]), int(ch[1]))
