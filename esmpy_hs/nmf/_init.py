@@ -18,11 +18,10 @@
    blocks, where the signal-to-noise is b² times higher and an iteration b² times cheaper. This
    is what makes low-dose starts good. When the spectra are then held (``spectra_from=
    "blocks"``) this refinement *is* the estimate of W, so it uses the fit's sparsity prior
-   (``mu``, ``eps_reg``; no Laplacian): on the reference sample at 18 counts per pixel the mean
-   angle goes from 4.6° to 2.6°, and on the real 71 GPa map thinned to that dose the
-   bridgmanite's (Mg+Fe)/Si from 0.70 to 1.0 (its grains are smaller than a block, so no block
-   is pure matrix). When the full-resolution fit follows, the refinement stays unregularised:
-   with the prior the real map at full dose lost its Ca-perovskite (Ca/Si 0.41).
+   (``mu``, ``eps_reg``; no Laplacian), which keeps a block that is mostly one phase from
+   being explained as a mixture. When the full-resolution fit follows, the refinement stays
+   unregularised (the prior there can merge a minor phase into the matrix before the
+   full-resolution data are seen). docs/validation.rst gives the measurements.
 5. **Extrapolate** (physics G only): minor phases are moved away from the anchor up to the
    bound set by non-negative compositions (:func:`extrapolate_minor_phases`), since particles
    thinner than the specimen are only seen mixed with the matrix.
