@@ -38,7 +38,7 @@ from esmpy_hs.physics.detector import Detector, peak_matrix
 from esmpy_hs.physics.energy_axis import EnergyAxis, first_valid_channel
 from esmpy_hs.physics.lines import EmissionLine, emission_lines, line_notes
 
-__all__ = ["PhysicsModel", "build_G", "simulate_spectrum"]
+__all__ = ["PhysicsModel", "build_G"]
 
 logger = logging.getLogger("esmpy_hs.physics")
 
@@ -310,105 +310,6 @@ class PhysicsModel:
                 rows.append(np.divide(n_counts, s, out=np.zeros_like(s), where=s > 0))
                 sums.append(s)
         return quantify_rows(elems, np.array(rows), np.array(sums), Hs, family)
-
-    # ---- forward simulation -------------------------------------------------------------
-    def simulate_spectrum(
-        self,
-        composition: Mapping[str, float],
-        continuum: tuple[float, float] = (0.0, 0.0),
-        counts: float = 1.0,
-        fractions: str = "atomic",
-    ) -> NDArray[np.float64]:
-        """Expected spectrum (counts per channel) of a phase, consistent with G.
-
-        The characteristic part is G·w with w = atomic fractions (absorption of this very
-        composition), normalised to unit sum; the continuum adds b0·B0(E)·ε·A + b1·B1(E)·ε·A
-        with the raw basis functions of :func:`continuum_basis` (keV⁻¹, channel centres), i.e.
-        ``continuum=(b0, b1)`` is relative to a characteristic spectrum of unit sum (the
-        convention of the validation sample). The total is multiplied by ``counts``.
-
-        Elements of ``composition`` must be columns of the model (specimen or stray; a stray
-        element contributes its lines without absorption); model elements absent from it are 0.
-        """
-        symbols, at, _ = normalise_composition(composition, fractions)
-        known = set(self.elements) | set(self.stray_elements)
-        unknown = [s for s in symbols if s not in known]
-        if unknown:
-            raise ValueError(f"Elements not in the model: {', '.join(unknown)}")
-        spec_syms = [s for s in symbols if s in self.elements]
-        if self.specimen.absorbs and spec_syms:
-            sub = {s: a for s, a in zip(symbols, at, strict=True) if s in self.elements}
-            Gp = self._G_from_weights(self._absorber_weights(sub, "atomic")[None])[0]
-        else:
-            Gp = self._G_from_weights(None)[0]
-        w = np.zeros(self.n_columns)
-        frac = dict(zip(symbols, at, strict=True))
-        for j, (el, kind) in enumerate(zip(self.column_elements, self.kinds, strict=True)):
-            if kind in ("element", "stray") and el in frac:
-                w[j] = frac[el]
-        char = Gp @ w
-        total = char.sum()
-        if total > 0:
-            char = char / total
-        b = np.asarray(continuum, dtype=np.float64).reshape(-1)
-        if b.size != 2 or np.any(b < 0):
-            raise ValueError("continuum must be two non-negative coefficients (b0, b1)")
-        if np.any(b > 0):
-            raw = continuum_basis(self.energies, self.beam_energy)
-            if self._cont_cols:
-                scaled = Gp[:, self._cont_cols] / self.scales[self._cont_cols]
-            else:  # continuum columns were not built: efficiency and absorption here
-                scaled = raw * self._continuum_factor(spec_syms, frac)[:, None]
-            char = char + scaled @ b
-        return counts * char
-
-    def W_column(
-        self,
-        composition: Mapping[str, float],
-        continuum: tuple[float, float] = (0.0, 0.0),
-        counts: float = 1.0,
-        fractions: str = "atomic",
-    ) -> NDArray[np.float64]:
-        """The column of W that reproduces :meth:`simulate_spectrum` with this phase's G.
-
-        ``self.G_for_phases([composition])[0] @ W_column(composition, continuum, counts)``
-        equals ``simulate_spectrum(composition, continuum, counts)``: the "true W" of a synthetic
-        phase. Element rows are proportional to the atomic fractions (both columns of a split
-        element carry the same value); continuum rows are ``counts * b_j / scales[j]``.
-        """
-        symbols, at, _ = normalise_composition(composition, fractions)
-        known = set(self.elements) | set(self.stray_elements)
-        unknown = [s for s in symbols if s not in known]
-        if unknown:
-            raise ValueError(f"Elements not in the model: {', '.join(unknown)}")
-        frac = dict(zip(symbols, at, strict=True))
-        sub = {s: a for s, a in frac.items() if s in self.elements}
-        if self.specimen.absorbs and sub:
-            Gp = self._G_from_weights(self._absorber_weights(sub, "atomic")[None])[0]
-        else:
-            Gp = self._G_from_weights(None)[0]
-        w = np.zeros(self.n_columns)
-        for j, (el, kind) in enumerate(zip(self.column_elements, self.kinds, strict=True)):
-            if kind in ("element", "stray") and el in frac:
-                w[j] = frac[el]
-        total = float((Gp @ w).sum())
-        if total > 0:
-            w *= counts / total
-        b = np.asarray(continuum, dtype=np.float64).reshape(-1)
-        if b.size != 2 or np.any(b < 0):
-            raise ValueError("continuum must be two non-negative coefficients (b0, b1)")
-        if np.any(b > 0):
-            if not self._cont_cols:
-                raise ValueError("this model has no continuum columns (built with continuum=False)")
-            w[self._cont_cols] = counts * b / self.scales[self._cont_cols]
-        return w
-
-    def _continuum_factor(self, symbols: Sequence[str], frac: Mapping[str, float]) -> NDArray:
-        eff = self.detector.efficiency(self.energies)
-        if not (self.specimen.absorbs and symbols):
-            return eff
-        w = self._absorber_weights({s: frac[s] for s in symbols}, "atomic")
-        return eff * absorption_from_chi((self._mu_channels @ w) * self.specimen.path_factor)
 
     # ---- serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -773,29 +674,3 @@ def build_G(
     for text in model.notes:
         logger.debug(text)
     return model
-
-
-def simulate_spectrum(
-    composition: Mapping[str, float],
-    model: PhysicsModel | None = None,
-    *,
-    continuum: tuple[float, float] = (0.0, 0.0),
-    counts: float = 1.0,
-    fractions: str = "atomic",
-    **build_kwargs: Any,
-) -> NDArray[np.float64]:
-    """Expected spectrum of a composition (see :meth:`PhysicsModel.simulate_spectrum`).
-
-    With ``model=None`` a model is built with ``build_G(elements=list(composition),
-    **build_kwargs)`` (``axis``, ``beam_energy``, ``detector``, ``specimen``, ...).
-    """
-    if model is None:
-        kw = dict(build_kwargs)
-        axis = kw.pop("axis")
-        e0 = kw.pop("beam_energy")
-        model = build_G(axis, e0, list(composition), continuum=False, **kw)
-    elif build_kwargs:
-        raise TypeError("build_G arguments are only used when model is None")
-    return model.simulate_spectrum(
-        composition, continuum=continuum, counts=counts, fractions=fractions
-    )
