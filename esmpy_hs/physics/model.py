@@ -32,7 +32,12 @@ from esmpy_hs._units import to_float
 from esmpy_hs.physics._elements import atomic_number, atomic_weight, symbol
 from esmpy_hs.physics.absorption import Specimen, absorption_from_chi
 from esmpy_hs.physics.attenuation import element_mass_attenuation
-from esmpy_hs.physics.composition import Quantification, normalise_composition, quantify_rows
+from esmpy_hs.physics.composition import (
+    FAMILIES,
+    Quantification,
+    normalise_composition,
+    quantify_W,
+)
 from esmpy_hs.physics.continuum import continuum_basis
 from esmpy_hs.physics.detector import Detector, peak_matrix
 from esmpy_hs.physics.energy_axis import EnergyAxis, first_valid_channel
@@ -43,7 +48,6 @@ __all__ = ["PhysicsModel", "build_G"]
 logger = logging.getLogger("esmpy_hs.physics")
 
 _SCHEMA = 1
-_FAMILIES = ("high", "low", "combined")
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,38 +282,8 @@ class PhysicsModel:
             c_e = W_e/Σ W (var c_e = [(1-c_e)² σ_e² + c_e² Σ_{j≠e} σ_j²]/(Σ W)²).
         """
         family = self.quant_family if family is None else family
-        if family not in _FAMILIES:
-            raise ValueError(f"family must be one of {_FAMILIES}, got {family!r}")
-        W = np.asarray(W, dtype=np.float64)
-        if W.ndim == 1:
-            W = W[:, None]
-        if W.shape[0] != self.n_columns:
-            raise ValueError(f"W must have {self.n_columns} rows, got {W.shape[0]}")
-        k = W.shape[1]
-        Hs = np.ones(k) if H_sums is None else np.asarray(H_sums, dtype=np.float64).reshape(-1)
-        if Hs.size != k:
-            raise ValueError(f"H_sums must have {k} values")
-        Gm = self.G if G is None else np.asarray(G, dtype=np.float64)
-        colsum = Gm.sum(axis=-2)  # (m,) or (k, m)
-        colsum = np.broadcast_to(colsum if colsum.ndim == 2 else colsum[None], (k, self.n_columns))
-        rows, sums, elems = [], [], []
-        for el, j in self.element_rows.items():
-            elems.append(el)
-            pair = self._split_partner.get(el)
-            if pair is None or family == "high":
-                jj = pair[0] if pair else j
-                rows.append(W[jj])
-                sums.append(colsum[:, jj])
-            elif family == "low":
-                rows.append(W[pair[1]])
-                sums.append(colsum[:, pair[1]])
-            else:
-                hi, lo = pair
-                s = colsum[:, hi] + colsum[:, lo]
-                n_counts = colsum[:, hi] * W[hi] + colsum[:, lo] * W[lo]
-                rows.append(np.divide(n_counts, s, out=np.zeros_like(s), where=s > 0))
-                sums.append(s)
-        return quantify_rows(elems, np.array(rows), np.array(sums), Hs, family)
+        Gm = self.G if G is None else G
+        return quantify_W(W, H_sums, Gm, self.element_rows, self._split_partner, family)
 
     # ---- serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -441,8 +415,8 @@ def build_G(
             f"be cropped first (e.g. keep channels from first_valid_channel(axis, cut_keV=...) "
             f"= {first_valid_channel(ax)})"
         )
-    if quant_family not in _FAMILIES:
-        raise ValueError(f"quant_family must be one of {_FAMILIES}, got {quant_family!r}")
+    if quant_family not in FAMILIES:
+        raise ValueError(f"quant_family must be one of {FAMILIES}, got {quant_family!r}")
     if not (stray_min_relative >= 0 and stray_merge_fwhm >= 0):
         raise ValueError("stray_min_relative and stray_merge_fwhm must be >= 0")
     if isinstance(elements, str):
