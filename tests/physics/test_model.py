@@ -334,3 +334,40 @@ def test_dropped_elements_survive_round_trip():
     assert d["dropped_elements"] == ["Li"]
     again = PhysicsModel.from_dict(d)  # no new warning: Li is not rebuilt
     np.testing.assert_array_equal(again.G, m.G)
+
+
+def test_constructor_refuses_parts_that_do_not_fit():
+    from esmpy_hs.physics._columns import BuildOptions, check_elements, column_layout
+    from esmpy_hs.physics._response import column_scales, reference_weights, response_tables
+
+    ax = EnergyAxis.from_any(REF_AXIS)
+    det, thick, opts = Detector(), Specimen(100, 4.5, 35), BuildOptions()
+
+    def parts(elements, specimen=thick, axis=ax, options=opts):
+        energy_range = (float(axis.edges[0]), float(axis.edges[-1]))
+        checked = check_elements(elements, (), None)
+        layout = column_layout(*checked, 200.0, energy_range, det, options)
+        tables = response_tables(layout, axis, 200.0, det, specimen)
+        scales = column_scales(tables.G(reference_weights(tables, specimen))[0], layout.kinds)
+        return layout, tables.scaled(scales)
+
+    layout, tables = parts(["Fe", "O"])
+    m = PhysicsModel(ax, 200.0, det, thick, layout, tables, opts)
+    assert m.labels == ["Fe", "O", "continuum_0", "continuum_1"]
+    np.testing.assert_allclose(m.G.sum(axis=0)[2:], 1.0)  # continuum columns of unit sum
+    with pytest.raises(ValueError, match="do not match"):  # tables of another element set
+        PhysicsModel(ax, 200.0, det, thick, layout, parts(["Fe", "O", "Si"])[1], opts)
+    with pytest.raises(ValueError, match="do not match"):  # tables on another axis
+        short = EnergyAxis(0.3, 0.01, 1000)
+        PhysicsModel(ax, 200.0, det, thick, layout, parts(["Fe", "O"], axis=short)[1], opts)
+    with pytest.raises(ValueError, match="absorption"):  # tables made without a thickness
+        PhysicsModel(ax, 200.0, det, thick, layout, parts(["Fe", "O"], Specimen())[1], opts)
+    no_cont = BuildOptions(continuum=False)
+    with pytest.raises(ValueError, match="continuum"):
+        PhysicsModel(ax, 200.0, det, thick, layout, tables, no_cont)
+    with pytest.raises(ValueError, match="beam_energy"):
+        PhysicsModel(ax, 0.0, det, thick, layout, tables, opts)
+    with pytest.raises(TypeError, match="ColumnLayout"):
+        PhysicsModel(ax, 200.0, det, thick, {"labels": ["Fe"]}, tables, opts)
+    with pytest.raises(ValueError, match="quant_family"):
+        BuildOptions(quant_family="middle")
