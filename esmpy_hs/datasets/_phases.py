@@ -138,7 +138,7 @@ def phase_spectra(
     )
     out = np.empty((k, int(channels)))
     for i, comp in enumerate(comps):
-        spec = model.simulate_spectrum(dict(comp), continuum=(float(b[i, 0]), float(b[i, 1])))
+        spec = phys.simulate_spectrum(dict(comp), model, continuum=(float(b[i, 0]), float(b[i, 1])))
         if rates == "phase":
             out[i] = d[i] * spec / spec.sum()
         else:

@@ -23,14 +23,10 @@ from esmpy_hs.physics.composition import Quantification, normalise_composition
 from esmpy_hs.physics.continuum import continuum_basis
 from esmpy_hs.physics.cross_sections import SHELLS, ionisation_cross_section, ionisation_energy
 from esmpy_hs.physics.detector import WINDOW_PRESETS, Detector, Layer, peak_matrix
+from esmpy_hs.physics.energy_axis import EnergyAxis, first_valid_channel
 from esmpy_hs.physics.lines import EmissionLine, emission_lines, line_notes, vacancies
-from esmpy_hs.physics.model import (
-    EnergyAxis,
-    PhysicsModel,
-    build_G,
-    first_valid_channel,
-    simulate_spectrum,
-)
+from esmpy_hs.physics.model import PhysicsModel, build_G
+from esmpy_hs.physics.simulation import simulate_spectrum
 
 __all__ = [
     "SHELLS",

@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from esmpy_hs.physics._elements import atomic_weight, symbol
 
-__all__ = ["Quantification", "normalise_composition", "quantify_rows"]
+__all__ = ["FAMILIES", "Quantification", "normalise_composition", "quantify_W", "quantify_rows"]
 
 _FRACTIONS = ("atomic", "weight")
+#: How a split element is quantified: its high column, its low column, or both combined.
+FAMILIES = ("high", "low", "combined")
 
 
 def normalise_composition(
@@ -255,3 +257,59 @@ def quantify_rows(
         if not W_rows[:, k].sum() > 0
     ]
     return Quantification(list(elements), at, wt, at_err, wt_err, counts, family, notes)
+
+
+def quantify_W(
+    W: ArrayLike,
+    H_sums: ArrayLike | None,
+    G: ArrayLike,
+    element_rows: Mapping[str, int],
+    split_partners: Mapping[str, tuple[int, int]],
+    family: str = "high",
+) -> Quantification:
+    """Quantify phases from a whole W (see :meth:`PhysicsModel.composition`).
+
+    Parameters
+    ----------
+    W
+        (m, k) or (m,): W as fitted with ``G`` (columns per atom on a common scale).
+    H_sums
+        (k,) Σ_p H_kp; ``None``: ones.
+    G
+        (n, m), or (k, n, m) per phase: its column sums Σ_c G_ce turn W into counts.
+    element_rows
+        Specimen element → its row of W in the simplex.
+    split_partners
+        Split element → its (high, low) rows of W.
+    family
+        ``"high"``, ``"low"`` or ``"combined"`` (counts-weighted mean of both rows) for split
+        elements.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    W = np.asarray(W, dtype=np.float64)
+    if W.ndim == 1:
+        W = W[:, None]
+    G = np.asarray(G, dtype=np.float64)
+    m, k = G.shape[-1], W.shape[1]
+    if W.shape[0] != m:
+        raise ValueError(f"W must have {m} rows, got {W.shape[0]}")
+    Hs = np.ones(k) if H_sums is None else np.asarray(H_sums, dtype=np.float64).reshape(-1)
+    if Hs.size != k:
+        raise ValueError(f"H_sums must have {k} values")
+    colsum = G.sum(axis=-2)  # (m,) or (k, m)
+    colsum = np.broadcast_to(colsum if colsum.ndim == 2 else colsum[None], (k, m))
+    rows, sums = [], []
+    for el, j in element_rows.items():
+        pair = split_partners.get(el)
+        if pair is None or family != "combined":
+            jj = j if pair is None else pair[family == "low"]
+            rows.append(W[jj])
+            sums.append(colsum[:, jj])
+        else:  # counts-weighted mean of the two rows
+            hi, lo = pair
+            s = colsum[:, hi] + colsum[:, lo]
+            n_counts = colsum[:, hi] * W[hi] + colsum[:, lo] * W[lo]
+            rows.append(np.divide(n_counts, s, out=np.zeros_like(s), where=s > 0))
+            sums.append(s)
+    return quantify_rows(list(element_rows), np.array(rows), np.array(sums), Hs, family)

@@ -1,4 +1,4 @@
-"""Assembling G, the physics dictionary of the factorisation Y ≈ G·W·H.
+"""G, the physics dictionary of the factorisation Y ≈ G·W·H: the model and how it is built.
 
 Column j of G is the spectrum, on the data's energy axis, that one unit of element j (or of a
 continuum basis function) produces in the detector:
@@ -16,130 +16,56 @@ normalised to unit sum: the mean sum of the element columns is 1); each continuu
 scaled to unit sum on its own. ``PhysicsModel.scales`` records the multipliers, which stay fixed
 when absorption is recomputed per phase. Hence W[e, k] is proportional to the number of atoms of
 element e in phase k.
+
+:func:`build_G` lays out the columns (``_columns``), computes the response tables and the column
+scales (``_response``) and passes them to the :class:`PhysicsModel` constructor.
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from esmpy_hs._units import to_float
-from esmpy_hs.physics._elements import atomic_number, atomic_weight, symbol
-from esmpy_hs.physics.absorption import Specimen, absorption_from_chi
-from esmpy_hs.physics.attenuation import element_mass_attenuation
-from esmpy_hs.physics.composition import Quantification, normalise_composition, quantify_rows
-from esmpy_hs.physics.continuum import continuum_basis
-from esmpy_hs.physics.detector import Detector, peak_matrix
-from esmpy_hs.physics.lines import EmissionLine, emission_lines, line_notes
+from esmpy_hs.physics._columns import BuildOptions, ColumnLayout, check_elements, column_layout
+from esmpy_hs.physics._response import (
+    ResponseTables,
+    column_scales,
+    reference_weights,
+    response_tables,
+)
+from esmpy_hs.physics.absorption import Specimen
+from esmpy_hs.physics.composition import Quantification, quantify_W
+from esmpy_hs.physics.detector import Detector
+from esmpy_hs.physics.energy_axis import EnergyAxis, first_valid_channel
 
-__all__ = [
-    "EnergyAxis",
-    "PhysicsModel",
-    "build_G",
-    "first_valid_channel",
-    "simulate_spectrum",
-]
+__all__ = ["PhysicsModel", "build_G"]
 
 logger = logging.getLogger("esmpy_hs.physics")
 
 _SCHEMA = 1
-_FAMILIES = ("high", "low", "combined")
 
 
-# --------------------------------------------------------------------------------------------
-# energy axis
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class EnergyAxis:
-    """A uniform energy axis in keV: channel i is centred on ``offset + i * scale``.
-
-    Build it with :meth:`from_any` to accept eV or keV (``units="eV"`` divides by 1000).
-    """
-
-    offset: float
-    scale: float
-    size: int
-
-    def __post_init__(self) -> None:
-        if not self.scale > 0:
-            raise ValueError(f"Energy axis scale must be > 0, got {self.scale}")
-        if int(self.size) < 1:
-            raise ValueError(f"Energy axis size must be >= 1, got {self.size}")
-
-    @classmethod
-    def from_any(cls, axis: Any, units: str | None = None) -> EnergyAxis:
-        """From an :class:`EnergyAxis`, a mapping with ``offset``, ``scale``, ``size`` and
-        optionally ``units`` (a HyperSpy axis dict), an object with those attributes, or a tuple
-        ``(offset, scale, size)``. ``units`` ("keV" or "eV") overrides the axis' own units;
-        the default is keV."""
-        if isinstance(axis, EnergyAxis):
-            if units not in (None, "keV"):
-                raise ValueError("An EnergyAxis is already in keV")
-            return axis
-        if isinstance(axis, Mapping):
-            offset, scale, size = axis["offset"], axis["scale"], axis["size"]
-            ax_units = axis.get("units")
-        elif isinstance(axis, Sequence) and len(axis) == 3:
-            offset, scale, size = axis
-            ax_units = None
-        elif all(hasattr(axis, a) for a in ("offset", "scale", "size")):
-            offset, scale, size = axis.offset, axis.scale, axis.size
-            ax_units = getattr(axis, "units", None)
-        else:
-            raise TypeError(
-                "axis must be an EnergyAxis, a mapping or object with offset/scale/size, "
-                "or a tuple (offset, scale, size)"
-            )
-        u = units if units is not None else ax_units
-        if not isinstance(u, str) or not u.strip():
-            u = None  # e.g. HyperSpy's <undefined> units: keV, the EDS default
-        if u in (None, "keV", "kev", "KeV"):
-            factor = 1.0
-        elif u in ("eV", "ev"):
-            factor = 1e-3
-        else:
-            raise ValueError(f"Energy axis units must be 'keV' or 'eV', got {u!r}")
-        return cls(float(offset) * factor, float(scale) * factor, int(size))
-
-    @property
-    def energies(self) -> NDArray[np.float64]:
-        """Channel centres (keV)."""
-        return self.offset + self.scale * np.arange(self.size, dtype=np.float64)
-
-    @property
-    def edges(self) -> NDArray[np.float64]:
-        """Channel edges (keV), size + 1 values."""
-        return self.offset + self.scale * (np.arange(self.size + 1, dtype=np.float64) - 0.5)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"offset": self.offset, "scale": self.scale, "size": self.size, "units": "keV"}
-
-
-def first_valid_channel(axis: Any, cut_keV: float | str = 0.0, units: str | None = None) -> int:
-    """Index of the first channel whose centre is above ``cut_keV`` (and above 0 keV).
-
-    The signal layer crops channels ``[:first_valid_channel(axis, cut)]`` (noise peak, negative
-    offsets) before calling :func:`build_G`. Returns ``axis.size`` if no channel qualifies.
-    """
-    ax = EnergyAxis.from_any(axis, units)
-    cut = max(float(to_float(cut_keV, "keV", "cut_keV")), 0.0)
-    above = np.nonzero(ax.energies > cut)[0]
-    return int(above[0]) if above.size else ax.size
-
-
-# --------------------------------------------------------------------------------------------
-# the model
-# --------------------------------------------------------------------------------------------
 class PhysicsModel:
     """G and everything needed to use it, refresh it per phase and read W.
 
-    Built by :func:`build_G`; do not construct directly.
+    Build it with :func:`build_G` (or :meth:`from_dict`); the constructor takes the parts
+    :func:`build_G` computes, checks that they agree, and computes the reference G.
+
+    Parameters
+    ----------
+    axis, beam_energy, detector, specimen
+        The energy axis (channel centres all > 0 keV), E0 (keV), the detector and the specimen.
+    layout
+        ``esmpy_hs.physics._columns.ColumnLayout``: which lines feed which column.
+    response
+        ``esmpy_hs.physics._response.ResponseTables`` of ``layout``, with the column scales.
+    options
+        ``esmpy_hs.physics._columns.BuildOptions`` the layout was made with.
 
     Attributes
     ----------
@@ -164,47 +90,73 @@ class PhysicsModel:
     elements : list of str
         Specimen elements that have a column. ``dropped_elements`` lists the requested elements
         (specimen or stray) that had no line on the axis.
+    lines, line_columns
+        The emission lines in G and the column each one adds to.
     notes : list of str
         Decisions and missing-data notes (also logged on the ``esmpy_hs.physics`` logger).
     """
 
-    def __init__(self) -> None:  # filled by build_G
-        self.G: NDArray[np.float64]
-        self.labels: list[str] = []
-        self.kinds: list[str] = []
-        self.column_elements: list[str | None] = []
-        self.scales: NDArray[np.float64]
-        self.simplex_mask: NDArray[np.bool_]
-        self.axis: EnergyAxis
-        self.beam_energy: float
-        self.detector: Detector
-        self.specimen: Specimen
-        self.elements: list[str] = []
-        self.stray_elements: list[str] = []
-        self.dropped_elements: list[str] = []
-        self.split: dict[str, float | None] = {}
-        self.continuum: bool = True
-        self.vacancy_transfer: bool = True
-        self.quant_family: str = "high"
-        self.stray_min_relative: float = 0.01
-        self.stray_merge_fwhm: float = 0.5
-        self.notes: list[str] = []
-        self.lines: list[EmissionLine] = []
-        self.line_columns: NDArray[np.intp]
-        # internals for fast per-phase recomputation
-        self._P: NDArray[np.float64]  # (n, L) unit-area peaks
-        self._line_base: NDArray[np.float64]  # (L,) σ ε × column scale
-        self._line_absorbed: NDArray[np.bool_]
-        self._absorbers: list[str] = []
-        self._mu_lines: NDArray[np.float64]  # (L, a)
-        self._mu_channels: NDArray[np.float64]  # (n, a)
-        self._cont_base: NDArray[np.float64]  # (n, c) B_j ε × column scale
-        self._cont_cols: list[int] = []
-        self._split_partner: dict[str, tuple[int, int]] = {}  # element -> (high col, low col)
+    def __init__(
+        self,
+        axis: EnergyAxis,
+        beam_energy: float,
+        detector: Detector,
+        specimen: Specimen,
+        layout: ColumnLayout,
+        response: ResponseTables,
+        options: BuildOptions,
+    ) -> None:
+        for value, kind in ((axis, EnergyAxis), (detector, Detector), (specimen, Specimen),
+                            (layout, ColumnLayout), (response, ResponseTables),
+                            (options, BuildOptions)):  # fmt: skip
+            if not isinstance(value, kind):
+                raise TypeError(f"expected a {kind.__name__}, got {type(value).__name__}")
+        if not float(beam_energy) > 0:
+            raise ValueError(f"beam_energy must be > 0 keV, got {beam_energy!r}")
+        if not axis.energies[0] > 0:
+            raise ValueError("the energy axis must start above 0 keV")
+        layout.validate()
+        response.check(layout, axis.size, specimen.absorbs)
+        if options.continuum != bool(layout.continuum_columns):
+            raise ValueError("options.continuum does not match the continuum columns")
+        self.axis, self.beam_energy = axis, float(beam_energy)
+        self.detector, self.specimen = detector, specimen
+        self.continuum, self.vacancy_transfer = options.continuum, options.vacancy_transfer
+        self.quant_family = options.quant_family
+        self.stray_min_relative = options.stray_min_relative
+        self.stray_merge_fwhm = options.stray_merge_fwhm
+        self.labels, self.kinds = list(layout.labels), list(layout.kinds)
+        self.column_elements = list(layout.column_elements)
+        self.simplex_mask = np.array(layout.simplex, dtype=bool)
+        self.lines = list(layout.lines)
+        self.line_columns = np.array(layout.line_columns, dtype=np.intp)
+        self.elements, self.stray_elements = list(layout.elements), list(layout.stray_elements)
+        self.dropped_elements = list(layout.dropped_elements)
+        self.split = dict(layout.split)
+        self._split_partner = dict(layout.split_partners)
+        self._response = response
+        self.scales = response.scales
+        self.G = response.G(reference_weights(response, specimen))[0]
+        notes = [*layout.notes]
+        if not specimen.absorbs:
+            notes.append("no specimen thickness: absorption is off (A = 1)")
+        elif specimen.composition is None:
+            notes.append(
+                "specimen has a thickness but no composition: the reference G has no absorption;"
+                " use G_for_phases(W) for per-phase absorption"
+            )
+        sums = self.G.sum(axis=0)
+        empty = [lab for lab, total in zip(self.labels, sums, strict=True) if not total > 0]
+        if empty:
+            notes.append(f"columns with no signal on the axis: {', '.join(empty)}")
+        self.notes = list(dict.fromkeys(notes))
+        for text in self.notes:
+            logger.debug(text)
 
     # ---- basic properties ---------------------------------------------------------------
     @property
     def energies(self) -> NDArray[np.float64]:
+        """Channel centres (keV)."""
         return self.axis.energies
 
     @property
@@ -230,54 +182,6 @@ class PhysicsModel:
         )
 
     # ---- G for given absorber compositions ----------------------------------------------
-    def _absorber_weights(self, composition: Mapping[str, float], fractions: str) -> NDArray:
-        symbols, _, wt = normalise_composition(composition, fractions)
-        missing = [s for s in symbols if s not in self._absorbers]
-        if missing:
-            self._add_absorbers(missing)
-        w = np.zeros(len(self._absorbers))
-        for s, v in zip(symbols, wt, strict=True):
-            w[self._absorbers.index(s)] = v
-        return w
-
-    def _add_absorbers(self, symbols: Sequence[str]) -> None:
-        line_e = np.array([x.energy_keV for x in self.lines], dtype=np.float64)
-        new_l = [element_mass_attenuation(atomic_number(s), line_e) for s in symbols]
-        new_c = [element_mass_attenuation(atomic_number(s), self.energies) for s in symbols]
-        self._mu_lines = np.column_stack([self._mu_lines, *new_l])
-        self._mu_channels = np.column_stack([self._mu_channels, *new_c])
-        self._absorbers = [*self._absorbers, *symbols]
-
-    def _G_from_weights(self, weights: NDArray | None) -> NDArray[np.float64]:
-        """G for absorber weight fractions ``weights`` of shape (k, a) (``None``: no
-        absorption), returned as (k, n, m) (k = 1 for ``None``)."""
-        n, m = self.axis.size, len(self.labels)
-        L = len(self.lines)
-        if weights is None or not self.specimen.absorbs:
-            k = 1 if weights is None else weights.shape[0]
-            a_lines = np.ones((k, L))
-            a_ch = np.ones((k, n))
-        else:
-            pf = self.specimen.path_factor
-            a_lines = absorption_from_chi((weights @ self._mu_lines.T) * pf)  # (k, L)
-            a_lines[:, ~self._line_absorbed] = 1.0
-            a_ch = absorption_from_chi((weights @ self._mu_channels.T) * pf)  # (k, n)
-            # a phase with no composition information: no absorption
-            empty = ~(weights.sum(axis=1) > 0)
-            a_lines[empty] = 1.0
-            a_ch[empty] = 1.0
-        k = a_lines.shape[0]
-        out = np.zeros((k, n, m))
-        if L:
-            # coefficient of line l in column c for phase q: base_l * A_ql * [col(l) == c]
-            coef = np.zeros((L, k, m))
-            coef[np.arange(L), :, self.line_columns] = (self._line_base[None, :] * a_lines).T
-            out += (self._P @ coef.reshape(L, k * m)).reshape(n, k, m).transpose(1, 0, 2)
-        if self._cont_cols:
-            out[:, :, self._cont_cols] = self._cont_base[None, :, :] * a_ch[:, :, None]
-        np.maximum(out, 0.0, out=out)
-        return out
-
     def G_for_phases(
         self,
         W_or_compositions: ArrayLike | Sequence[Mapping[str, float]],
@@ -302,34 +206,24 @@ class PhysicsModel:
             time), so W keeps its meaning. A phase whose element rows are all 0 gets no
             absorption.
         """
-        if isinstance(W_or_compositions, Mapping):
+        given = W_or_compositions
+        if isinstance(given, Mapping):
             raise TypeError("Pass a list of compositions (one per phase), or W")
-        if (
-            isinstance(W_or_compositions, Sequence)
-            and len(W_or_compositions) > 0
-            and isinstance(W_or_compositions[0], Mapping)
-        ):
-            comps = list(W_or_compositions)
+        if isinstance(given, Sequence) and len(given) > 0 and isinstance(given[0], Mapping):
+            comps = list(given)
             if not self.specimen.absorbs:
                 return np.repeat(self.G[None], len(comps), axis=0)
-            weights = np.stack([self._absorber_weights(c, fractions) for c in comps])
-            return self._G_from_weights(weights)
-        W = np.asarray(W_or_compositions, dtype=np.float64)
+            weights = np.stack([self._response.absorber_weights(c, fractions) for c in comps])
+            return self._response.G(weights)
+        W = np.asarray(given, dtype=np.float64)
         if W.ndim != 2 or W.shape[0] != self.n_columns:
             raise ValueError(f"W must have shape ({self.n_columns}, k), got {W.shape}")
-        k = W.shape[1]
         if not self.specimen.absorbs:
-            return np.repeat(self.G[None], k, axis=0)
+            return np.repeat(self.G[None], W.shape[1], axis=0)
         rows = np.nonzero(self.simplex_mask)[0]
-        at = np.clip(W[rows], 0.0, None).T  # (k, e) proportional to atomic fractions
-        aw = np.array([atomic_weight(self.column_elements[j]) for j in rows])  # type: ignore[arg-type]
-        mass = at * aw[None, :]
-        tot = mass.sum(axis=1, keepdims=True)
-        wt = np.divide(mass, tot, out=np.zeros_like(mass), where=tot > 0)
-        weights = np.zeros((k, len(self._absorbers)))
-        for i, j in enumerate(rows):
-            weights[:, self._absorbers.index(self.column_elements[j])] = wt[:, i]  # type: ignore[arg-type]
-        return self._G_from_weights(weights)
+        atoms = np.clip(W[rows], 0.0, None).T  # (k, e) proportional to atomic fractions
+        symbols = [str(self.column_elements[j]) for j in rows]
+        return self._response.G(self._response.weights_from_atoms(atoms, symbols))
 
     # ---- reading W ----------------------------------------------------------------------
     def composition(
@@ -365,137 +259,8 @@ class PhysicsModel:
             c_e = W_e/Σ W (var c_e = [(1-c_e)² σ_e² + c_e² Σ_{j≠e} σ_j²]/(Σ W)²).
         """
         family = self.quant_family if family is None else family
-        if family not in _FAMILIES:
-            raise ValueError(f"family must be one of {_FAMILIES}, got {family!r}")
-        W = np.asarray(W, dtype=np.float64)
-        if W.ndim == 1:
-            W = W[:, None]
-        if W.shape[0] != self.n_columns:
-            raise ValueError(f"W must have {self.n_columns} rows, got {W.shape[0]}")
-        k = W.shape[1]
-        Hs = np.ones(k) if H_sums is None else np.asarray(H_sums, dtype=np.float64).reshape(-1)
-        if Hs.size != k:
-            raise ValueError(f"H_sums must have {k} values")
-        Gm = self.G if G is None else np.asarray(G, dtype=np.float64)
-        colsum = Gm.sum(axis=-2)  # (m,) or (k, m)
-        colsum = np.broadcast_to(colsum if colsum.ndim == 2 else colsum[None], (k, self.n_columns))
-        rows, sums, elems = [], [], []
-        for el, j in self.element_rows.items():
-            elems.append(el)
-            pair = self._split_partner.get(el)
-            if pair is None or family == "high":
-                jj = pair[0] if pair else j
-                rows.append(W[jj])
-                sums.append(colsum[:, jj])
-            elif family == "low":
-                rows.append(W[pair[1]])
-                sums.append(colsum[:, pair[1]])
-            else:
-                hi, lo = pair
-                s = colsum[:, hi] + colsum[:, lo]
-                n_counts = colsum[:, hi] * W[hi] + colsum[:, lo] * W[lo]
-                rows.append(np.divide(n_counts, s, out=np.zeros_like(s), where=s > 0))
-                sums.append(s)
-        return quantify_rows(elems, np.array(rows), np.array(sums), Hs, family)
-
-    # ---- forward simulation -------------------------------------------------------------
-    def simulate_spectrum(
-        self,
-        composition: Mapping[str, float],
-        continuum: tuple[float, float] = (0.0, 0.0),
-        counts: float = 1.0,
-        fractions: str = "atomic",
-    ) -> NDArray[np.float64]:
-        """Expected spectrum (counts per channel) of a phase, consistent with G.
-
-        The characteristic part is G·w with w = atomic fractions (absorption of this very
-        composition), normalised to unit sum; the continuum adds b0·B0(E)·ε·A + b1·B1(E)·ε·A
-        with the raw basis functions of :func:`continuum_basis` (keV⁻¹, channel centres), i.e.
-        ``continuum=(b0, b1)`` is relative to a characteristic spectrum of unit sum (the
-        convention of the validation sample). The total is multiplied by ``counts``.
-
-        Elements of ``composition`` must be columns of the model (specimen or stray; a stray
-        element contributes its lines without absorption); model elements absent from it are 0.
-        """
-        symbols, at, _ = normalise_composition(composition, fractions)
-        known = set(self.elements) | set(self.stray_elements)
-        unknown = [s for s in symbols if s not in known]
-        if unknown:
-            raise ValueError(f"Elements not in the model: {', '.join(unknown)}")
-        spec_syms = [s for s in symbols if s in self.elements]
-        if self.specimen.absorbs and spec_syms:
-            sub = {s: a for s, a in zip(symbols, at, strict=True) if s in self.elements}
-            Gp = self._G_from_weights(self._absorber_weights(sub, "atomic")[None])[0]
-        else:
-            Gp = self._G_from_weights(None)[0]
-        w = np.zeros(self.n_columns)
-        frac = dict(zip(symbols, at, strict=True))
-        for j, (el, kind) in enumerate(zip(self.column_elements, self.kinds, strict=True)):
-            if kind in ("element", "stray") and el in frac:
-                w[j] = frac[el]
-        char = Gp @ w
-        total = char.sum()
-        if total > 0:
-            char = char / total
-        b = np.asarray(continuum, dtype=np.float64).reshape(-1)
-        if b.size != 2 or np.any(b < 0):
-            raise ValueError("continuum must be two non-negative coefficients (b0, b1)")
-        if np.any(b > 0):
-            raw = continuum_basis(self.energies, self.beam_energy)
-            if self._cont_cols:
-                scaled = Gp[:, self._cont_cols] / self.scales[self._cont_cols]
-            else:  # continuum columns were not built: efficiency and absorption here
-                scaled = raw * self._continuum_factor(spec_syms, frac)[:, None]
-            char = char + scaled @ b
-        return counts * char
-
-    def W_column(
-        self,
-        composition: Mapping[str, float],
-        continuum: tuple[float, float] = (0.0, 0.0),
-        counts: float = 1.0,
-        fractions: str = "atomic",
-    ) -> NDArray[np.float64]:
-        """The column of W that reproduces :meth:`simulate_spectrum` with this phase's G.
-
-        ``self.G_for_phases([composition])[0] @ W_column(composition, continuum, counts)``
-        equals ``simulate_spectrum(composition, continuum, counts)``: the "true W" of a synthetic
-        phase. Element rows are proportional to the atomic fractions (both columns of a split
-        element carry the same value); continuum rows are ``counts * b_j / scales[j]``.
-        """
-        symbols, at, _ = normalise_composition(composition, fractions)
-        known = set(self.elements) | set(self.stray_elements)
-        unknown = [s for s in symbols if s not in known]
-        if unknown:
-            raise ValueError(f"Elements not in the model: {', '.join(unknown)}")
-        frac = dict(zip(symbols, at, strict=True))
-        sub = {s: a for s, a in frac.items() if s in self.elements}
-        if self.specimen.absorbs and sub:
-            Gp = self._G_from_weights(self._absorber_weights(sub, "atomic")[None])[0]
-        else:
-            Gp = self._G_from_weights(None)[0]
-        w = np.zeros(self.n_columns)
-        for j, (el, kind) in enumerate(zip(self.column_elements, self.kinds, strict=True)):
-            if kind in ("element", "stray") and el in frac:
-                w[j] = frac[el]
-        total = float((Gp @ w).sum())
-        if total > 0:
-            w *= counts / total
-        b = np.asarray(continuum, dtype=np.float64).reshape(-1)
-        if b.size != 2 or np.any(b < 0):
-            raise ValueError("continuum must be two non-negative coefficients (b0, b1)")
-        if np.any(b > 0):
-            if not self._cont_cols:
-                raise ValueError("this model has no continuum columns (built with continuum=False)")
-            w[self._cont_cols] = counts * b / self.scales[self._cont_cols]
-        return w
-
-    def _continuum_factor(self, symbols: Sequence[str], frac: Mapping[str, float]) -> NDArray:
-        eff = self.detector.efficiency(self.energies)
-        if not (self.specimen.absorbs and symbols):
-            return eff
-        w = self._absorber_weights({s: frac[s] for s in symbols}, "atomic")
-        return eff * absorption_from_chi((self._mu_channels @ w) * self.specimen.path_factor)
+        Gm = self.G if G is None else G
+        return quantify_W(W, H_sums, Gm, self.element_rows, self._split_partner, family)
 
     # ---- serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -520,7 +285,8 @@ class PhysicsModel:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> PhysicsModel:
-        """Rebuild a model from :meth:`to_dict` output (same G, labels and scales)."""
+        """Rebuild a model from :meth:`to_dict` output (same G, labels and scales), through
+        :func:`build_G` and so through the same constructor."""
         d = dict(d)
         schema = d.pop("schema", _SCHEMA)
         if schema != _SCHEMA:
@@ -534,14 +300,6 @@ class PhysicsModel:
             specimen=Specimen.from_dict(d.pop("specimen")),
             **d,
         )
-
-
-# --------------------------------------------------------------------------------------------
-# building
-# --------------------------------------------------------------------------------------------
-def _family_label(element: str, lines: Sequence[EmissionLine]) -> str:
-    fams = sorted({x.family for x in lines}, key="KLM".index)
-    return f"{element}_{''.join(fams)}"
 
 
 def build_G(
@@ -620,269 +378,20 @@ def build_G(
     e0 = float(to_float(beam_energy, "keV", "beam_energy"))
     if not e0 > 0:
         raise ValueError(f"beam_energy must be > 0 keV, got {beam_energy!r}")
-    energies = ax.energies
-    if energies[0] <= 0:
+    if ax.energies[0] <= 0:
         raise ValueError(
-            f"The energy axis starts at {energies[0]:.4g} keV: channels at or below 0 keV must "
-            f"be cropped first (e.g. keep channels from first_valid_channel(axis, cut_keV=...) "
-            f"= {first_valid_channel(ax)})"
+            f"The energy axis starts at {ax.energies[0]:.4g} keV: channels at or below 0 keV "
+            f"must be cropped first (e.g. keep channels from first_valid_channel(axis, "
+            f"cut_keV=...) = {first_valid_channel(ax)})"
         )
-    if quant_family not in _FAMILIES:
-        raise ValueError(f"quant_family must be one of {_FAMILIES}, got {quant_family!r}")
-    if not (stray_min_relative >= 0 and stray_merge_fwhm >= 0):
-        raise ValueError("stray_min_relative and stray_merge_fwhm must be >= 0")
-    if isinstance(elements, str):
-        elements = [elements]
-    if isinstance(stray_elements, str):
-        stray_elements = [stray_elements]
-    elems = [symbol(e) for e in elements]  # ValueError naming an unknown symbol
-    strays = [symbol(e) for e in stray_elements]
-    for group, name in ((elems, "elements"), (strays, "stray_elements")):
-        dup = sorted({e for e in group if group.count(e) > 1})
-        if dup:
-            raise ValueError(f"Element(s) given twice in {name}: {', '.join(dup)}")
-    both = sorted(set(elems) & set(strays))
-    if both:
-        raise ValueError(f"Element(s) both in elements and stray_elements: {', '.join(both)}")
-    split_req: dict[str, float | None] = {}
-    for k, v in (split or {}).items():
-        s = symbol(k)
-        if s not in elems:
-            raise ValueError(f"split: {s} is not one of the specimen elements")
-        split_req[s] = None if v is None else float(to_float(v, "keV", f"split[{s}]"))
+    options = BuildOptions(
+        continuum, vacancy_transfer, quant_family, stray_min_relative, stray_merge_fwhm
+    )
+    elems, strays, split_req = check_elements(elements, stray_elements, split)
     detector = Detector() if detector is None else detector
     specimen = Specimen() if specimen is None else specimen
-
-    model = PhysicsModel()
-    model.axis, model.beam_energy = ax, e0
-    model.detector, model.specimen = detector, specimen
-    model.continuum, model.vacancy_transfer = bool(continuum), bool(vacancy_transfer)
-    model.quant_family = quant_family
-    model.stray_min_relative, model.stray_merge_fwhm = (
-        float(stray_min_relative),
-        float(stray_merge_fwhm),
-    )
-    notes: list[str] = []
-    edges = ax.edges
-    lo, hi = float(edges[0]), float(min(edges[-1], e0))
-
-    labels: list[str] = []
-    kinds: list[str] = []
-    col_el: list[str | None] = []
-    simplex: list[bool] = []
-    all_lines: list[EmissionLine] = []
-    line_cols: list[int] = []
-    absorbed: list[bool] = []
-    dropped: list[str] = []
-    kept: list[str] = []
-    split_used: dict[str, float | None] = {}
-    partners: dict[str, tuple[int, int]] = {}
-
-    def add_column(label: str, kind: str, el: str | None, in_simplex: bool) -> int:
-        labels.append(label)
-        kinds.append(kind)
-        col_el.append(el)
-        simplex.append(in_simplex)
-        return len(labels) - 1
-
-    for el in elems:
-        lines = emission_lines(el, e0, lo, hi, vacancy_transfer=vacancy_transfer)
-        if not lines:
-            dropped.append(el)
-            warnings.warn(
-                f"{el} has no X-ray line between {lo:.3f} and {hi:.3f} keV at E0 = {e0:g} keV: "
-                f"its column is dropped",
-                UserWarning,
-                stacklevel=2,
-            )
-            continue
-        kept.append(el)
-        for text in line_notes(el):
-            notes.append(text)
-        if el in split_req:
-            cut = split_req[el]
-            if cut is None:  # by family: the highest family present against the others
-                top = min({x.family for x in lines}, key="KLM".index)
-                is_high = [x.family == top for x in lines]
-                where = f"{top} family"
-            else:
-                is_high = [x.energy_keV >= cut for x in lines]
-                where = f"{cut:g} keV"
-            high = [x for x, h in zip(lines, is_high, strict=True) if h]
-            low = [x for x, h in zip(lines, is_high, strict=True) if not h]
-            if high and low:
-                lab_h, lab_l = _family_label(el, high), _family_label(el, low)
-                if lab_h == lab_l:
-                    lab_h, lab_l = f"{el}_high", f"{el}_low"
-                jh = add_column(lab_h, "element", el, quant_family != "low")
-                jl = add_column(lab_l, "element", el, quant_family == "low")
-                partners[el] = (jh, jl)
-                split_used[el] = cut
-                for x, h in zip(lines, is_high, strict=True):
-                    all_lines.append(x)
-                    line_cols.append(jh if h else jl)
-                    absorbed.append(True)
-                continue
-            notes.append(f"split of {el} at {where} leaves one side empty: not split")
-        j = add_column(el, "element", el, True)
-        all_lines.extend(lines)
-        line_cols.extend([j] * len(lines))
-        absorbed.extend([True] * len(lines))
-
-    kept_strays: list[str] = []
-    for el in strays:
-        lines = emission_lines(el, e0, lo, hi, vacancy_transfer=vacancy_transfer)
-        if not lines:
-            dropped.append(el)
-            warnings.warn(
-                f"stray element {el} has no X-ray line between {lo:.3f} and {hi:.3f} keV: dropped",
-                UserWarning,
-                stacklevel=2,
-            )
-            continue
-        kept_strays.append(el)
-        eff_sigma = np.array([x.cross_section for x in lines]) * detector.efficiency(
-            [x.energy_keV for x in lines]
-        )
-        top = eff_sigma.max()
-        groups: list[tuple[int, float]] = []  # (column, energy of its main line)
-        order = np.argsort(-eff_sigma, kind="stable")
-        weak = []
-        for i in order:
-            x = lines[i]
-            if eff_sigma[i] < stray_min_relative * top:
-                weak.append(i)
-                continue
-            tol = stray_merge_fwhm * float(detector.fwhm(x.energy_keV))
-            near = [g for g in groups if abs(g[1] - x.energy_keV) <= tol]
-            if near:
-                j = min(near, key=lambda g: abs(g[1] - x.energy_keV))[0]
-            else:
-                j = add_column(x.label, "stray", el, False)
-                groups.append((j, x.energy_keV))
-            all_lines.append(x)
-            line_cols.append(j)
-            absorbed.append(False)
-        for i in weak:  # weak lines join the column of the nearest retained line
-            x = lines[i]
-            j = min(groups, key=lambda g: abs(g[1] - x.energy_keV))[0]
-            all_lines.append(x)
-            line_cols.append(j)
-            absorbed.append(False)
-
-    cont_cols: list[int] = []
-    if continuum:
-        cont_cols = [add_column(f"continuum_{i}", "continuum", None, False) for i in range(2)]
-    if not labels:
-        raise ValueError("G would have no column: no element line on the axis and no continuum")
-
-    model.labels, model.kinds, model.column_elements = labels, kinds, col_el
-    model.simplex_mask = np.array(simplex, dtype=bool)
-    model.lines = all_lines
-    model.line_columns = np.array(line_cols, dtype=np.intp)
-    model._line_absorbed = np.array(absorbed, dtype=bool)
-    model.elements, model.stray_elements, model.dropped_elements = kept, kept_strays, dropped
-    model.split = split_used
-    model._split_partner = partners
-    model._cont_cols = cont_cols
-
-    # detector response and attenuation, computed once
-    line_e = np.array([x.energy_keV for x in all_lines], dtype=np.float64)
-    sigma = np.array([x.cross_section for x in all_lines], dtype=np.float64)
-    model._P = (
-        peak_matrix(edges, line_e, detector.fwhm(line_e)) if all_lines else np.zeros((ax.size, 0))
-    )
-    eff_lines = detector.efficiency(line_e)
-    absorbers = list(kept)
-    if specimen.composition is not None:
-        absorbers += [s for s in specimen.composition if s not in absorbers]
-    model._absorbers = absorbers
-    if specimen.absorbs:
-        model._mu_lines = (
-            np.column_stack([element_mass_attenuation(atomic_number(s), line_e) for s in absorbers])
-            if absorbers
-            else np.zeros((len(all_lines), 0))
-        )
-        model._mu_channels = (
-            np.column_stack(
-                [element_mass_attenuation(atomic_number(s), energies) for s in absorbers]
-            )
-            if absorbers
-            else np.zeros((ax.size, 0))
-        )
-    else:
-        model._mu_lines = np.zeros((len(all_lines), len(absorbers)))
-        model._mu_channels = np.zeros((ax.size, len(absorbers)))
-    model._line_base = sigma * eff_lines
-    if continuum:
-        model._cont_base = continuum_basis(energies, e0) * detector.efficiency(energies)[:, None]
-    else:
-        model._cont_base = np.zeros((ax.size, 0))
-
-    # reference G with unit scales, then fix the scales
-    m = len(labels)
-    model.scales = np.ones(m)
-    ref_weights = None
-    if specimen.absorbs:
-        if specimen.composition is not None:
-            ref_weights = model._absorber_weights(specimen.composition, specimen.fractions)[None]
-        else:
-            notes.append(
-                "specimen has a thickness but no composition: the reference G has no absorption;"
-                " use G_for_phases(W) for per-phase absorption"
-            )
-    else:
-        notes.append("no specimen thickness: absorption is off (A = 1)")
-    G_raw = model._G_from_weights(ref_weights)[0]
-    sums = G_raw.sum(axis=0)
-    scales = np.ones(m)
-    elem_like = [j for j, k in enumerate(kinds) if k in ("element", "stray")]
-    spec_cols = [j for j, k in enumerate(kinds) if k == "element"]
-    ref_cols = spec_cols or elem_like
-    if ref_cols:
-        mean_sum = float(np.mean(sums[ref_cols]))
-        if mean_sum > 0:
-            scales[elem_like] = 1.0 / mean_sum
-    for j in cont_cols:
-        if sums[j] > 0:
-            scales[j] = 1.0 / sums[j]
-    model.scales = scales
-    model._line_base = (
-        model._line_base * scales[model.line_columns] if all_lines else model._line_base
-    )
-    if cont_cols:
-        model._cont_base = model._cont_base * scales[cont_cols][None, :]
-    model.G = G_raw * scales[None, :]
-    empty = [labels[j] for j in range(m) if not model.G[:, j].sum() > 0]
-    if empty:
-        notes.append(f"columns with no signal on the axis: {', '.join(empty)}")
-    model.notes = list(dict.fromkeys(notes))
-    for text in model.notes:
-        logger.debug(text)
-    return model
-
-
-def simulate_spectrum(
-    composition: Mapping[str, float],
-    model: PhysicsModel | None = None,
-    *,
-    continuum: tuple[float, float] = (0.0, 0.0),
-    counts: float = 1.0,
-    fractions: str = "atomic",
-    **build_kwargs: Any,
-) -> NDArray[np.float64]:
-    """Expected spectrum of a composition (see :meth:`PhysicsModel.simulate_spectrum`).
-
-    With ``model=None`` a model is built with ``build_G(elements=list(composition),
-    **build_kwargs)`` (``axis``, ``beam_energy``, ``detector``, ``specimen``, ...).
-    """
-    if model is None:
-        kw = dict(build_kwargs)
-        axis = kw.pop("axis")
-        e0 = kw.pop("beam_energy")
-        model = build_G(axis, e0, list(composition), continuum=False, **kw)
-    elif build_kwargs:
-        raise TypeError("build_G arguments are only used when model is None")
-    return model.simulate_spectrum(
-        composition, continuum=continuum, counts=counts, fractions=fractions
-    )
+    energy_range = (float(ax.edges[0]), float(min(ax.edges[-1], e0)))
+    layout = column_layout(elems, strays, split_req, e0, energy_range, detector, options)
+    tables = response_tables(layout, ax, e0, detector, specimen)
+    scales = column_scales(tables.G(reference_weights(tables, specimen))[0], layout.kinds)
+    return PhysicsModel(ax, e0, detector, specimen, layout, tables.scaled(scales), options)

@@ -30,6 +30,23 @@ PHASES = [
 ]  # fmt: skip
 
 
+def true_W(model, composition, continuum=(0.0, 0.0), counts=1.0):
+    """The column of W that reproduces ``simulate_spectrum(composition, model, continuum=...,
+    counts=...)`` with this phase's G: the "true W" of a synthetic phase. Element rows are
+    proportional to the atomic fractions (both columns of a split element carry the same
+    value); continuum rows are ``counts * b_j / scales[j]``."""
+    total = sum(composition.values())
+    frac = {el: v / total for el, v in composition.items()}
+    w = np.array([frac.get(el, 0.0) for el in model.column_elements])
+    cont = [j for j, kind in enumerate(model.kinds) if kind == "continuum"]
+    w[cont] = 0.0
+    Gp = model.G_for_phases([{el: v for el, v in frac.items() if el in model.elements}])[0]
+    w *= counts / (Gp @ w).sum()
+    if cont:
+        w[cont] = counts * np.asarray(continuum) / model.scales[cont]
+    return w
+
+
 @pytest.fixture(scope="module")
 def ref_model():
     return build_G(REF_AXIS, 200, REF_ELEMENTS, specimen=Specimen(100, 4.5, 35))
@@ -250,9 +267,9 @@ def test_composition_of_split_elements():
 def test_simulate_spectrum_consistent_with_G(ref_model):
     m = ref_model
     comp = PHASES[1]
-    spec = m.simulate_spectrum(comp, continuum=(1.629e-4, 9.812e-4), counts=1000)
+    spec = simulate_spectrum(comp, m, continuum=(1.629e-4, 9.812e-4), counts=1000)
     assert spec.shape == (1980,) and np.all(spec >= 0)
-    char = m.simulate_spectrum(comp, counts=1000)
+    char = simulate_spectrum(comp, m, counts=1000)
     assert char.sum() == pytest.approx(1000)
     w = np.zeros(m.n_columns)
     for el, c in comp.items():
@@ -266,7 +283,7 @@ def test_simulate_spectrum_consistent_with_G(ref_model):
     coef, *_ = np.linalg.lstsq(Gp[:, 12:], cont, rcond=None)
     np.testing.assert_allclose(Gp[:, 12:] @ coef, cont, rtol=1e-8, atol=1e-12)
     # the "true W" of this phase reproduces the simulation
-    wcol = m.W_column(comp, continuum=(1.629e-4, 9.812e-4), counts=1000)
+    wcol = true_W(m, comp, continuum=(1.629e-4, 9.812e-4), counts=1000)
     np.testing.assert_allclose(Gp @ wcol, spec, rtol=1e-10, atol=1e-12)
     q = m.composition(wcol[:, None])
     for el, c in comp.items():
@@ -281,7 +298,7 @@ def test_simulate_spectrum_consistent_with_G(ref_model):
     )
     np.testing.assert_allclose(alone, spec / 1000, rtol=1e-10)
     with pytest.raises(ValueError, match="Zr"):
-        m.simulate_spectrum({"Zr": 1.0})
+        simulate_spectrum({"Zr": 1.0}, m)
 
 
 def test_to_dict_from_dict_round_trip(ref_model):
@@ -317,3 +334,40 @@ def test_dropped_elements_survive_round_trip():
     assert d["dropped_elements"] == ["Li"]
     again = PhysicsModel.from_dict(d)  # no new warning: Li is not rebuilt
     np.testing.assert_array_equal(again.G, m.G)
+
+
+def test_constructor_refuses_parts_that_do_not_fit():
+    from esmpy_hs.physics._columns import BuildOptions, check_elements, column_layout
+    from esmpy_hs.physics._response import column_scales, reference_weights, response_tables
+
+    ax = EnergyAxis.from_any(REF_AXIS)
+    det, thick, opts = Detector(), Specimen(100, 4.5, 35), BuildOptions()
+
+    def parts(elements, specimen=thick, axis=ax, options=opts):
+        energy_range = (float(axis.edges[0]), float(axis.edges[-1]))
+        checked = check_elements(elements, (), None)
+        layout = column_layout(*checked, 200.0, energy_range, det, options)
+        tables = response_tables(layout, axis, 200.0, det, specimen)
+        scales = column_scales(tables.G(reference_weights(tables, specimen))[0], layout.kinds)
+        return layout, tables.scaled(scales)
+
+    layout, tables = parts(["Fe", "O"])
+    m = PhysicsModel(ax, 200.0, det, thick, layout, tables, opts)
+    assert m.labels == ["Fe", "O", "continuum_0", "continuum_1"]
+    np.testing.assert_allclose(m.G.sum(axis=0)[2:], 1.0)  # continuum columns of unit sum
+    with pytest.raises(ValueError, match="do not match"):  # tables of another element set
+        PhysicsModel(ax, 200.0, det, thick, layout, parts(["Fe", "O", "Si"])[1], opts)
+    with pytest.raises(ValueError, match="do not match"):  # tables on another axis
+        short = EnergyAxis(0.3, 0.01, 1000)
+        PhysicsModel(ax, 200.0, det, thick, layout, parts(["Fe", "O"], axis=short)[1], opts)
+    with pytest.raises(ValueError, match="absorption"):  # tables made without a thickness
+        PhysicsModel(ax, 200.0, det, thick, layout, parts(["Fe", "O"], Specimen())[1], opts)
+    no_cont = BuildOptions(continuum=False)
+    with pytest.raises(ValueError, match="continuum"):
+        PhysicsModel(ax, 200.0, det, thick, layout, tables, no_cont)
+    with pytest.raises(ValueError, match="beam_energy"):
+        PhysicsModel(ax, 0.0, det, thick, layout, tables, opts)
+    with pytest.raises(TypeError, match="ColumnLayout"):
+        PhysicsModel(ax, 200.0, det, thick, {"labels": ["Fe"]}, tables, opts)
+    with pytest.raises(ValueError, match="quant_family"):
+        BuildOptions(quant_family="middle")

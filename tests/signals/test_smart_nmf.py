@@ -8,7 +8,7 @@ import hyperspy.api as hs
 import numpy as np
 import pytest
 
-from esmpy_hs.physics import build_G
+from esmpy_hs.physics import build_G, simulate_spectrum
 from esmpy_hs.signals import EDSespm
 
 ELEMENTS = ["Fe", "Mg", "O", "Si", "Ca"]
@@ -42,7 +42,7 @@ def _spectra(axis=(OFFSET, SCALE, SIZE)) -> np.ndarray:
     model = build_G(axis, 200, ELEMENTS)
     out = []
     for comp in TRUTH.values():
-        s = model.simulate_spectrum(comp, continuum=CONTINUUM)
+        s = simulate_spectrum(comp, model, continuum=CONTINUUM)
         out.append(s / s.sum())
     return np.array(out)
 
