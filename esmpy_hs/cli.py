@@ -41,6 +41,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _k_or_auto(text: str) -> int | str:
+    """``-k``: a positive integer or ``auto`` (:meth:`EDSespm.estimate_n_phases`)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer or 'auto', got {text!r}"
+        ) from None
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -147,10 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
         "-k",
         "--phases",
         dest="k",
-        type=_positive_int,
+        type=_k_or_auto,
         required=True,
         metavar="K",
-        help="number of phases to find (required)",
+        help="number of phases to find (required), or 'auto' to estimate it from held-out "
+        "counts (s.estimate_n_phases, up to 6 phases)",
     )
     dec.add_argument(
         "-e",
@@ -347,7 +360,7 @@ def _table_text(s, q, source: Path, k: int) -> str:
 
 def decompose(
     file: str | Path,
-    k: int,
+    k: int | str,
     *,
     output: str | Path | None = None,
     elements: Sequence[str] | None = None,
@@ -417,6 +430,11 @@ def _decompose(args) -> dict[str, Path]:
     if args.seed is not None:
         kwargs["random_state"] = args.seed
     try:
+        if args.k == "auto":
+            est_kw = {key: v for key, v in kwargs.items() if key != "max_iter"}
+            args.k = s.estimate_n_phases(**est_kw)
+            if not args.quiet:
+                print(f"-k auto: {args.k} phases")
         s.decomposition(algorithm="smart_nmf", output_dimension=args.k, **kwargs)
     except MissingMetadataError as exc:
         raise CLIError(f"missing metadata: {_one_line(exc)}") from exc

@@ -221,7 +221,7 @@ def test_output_cannot_overwrite_input(small_map, capsys):
     assert "overwrite the input" in _error_line(capsys)
 
 
-@pytest.mark.parametrize("k", ["0", "-1", "three"])
+@pytest.mark.parametrize("k", ["0", "-1", "three", "autos"])
 def test_bad_k_is_a_usage_error(small_map, capsys, k):
     with pytest.raises(SystemExit) as exc:
         main(["decompose", str(small_map), "-k", k])
@@ -257,3 +257,16 @@ def test_decompose_lazy(small_map, tmp_path):
         assert va[:2] == vb[:2]
         np.testing.assert_allclose([float(x) for x in va[2:]], [float(x) for x in vb[2:]],
                                    rtol=1e-6, atol=1e-3)  # fmt: skip
+
+
+def test_decompose_k_auto(small_map, tmp_path):
+    """-k auto estimates k from held-out counts, then fits that many phases."""
+    import hyperspy.api as hs
+
+    out = tmp_path / "auto.hspy"
+    assert main(["decompose", str(small_map), "-k", "auto", "--max-iter", "20", "-q",
+                 "-o", str(out)]) == 0  # fmt: skip
+    s = hs.load(out)
+    k = int(s.metadata.SmartNMF_n_phases.k)
+    assert 1 <= k <= 6
+    assert s.learning_results.factors.shape[1] == k

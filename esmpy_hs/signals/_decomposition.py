@@ -132,6 +132,25 @@ class _AbsorptionRefresh:
         return self.G_for(W)
 
 
+def physics_estimator(model, priors, k: int, params: dict, absorption_every: int = 10):
+    """The :class:`esmpy_hs.nmf.SmartNMF` of ``k`` phases on the physics ``model``.
+
+    G is the model's, through the phase ``priors`` (:func:`._priors.parse_phases`); on an
+    absorbing specimen every phase starts from the average absorber and its absorption is
+    refreshed from its composition every ``absorption_every`` iterations (``params["callback"]``
+    is set, so ``params`` is modified). ``params`` are the other SmartNMF parameters.
+    """
+    from esmpy_hs.nmf import SmartNMF
+
+    refresher = _AbsorptionRefresh(model, priors, absorption_every)
+    G = model.G
+    if model.specimen.absorbs or priors.transforms:
+        G = refresher.G_for(np.ones((len(model.labels), int(k))))  # start: average absorber
+        if model.specimen.absorbs:
+            params["callback"] = refresher
+    return SmartNMF(G, int(k), simplex_rows=model.simplex_mask, **params)
+
+
 def _check_estimator_params(params: dict) -> None:
     """Check the SmartNMF keyword arguments of a smart_nmf call before any work is done."""
     from esmpy_hs.nmf import SmartNMF
@@ -169,8 +188,6 @@ def smart_nmf(
     **estimator_params,
 ) -> dict:
     """Fit ``signal`` with SmartNMF and store the results; see :meth:`EDSespm.decomposition`."""
-    from esmpy_hs.nmf import SmartNMF
-
     k = output_dimension
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise ValueError(
@@ -213,14 +230,7 @@ def smart_nmf(
     params.setdefault("shape_2d", _navigation_grid(signal))
     params.setdefault("progress", print_info)
 
-    absorbs = model.specimen.absorbs
-    refresher = _AbsorptionRefresh(model, priors, absorption_every)
-    G = model.G
-    if absorbs or priors.transforms:
-        G = refresher.G_for(np.ones((len(model.labels), int(k))))  # start: average absorber
-        if absorbs:
-            params["callback"] = refresher
-    estimator = SmartNMF(G, int(k), simplex_rows=model.simplex_mask, **params)
+    estimator = physics_estimator(model, priors, int(k), params, absorption_every)
 
     nav_dim = signal.axes_manager.navigation_dimension
     data = signal.data

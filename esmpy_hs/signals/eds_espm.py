@@ -199,6 +199,43 @@ class EDSespm(EDSTEMSpectrum):
 
         return quantify(self, family)
 
+    def estimate_n_phases(self, max_phases: int = 6, *, n_splits: int = 3,
+                          plot: bool = False, **kwargs) -> int:  # fmt: skip
+        """Suggest the number of phases k from held-out counts (count splitting).
+
+        The counts are split in two independent halves of the same expected counts (each count
+        goes to one half with probability ½); SmartNMF, on the same physics model as
+        ``decomposition(algorithm="smart_nmf")``, is fitted to one half for k = 1 …
+        ``max_phases`` and the other half's counts are scored under each fit (Poisson deviance
+        per count). More phases than the map holds fit the first half's noise and score worse on
+        the second. The suggestion is the smallest k whose mean score over the splits is within
+        one standard error of the best. See "The number of phases k" in docs/choosing.rst.
+
+        Parameters
+        ----------
+        max_phases : int, default 6
+            Largest k scored.
+        n_splits : int, default 3
+            Independent splits (the error bar; the cost grows linearly).
+        plot : bool, default False
+            Draw the curve with the suggestion marked.
+        **kwargs
+            ``bin`` (block size b: b × b pixels are summed before splitting; default: the
+            largest b that keeps ≥ 4096 pixels), ``max_iter`` (iterations of each fit,
+            default 100), ``random_state`` (seed of the splits, default 0), ``print_info``;
+            the model options of :meth:`decomposition` (``elements``, ``detector``,
+            ``energy_range``, …) and SmartNMF parameters (``lambda_L``, ``mu``, …).
+
+        Returns
+        -------
+        int
+            The suggested k. The curve (``ks``, ``deviance``, ``deviance_se``, every split's
+            ``scores``) and the suggestion ``k`` are stored in ``metadata.SmartNMF_n_phases``.
+        """
+        from esmpy_hs.signals._nphases import estimate_n_phases
+
+        return estimate_n_phases(self, max_phases, n_splits=n_splits, plot=plot, **kwargs)
+
     def plot_phases(self, **kwargs):
         """One figure: each phase's abundance map, its spectrum (data, model and per-element
         contributions with line labels) and its composition.

@@ -1,0 +1,147 @@
+"""Measurements of ``estimate_n_phases`` (issue 16): suggestions, curves and time.
+
+Not a test. Run from the repository root, e.g.::
+
+    python benchmarks/bench_n_phases.py --sim --seeds 1 2 3 4 5      # success rate, 32 × 32
+    python benchmarks/bench_n_phases.py --maps                      # reference, real, independent
+    python benchmarks/bench_n_phases.py --time                      # vs one default fit
+
+``--sim``: the small maps of ``tests/signals/test_n_phases.py`` (a matrix and k − 1 particles of
+distinct chemistry, 32 × 32, 500 channels) with k = 2 … 5 at 100 and 300 counts/px; prints the
+suggestion of each (k, dose, seed) and the success rate.
+
+``--maps``: the reference sample (128 × 128, 293 and 18 counts/px, seed 1), the real 71 GPa map
+and the maps of ``../shared/data/independent/`` (their own metadata; with ``--linear`` also with
+``detector=Detector(fwhm_model="linear")``, the width model of the simulator that made them).
+
+``--time``: one default 3-phase fit of the reference sample (293 counts/px) and
+``estimate_n_phases(max_phases=6)`` on the same map, after a warm-up that compiles the kernels.
+
+Options: ``--splits N`` (default 3), ``--max-iter N`` (default: estimate_n_phases's), ``--bin B``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DATA = REPO.parent / "shared" / "data"
+
+
+def _kw(args) -> dict:
+    kw = {"n_splits": args.splits, "print_info": False}
+    if args.max_iter is not None:
+        kw["max_iter"] = args.max_iter
+    if args.bin is not None:
+        kw["bin"] = args.bin
+    return kw
+
+
+def _report(name: str, s, k: int, seconds: float) -> None:
+    node = s.metadata.SmartNMF_n_phases
+    d = np.asarray(node.deviance)
+    curve = " ".join(f"{v:.5f}" for v in d - d.min())
+    se = " ".join(f"{v:.5f}" for v in np.asarray(node.deviance_se_diff))
+    print(f"{name}: k = {k} (lowest at {node.best_k}), bin {node.bin}, {seconds:.0f} s")
+    print(f"    deviance − min per k = 1..{len(d)}: {curve}")
+    print(f"    paired SE:                        {se}")
+    print(f"    deviance at the minimum: {d.min():.5f}", flush=True)
+
+
+def run_sim(args) -> None:
+    from tests.signals.test_n_phases import k_phase_map
+
+    right = total = 0
+    for seed in args.seeds:
+        row = []
+        for k in (2, 3, 4, 5):
+            for dose in (100.0, 300.0):
+                s = k_phase_map(k, dose, seed)
+                got = s.estimate_n_phases(6, **_kw(args))
+                row.append(f"{k}@{dose:.0f}→{got}")
+                right += got == k
+                total += 1
+        print(f"seed {seed}: " + ", ".join(row), flush=True)
+    print(f"success: {right}/{total} = {right / total:.0%}")
+
+
+def _load(path: Path):
+    import hyperspy.api as hs
+
+    s = hs.load(str(path))
+    s.set_signal_type("EDS_ESMPY")
+    return s
+
+
+def run_maps(args) -> None:
+    from esmpy_hs.datasets import reference_sample
+    from esmpy_hs.physics import Detector
+
+    todo = []
+    if "reference" in args.which:
+        for dose in (293.0, 18.0):
+            todo.append((f"reference sample, {dose:.0f} counts/px", lambda d=dose:
+                         reference_sample(d, random_state=1), {}))  # fmt: skip
+    if "real" in args.which:
+        todo.append(("real 71 GPa map", lambda: _load(DATA / "71GPa_experimental_data.hspy"), {}))
+    if "independent" in args.which:
+        for folder in sorted((DATA / "independent").iterdir()):
+            f = folder / "sample.hspy"
+            todo.append((f"independent/{folder.name}", lambda f=f: _load(f), {}))
+            if args.linear:
+                todo.append((f"independent/{folder.name}, linear FWHM", lambda f=f: _load(f),
+                             {"detector": Detector(fwhm_model="linear")}))  # fmt: skip
+    for name, make, extra in todo:
+        s = make()
+        t = time.perf_counter()
+        k = s.estimate_n_phases(6, **_kw(args), **extra)
+        _report(name, s, k, time.perf_counter() - t)
+
+
+def run_time(args) -> None:
+    from esmpy_hs.datasets import reference_sample
+
+    warm = reference_sample(293.0, shape=(32, 32), random_state=0)
+    warm.decomposition(algorithm="smart_nmf", output_dimension=3, print_info=False)
+    warm.estimate_n_phases(3, n_splits=1, print_info=False)
+    s = reference_sample(293.0, random_state=1)
+    t = time.perf_counter()
+    est = s.decomposition(algorithm="smart_nmf", output_dimension=3, print_info=False,
+                          return_info=True)  # fmt: skip
+    t_fit = time.perf_counter() - t
+    t = time.perf_counter()
+    k = s.estimate_n_phases(6, **_kw(args))
+    t_est = time.perf_counter() - t
+    print(f"one default fit (k = 3, {est.n_iter_} iterations): {t_fit:.1f} s")
+    print(f"estimate_n_phases(6): {t_est:.1f} s = {t_est / t_fit:.1f} × one fit; k = {k}")
+    _report("reference 293", s, k, t_est)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sim", action="store_true")
+    p.add_argument("--maps", action="store_true")
+    p.add_argument("--time", action="store_true")
+    p.add_argument("--which", nargs="+", default=["reference", "real", "independent"])
+    p.add_argument("--linear", action="store_true")
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    p.add_argument("--splits", type=int, default=3)
+    p.add_argument("--max-iter", type=int, default=None)
+    p.add_argument("--bin", type=int, default=None)
+    args = p.parse_args()
+    if args.sim:
+        run_sim(args)
+    if args.maps:
+        run_maps(args)
+    if args.time:
+        run_time(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""estimate_n_phases: the number of phases from held-out counts, on the project's simulator."""
+
+import numpy as np
+import pytest
+
+from esmpy_hs.datasets import matrix_abundances, phase_spectra, simulate, sphere_map
+
+#: phases of the small test maps: a matrix and up to four particles of distinct chemistry
+POOL = {
+    "matrix": {"Mg": 0.2, "Si": 0.2, "O": 0.6},
+    "oxide": {"Fe": 0.45, "Mg": 0.1, "O": 0.45},
+    "perovskite": {"Ca": 0.2, "Ti": 0.2, "O": 0.6},
+    "corundum": {"Al": 0.4, "O": 0.6},
+    "bunsenite": {"Ni": 0.5, "O": 0.5},
+}
+#: particle centres (row, col) on a 32 × 32 map
+CENTRES = ((9.0, 9.0), (22.0, 22.0), (9.0, 23.0), (23.0, 9.0))
+AXIS = {"energy_offset": 0.3, "energy_scale": 0.02, "channels": 500}
+
+
+def k_phase_map(k: int, dose: float, seed: int, shape=(32, 32)):
+    """A matrix and k − 1 particles (radius 6 px, pure at the centre) at ``dose`` counts/px."""
+    names = list(POOL)[:k]
+    comps = {n: POOL[n] for n in names}
+    spectra = phase_spectra(comps, continuum=np.tile([2e-4, 5e-4], (k, 1)), **AXIS)
+    if k == 1:
+        maps = np.ones((1, *shape))
+    else:
+        scale = shape[0] / 32
+        parts = [sphere_map(shape, (r * scale, c * scale), 6.0 * scale, 1.0)
+                 for r, c in CENTRES[: k - 1]]  # fmt: skip
+        maps = matrix_abundances(np.array(parts))
+    return simulate(spectra, maps, dose=dose, random_state=seed, compositions=comps,
+                    phase_names=names, energy_offset=AXIS["energy_offset"],
+                    energy_scale=AXIS["energy_scale"])  # fmt: skip
+
+
+def test_one_phase_map_gives_one():
+    s = k_phase_map(1, 100.0, seed=0)
+    assert s.estimate_n_phases(4, n_splits=2, print_info=False) == 1
+    node = s.metadata.SmartNMF_n_phases
+    assert list(node.ks) == [1, 2, 3, 4] and node.k == 1
+    assert node.scores.shape == (2, 4)
+
+
+# measured with benchmarks/bench_n_phases.py --sim (k = 2 … 5 at 100 and 300 counts/px, seeds
+# 1–3): 24 of 24 right (docs/choosing.rst). The test runs one other seed and k = 2 … 4 (six maps,
+# max_phases = 5) and asserts at least five of the six.
+def test_simulated_maps_give_the_true_k():
+    got = {}
+    for k in (2, 3, 4):
+        for dose in (100.0, 300.0):
+            s = k_phase_map(k, dose, seed=11)
+            got[(k, dose)] = s.estimate_n_phases(5, n_splits=3, print_info=False)
+    right = sum(v == k for (k, _), v in got.items())
+    assert right >= 5, got
+
+
+def test_curve_in_metadata_and_plot(tmp_path):
+    s = k_phase_map(2, 300.0, seed=3)
+    k = s.estimate_n_phases(3, n_splits=2, print_info=False, plot=True)
+    node = s.metadata.SmartNMF_n_phases
+    assert k == node.k and node.deviance.shape == (3,) and node.deviance_se.shape == (3,)
+    assert not s.metadata.has_item("SmartNMF")  # not inside the fit record
+    from esmpy_hs.signals._nphases import plot_n_phases
+
+    fig = plot_n_phases(s, filename=tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").stat().st_size > 0
+    assert fig.axes[0].get_xlabel() == "number of phases k"
+    # the node survives a save and load
+    import hyperspy.api as hs
+
+    s.save(tmp_path / "m.hspy")
+    t = hs.load(tmp_path / "m.hspy")
+    assert t.metadata.SmartNMF_n_phases.k == k
+
+
+def test_refuses_bad_arguments():
+    s = k_phase_map(2, 100.0, seed=0)
+    with pytest.raises(ValueError, match="max_phases"):
+        s.estimate_n_phases(0)
+    with pytest.raises(TypeError, match="sets shape_2d"):
+        s.estimate_n_phases(3, shape_2d=(2, 2))
+    t = s.deepcopy()
+    t.data = t.data.astype(float) + 0.5
+    with pytest.raises(ValueError, match="integer counts"):
+        t.estimate_n_phases(2, print_info=False)
