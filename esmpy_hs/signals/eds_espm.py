@@ -181,13 +181,25 @@ class EDSespm(EDSTEMSpectrum):
             return_info=return_info, print_info=print_info, **kwargs,
         )  # fmt: skip
 
-    def quantify_phases(self, family: str | None = None):
+    def quantify_phases(self, family: str | None = None, *, uncertainty: str = "counting",
+                        n_splits: int = 2, random_state=0):  # fmt: skip
         """Composition of each phase of the last smart_nmf decomposition.
 
         Parameters
         ----------
         family : {None, "high", "low", "combined"}
             For elements split in two columns: which one to quantify (default: the model's).
+        uncertainty : {"counting", "splits"}
+            ``"counting"``: 1-σ Poisson errors of the counts given to each element.
+            ``"splits"``: the same fit is repeated on the two halves of ``n_splits`` count
+            splits (each count to one half with probability ½; 2 × ``n_splits`` refits) and the
+            spread of the compositions, scaled to the full dose, is added in quadrature to the
+            counting error (the parts are ``counting_atomic_errors`` and
+            ``split_atomic_errors`` of the result; the spread is also stored in
+            ``metadata.SmartNMF_uncertainty``). Not for fits with phase priors. See
+            docs/validation.rst for its coverage.
+        n_splits, random_state : int
+            Splits and their seed, for ``uncertainty="splits"``.
 
         Returns
         -------
@@ -195,6 +207,12 @@ class EDSespm(EDSTEMSpectrum):
             ``.atomic_percent`` / ``.weight_percent`` (``{phase: {element: %}}``), their
             ``_error`` twins (1-σ counting errors), ``.to_csv()``; ``print()`` shows the table.
         """
+        if uncertainty == "splits":
+            from esmpy_hs.signals._uncertainty import split_uncertainty
+
+            return split_uncertainty(self, family, n_splits=n_splits, random_state=random_state)
+        if uncertainty != "counting":
+            raise ValueError(f"uncertainty must be 'counting' or 'splits', got {uncertainty!r}")
         from esmpy_hs.signals._decomposition import quantify
 
         return quantify(self, family)

@@ -85,3 +85,22 @@ def test_refuses_bad_arguments():
     t.data = t.data.astype(float) + 0.5
     with pytest.raises(ValueError, match="integer counts"):
         t.estimate_n_phases(2, print_info=False)
+
+
+def test_split_uncertainty_adds_the_spread_of_refits():
+    s = k_phase_map(2, 300.0, seed=4)
+    s.decomposition(algorithm="smart_nmf", output_dimension=2, print_info=False, max_iter=60)
+    q0 = s.quantify_phases()
+    q = s.quantify_phases(uncertainty="splits", n_splits=2)
+    np.testing.assert_allclose(q.atomic_fractions, q0.atomic_fractions)
+    np.testing.assert_allclose(q.counting_atomic_errors, q0.atomic_errors)
+    np.testing.assert_allclose(q.atomic_errors,
+                               np.hypot(q0.atomic_errors, q.split_atomic_errors))  # fmt: skip
+    # the refits move: some spread on the major elements, and not absurdly large (at.%)
+    major = q.atomic_fractions > 0.1
+    assert np.all(q.split_atomic_errors[major] > 0)
+    assert np.all(q.split_atomic_errors[major] < 0.05)
+    node = s.metadata.SmartNMF_uncertainty
+    assert node.n_splits == 2 and node.split_atomic_errors.shape == q.atomic_fractions.shape
+    with pytest.raises(ValueError, match="uncertainty must be"):
+        s.quantify_phases(uncertainty="bootstrap")
