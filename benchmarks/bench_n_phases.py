@@ -56,6 +56,8 @@ def _report(name: str, s, k: int, seconds: float) -> None:
     print(f"{name}: k = {k} (lowest at {node.best_k}), bin {node.bin}, {seconds:.0f} s")
     print(f"    deviance − min per k = 1..{len(d)}: {curve}")
     print(f"    paired SE:                        {se}")
+    share = " ".join(f"{v:.3f}" for v in np.asarray(node.explained))
+    print(f"    share of the improvement:         {share}")
     print(f"    deviance at the minimum: {d.min():.5f}", flush=True)
 
 

@@ -108,6 +108,7 @@ def estimate_n_phases(
         "deviance": np.asarray(choice["mean"]),
         "deviance_se": np.asarray(choice["se"]),
         "deviance_se_diff": np.asarray(choice["se_diff"]),
+        "explained": _explained(np.asarray(choice["mean"])),
         "scores": np.asarray(scores),
         "n_splits": n_splits,
         "bin": int(b),
@@ -124,6 +125,12 @@ def estimate_n_phases(
     if plot:
         plot_n_phases(signal)
     return int(choice["k"])
+
+
+def _explained(mean: np.ndarray) -> np.ndarray:
+    """Share of the held-out improvement from k = 1 to the best k reached at each k."""
+    gain = mean[0] - mean.min()
+    return (mean[0] - mean) / gain if gain > 0 else np.zeros_like(mean)
 
 
 def plot_n_phases(signal, ax=None, filename=None):

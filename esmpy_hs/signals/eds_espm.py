@@ -248,7 +248,9 @@ class EDSespm(EDSTEMSpectrum):
         -------
         int
             The suggested k. The curve (``ks``, ``deviance``, ``deviance_se``, every split's
-            ``scores``) and the suggestion ``k`` are stored in ``metadata.SmartNMF_n_phases``.
+            ``scores``, ``explained``: the share of the held-out improvement from k = 1 to the
+            best reached at each k) and the suggestion ``k`` are stored in
+            ``metadata.SmartNMF_n_phases``.
         """
         from esmpy_hs.signals._nphases import estimate_n_phases
 

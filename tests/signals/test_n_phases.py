@@ -62,6 +62,7 @@ def test_curve_in_metadata_and_plot(tmp_path):
     node = s.metadata.SmartNMF_n_phases
     assert k == node.k and node.deviance.shape == (3,) and node.deviance_se.shape == (3,)
     assert not s.metadata.has_item("SmartNMF")  # not inside the fit record
+    assert node.explained[0] == 0 and node.explained.max() == pytest.approx(1.0)
     from esmpy_hs.signals._nphases import plot_n_phases
 
     fig = plot_n_phases(s, filename=tmp_path / "curve.png")
