@@ -315,3 +315,40 @@ def quantify(signal, family: str | None = None):
     G3 = model.G_for_phases(W) if model.specimen.absorbs else None
     q = model.composition(W, H_sums=np.asarray(node.H_sums), family=family, G=G3)
     return dataclasses.replace(q, phase_names=list(node.phase_names))
+
+
+def fit_arrays(signal) -> dict[str, Any]:
+    """What element maps and region compositions need from the last smart_nmf fit.
+
+    The one place that reads it for them (to be pointed at the fit record reader).
+
+    Returns
+    -------
+    dict
+        ``W`` ((columns, k) array), ``H`` ((pixels, k) NumPy loadings, row-major pixels),
+        ``model`` (:class:`esmpy_hs.physics.PhysicsModel`), ``phase_names``.
+    """
+    from esmpy_hs._learning_results import as_numpy
+    from esmpy_hs.physics import PhysicsModel
+
+    node = signal.metadata.get_item(NODE, None)
+    lr = getattr(signal, "learning_results", None)
+    loadings = getattr(lr, "loadings", None)
+    if node is None or loadings is None:
+        raise ValueError(
+            "no smart_nmf result on this signal: run "
+            "s.decomposition(algorithm='smart_nmf', output_dimension=k) first"
+        )
+    W = np.asarray(node.W, dtype=np.float64)
+    H = as_numpy(loadings).astype(np.float64)
+    if H.ndim != 2 or H.shape[1] != W.shape[1]:
+        raise ValueError(
+            f"the loadings ({H.shape}) do not match the smart_nmf fit ({W.shape[1]} phases): "
+            "was another decomposition run after it? Run smart_nmf again"
+        )
+    return {
+        "W": W,
+        "H": H,
+        "model": PhysicsModel.from_dict(json.loads(node.model)),
+        "phase_names": [str(n) for n in node.phase_names],
+    }
