@@ -76,7 +76,7 @@ class PhaseRows:
 
 
 def phase_rows(W: ArrayLike, model, family: str | None = None) -> PhaseRows:
-    """The element rows of W and their counts per pixel of pure phase, as quantify_phases reads them.
+    """W's element rows and their counts per pixel of pure phase, as quantify_phases reads them.
 
     Parameters
     ----------
@@ -173,9 +173,7 @@ def map_block(H_block: NDArray, rows: PhaseRows, unit: str) -> NDArray[np.float6
     return _block(rows, _as_H(H_block, rows.atoms.shape[1]), _check_unit(unit))
 
 
-def region_quantification(
-    rows: PhaseRows, H: ArrayLike, name: str = "region"
-) -> Quantification:
+def region_quantification(rows: PhaseRows, H: ArrayLike, name: str = "region") -> Quantification:
     """Composition of the pixels of ``H`` taken together (the fitted model summed over them).
 
     Parameters
@@ -206,4 +204,3 @@ def region_quantification(
     if q.notes:
         q.notes = [f"{name}: no element signal (no pixels, or only empty phases)"]
     return q
-

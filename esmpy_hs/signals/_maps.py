@@ -1,4 +1,4 @@
-"""HyperSpy side of element maps and region compositions (the computation: :mod:`esmpy_hs.element_maps`).
+"""HyperSpy side of element maps and region compositions (computed in esmpy_hs.element_maps).
 
 :func:`get_element_maps` wraps the per-pixel compositions as HyperSpy signals on the map's
 navigation axes, like exspy's ``get_lines_intensity``; :func:`quantify_region` turns a boolean
