@@ -136,3 +136,38 @@ def quantify_region(signal, region: Any, family: str | None = None, name: str = 
     if not mask.any():
         raise ValueError("the region holds no pixel of the map")
     return em.region_quantification(rows, fit["H"][mask], name=name)
+
+
+def stack_element_maps(maps: list):
+    """One signal holding element maps (navigation: the elements; signal: the map), for saving.
+
+    ``metadata.Sample.elements`` lists the elements in order; the variances are stacked the
+    same way in ``metadata.Signal.Noise_properties.variance``.
+    """
+    import hyperspy.api as hs
+
+    if not maps:
+        raise ValueError("no element maps to stack")
+    first = maps[0]
+    elements = [m.metadata.General.title for m in maps]
+    axes = [{"name": "element", "size": len(maps), "navigate": True}]
+    axes += [dict(a, navigate=False) for a in first.axes_manager._get_axes_dicts()]
+
+    def stacked(arrays):
+        arrays = [np.asarray(a.compute() if hasattr(a, "compute") else a) for a in arrays]
+        return hs.signals.BaseSignal(np.stack(arrays), axes=axes).transpose(
+            signal_axes=first.axes_manager.signal_dimension
+        )
+
+    out = stacked([m.data for m in maps])
+    var = stacked([m.metadata.Signal.Noise_properties.variance.data for m in maps])
+    unit = first.metadata.get_item("ElementMap.unit", "")
+    out.metadata.General.title = f"element maps ({unit})"
+    var.metadata.General.title = f"element map variances ({unit})²"
+    out.metadata.set_item("Sample.elements", elements)
+    out.metadata.set_item("Signal.quantity", unit)
+    out.metadata.set_item("Signal.Noise_properties.variance", var)
+    node = first.metadata.get_item("ElementMap").as_dictionary()
+    node["element"] = elements
+    out.metadata.set_item("ElementMap", node)
+    return out
