@@ -183,9 +183,10 @@ def real_map(path: str, png: str | None, elements=("Mg", "Si", "Ca", "Fe")) -> d
     without background subtraction (the better route on the synthetic map) with k-factors from
     the project's physics (:func:`kfactors`) at the absorption of the map's fitted mean
     composition (``s.quantify_region`` of all pixels; there is no truth here). Reported: the
-    value ± σ at the pixel where the first-named phase's abundance is largest, and the
+    value ± σ at the pixel where the Mg-richest phase's abundance is largest, and the
     pixel-to-pixel standard deviation of each element inside each phase's core (abundance
-    ≥ 0.9), where the composition is expected to be uniform.
+    ≥ 0.9, when it has at least 50 such pixels), where the composition is expected to be
+    uniform.
     """
     import hyperspy.api as hs
 
@@ -214,6 +215,9 @@ def real_map(path: str, png: str | None, elements=("Mg", "Si", "Ca", "Fe")) -> d
         name = max(q.atomic_percent[q.phase_names[k]].items(), key=lambda kv: kv[1]
                    if kv[0] != "O" else -1)[0]  # fmt: skip
         row = {"pixels": int(core.sum()), "main_cation": name}
+        out["phases"][q.phase_names[k]] = row
+        if core.sum() < 50:  # never (nearly) pure: no uniform region to measure the scatter
+            continue
         for el in elements:
             a, b = np.asarray(maps[el].data)[core], hs_maps[el][core]
             row[el] = {
@@ -222,8 +226,8 @@ def real_map(path: str, png: str | None, elements=("Mg", "Si", "Ca", "Fe")) -> d
                 "hyperspy_mean": float(np.nanmean(b)),
                 "hyperspy_std": float(np.nanstd(b)),
             }
-        out["phases"][q.phase_names[k]] = row
-    p = np.unravel_index(int(np.argmax(H[:, 0])), shape)
+    mg_phase = int(np.argmax(q.atomic_fractions[q.elements.index("Mg")]))
+    p = np.unravel_index(int(np.argmax(H[:, mg_phase])), shape)
     out["pixel"] = {"row": int(p[0]), "col": int(p[1])}
     for el in elements:
         sig = np.sqrt(np.asarray(maps[el].metadata.Signal.Noise_properties.variance.data))

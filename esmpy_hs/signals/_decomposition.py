@@ -339,6 +339,11 @@ def fit_arrays(signal) -> dict[str, Any]:
             "no smart_nmf result on this signal: run "
             "s.decomposition(algorithm='smart_nmf', output_dimension=k) first"
         )
+    if getattr(lr, "decomposition_algorithm", None) != "smart_nmf":
+        raise ValueError(
+            f"the last decomposition of this signal is {lr.decomposition_algorithm!r}, not "
+            "smart_nmf: its loadings are not the smart_nmf abundances; run smart_nmf again"
+        )
     W = np.asarray(node.W, dtype=np.float64)
     H = as_numpy(loadings).astype(np.float64)
     if H.ndim != 2 or H.shape[1] != W.shape[1]:

@@ -199,7 +199,12 @@ def test_plot_element_maps(fitted, tmp_path):
         fitted.plot_element_maps(elements=["Xe"])
 
 
-def test_no_fit_is_an_error():
+def test_no_fit_is_an_error(fitted):
     s = reference_sample(dose=10, shape=(4, 4))
     with pytest.raises(ValueError, match="smart_nmf"):
         s.get_element_maps()
+    other = fitted.deepcopy()
+    other.change_dtype("float64")
+    other.decomposition(algorithm="SVD", output_dimension=3, print_info=False)
+    with pytest.raises(ValueError, match="not smart_nmf"):
+        other.get_element_maps()
