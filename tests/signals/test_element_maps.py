@@ -133,6 +133,12 @@ def test_roi_equals_mask(fitted):
     b = fitted.quantify_region(mask)
     np.testing.assert_allclose(a.atomic_fractions, b.atomic_fractions)
     np.testing.assert_allclose(a.counts, b.counts)
+    # an ROI in calibrated units (2 nm pixels) picks the same pixels
+    scaled = fitted.deepcopy()
+    for ax in scaled.axes_manager.navigation_axes:
+        ax.scale, ax.units = 2.0, "nm"
+    c = scaled.quantify_region(hs.roi.RectangularROI(left=8, top=12, right=28, bottom=40))
+    np.testing.assert_allclose(c.counts, b.counts)
     circle = fitted.quantify_region(hs.roi.CircleROI(cx=16, cy=16, r=5))
     assert 0 < circle.counts.sum() < b.counts.sum() * 2
     with pytest.raises(ValueError, match="navigation image"):
