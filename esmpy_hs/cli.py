@@ -138,8 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
             "Load FILE (any format HyperSpy reads), treat it as an EDS_ESMPY signal, apply the "
             "overrides below to a copy (FILE is never modified), fit k phases with "
             "smart_nmf and write OUT.hspy (the fitted signal), OUT.png (maps, spectra, "
-            "compositions), OUT.txt (the composition table) and OUT.csv (the same table, one "
-            "row per phase and element)."
+            "compositions), OUT.txt (the composition table), OUT.csv (the same table, one "
+            "row per phase and element) and the element maps in at.% (OUT_elements.hspy, "
+            "OUT_elements.png)."
         ),
     )
     dec.add_argument("file", metavar="FILE", help="spectrum image, e.g. map.hspy, map.bcf, map.emd")
@@ -252,7 +253,10 @@ def _outputs(output: str | None, file: Path) -> dict[str, Path]:
     else:
         out = Path(output)
         base = out.with_suffix("") if out.suffix.lower() == ".hspy" else out
-    return {ext: base.parent / f"{base.name}.{ext}" for ext in ("hspy", "png", "txt", "csv")}
+    out = {ext: base.parent / f"{base.name}.{ext}" for ext in ("hspy", "png", "txt", "csv")}
+    for ext in ("hspy", "png"):
+        out[f"elements.{ext}"] = base.parent / f"{base.name}_elements.{ext}"
+    return out
 
 
 def _load(path: Path, lazy: bool):
@@ -369,7 +373,9 @@ def decompose(
     Returns
     -------
     dict
-        ``{"hspy": ..., "png": ..., "txt": ..., "csv": ...}``: the paths written.
+        ``{"hspy": ..., "png": ..., "txt": ..., "csv": ..., "elements.hspy": ...,
+        "elements.png": ...}``: the paths written (no element maps for a single spectrum; no
+        element figure for a line scan).
 
     Raises
     ------
@@ -433,6 +439,7 @@ def _decompose(args) -> dict[str, Path]:
     )
     plt.close(fig)
     s.save(outputs["hspy"], overwrite=True)
+    _write_element_maps(s, outputs)
     if not args.quiet:
         print(text)
     for kind, p in outputs.items():
@@ -443,9 +450,31 @@ def _decompose(args) -> dict[str, Path]:
                 "txt": " (table)",
                 "csv": " (table, CSV)",
                 "hspy": " (fitted signal)",
+                "elements.hspy": " (element maps, at.%)",
+                "elements.png": " (element maps, figure)",
             }[kind]
         )
     return outputs
+
+
+def _write_element_maps(s, outputs: dict[str, Path]) -> None:
+    """The at.% element maps as one .hspy (elements × map) and, for 2-D maps, a figure."""
+    import matplotlib.pyplot as plt
+
+    from esmpy_hs.plotting import plot_element_maps
+    from esmpy_hs.signals._maps import stack_element_maps
+
+    if s.axes_manager.navigation_dimension == 0:
+        outputs.pop("elements.hspy")
+        outputs.pop("elements.png")
+        return
+    maps = s.get_element_maps("at.%")
+    stack_element_maps(maps).save(outputs["elements.hspy"], overwrite=True)
+    if s.axes_manager.navigation_dimension == 2:
+        fig = plot_element_maps(maps, sigma=True, filename=outputs["elements.png"])
+        plt.close(fig)
+    else:
+        outputs.pop("elements.png")
 
 
 def _run_decompose(args) -> int:

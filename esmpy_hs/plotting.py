@@ -25,7 +25,7 @@ import numpy as np
 
 from esmpy_hs._learning_results import as_numpy, decomposition_arrays
 
-__all__ = ["line_label", "plot_phases"]
+__all__ = ["line_label", "plot_element_maps", "plot_phases"]
 
 _GREEK = {"a": "α", "b": "β", "g": "γ", "z": "ζ"}
 _CONTINUUM_COLOR = "0.55"
@@ -521,6 +521,127 @@ def plot_phases(
             fontsize=9,
         )
     fig.suptitle(title if title is not None else str(signal.metadata.General.title or ""))
+    if filename is not None:
+        fig.savefig(filename, dpi=dpi)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# element maps
+# ---------------------------------------------------------------------------------------------
+
+
+def _map_element(m) -> str:
+    els = m.metadata.get_item("Sample.elements", None)
+    if els is not None and len(els) == 1:
+        return str(els[0])
+    return str(m.metadata.General.title)
+
+
+def _map_image(m) -> np.ndarray:
+    return as_numpy(m.data).astype(np.float64)
+
+
+def plot_element_maps(
+    maps: Sequence[Any],
+    *,
+    reference: Sequence[Any] | None = None,
+    reference_label: str = "line windows",
+    sigma: bool = False,
+    elements: Sequence[str] | None = None,
+    ncols: int = 6,
+    percentile: float = 99.5,
+    cmap: str = "viridis",
+    title: str | None = None,
+    filename: str | Path | None = None,
+    dpi: int = 150,
+):
+    """One figure of element maps, with a shared colour scale per element.
+
+    Parameters
+    ----------
+    maps : list of Signal2D
+        From :meth:`EDSespm.get_element_maps` (one per element, 2-D navigation).
+    reference : list of Signal2D, optional
+        Maps to draw under each element's map with the same colour scale, matched by element
+        (``metadata.Sample.elements`` or the title), e.g. the result of exspy's
+        ``s.quantification(s.get_lines_intensity(), "CL", factors)``.
+    reference_label : str
+        Row label of the reference maps.
+    sigma : bool
+        Also draw the 1-σ map (``√ metadata.Signal.Noise_properties.variance``), on its own
+        scale.
+    elements : list of str, optional
+        Which elements, in order (default: all of ``maps``).
+    ncols : int
+        Elements per row of panels.
+    percentile : float
+        Each element's colour scale runs from 0 to this percentile of its map and reference
+        values (a few hot pixels do not wash out the map).
+    cmap, title, filename, dpi
+        Colour map, figure title, file to save (format from the extension) and its resolution.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    by_el = {_map_element(m): m for m in maps}
+    refs = {_map_element(m): m for m in (reference or [])}
+    chosen = list(by_el) if elements is None else [str(e) for e in elements]
+    missing = [e for e in chosen if e not in by_el]
+    if missing:
+        raise ValueError(f"no map for {missing}; maps hold {list(by_el)}")
+    if not chosen:
+        raise ValueError("no element map to plot")
+    kinds = ["fit"] + (["reference"] if reference else []) + (["sigma"] if sigma else [])
+    ncols = max(1, min(int(ncols), len(chosen)))
+    nblocks = -(-len(chosen) // ncols)
+    nrows = nblocks * len(kinds)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(2.6 * ncols, 2.3 * nrows + 0.5), squeeze=False,
+        layout="constrained",
+    )  # fmt: skip
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, el in enumerate(chosen):
+        block, col = divmod(i, ncols)
+        m = by_el[el]
+        unit = str(m.metadata.get_item("ElementMap.unit", "") or "")
+        img = _map_image(m)
+        if img.ndim != 2:
+            raise ValueError(f"element maps must be 2-D images, got shape {img.shape} for {el}")
+        pool = [img[np.isfinite(img)]]
+        ref_img = None
+        if el in refs:
+            ref_img = _map_image(refs[el])
+            pool.append(ref_img[np.isfinite(ref_img)])
+        values = np.concatenate(pool)
+        vmax = float(np.percentile(values, percentile)) if values.size else 1.0
+        vmax = vmax if vmax > 0 else 1.0
+        for r, kind in enumerate(kinds):
+            ax = axes[block * len(kinds) + r, col]
+            if kind == "fit":
+                data, label, lo, hi = img, f"{el} (smart_nmf)", 0.0, vmax
+            elif kind == "reference":
+                if ref_img is None:
+                    continue
+                data, label, lo, hi = ref_img, f"{el} ({reference_label})", 0.0, vmax
+            else:
+                var = m.metadata.get_item("Signal.Noise_properties.variance", None)
+                if var is None:
+                    continue
+                data = np.sqrt(np.clip(_map_image(var), 0, None))
+                label, lo, hi = f"{el} 1σ", 0.0, None
+            ax.axis("on")
+            im = ax.imshow(data, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(label, fontsize=9)
+            fig.colorbar(im, ax=ax, shrink=0.8, label=unit)
+    if title:
+        fig.suptitle(title)
     if filename is not None:
         fig.savefig(filename, dpi=dpi)
     return fig

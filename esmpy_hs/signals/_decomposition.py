@@ -293,3 +293,41 @@ def _store(signal, estimator, factors, loadings, W, model, priors, channels, par
 def quantify(signal, family: str | None = None):
     """The phase compositions of the last smart_nmf fit stored in ``signal.metadata``."""
     return require_record(signal).quantification(family)
+
+
+def fit_arrays(signal) -> dict[str, Any]:
+    """What element maps and region compositions need from the last smart_nmf fit.
+
+    Returns
+    -------
+    dict
+        ``W`` ((columns, k) array), ``H`` ((pixels, k) NumPy loadings, row-major pixels),
+        ``model`` (:class:`esmpy_hs.physics.PhysicsModel`), ``phase_names``.
+    """
+    from esmpy_hs._learning_results import as_numpy
+
+    record = require_record(signal)
+    lr = getattr(signal, "learning_results", None)
+    loadings = getattr(lr, "loadings", None)
+    if loadings is None:
+        raise ValueError(
+            "no smart_nmf result on this signal: run "
+            "s.decomposition(algorithm='smart_nmf', output_dimension=k) first"
+        )
+    if getattr(lr, "decomposition_algorithm", None) != "smart_nmf":
+        raise ValueError(
+            f"the last decomposition of this signal is {lr.decomposition_algorithm!r}, not "
+            "smart_nmf: its loadings are not the smart_nmf abundances; run smart_nmf again"
+        )
+    H = as_numpy(loadings).astype(np.float64)
+    if H.ndim != 2 or H.shape[1] != record.k:
+        raise ValueError(
+            f"the loadings ({H.shape}) do not match the smart_nmf fit ({record.k} phases): "
+            "was another decomposition run after it? Run smart_nmf again"
+        )
+    return {
+        "W": record.W,
+        "H": H,
+        "model": record.physics_model(),
+        "phase_names": record.phase_names,
+    }

@@ -199,6 +199,79 @@ class EDSespm(EDSTEMSpectrum):
 
         return quantify(self, family)
 
+    def get_element_maps(self, unit: str = "at.%", family: str | None = None) -> list:
+        """Per-pixel composition implied by the last smart_nmf fit, one map per element.
+
+        In pixel p the atoms of element e are ``a_ep = Σ_k W_ek H_kp`` (W's element rows, as
+        :meth:`quantify_phases` reads them, times the abundances H) and its characteristic
+        counts are ``N_ep = Σ_k S_ek W_ek H_kp`` (``S_ek``: counts per atom in phase k's G,
+        with the same cross sections, detector efficiency and absorption as quantify_phases).
+        The maps are the phase model's composition, not line windows: noise is pooled through
+        the phases.
+
+        Parameters
+        ----------
+        unit : {"at.%", "wt.%", "counts"}
+            Atomic or weight percent (sum 100 over the quantified elements in every pixel with
+            signal), or the element's characteristic counts per pixel.
+        family : {None, "high", "low", "combined"}
+            For elements split in two columns: which one to read (default: the model's).
+
+        Returns
+        -------
+        list of hyperspy.signals.Signal2D
+            One per quantified element (the order of :meth:`quantify_phases`), titled with its
+            symbol, on this map's navigation axes (Signal1D for a line scan), lazy if this
+            signal is lazy. ``metadata.Signal.Noise_properties.variance`` holds σ² (same unit,
+            squared) with the 1-σ counting floor of the pixel: ``σ(a_e)/a_e = 1/√N_ep``
+            propagated through the normalisation to percent (the formula of quantify_phases,
+            applied to one pixel), ``σ = √N_ep`` for counts. It omits model errors and is
+            usually larger than the map's actual error (the phases pool the pixels).
+            ``metadata.ElementMap`` records the unit and family.
+
+        See Also
+        --------
+        quantify_region, plot_element_maps, esmpy_hs.element_maps
+        """
+        from esmpy_hs.signals._maps import get_element_maps
+
+        return get_element_maps(self, unit=unit, family=family)
+
+    def quantify_region(self, region, family: str | None = None, name: str = "region"):
+        """Composition of a region of the map from the fitted model summed over its pixels.
+
+        Parameters
+        ----------
+        region : numpy.ndarray of bool, boolean signal or hyperspy.roi.BaseROI
+            A navigation image (rows, columns) that is True in the region, or a rectangle,
+            circle, polygon or point ROI on the navigation axes (calibrated units).
+        family : {None, "high", "low", "combined"}
+            For split elements (default: the model's).
+        name : str
+            Name of the table's column.
+
+        Returns
+        -------
+        esmpy_hs.physics.Quantification
+            The :meth:`quantify_phases` table format with one column: atoms
+            ``Σ_k W_ek Σ_{p∈region} H_kp``, counts (the sum of the ``"counts"`` element maps
+            over the region) and 1-σ counting errors ``σ(a_e)/a_e = 1/√N_e``.
+        """
+        from esmpy_hs.signals._maps import quantify_region
+
+        return quantify_region(self, region, family=family, name=name)
+
+    def plot_element_maps(self, unit: str = "at.%", **kwargs):
+        """One figure of the element maps (:meth:`get_element_maps`).
+
+        Keyword arguments go to :func:`esmpy_hs.plotting.plot_element_maps` (``reference``:
+        maps to show below with the same colour scale per element, e.g. HyperSpy's
+        line-window quantification; ``sigma``; ``filename``); returns the matplotlib figure.
+        """
+        from esmpy_hs.plotting import plot_element_maps
+
+        return plot_element_maps(self.get_element_maps(unit=unit), **kwargs)
+
     def plot_phases(self, **kwargs):
         """One figure: each phase's abundance map, its spectrum (data, model and per-element
         contributions with line labels) and its composition.
