@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -195,7 +196,18 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument(
         "--max-iter", type=_positive_int, metavar="N", help="iteration cap (default: the solver's)"
     )
-    dec.add_argument("--seed", type=int, default=None, help="random seed of the initialisation")
+    dec.add_argument(
+        "--init",
+        choices=("auto", "random"),
+        default="auto",
+        help="start of the fit: 'auto' (default; deterministic, physics-aware) or 'random'",
+    )
+    dec.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the random start (--init random); the default start uses no random numbers",
+    )
     dec.add_argument(
         "--lazy",
         action="store_true",
@@ -312,6 +324,28 @@ def _prepare(signal, args):
     return s
 
 
+def _check_writable(outputs: dict[str, Path]) -> None:
+    """Fail before fitting if an output cannot be written (folder missing rights, a file in the
+    way), so that a long fit is never lost on a bad ``-o``."""
+    import tempfile
+
+    for folder in sorted({p.parent for p in outputs.values()}):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise CLIError(
+                f"cannot write the results to {folder}: {exc.strerror or _one_line(exc)}; "
+                "choose a writable place with -o/--output"
+            ) from exc
+    for p in outputs.values():
+        if p.is_dir():
+            raise CLIError(f"cannot write {p}: a folder has that name; choose another -o")
+        if p.exists() and not os.access(p, os.W_OK):
+            raise CLIError(f"cannot overwrite {p}: the file is read-only; choose another -o")
+
+
 def _check_counts(s) -> None:
     import numpy as np
 
@@ -356,6 +390,7 @@ def decompose(
     energy_range: tuple[float, float] | None = None,
     max_iter: int | None = None,
     seed: int | None = None,
+    init: str = "auto",
     lazy: bool = False,
     log: bool = False,
     quiet: bool = False,
@@ -386,6 +421,7 @@ def decompose(
         energy_range=energy_range,
         max_iter=max_iter,
         seed=seed,
+        init=init,
         lazy=lazy,
         log=log,
         quiet=quiet,
@@ -402,6 +438,7 @@ def _decompose(args) -> dict[str, Path]:
     outputs = _outputs(args.output, path)
     if path.exists() and any(p.resolve() == path.resolve() for p in outputs.values()):
         raise CLIError(f"the output would overwrite the input file {path}; choose another -o")
+    _check_writable(outputs)
     s = _prepare(_load(path, args.lazy), args)
     _check_counts(s)
 
@@ -412,7 +449,16 @@ def _decompose(args) -> dict[str, Path]:
         kwargs["energy_range"] = tuple(args.energy_range)
     if args.max_iter is not None:
         kwargs["max_iter"] = args.max_iter
+    init = getattr(args, "init", "auto") or "auto"
+    if init != "auto":
+        kwargs["init"] = init
     if args.seed is not None:
+        if init == "auto":
+            print(
+                f"{PROG}: note: --seed has no effect with the default start (--init auto uses no "
+                "random numbers); add --init random for a seeded random start",
+                file=sys.stderr,
+            )
         kwargs["random_state"] = args.seed
     try:
         s.decomposition(algorithm="smart_nmf", output_dimension=args.k, **kwargs)
@@ -421,16 +467,22 @@ def _decompose(args) -> dict[str, Path]:
     except ValueError as exc:
         raise CLIError(_one_line(exc)) from exc
 
-    q = s.quantify_phases()
-    outputs["hspy"].parent.mkdir(parents=True, exist_ok=True)
-    text = _table_text(s, q, path, args.k)
-    outputs["txt"].write_text(text, encoding="utf-8")
-    q.to_csv(outputs["csv"])
-    fig = s.plot_phases(
-        filename=outputs["png"], log=args.log, title=f"{path.name}: {args.k} phases"
-    )
-    plt.close(fig)
+    # the fitted signal first: a failure in what follows never loses the fit
     s.save(outputs["hspy"], overwrite=True)
+    try:
+        q = s.quantify_phases()
+        text = _table_text(s, q, path, args.k)
+        outputs["txt"].write_text(text, encoding="utf-8")
+        q.to_csv(outputs["csv"])
+        fig = s.plot_phases(
+            filename=outputs["png"], log=args.log, title=f"{path.name}: {args.k} phases"
+        )
+        plt.close(fig)
+    except (OSError, ValueError) as exc:
+        raise CLIError(
+            f"{_one_line(exc)} (the fitted signal is saved in {outputs['hspy']}; "
+            "hs.load it to look at the results)"
+        ) from exc
     if not args.quiet:
         print(text)
     for kind, p in outputs.items():

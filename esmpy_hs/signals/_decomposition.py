@@ -29,6 +29,10 @@ What is stored in ``metadata.SmartNMF``
     JSON text of the estimator settings.
 ``n_iter``, ``stop_reason``, ``loss_history``
     How the fit ended.
+``data_shape``
+    The shape of ``signal.data`` that was fitted: a cropped or rebinned copy, or a later
+    decomposition (``learning_results.decomposition_algorithm`` no longer ``"smart_nmf"``),
+    makes :func:`check_current` refuse the stale result.
 """
 
 from __future__ import annotations
@@ -56,6 +60,19 @@ _MODEL_KEYS = ("elements", "stray_elements", "split", "continuum", "energy_range
                "phases", "absorption_every", "vacancy_transfer")  # fmt: skip
 # keyword arguments of the chunked fit of lazy signals (esmpy_hs.nmf._chunked)
 _LAZY_KEYS = ("persist", "client")
+# HyperSpy's own decomposition keywords: (the value that means "off", why smart_nmf refuses others)
+_HYPERSPY_KEYS = {
+    "normalize_poissonian_noise": (False, "smart_nmf fits the raw counts with a Poisson "
+        "likelihood, which already weights every channel by its noise; leave it out"),
+    "navigation_mask": (None, "smart_nmf fits every pixel of the grid (the spatial "
+        "regularisation links neighbours); crop the map with s.inav[...] instead"),
+    "signal_mask": (None, "give the channels to fit as energy_range=(low, high) in keV "
+        "instead (channels outside are not fitted)"),
+    "centre": (None, "the Poisson model fits raw, uncentred counts"),
+    "var_array": (None, "the Poisson model takes the variance from the model counts"),
+    "var_func": (None, "the Poisson model takes the variance from the model counts"),
+    "reproject": (None, "smart_nmf fits every pixel; there is nothing to reproject"),
+}  # fmt: skip
 
 
 def fit_channels(axis, beam_energy: float, energy_range=None) -> tuple[int, int]:
@@ -132,6 +149,19 @@ def build_model(signal, *, elements=None, stray_elements=(), split=None, continu
         continuum=continuum,
         vacancy_transfer=vacancy_transfer,
     )
+    unseen = [e for e in specimen_elements if e not in model.elements]
+    window = f"{model.energies[0]:.3g}–{model.energies[-1]:.3g} keV"
+    if specimen_elements and not model.elements:
+        raise ValueError(
+            f"none of the elements {', '.join(unseen)} has an X-ray line the model can see in "
+            f"the fitted window {window} (H and He emit none; Li and Be lines lie below the "
+            "low cut): nothing to quantify. Set the specimen's elements with "
+            "s.set_elements([...]) or widen energy_range"
+        )
+    if unseen:
+        acq.notices.append(
+            f"{', '.join(unseen)}: no X-ray line in the fitted window {window}; not quantified"
+        )
     return model, (c0, c1), acq
 
 
@@ -141,6 +171,83 @@ def _navigation_grid(signal) -> tuple[int, ...] | None:
     if len(shape) in (1, 2):
         return shape
     return None
+
+
+def _check_hyperspy_keywords(kwargs: dict) -> None:
+    """Drop HyperSpy's decomposition keywords left at "off"; refuse others with the reason."""
+    for key, (off, why) in _HYPERSPY_KEYS.items():
+        if key not in kwargs:
+            continue
+        value = kwargs.pop(key)
+        if value is off or (off is False and value is None):
+            continue
+        raise ValueError(f"{key}={value!r} is not supported by smart_nmf: {why}")
+
+
+def _check_client(client) -> None:
+    """``client`` must be None, False or a ``dask.distributed.Client``."""
+    if client is None or client is False:
+        return
+    try:
+        from distributed import Client
+    except ImportError:  # pragma: no cover - dask.distributed not installed
+        Client = None
+    if Client is None or not isinstance(client, Client):
+        raise TypeError(
+            f"client must be None (use the dask.distributed client that is open, if any), "
+            f"False (never) or a dask.distributed.Client, got {client!r}"
+        )
+
+
+def check_counts(data, c0: int, c1: int) -> None:
+    """Warn when the data do not look like raw counts (non-integer or scaled values).
+
+    Eager data are checked whole over the fitted channels; lazy data on their first block of
+    rows. Negative values are refused.
+    """
+    import warnings
+
+    from esmpy_hs.signals._metadata import ImplausibleInputWarning
+
+    sample = data[..., c0:c1]
+    if hasattr(sample, "compute"):  # lazy: one block of rows is enough to see scaled data
+        rows = sample.chunks[0][0] if sample.ndim > 1 else sample.shape[0]
+        sample = sample[:rows].compute()
+    sample = np.asarray(sample)
+    if sample.dtype.kind in "iub":
+        return
+    if not np.all(np.isfinite(sample)):
+        raise ValueError("the data contain NaN or infinite values; smart_nmf fits counts")
+    if np.any(sample < 0):
+        raise ValueError(
+            f"the data contain negative values (min {sample.min():.4g}); smart_nmf fits "
+            "counts ≥ 0: fit the raw map, not a background-subtracted or centred one"
+        )
+    frac = sample - np.round(sample)
+    if np.any(np.abs(frac) > 1e-6):
+        nz = sample[sample > 0]
+        smallest = float(nz.min()) if nz.size else 0.0
+        warnings.warn(
+            "the data are not integer counts (e.g. a value of "
+            f"{float(sample.flat[int(np.argmax(np.abs(frac)))]):.4g}, smallest nonzero "
+            f"{smallest:.4g}): smart_nmf's Poisson model and its error bars assume raw counts. "
+            "If the map was scaled or normalised (e.g. divided by the live time or by 1000), "
+            "fit the raw counts; the fit goes on with the values as given",
+            ImplausibleInputWarning,
+            stacklevel=4,
+        )
+
+
+class _ChainedCallback:
+    """The user's callback, then the absorption refresher (whose new G wins)."""
+
+    def __init__(self, user, refresher) -> None:
+        self.user, self.refresher = user, refresher
+
+    def __call__(self, estimator, iteration: int, W, H):
+        ret = self.user(estimator, iteration, W, H)
+        G = self.refresher(estimator, iteration, W, H)
+        return ret if G is None else G
 
 
 class _AbsorptionRefresh:
@@ -169,7 +276,10 @@ def smart_nmf(signal, output_dimension, *, print_info: bool = True, **kwargs) ->
             f"algorithm='smart_nmf' needs output_dimension, the number of phases (an integer ≥ 1), "
             f"got {k!r}"
         )
+    _check_hyperspy_keywords(kwargs)
     lazy_kw = {key: kwargs.pop(key) for key in _LAZY_KEYS if key in kwargs}
+    if "client" in lazy_kw:
+        _check_client(lazy_kw["client"])
     lazy = bool(getattr(signal, "_lazy", False))
     if lazy_kw and not lazy:
         raise ValueError(
@@ -208,11 +318,16 @@ def smart_nmf(signal, output_dimension, *, print_info: bool = True, **kwargs) ->
     if absorbs or priors.transforms:
         G = refresher.G_for(np.ones((len(model.labels), int(k))))  # start: average absorber
         if absorbs:
-            params["callback"] = refresher
+            user = params.get("callback")
+            if user is not None and not callable(user):
+                raise ValueError(f"callback must be callable, got {user!r}")
+            # the user's callback is still called; the refresher's new G wins on its iterations
+            params["callback"] = refresher if user is None else _ChainedCallback(user, refresher)
     estimator = SmartNMF(G, int(k), simplex_rows=model.simplex_mask, **params)
 
     nav_dim = signal.axes_manager.navigation_dimension
     data = signal.data
+    check_counts(data, c0, c1)
     if lazy:
         # chunk by chunk, never computing the whole array (see esmpy_hs.nmf._chunked)
         from esmpy_hs.signals._lazy import unfold
@@ -294,8 +409,50 @@ def _store(signal, estimator, factors, loadings, W, model, priors, channels, par
         "lambda_L": float(estimator.lambda_L_),
         "spectra_from": str(estimator.spectra_from_),
         "loss_history": np.asarray(estimator.loss_history_, dtype=np.float64),
+        "data_shape": [int(n) for n in signal.data.shape],
     }
     signal.metadata.set_item(NODE, node)
+
+
+class StaleResultError(ValueError):
+    """The smart_nmf result in the metadata does not describe this signal any more."""
+
+
+def check_current(signal):
+    """The ``metadata.SmartNMF`` node, if it is the result of the signal's last decomposition.
+
+    Raises
+    ------
+    ValueError
+        No smart_nmf result.
+    StaleResultError
+        Another decomposition ran since (its loadings are in ``learning_results``), or the
+        signal was cropped or rebinned after the fit.
+    """
+    node = signal.metadata.get_item(NODE, None)
+    if node is None:
+        raise ValueError(
+            "no smart_nmf result on this signal: run "
+            "s.decomposition(algorithm='smart_nmf', output_dimension=k) first"
+        )
+    algo = getattr(getattr(signal, "learning_results", None), "decomposition_algorithm", None)
+    if algo is not None and str(algo) != "smart_nmf":
+        raise StaleResultError(
+            f"the last decomposition of this signal is {algo!r}, not smart_nmf: "
+            "learning_results hold its factors and loadings, and metadata.SmartNMF an older "
+            "smart_nmf fit. Run s.decomposition(algorithm='smart_nmf', output_dimension=k) "
+            "again (or delete the old fit with del s.metadata.SmartNMF)"
+        )
+    fitted = node.get_item("data_shape", None)
+    shape = tuple(int(n) for n in signal.data.shape)
+    if fitted is not None and tuple(int(n) for n in fitted) != shape:
+        raise StaleResultError(
+            f"metadata.SmartNMF is the fit of a map of shape {tuple(int(n) for n in fitted)}, "
+            f"but this signal has shape {shape} (cropped with inav/isig, or rebinned, after "
+            "the fit): run s.decomposition(algorithm='smart_nmf', output_dimension=k) on this "
+            "signal"
+        )
+    return node
 
 
 def quantify(signal, family: str | None = None):
@@ -304,13 +461,13 @@ def quantify(signal, family: str | None = None):
 
     from esmpy_hs.physics import PhysicsModel
 
-    node = signal.metadata.get_item(NODE, None)
-    if node is None:
-        raise ValueError(
-            "no smart_nmf result on this signal: run "
-            "s.decomposition(algorithm='smart_nmf', output_dimension=k) first"
-        )
+    node = check_current(signal)
     model = PhysicsModel.from_dict(json.loads(node.model))
+    if not model.elements:
+        raise ValueError(
+            "this smart_nmf fit modelled no element lines (only continuum or stray lines): "
+            "nothing to quantify; set the specimen's elements and fit again"
+        )
     W = np.asarray(node.W, dtype=np.float64)
     G3 = model.G_for_phases(W) if model.specimen.absorbs else None
     q = model.composition(W, H_sums=np.asarray(node.H_sums), family=family, G=G3)

@@ -21,12 +21,23 @@ fields are ours (exspy never reads them):
     Absent: no absorption correction.
 ``Sample.density``
     Specimen density, g/cm³ (a number, or ``"4.5 g/cm^3"``). Needed with a thickness.
+
+Angles, energies and lengths may be numbers (in the units above) or strings with units
+(``"35 deg"``, ``"200 kV"``, ``"80 nm"``). Values no instrument can have are refused with the
+value seen and how to set it (beam energy outside 1–1000 keV, elevation outside 0–90°, a
+take-off angle ≤ 0°, a transmission specimen thicker than :data:`MAX_THICKNESS_NM`); values that
+are possible but suspicious (a thickness above :data:`WARN_THICKNESS_NM`, an elevation below 2°
+that looks like radians) give an :class:`ImplausibleInputWarning`.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from esmpy_hs._units import to_float
 from esmpy_hs.physics import EnergyAxis
@@ -34,9 +45,26 @@ from esmpy_hs.physics import EnergyAxis
 TEM = "Acquisition_instrument.TEM"
 EDS = f"{TEM}.Detector.EDS"
 
+#: Metadata node of ours recording where the signal came from (written by EDSespm's
+#: constructor): ``from_SEM`` (bool) and ``defaults`` ({field: value} that exspy filled in
+#: from its preferences because the file had none).
+INPUT_NODE = "ESMPY_input"
+
+#: Beam energies (keV) outside this range are refused (no SEM/TEM works there).
+BEAM_RANGE_KEV = (1.0, 1000.0)
+#: A transmission specimen thicker than this (nm) is refused: X-rays of a bulk specimen need a
+#: ZAF correction that the thin-film model does not make.
+MAX_THICKNESS_NM = 5000.0
+#: Above this thickness (nm) a warning says that absorption dominates.
+WARN_THICKNESS_NM = 1000.0
+
 
 class MissingMetadataError(ValueError):
     """A metadata field that the model needs is absent; the message says how to set it."""
+
+
+class ImplausibleInputWarning(UserWarning):
+    """An input that is possible but unlikely to be meant (units mixed up, scaled data)."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +107,27 @@ def read_energy_axis(signal) -> EnergyAxis:
             "(and scale/offset in the same unit)."
         )
     if not getattr(ax, "is_uniform", True):
-        raise ValueError("the energy axis must be uniform (constant channel width)")
+        # a functional or data axis may still be uniform (e.g. "a * x + b")
+        e = np.asarray(ax.axis, dtype=np.float64)
+        step = np.diff(e)
+        if e.size < 2 or not np.allclose(step, step.mean(), rtol=1e-6, atol=0.0):
+            raise ValueError(
+                "the energy axis is not uniform (channel widths from "
+                f"{step.min() if e.size > 1 else 0:.6g} to {step.max() if e.size > 1 else 0:.6g} "
+                f"{units}); the model needs a constant channel width: interpolate the spectra "
+                "onto a uniform axis first (e.g. s.interpolate_on_axis(new_uniform_axis, 0))"
+            )
+        ax = {"offset": float(e[0]), "scale": float(step.mean()), "size": int(e.size)}
+        offset, scale = ax["offset"], ax["scale"]
+    else:
+        offset, scale = float(ax.offset), float(ax.scale)
+    if not scale > 0:
+        raise ValueError(
+            f"the energy axis decreases (scale {scale:g} {units}, offset {offset:g} {units}); "
+            "the model needs increasing energies: reverse the channels with "
+            "s.data = s.data[..., ::-1]; ax = s.axes_manager.signal_axes[0]; "
+            "ax.offset, ax.scale = ax.axis[-1], -ax.scale"
+        )
     return EnergyAxis.from_any(ax, units)
 
 
@@ -112,8 +160,17 @@ def read_acquisition(signal, elements=None) -> Acquisition:
             "Set it with s.set_microscope_parameters(beam_energy=200)."
         )
     beam_energy = to_float(beam_energy, "keV", "beam energy")
-    if not beam_energy > 0:
-        raise ValueError(f"the beam energy must be positive, got {beam_energy} keV")
+    lo, hi = BEAM_RANGE_KEV
+    if not lo <= beam_energy <= hi:
+        hint = (
+            f" (in eV that is {beam_energy / 1000:g} keV)" if beam_energy > hi else
+            f" (in MeV that is {beam_energy * 1000:g} keV)" if 0 < beam_energy < lo else ""
+        )  # fmt: skip
+        raise ValueError(
+            f"the beam energy {beam_energy:g} keV is outside {lo:g}–{hi:g} keV{hint}; numbers "
+            "are keV: set it with s.set_microscope_parameters(beam_energy=200) or a string "
+            "with units ('200 kV')"
+        )
 
     if elements is None:
         elements = _get(md, "Sample.elements")
@@ -132,6 +189,13 @@ def read_acquisition(signal, elements=None) -> Acquisition:
             "s.set_microscope_parameters(energy_resolution_MnKa=130)."
         )
     resolution = to_float(resolution, "eV", "energy_resolution_MnKa")
+    if not 40.0 <= resolution <= 1000.0:
+        raise ValueError(
+            f"the detector resolution (FWHM at Mn Kα) {resolution:g} eV is outside 40–1000 eV"
+            + (f" (in keV that is {resolution * 1000:g} eV)" if 0 < resolution < 1 else "")
+            + "; numbers are eV: set it with "
+            "s.set_microscope_parameters(energy_resolution_MnKa=130)"
+        )
 
     for key in ("Stage.tilt_alpha", "Detector.EDS.azimuth_angle", "Detector.EDS.elevation_angle"):
         if _get(md, f"{TEM}.{key}") is None:
@@ -140,14 +204,13 @@ def read_acquisition(signal, elements=None) -> Acquisition:
                 f"metadata.{TEM}.{key} (degrees) is missing; it is needed for the "
                 f"take-off angle. Set it with s.set_microscope_parameters({name}=...)."
             )
-    toa = float(signal.get_take_off_angle())
+    toa = take_off_angle(md)
 
     thickness = _get(md, "Sample.thickness")
     density = _get(md, "Sample.density")
     if thickness is not None:
         thickness = to_float(thickness, "nm", "Sample.thickness")
-        if thickness < 0:
-            raise ValueError(f"metadata.Sample.thickness must be ≥ 0 nm, got {thickness}")
+        check_thickness(thickness)
         if density is None:
             raise MissingMetadataError(
                 "metadata.Sample.thickness is set but metadata.Sample.density is not; "
@@ -165,6 +228,8 @@ def read_acquisition(signal, elements=None) -> Acquisition:
         if density <= 0:
             raise ValueError(f"metadata.Sample.density must be > 0 g/cm³, got {density}")
 
+    notices.extend(input_notices(md))
+
     efficiency = _get(md, f"{EDS}.efficiency")
     if efficiency is not None and hasattr(efficiency, "as_dictionary"):
         efficiency = efficiency.as_dictionary()
@@ -180,3 +245,127 @@ def read_acquisition(signal, elements=None) -> Acquisition:
         efficiency=efficiency,
         notices=notices,
     )
+
+
+def _angle(md, key: str, default: float | None = None) -> float:
+    value = _get(md, f"{TEM}.{key}")
+    if value is None:
+        return default  # type: ignore[return-value]
+    return to_float(value, "degree", f"metadata.{TEM}.{key}")
+
+
+def take_off_angle(md) -> float:
+    """Take-off angle (degrees) from stage tilts and detector elevation/azimuth, checked.
+
+    Angles may be numbers (degrees) or strings with units (``"35 deg"``, ``"0.6 rad"``).
+
+    Raises
+    ------
+    ValueError
+        Elevation outside 0–90°, a tilt beyond ±90°, or a take-off angle ≤ 0° (the detector
+        would see the specimen from behind).
+    """
+    from exspy.utils.eds import take_off_angle as _toa
+
+    tilt_a = _angle(md, "Stage.tilt_alpha", 0.0)
+    tilt_b = _angle(md, "Stage.tilt_beta", 0.0)
+    azimuth = _angle(md, "Detector.EDS.azimuth_angle", 0.0)
+    elevation = _angle(md, "Detector.EDS.elevation_angle")
+    if elevation is None:
+        raise MissingMetadataError(
+            f"metadata.{EDS}.elevation_angle (degrees) is missing; it is needed for the "
+            "take-off angle. Set it with s.set_microscope_parameters(elevation_angle=...)."
+        )
+    if not 0.0 <= elevation <= 90.0:
+        raise ValueError(
+            f"the detector elevation angle {elevation:g}° is outside 0–90° "
+            f"(metadata.{EDS}.elevation_angle); set it with "
+            "s.set_microscope_parameters(elevation_angle=...) (degrees)"
+        )
+    if 0.0 < elevation <= math.pi / 2 and elevation < 2.0:
+        warnings.warn(
+            f"the detector elevation angle is {elevation:g}°: if the file gave radians, that is "
+            f"{math.degrees(elevation):.1f}°; set it with "
+            "s.set_microscope_parameters(elevation_angle=...) (degrees)",
+            ImplausibleInputWarning,
+            stacklevel=4,
+        )
+    for name, tilt in (("tilt_alpha", tilt_a), ("tilt_beta", tilt_b)):
+        if not -90.0 <= tilt <= 90.0:
+            raise ValueError(
+                f"the stage {name} {tilt:g}° is outside ±90° (metadata.{TEM}.Stage.{name}); "
+                "set it with s.set_microscope_parameters(tilt_stage=...) (degrees)"
+            )
+    toa = float(_toa(tilt_a, azimuth, elevation, tilt_b))
+    if not 0.0 < toa <= 90.0:
+        raise ValueError(
+            f"the take-off angle is {toa:.3g}° (tilt_alpha {tilt_a:g}°, tilt_beta {tilt_b:g}°, "
+            f"azimuth {azimuth:g}°, elevation {elevation:g}°): the detector cannot see the "
+            "specimen's surface; check the stage tilts and the detector angles (degrees)"
+        )
+    return toa
+
+
+def check_thickness(thickness: float) -> None:
+    """Refuse a thickness (nm) no transmission specimen has; warn above 1 µm."""
+    if not thickness >= 0 or not math.isfinite(thickness):
+        raise ValueError(f"metadata.Sample.thickness must be ≥ 0 nm, got {thickness:g} nm")
+    if thickness > MAX_THICKNESS_NM:
+        raise ValueError(
+            f"metadata.Sample.thickness is {thickness:.4g} nm ({thickness / 1000:.4g} µm): "
+            f"beyond {MAX_THICKNESS_NM / 1000:g} µm no electron beam goes through and the "
+            "thin-specimen model does not hold; numbers are nm: set it with "
+            "s.metadata.set_item('Sample.thickness', '80 nm'), or remove it for no absorption "
+            "correction"
+        )
+    if thickness > WARN_THICKNESS_NM:
+        warnings.warn(
+            f"metadata.Sample.thickness is {thickness:.4g} nm: transmission specimens are "
+            "rarely thicker than 1 µm (numbers are nm; '80 nm' sets 80 nm)",
+            ImplausibleInputWarning,
+            stacklevel=4,
+        )
+    elif 0 < thickness < 1.0:
+        warnings.warn(
+            f"metadata.Sample.thickness is {thickness:g} nm, less than one atomic layer: "
+            f"numbers are nm (if you meant µm, set '{thickness:g} um')",
+            ImplausibleInputWarning,
+            stacklevel=4,
+        )
+
+
+def input_notices(md) -> list[str]:
+    """Notes on where the acquisition fields came from (see :data:`INPUT_NODE`)."""
+    node = md.get_item(INPUT_NODE, None)
+    if node is None:
+        return []
+    out = []
+    if bool(node.get_item("from_SEM", False)):
+        out.append(
+            "an SEM map (EDS_SEM): compositions assume a thin specimen that electrons cross "
+            "(no bulk ZAF correction: absorption and fluorescence in a bulk specimen are not "
+            "modelled)"
+        )
+    defaults = node.get_item("defaults", None)
+    if defaults is not None:
+        items = defaults.as_dictionary() if hasattr(defaults, "as_dictionary") else dict(defaults)
+        used = []
+        for key, value in items.items():
+            path = f"{TEM}.{DEFAULTED_FIELDS[key]}" if key in DEFAULTED_FIELDS else None
+            if path is not None and _get(md, path) == value:
+                used.append(f"{key} = {value}")
+        if used:
+            out.append(
+                "the file did not give " + ", ".join(used) + " (exspy's defaults are used); "
+                "set the true values with s.set_microscope_parameters(...)"
+            )
+    return out
+
+
+#: fields that exspy fills from its preferences when a file lacks them: name -> path under TEM
+DEFAULTED_FIELDS = {
+    "tilt_stage": "Stage.tilt_alpha",
+    "elevation_angle": "Detector.EDS.elevation_angle",
+    "azimuth_angle": "Detector.EDS.azimuth_angle",
+    "energy_resolution_MnKa": "Detector.EDS.energy_resolution_MnKa",
+}
