@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import logging
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -138,30 +139,29 @@ def build_model(signal, *, elements=None, stray_elements=(), split=None, continu
     specimen = Specimen(
         thickness=acq.thickness, density=acq.density, take_off_angle=acq.take_off_angle
     )
-    model = build_G(
-        axis,
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = build_G(
+            axis,
         acq.beam_energy,
         specimen_elements,
         detector=_detector(acq, detector),
-        specimen=specimen,
-        split=split,
-        stray_elements=stray,
-        continuum=continuum,
-        vacancy_transfer=vacancy_transfer,
-    )
-    unseen = [e for e in specimen_elements if e not in model.elements]
-    window = f"{model.energies[0]:.3g}–{model.energies[-1]:.3g} keV"
+            specimen=specimen,
+            split=split,
+            stray_elements=stray,
+            continuum=continuum,
+            vacancy_transfer=vacancy_transfer,
+        )
     if specimen_elements and not model.elements:
+        window = f"{model.energies[0]:.3g}–{model.energies[-1]:.3g} keV"
         raise ValueError(
-            f"none of the elements {', '.join(unseen)} has an X-ray line the model can see in "
-            f"the fitted window {window} (H and He emit none; Li and Be lines lie below the "
-            "low cut): nothing to quantify. Set the specimen's elements with "
+            f"none of the elements {', '.join(specimen_elements)} has an X-ray line the model "
+            f"can see in the fitted window {window} (H and He emit none; Li and Be lines lie "
+            "below the low cut): nothing to quantify. Set the specimen's elements with "
             "s.set_elements([...]) or widen energy_range"
         )
-    if unseen:
-        acq.notices.append(
-            f"{', '.join(unseen)}: no X-ray line in the fitted window {window}; not quantified"
-        )
+    for w in caught:  # e.g. one element without a line in the window: its column is dropped
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return model, (c0, c1), acq
 
 

@@ -45,9 +45,9 @@ from esmpy_hs.physics import EnergyAxis
 TEM = "Acquisition_instrument.TEM"
 EDS = f"{TEM}.Detector.EDS"
 
-#: Metadata node of ours recording where the signal came from (written by EDSespm's
-#: constructor): ``from_SEM`` (bool) and ``defaults`` ({field: value} that exspy filled in
-#: from its preferences because the file had none).
+#: Metadata node of ours on where the acquisition fields came from: ``from_SEM`` (bool, set by
+#: EDSespm's constructor for an EDS_SEM map) and ``confirmed`` (the detector fields the user set
+#: with ``s.set_microscope_parameters``).
 INPUT_NODE = "ESMPY_input"
 
 #: Beam energies (keV) outside this range are refused (no SEM/TEM works there).
@@ -335,34 +335,51 @@ def check_thickness(thickness: float) -> None:
 
 
 def input_notices(md) -> list[str]:
-    """Notes on where the acquisition fields came from (see :data:`INPUT_NODE`)."""
-    node = md.get_item(INPUT_NODE, None)
-    if node is None:
-        return []
+    """One-line notes on where the acquisition came from.
+
+    An SEM map (``ESMPY_input.from_SEM``, see :data:`INPUT_NODE`) is fitted as a thin film.
+    Detector fields equal to exspy's defaults, which exspy fills in when a file lacks them, are
+    named unless the user set them with ``s.set_microscope_parameters`` (a file cannot tell).
+    """
     out = []
-    if bool(node.get_item("from_SEM", False)):
+    if bool(md.get_item(f"{INPUT_NODE}.from_SEM", False)):
         out.append(
             "an SEM map (EDS_SEM): compositions assume a thin specimen that electrons cross "
             "(no bulk ZAF correction: absorption and fluorescence in a bulk specimen are not "
             "modelled)"
         )
-    defaults = node.get_item("defaults", None)
-    if defaults is not None:
-        items = defaults.as_dictionary() if hasattr(defaults, "as_dictionary") else dict(defaults)
-        used = []
-        for key, value in items.items():
-            path = f"{TEM}.{DEFAULTED_FIELDS[key]}" if key in DEFAULTED_FIELDS else None
-            if path is not None and _get(md, path) == value:
-                used.append(f"{key} = {value}")
-        if used:
-            out.append(
-                "the file did not give " + ", ".join(used) + " (exspy's defaults are used); "
-                "set the true values with s.set_microscope_parameters(...)"
-            )
+    try:
+        from exspy import preferences
+
+        defaults = {
+            "elevation_angle": preferences.EDS.eds_detector_elevation,
+            "azimuth_angle": preferences.EDS.eds_detector_azimuth,
+            "energy_resolution_MnKa": preferences.EDS.eds_mn_ka,
+        }
+    except (ImportError, AttributeError):  # pragma: no cover - other exspy versions
+        defaults = {}
+    confirmed = set(md.get_item(f"{INPUT_NODE}.confirmed", []))
+    same = []
+    for key, default in defaults.items():
+        value = _get(md, f"{TEM}.{DEFAULTED_FIELDS[key]}")
+        if key in confirmed or value is None:
+            continue
+        try:
+            equal = float(value) == float(default)
+        except (TypeError, ValueError):
+            equal = False
+        if equal:
+            same.append(f"{key} = {float(value):g}")
+    if same:
+        out.append(
+            f"{', '.join(same)}: exspy's default{'s' if len(same) > 1 else ''}, which it fills "
+            "in when a file lacks them; if your detector differs, set the true values with "
+            "s.set_microscope_parameters(...)"
+        )
     return out
 
 
-#: fields that exspy fills from its preferences when a file lacks them: name -> path under TEM
+#: detector fields exspy fills from its preferences when a file lacks them: name -> path
 DEFAULTED_FIELDS = {
     "tilt_stage": "Stage.tilt_alpha",
     "elevation_angle": "Detector.EDS.elevation_angle",

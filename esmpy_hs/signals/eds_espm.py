@@ -43,26 +43,18 @@ class EDSespm(EDSTEMSpectrum):
 
     # -- exspy trap 1: the signal type is rewritten to "EDS_TEM" ------------
     def _set_default_param(self) -> None:
-        # exspy fills missing angles and resolution from its preferences: remember which
-        tem = "Acquisition_instrument.TEM"
-        absent = [k for k, path in DEFAULTED_FIELDS.items()
-                  if not self.metadata.has_item(f"{tem}.{path}")]  # fmt: skip
         super()._set_default_param()
         self.metadata.Signal.signal_type = SIGNAL_TYPE
-        for key in absent:
-            value = self.metadata.get_item(f"{tem}.{DEFAULTED_FIELDS[key]}", None)
-            if value is not None:
-                self.metadata.set_item(f"{INPUT_NODE}.defaults.{key}", value)
 
     def set_microscope_parameters(self, *args, **kwargs):
         """exspy's :meth:`~exspy.signals.EDSTEMSpectrum.set_microscope_parameters`; the fields
-        given are no longer counted as exspy's defaults (see :data:`._metadata.INPUT_NODE`)."""
+        given count as checked by the user (no notice that they equal exspy's defaults)."""
         out = super().set_microscope_parameters(*args, **kwargs)
-        node = self.metadata.get_item(f"{INPUT_NODE}.defaults", None)
-        if node is not None:
-            for key, value in kwargs.items():
-                if value is not None and node.has_item(key):
-                    node.__delattr__(key)
+        given = [k for k, v in kwargs.items() if v is not None and k in DEFAULTED_FIELDS]
+        if given:
+            path = f"{INPUT_NODE}.confirmed"
+            old = list(self.metadata.get_item(path, []))
+            self.metadata.set_item(path, sorted(set(old) | set(given)))
         return out
 
     # -- exspy trap 2: FWHM_MnKa="auto" only resolved for EDS_TEM/EDS_SEM ---

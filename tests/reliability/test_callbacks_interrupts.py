@@ -1,0 +1,106 @@
+"""A user callback with absorption on; Ctrl-C at each stage of a fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.reliability.conftest import FAST
+
+
+def _untouched(s) -> None:
+    assert "SmartNMF" not in s.metadata
+    assert s.learning_results.factors is None
+    assert s.learning_results.loadings is None
+
+
+def test_user_callback_is_called_with_thickness_set(small):
+    """The absorption refresher used to replace the user's callback: 0 of N calls."""
+    assert small.metadata.has_item("Sample.thickness")
+    calls = []
+
+    def cb(estimator, iteration, W, H):
+        calls.append(iteration)
+
+    ref = small.deepcopy()
+    ref.decomposition(algorithm="smart_nmf", output_dimension=3, **FAST)
+    small.decomposition(algorithm="smart_nmf", output_dimension=3, callback=cb, **FAST)
+    n_iter = int(small.metadata.SmartNMF.n_iter)
+    assert calls == list(range(1, n_iter + 1))
+    # the refresher still replaces G: the same fit as without the callback...
+    np.testing.assert_array_equal(small.metadata.SmartNMF.W, ref.metadata.SmartNMF.W)
+    # ...and unlike a fit whose absorption is never refreshed
+    frozen = small.deepcopy()
+    frozen.decomposition(algorithm="smart_nmf", output_dimension=3, callback=cb,
+                         absorption_every=10_000, **FAST)  # fmt: skip
+    assert not np.array_equal(frozen.metadata.SmartNMF.W, ref.metadata.SmartNMF.W)
+
+
+def test_user_callback_can_stop_the_fit_with_absorption(small):
+    def stop(estimator, iteration, W, H):
+        if iteration == 4:
+            raise KeyboardInterrupt
+
+    small.decomposition(algorithm="smart_nmf", output_dimension=3, callback=stop, **FAST)
+    node = small.metadata.SmartNMF
+    assert node.stop_reason == "interrupted"
+    assert int(node.n_iter) == 4
+    q = small.quantify_phases()  # the last iterate is stored and usable
+    assert np.all(np.isfinite(q.atomic_fractions))
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "esmpy_hs.signals._decomposition.read_acquisition",  # metadata reading
+        "esmpy_hs.physics.build_G",  # G
+    ],
+)
+def test_interrupt_before_the_fit_leaves_the_signal(small, monkeypatch, target):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(target, interrupted)
+    data = small.data.copy()
+    with pytest.raises(KeyboardInterrupt):
+        small.decomposition(algorithm="smart_nmf", output_dimension=3, **FAST)
+    _untouched(small)
+    np.testing.assert_array_equal(small.data, data)
+
+
+def test_interrupt_during_the_start_ends_the_fit(monkeypatch):
+    """Ctrl-C in the binned refinement of the start used to be swallowed (the fit went on)."""
+    import esmpy_hs.nmf._init as init_mod
+    from esmpy_hs.datasets import reference_sample
+
+    s = reference_sample(dose=20, shape=(16, 16))  # low dose: the start bins and refines
+    real_solve = init_mod.solve
+    calls = []
+
+    def ctrl_c(owner, iteration, W, H):
+        raise KeyboardInterrupt  # what Ctrl-C raises inside the refinement's loop
+
+    def refinement(*args, **kwargs):
+        calls.append(kwargs.get("max_iter"))
+        return real_solve(*args, **dict(kwargs, callback=ctrl_c, callback_every=1))
+
+    monkeypatch.setattr(init_mod, "solve", refinement)
+    with pytest.raises(KeyboardInterrupt):
+        s.decomposition(algorithm="smart_nmf", output_dimension=3, **FAST)
+    assert len(calls) == 1  # the refinement ran and was interrupted
+    _untouched(s)
+
+
+def test_interrupt_in_the_main_loop_keeps_the_last_iterate(small):
+    seen = {}
+
+    def stop(estimator, iteration, W, H):
+        seen[iteration] = np.array(W)
+        if iteration == 6:
+            raise KeyboardInterrupt
+
+    small.decomposition(algorithm="smart_nmf", output_dimension=3, callback=stop, **FAST)
+    node = small.metadata.SmartNMF
+    assert node.stop_reason == "interrupted" and int(node.n_iter) == 6
+    assert small.learning_results.decomposition_algorithm == "smart_nmf"
+    assert small.learning_results.loadings.shape == (144, 3)
