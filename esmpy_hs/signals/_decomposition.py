@@ -181,7 +181,8 @@ def _check_hyperspy_keywords(kwargs: dict) -> None:
         value = kwargs.pop(key)
         if value is off or (off is False and value is None):
             continue
-        raise ValueError(f"{key}={value!r} is not supported by smart_nmf: {why}")
+        shown = (f"<array of shape {np.shape(value)}>" if np.ndim(value) > 0 else repr(value))
+        raise ValueError(f"{key}={shown} is not supported by smart_nmf: {why}")
 
 
 def _check_client(client) -> None:
