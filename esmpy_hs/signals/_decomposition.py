@@ -203,11 +203,9 @@ def _check_client(client) -> None:
 def check_counts(data, c0: int, c1: int) -> None:
     """Warn when the data do not look like raw counts (non-integer or scaled values).
 
-    Eager data are checked whole over the fitted channels; lazy data on their first block of
-    rows. Negative values are refused.
+    Eager data are checked whole over the fitted channels (in blocks); lazy data on their
+    first block of rows. Negative, NaN and infinite values are refused.
     """
-    import warnings
-
     from esmpy_hs.signals._metadata import ImplausibleInputWarning
 
     sample = data[..., c0:c1]
@@ -217,23 +215,33 @@ def check_counts(data, c0: int, c1: int) -> None:
     sample = np.asarray(sample)
     if sample.dtype.kind in "iub":
         return
-    if not np.all(np.isfinite(sample)):
-        raise ValueError("the data contain NaN or infinite values; smart_nmf fits counts")
-    if np.any(sample < 0):
+    flat = sample.reshape(-1, sample.shape[-1])
+    step = max(1, 2**22 // max(flat.shape[1], 1))  # blocks of ~4 M values: no full-size copy
+    worst, smallest, lowest = 0.0, np.inf, np.inf
+    worst_value = 0.0
+    for i in range(0, flat.shape[0], step):
+        block = np.asarray(flat[i : i + step], dtype=np.float64)
+        if not np.all(np.isfinite(block)):
+            raise ValueError("the data contain NaN or infinite values; smart_nmf fits counts")
+        lowest = min(lowest, float(block.min()))
+        frac = np.abs(block - np.round(block))
+        j = int(np.argmax(frac))
+        if frac.flat[j] > worst:
+            worst, worst_value = float(frac.flat[j]), float(block.flat[j])
+        pos = block[block > 0]
+        if pos.size:
+            smallest = min(smallest, float(pos.min()))
+    if lowest < 0:
         raise ValueError(
-            f"the data contain negative values (min {sample.min():.4g}); smart_nmf fits "
+            f"the data contain negative values (min {lowest:.4g}); smart_nmf fits "
             "counts ≥ 0: fit the raw map, not a background-subtracted or centred one"
         )
-    frac = sample - np.round(sample)
-    if np.any(np.abs(frac) > 1e-6):
-        nz = sample[sample > 0]
-        smallest = float(nz.min()) if nz.size else 0.0
+    if worst > 1e-6:
         warnings.warn(
-            "the data are not integer counts (e.g. a value of "
-            f"{float(sample.flat[int(np.argmax(np.abs(frac)))]):.4g}, smallest nonzero "
-            f"{smallest:.4g}): smart_nmf's Poisson model and its error bars assume raw counts. "
-            "If the map was scaled or normalised (e.g. divided by the live time or by 1000), "
-            "fit the raw counts; the fit goes on with the values as given",
+            f"the data are not integer counts (e.g. a value of {worst_value:.4g}, smallest "
+            f"nonzero {smallest:.4g}): smart_nmf's Poisson model and its error bars assume raw "
+            "counts. If the map was scaled or normalised (e.g. divided by the live time or by "
+            "1000), fit the raw counts; the fit goes on with the values as given",
             ImplausibleInputWarning,
             stacklevel=4,
         )

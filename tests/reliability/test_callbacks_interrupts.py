@@ -68,12 +68,15 @@ def test_interrupt_before_the_fit_leaves_the_signal(small, monkeypatch, target):
     np.testing.assert_array_equal(small.data, data)
 
 
-def test_interrupt_during_the_start_ends_the_fit(monkeypatch):
+@pytest.mark.parametrize("lazy", [False, True])
+def test_interrupt_during_the_start_ends_the_fit(monkeypatch, lazy):
     """Ctrl-C in the binned refinement of the start used to be swallowed (the fit went on)."""
     import esmpy_hs.nmf._init as init_mod
     from esmpy_hs.datasets import reference_sample
 
     s = reference_sample(dose=20, shape=(16, 16))  # low dose: the start bins and refines
+    if lazy:
+        s = s.as_lazy()
     real_solve = init_mod.solve
     calls = []
 
