@@ -289,6 +289,10 @@ def _load(path: Path, lazy: bool):
             f"{path} holds no spectrum (signals with {dims} signal axes); "
             "an EDX spectrum image has one signal axis, the energy"
         )
+    images = [s for s in candidates if s.axes_manager.navigation_dimension > 0]
+    if len(candidates) > 1 and len(images) == 1:
+        # e.g. Velox: the spectrum image and one sum spectrum per detector
+        return images[0]
     if len(candidates) > 1:
         raise CLIError(
             f"{path} holds {len(candidates)} spectra; save the one to fit in its own file"

@@ -364,6 +364,11 @@ def smart_nmf(signal, output_dimension, *, print_info: bool = True, **kwargs) ->
         )
         if getattr(estimator, "init_note_", ""):
             print(f"smart_nmf: {estimator.init_note_}")
+        if estimator.stop_reason_ == "interrupted":
+            print(
+                f"smart_nmf: interrupted after {estimator.n_iter_} iterations; the last iterate "
+                "is stored (metadata.SmartNMF.stop_reason = 'interrupted')"
+            )
     return {"estimator": estimator, "model": model}
 
 

@@ -96,3 +96,18 @@ def test_set_microscope_parameters_silences_the_defaults_note(capsys):
                                 energy_resolution_MnKa=130.0)  # fmt: skip
     s.decomposition(algorithm="smart_nmf", output_dimension=2, max_iter=5)
     assert "exspy's default" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", list(FILES))
+def test_vendor_file_through_the_command(name, tmp_path, capsys):
+    """Velox files hold the map and one sum spectrum per detector: the map is fitted."""
+    from esmpy_hs.cli import main
+
+    path = VENDOR / name
+    if not path.exists():
+        pytest.skip(f"vendor file not found at {path}")
+    out = tmp_path / "fit.hspy"
+    assert main(["decompose", str(path), "-k", "2", "--max-iter", "5", "-q", "-o", str(out)]) == 0
+    fitted = hs.load(out)
+    assert fitted.axes_manager.navigation_dimension == 2
+    assert fitted.quantify_phases().atomic_fractions.shape[1] == 2
