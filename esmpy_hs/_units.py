@@ -28,6 +28,8 @@ def to_float(value: Any, unit: str, name: str, *, allow_none: bool = False) -> f
         raise ValueError(f"{name} is required (a number in {unit} or a string with units)")
     if isinstance(value, bool):
         raise TypeError(f"{name}: expected a number or a quantity string, got {value!r}")
+    if getattr(value, "shape", None) == () and hasattr(value, "item"):
+        value = value.item()  # a 0-d NumPy array, e.g. from an HDF5 attribute
     if isinstance(value, Real):
         return float(value)
     ureg = _registry()

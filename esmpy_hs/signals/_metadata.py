@@ -25,9 +25,10 @@ fields are ours (exspy never reads them):
 Angles, energies and lengths may be numbers (in the units above) or strings with units
 (``"35 deg"``, ``"200 kV"``, ``"80 nm"``). Values no instrument can have are refused with the
 value seen and how to set it (beam energy outside 1–1000 keV, elevation outside 0–90°, a
-take-off angle ≤ 0°, a transmission specimen thicker than :data:`MAX_THICKNESS_NM`); values that
-are possible but suspicious (a thickness above :data:`WARN_THICKNESS_NM`, an elevation below 2°
-that looks like radians) give an :class:`ImplausibleInputWarning`.
+take-off angle ≤ 0°, a transmission specimen thicker than :data:`MAX_THICKNESS_NM`, a density
+above :data:`MAX_DENSITY`); values that are possible but suspicious (a thickness above
+:data:`WARN_THICKNESS_NM` or below 1 nm, a density below :data:`MIN_DENSITY`, an elevation below
+2° that looks like radians) give an :class:`ImplausibleInputWarning`.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ BEAM_RANGE_KEV = (1.0, 1000.0)
 MAX_THICKNESS_NM = 5000.0
 #: Above this thickness (nm) a warning says that absorption dominates.
 WARN_THICKNESS_NM = 1000.0
+#: Densities (g/cm³) above this are refused; below MIN_DENSITY they give a warning.
+MAX_DENSITY = 30.0
+MIN_DENSITY = 0.5
 
 
 class MissingMetadataError(ValueError):
@@ -100,6 +104,7 @@ def read_energy_axis(signal) -> EnergyAxis:
     """
     ax = signal.axes_manager.signal_axes[0]
     units = str(ax.units).strip() if ax.units is not None else ""
+    units = {"ev": "eV", "kev": "keV"}.get(units.lower(), units)  # "KeV", "kev", "EV"
     if units not in ("eV", "keV"):
         raise ValueError(
             f"the energy axis has units {units!r}; only 'eV' and 'keV' are supported. "
@@ -179,6 +184,11 @@ def read_acquisition(signal, elements=None) -> Acquisition:
             "no elements are set: metadata.Sample.elements is empty. "
             "Set them with s.add_elements(['Fe', 'O', ...])."
         )
+    if isinstance(elements, str):
+        raise TypeError(
+            f"elements must be a list of element symbols such as ['Fe', 'O'], got the string "
+            f"{elements!r}"
+        )
     elements = tuple(str(e) for e in elements)
 
     resolution = _get(md, f"{EDS}.energy_resolution_MnKa")
@@ -225,8 +235,19 @@ def read_acquisition(signal, elements=None) -> Acquisition:
         )
     if density is not None:
         density = to_float(density, "g/cm^3", "Sample.density")
-        if density <= 0:
-            raise ValueError(f"metadata.Sample.density must be > 0 g/cm³, got {density}")
+        if not 0 < density <= MAX_DENSITY:
+            raise ValueError(
+                f"metadata.Sample.density is {density:.4g} g/cm³: a solid lies between about "
+                f"0.1 and {MAX_DENSITY:g} g/cm³ (osmium, the densest, 22.6); numbers are g/cm³: "
+                "set it with s.metadata.set_item('Sample.density', '4.5 g/cm^3')"
+            )
+        if density < MIN_DENSITY:
+            warnings.warn(
+                f"metadata.Sample.density is {density:.4g} g/cm³, lighter than any solid "
+                f"specimen (numbers are g/cm³; 4.5 kg/m³ is 0.0045 g/cm³)",
+                ImplausibleInputWarning,
+                stacklevel=3,
+            )
 
     notices.extend(input_notices(md))
 
@@ -309,7 +330,10 @@ def take_off_angle(md) -> float:
 def check_thickness(thickness: float) -> None:
     """Refuse a thickness (nm) no transmission specimen has; warn above 1 µm."""
     if not thickness >= 0 or not math.isfinite(thickness):
-        raise ValueError(f"metadata.Sample.thickness must be ≥ 0 nm, got {thickness:g} nm")
+        raise ValueError(
+            f"metadata.Sample.thickness must be a finite number ≥ 0 nm, got {thickness:g} nm; "
+            "set it with s.metadata.set_item('Sample.thickness', '80 nm')"
+        )
     if thickness > MAX_THICKNESS_NM:
         raise ValueError(
             f"metadata.Sample.thickness is {thickness:.4g} nm ({thickness / 1000:.4g} µm): "

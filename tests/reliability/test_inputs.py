@@ -14,8 +14,8 @@ TEM = "Acquisition_instrument.TEM"
 EDS = f"{TEM}.Detector.EDS"
 
 
-def _fit(s, k=2):
-    s.decomposition(algorithm="smart_nmf", output_dimension=k, **FAST)
+def _fit(s, k=2, **kwargs):
+    s.decomposition(algorithm="smart_nmf", output_dimension=k, **FAST, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -30,6 +30,9 @@ def _fit(s, k=2):
         (f"{TEM}.beam_energy", 0.2, ["0.2 keV", "1–1000 keV", "200 keV"]),
         (f"{TEM}.Stage.tilt_alpha", 120, ["120°", "±90°", "tilt_stage="]),
         (f"{EDS}.energy_resolution_MnKa", 0.13, ["0.13 eV", "130 eV", "energy_resolution_MnKa="]),
+        ("Sample.density", 4500, ["4500 g/cm³", "22.6", "'4.5 g/cm^3'"]),
+        ("Sample.thickness", float("nan"), ["finite", "nan nm", "'80 nm'"]),
+        (f"{TEM}.beam_energy", float("nan"), ["nan keV", "1–1000 keV"]),
     ],
 )
 def test_implausible_value_is_refused(small, path, value, words):
@@ -118,3 +121,25 @@ def test_negative_data_are_refused(small):
     small.data -= small.data.mean()  # centred
     with pytest.raises(ValueError, match=r"negative values.*raw map"):
         _fit(small)
+
+
+def test_density_in_kg_per_cubic_metre_warns(small):
+    small.metadata.set_item("Sample.density", "4.5 kg/m^3")
+    with pytest.warns(ImplausibleInputWarning, match=r"0\.0045 g/cm³"):
+        read_acquisition(small)
+
+
+def test_elements_as_one_string_are_refused(small):
+    with pytest.raises(TypeError, match=r"list of element symbols.*'FeO'"):
+        _fit(small, elements="FeO")
+
+
+def test_energy_units_in_other_cases_are_understood(small):
+    ref = read_acquisition(small).axis
+    small.axes_manager.signal_axes[0].units = "KeV"
+    assert read_acquisition(small).axis == ref
+
+
+def test_zero_dimensional_arrays_are_numbers(small):
+    small.metadata.set_item(f"{TEM}.beam_energy", np.array(200.0))
+    assert read_acquisition(small).beam_energy == 200.0
