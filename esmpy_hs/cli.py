@@ -328,6 +328,11 @@ def _prepare(signal, args):
     return s
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the command: one line on stderr, no source line."""
+    print(f"{PROG}: warning: {_one_line(message)}", file=sys.stderr)
+
+
 def _check_writable(outputs: dict[str, Path]) -> None:
     """Fail before fitting if an output cannot be written (folder missing rights, a file in the
     way), so that a long fit is never lost on a bad ``-o``."""
@@ -436,7 +441,7 @@ def decompose(
 def _decompose(args) -> dict[str, Path]:
     import matplotlib.pyplot as plt
 
-    from esmpy_hs.signals._metadata import MissingMetadataError
+    from esmpy_hs.signals._metadata import ImplausibleInputWarning, MissingMetadataError
 
     path = Path(args.file)
     outputs = _outputs(args.output, path)
@@ -465,7 +470,11 @@ def _decompose(args) -> dict[str, Path]:
             )
         kwargs["random_state"] = args.seed
     try:
-        s.decomposition(algorithm="smart_nmf", output_dimension=args.k, **kwargs)
+        with warnings.catch_warnings():
+            # implausible inputs (a thick specimen, scaled data): one line each, and go on
+            warnings.simplefilter("always", ImplausibleInputWarning)
+            warnings.showwarning = _warning_line
+            s.decomposition(algorithm="smart_nmf", output_dimension=args.k, **kwargs)
     except MissingMetadataError as exc:
         raise CLIError(f"missing metadata: {_one_line(exc)}") from exc
     except ValueError as exc:

@@ -134,3 +134,19 @@ def test_seed_with_a_random_start_is_used(map_file, tmp_path, capsys):
     assert "--seed has no effect" not in capsys.readouterr().err
     np.testing.assert_array_equal(W[0], W[1])
     assert not np.array_equal(W[0], W[2])
+
+
+def test_implausible_input_warns_on_one_line(map_file, tmp_path, capsys):
+    rc = main(["decompose", str(map_file), "-k", "2", "-q", "--max-iter", "3",
+               "--thickness", "2 um", "-o", str(tmp_path / "t.hspy")])  # fmt: skip
+    assert rc == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert any(line.startswith("esmpy-hs: warning: metadata.Sample.thickness is 2000 nm")
+               for line in err), err  # fmt: skip
+
+
+def test_implausible_input_error_is_one_line(map_file, tmp_path, capsys):
+    rc = main(["decompose", str(map_file), "-k", "2", "-q", "--thickness", "100 um",
+               "-o", str(tmp_path / "t.hspy")])  # fmt: skip
+    assert rc == 1
+    assert "100 µm" in _error(capsys)
