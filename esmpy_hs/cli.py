@@ -447,7 +447,9 @@ def _decompose(args) -> dict[str, Path]:
     outputs = _outputs(args.output, path)
     if path.exists() and any(p.resolve() == path.resolve() for p in outputs.values()):
         raise CLIError(f"the output would overwrite the input file {path}; choose another -o")
-    _check_writable(outputs)
+    if not path.exists():
+        raise CLIError(f"{path}: no such file")
+    _check_writable(outputs)  # before loading and fitting: a bad -o never costs a fit
     s = _prepare(_load(path, args.lazy), args)
     _check_counts(s)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import hyperspy.api as hs
 import numpy as np
@@ -75,6 +76,16 @@ def test_unwritable_output_fails_before_the_fit(map_file, tmp_path, monkeypatch,
     assert rc == 1
     msg = _error(capsys)
     assert "cannot write the results to" in msg and "-o/--output" in msg
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux's /proc")
+def test_output_in_an_unwritable_place_fails_before_the_fit(map_file, monkeypatch, capsys):
+    """/proc takes no new folders, not even from root: like -o /unwritable/x.hspy."""
+    _no_fit(monkeypatch)
+    rc = main(["decompose", str(map_file), "-k", "2", "-q", "-o", "/proc/esmpy_hs_out/x.hspy"])
+    assert rc == 1
+    msg = _error(capsys)
+    assert "cannot write the results to /proc/esmpy_hs_out" in msg and "-o/--output" in msg
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
