@@ -204,13 +204,14 @@ def check_counts(data, c0: int, c1: int) -> None:
     """Warn when the data do not look like raw counts (non-integer or scaled values).
 
     Eager data are checked whole over the fitted channels (in blocks); lazy data on their
-    first block of rows. Negative, NaN and infinite values are refused.
+    first rows (about 4 million values, read once). Negative, NaN and infinite values are refused.
     """
     from esmpy_hs.signals._metadata import ImplausibleInputWarning
 
     sample = data[..., c0:c1]
-    if hasattr(sample, "compute"):  # lazy: one block of rows is enough to see scaled data
-        rows = sample.chunks[0][0] if sample.ndim > 1 else sample.shape[0]
+    if hasattr(sample, "compute"):  # lazy: the first rows (≤ ~4 M values) show scaled data
+        per_row = int(np.prod(sample.shape[1:], dtype=np.int64)) if sample.ndim > 1 else 1
+        rows = max(1, min(sample.shape[0], 2**22 // max(per_row, 1)))
         sample = sample[:rows].compute()
     sample = np.asarray(sample)
     if sample.dtype.kind in "iub":
