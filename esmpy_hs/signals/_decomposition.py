@@ -143,9 +143,9 @@ def build_model(signal, *, elements=None, stray_elements=(), split=None, continu
         warnings.simplefilter("always")
         model = build_G(
             axis,
-        acq.beam_energy,
-        specimen_elements,
-        detector=_detector(acq, detector),
+            acq.beam_energy,
+            specimen_elements,
+            detector=_detector(acq, detector),
             specimen=specimen,
             split=split,
             stray_elements=stray,
@@ -181,7 +181,7 @@ def _check_hyperspy_keywords(kwargs: dict) -> None:
         value = kwargs.pop(key)
         if value is off or (off is False and value is None):
             continue
-        shown = (f"<array of shape {np.shape(value)}>" if np.ndim(value) > 0 else repr(value))
+        shown = f"<array of shape {np.shape(value)}>" if np.ndim(value) > 0 else repr(value)
         raise ValueError(f"{key}={shown} is not supported by smart_nmf: {why}")
 
 
@@ -208,20 +208,19 @@ def check_counts(data, c0: int, c1: int) -> None:
     """
     from esmpy_hs.signals._metadata import ImplausibleInputWarning
 
-    sample = data[..., c0:c1]
-    if hasattr(sample, "compute"):  # lazy: the first rows (≤ ~4 M values) show scaled data
-        per_row = int(np.prod(sample.shape[1:], dtype=np.int64)) if sample.ndim > 1 else 1
-        rows = max(1, min(sample.shape[0], 2**22 // max(per_row, 1)))
-        sample = sample[:rows].compute()
-    sample = np.asarray(sample)
-    if sample.dtype.kind in "iub":
+    if data.dtype.kind in "iub":
         return
-    flat = sample.reshape(-1, sample.shape[-1])
-    step = max(1, 2**22 // max(flat.shape[1], 1))  # blocks of ~4 M values: no full-size copy
+    if hasattr(data, "compute"):  # lazy: the first rows (≤ ~4 M values) show scaled data
+        per_row = int(np.prod(data.shape[1:-1], dtype=np.int64)) * (c1 - c0)
+        rows = max(1, min(data.shape[0], 2**22 // max(per_row, 1)))
+        data = data[:rows, ..., c0:c1].compute() if data.ndim > 1 else data[c0:c1].compute()
+        c0, c1 = 0, data.shape[-1]
+    flat = np.asarray(data).reshape(-1, data.shape[-1])  # a view of contiguous data
+    step = max(1, 2**22 // max(c1 - c0, 1))  # blocks of ~4 M values: no full-size copy
     worst, smallest, lowest = 0.0, np.inf, np.inf
     worst_value = 0.0
     for i in range(0, flat.shape[0], step):
-        block = np.asarray(flat[i : i + step], dtype=np.float64)
+        block = np.asarray(flat[i : i + step, c0:c1], dtype=np.float64)
         if not np.all(np.isfinite(block)):
             raise ValueError("the data contain NaN or infinite values; smart_nmf fits counts")
         lowest = min(lowest, float(block.min()))
