@@ -106,3 +106,75 @@ def test_interrupt_in_the_main_loop_keeps_the_last_iterate(small, capsys):
     assert node.stop_reason == "interrupted" and int(node.n_iter) == 6
     assert small.learning_results.decomposition_algorithm == "smart_nmf"
     assert small.learning_results.loadings.shape == (144, 3)
+
+
+_CTRL_C_SCRIPT = """
+import sys, time
+from esmpy_hs.datasets import reference_sample
+s = reference_sample(dose=20, shape=(96, 96))
+print("START", flush=True)
+try:
+    s.decomposition(algorithm="smart_nmf", output_dimension=3, max_iter=3000, tol=0,
+                    print_info=False)
+except KeyboardInterrupt:
+    print("RAISED", "SmartNMF" in s.metadata, time.time(), flush=True)
+    sys.exit(0)
+print("STORED", s.metadata.SmartNMF.stop_reason, time.time(), flush=True)
+"""
+
+
+def test_real_ctrl_c_stops_the_fit_quickly(tmp_path):
+    """A real SIGINT 0.3 s into a fit (reading the metadata, building G or the start): the fit
+    ends within about a second, raising (no result stored), or storing the last iterate as
+    "interrupted" on a machine fast enough to be in the main loop by then."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root), TQDM_DISABLE="1", MPLBACKEND="Agg")
+    proc = subprocess.Popen([sys.executable, "-c", _CTRL_C_SCRIPT], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == "START"
+        time.sleep(0.3)
+        sent = time.time()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    *outcome, done = out.split()
+    assert " ".join(outcome) in ("RAISED False", "STORED interrupted"), (out, err)
+    assert float(done) - sent < 2.5  # about a second, with margin for a busy machine
+
+
+@pytest.mark.xfail(
+    reason="the H-only pre-pass in nmf/estimator.py (and nmf/_chunked.py) goes on after an "
+    "interrupt: left to the estimator rewrite of issue #15",
+    strict=False,
+)
+def test_interrupt_during_the_h_only_prepass_ends_the_fit(small, monkeypatch):
+    import esmpy_hs.nmf.estimator as est
+
+    real_solve = est.solve
+
+    def ctrl_c(owner, iteration, W, H):
+        raise KeyboardInterrupt
+
+    def prepass_interrupted(*args, **kwargs):
+        if kwargs.get("update_W_", True) is False and kwargs.get("callback") is None:
+            kwargs = dict(kwargs, callback=ctrl_c, callback_every=1)
+        return real_solve(*args, **kwargs)
+
+    monkeypatch.setattr(est, "solve", prepass_interrupted)
+    try:
+        small.decomposition(algorithm="smart_nmf", output_dimension=3, **FAST)
+    except KeyboardInterrupt:
+        _untouched(small)
+        return
+    assert small.metadata.SmartNMF.stop_reason == "interrupted"
