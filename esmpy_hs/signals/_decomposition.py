@@ -247,6 +247,55 @@ def check_counts(data, c0: int, c1: int) -> None:
         )
 
 
+class _InterruptWatch:
+    """Remembers a Ctrl-C during the fit, even one whose ``KeyboardInterrupt`` was swallowed.
+
+    Numba's compiler (first call of a kernel) runs Python callbacks from C and ignores the
+    exceptions they raise, so a Ctrl-C that lands there is lost and the fit would run to its
+    end. While the fit runs in the main thread under Python's default SIGINT handler, this
+    handler records the signal (then raises as usual), and the callback made by :meth:`wrap`
+    raises ``KeyboardInterrupt`` at the next iteration if the signal was seen: the fit stops
+    and its last iterate is stored with ``stop_reason="interrupted"``.
+    """
+
+    def __init__(self) -> None:
+        self.hit = False
+        self._installed = False
+
+    def _handler(self, signum, frame):
+        self.hit = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _InterruptWatch:
+        import signal
+        import threading
+
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            signal.signal(signal.SIGINT, self._handler)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._installed:
+            import signal
+
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self._installed = False
+
+    def wrap(self, callback):
+        """A callback that raises once a Ctrl-C was seen, then calls ``callback`` (if any)."""
+
+        def watched(estimator, iteration, W, H):
+            if self.hit:
+                raise KeyboardInterrupt
+            return None if callback is None else callback(estimator, iteration, W, H)
+
+        return watched
+
+
 class _ChainedCallback:
     """The user's callback, then the absorption refresher (whose new G wins)."""
 
@@ -332,22 +381,25 @@ def smart_nmf(signal, output_dimension, *, print_info: bool = True, **kwargs) ->
                 raise ValueError(f"callback must be callable, got {user!r}")
             # the user's callback is still called; the refresher's new G wins on its iterations
             params["callback"] = refresher if user is None else _ChainedCallback(user, refresher)
+    watch = _InterruptWatch()
+    params["callback"] = watch.wrap(params.get("callback"))
     estimator = SmartNMF(G, int(k), simplex_rows=model.simplex_mask, **params)
 
     nav_dim = signal.axes_manager.navigation_dimension
     data = signal.data
     check_counts(data, c0, c1)
-    if lazy:
-        # chunk by chunk, never computing the whole array (see esmpy_hs.nmf._chunked)
-        from esmpy_hs.signals._lazy import unfold
+    with watch:
+        if lazy:
+            # chunk by chunk, never computing the whole array (see esmpy_hs.nmf._chunked)
+            from esmpy_hs.signals._lazy import unfold
 
-        X = unfold(data, nav_dim, c0, c1)
-        loadings = estimator.fit_transform(X, **lazy_kw)
-    else:
-        X = data.reshape(-1, data.shape[-1]) if nav_dim else data.reshape(1, -1)
-        X = X[:, c0:c1]
-        # a keyboard interrupt stops the estimator, which keeps its last iterate: stored below
-        loadings = estimator.fit_transform(X)
+            X = unfold(data, nav_dim, c0, c1)
+            loadings = estimator.fit_transform(X, **lazy_kw)
+        else:
+            X = data.reshape(-1, data.shape[-1]) if nav_dim else data.reshape(1, -1)
+            X = X[:, c0:c1]
+            # a keyboard interrupt stops the estimator, which keeps its last iterate: stored
+            loadings = estimator.fit_transform(X)
     W_param = estimator.W_
     W_true = priors.true_W(W_param)
     factors = np.zeros((data.shape[-1], int(k)))

@@ -178,3 +178,27 @@ def test_interrupt_during_the_h_only_prepass_ends_the_fit(small, monkeypatch):
         _untouched(small)
         return
     assert small.metadata.SmartNMF.stop_reason == "interrupted"
+
+
+def test_swallowed_ctrl_c_still_stops_the_fit(small):
+    """A Ctrl-C whose KeyboardInterrupt some library swallows (numba's compiler ignores
+    exceptions in its callbacks) still ends the fit at the next iteration."""
+    import os
+    import signal
+    import time
+
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT is not handled by Python's default handler here")
+
+    def swallow(estimator, iteration, W, H):
+        if iteration == 3:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1.0)  # the signal arrives here
+            except KeyboardInterrupt:
+                pass  # swallowed
+
+    small.decomposition(algorithm="smart_nmf", output_dimension=3, callback=swallow, **FAST)
+    node = small.metadata.SmartNMF
+    assert node.stop_reason == "interrupted" and int(node.n_iter) == 4
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
