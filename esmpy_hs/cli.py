@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -196,7 +197,18 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument(
         "--max-iter", type=_positive_int, metavar="N", help="iteration cap (default: the solver's)"
     )
-    dec.add_argument("--seed", type=int, default=None, help="random seed of the initialisation")
+    dec.add_argument(
+        "--init",
+        choices=("auto", "random"),
+        default="auto",
+        help="start of the fit: 'auto' (default; deterministic, physics-aware) or 'random'",
+    )
+    dec.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the random start (--init random); the default start uses no random numbers",
+    )
     dec.add_argument(
         "--lazy",
         action="store_true",
@@ -281,6 +293,10 @@ def _load(path: Path, lazy: bool):
             f"{path} holds no spectrum (signals with {dims} signal axes); "
             "an EDX spectrum image has one signal axis, the energy"
         )
+    images = [s for s in candidates if s.axes_manager.navigation_dimension > 0]
+    if len(candidates) > 1 and len(images) == 1:
+        # e.g. Velox: the spectrum image and one sum spectrum per detector
+        return images[0]
     if len(candidates) > 1:
         raise CLIError(
             f"{path} holds {len(candidates)} spectra; save the one to fit in its own file"
@@ -314,6 +330,33 @@ def _prepare(signal, args):
     if args.density is not None:
         s.metadata.set_item("Sample.density", args.density)
     return s
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the command: one line on stderr, no source line."""
+    print(f"{PROG}: warning: {_one_line(message)}", file=sys.stderr)
+
+
+def _check_writable(outputs: dict[str, Path]) -> None:
+    """Fail before fitting if an output cannot be written (folder missing rights, a file in the
+    way), so that a long fit is never lost on a bad ``-o``."""
+    import tempfile
+
+    for folder in sorted({p.parent for p in outputs.values()}):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise CLIError(
+                f"cannot write the results to {folder}: {exc.strerror or _one_line(exc)}; "
+                "choose a writable place with -o/--output"
+            ) from exc
+    for p in outputs.values():
+        if p.is_dir():
+            raise CLIError(f"cannot write {p}: a folder has that name; choose another -o")
+        if p.exists() and not os.access(p, os.W_OK):
+            raise CLIError(f"cannot overwrite {p}: the file is read-only; choose another -o")
 
 
 def _check_counts(s) -> None:
@@ -362,6 +405,7 @@ def decompose(
     energy_range: tuple[float, float] | None = None,
     max_iter: int | None = None,
     seed: int | None = None,
+    init: str = "auto",
     lazy: bool = False,
     log: bool = False,
     quiet: bool = False,
@@ -394,6 +438,7 @@ def decompose(
         energy_range=energy_range,
         max_iter=max_iter,
         seed=seed,
+        init=init,
         lazy=lazy,
         log=log,
         quiet=quiet,
@@ -404,12 +449,15 @@ def decompose(
 def _decompose(args) -> dict[str, Path]:
     import matplotlib.pyplot as plt
 
-    from esmpy_hs.signals._metadata import MissingMetadataError
+    from esmpy_hs.signals._metadata import ImplausibleInputWarning, MissingMetadataError
 
     path = Path(args.file)
     outputs = _outputs(args.output, path)
     if path.exists() and any(p.resolve() == path.resolve() for p in outputs.values()):
         raise CLIError(f"the output would overwrite the input file {path}; choose another -o")
+    if not path.exists():
+        raise CLIError(f"{path}: no such file")
+    _check_writable(outputs)  # before loading and fitting: a bad -o never costs a fit
     s = _prepare(_load(path, args.lazy), args)
     _check_counts(s)
 
@@ -420,26 +468,45 @@ def _decompose(args) -> dict[str, Path]:
         kwargs["energy_range"] = tuple(args.energy_range)
     if args.max_iter is not None:
         kwargs["max_iter"] = args.max_iter
+    init = getattr(args, "init", "auto") or "auto"
+    if init != "auto":
+        kwargs["init"] = init
     if args.seed is not None:
+        if init == "auto":
+            print(
+                f"{PROG}: note: --seed has no effect with the default start (--init auto uses no "
+                "random numbers); add --init random for a seeded random start",
+                file=sys.stderr,
+            )
         kwargs["random_state"] = args.seed
     try:
-        s.decomposition(algorithm="smart_nmf", output_dimension=args.k, **kwargs)
+        with warnings.catch_warnings():
+            # implausible inputs (a thick specimen, scaled data): one line each, and go on
+            warnings.simplefilter("always", ImplausibleInputWarning)
+            warnings.showwarning = _warning_line
+            s.decomposition(algorithm="smart_nmf", output_dimension=args.k, **kwargs)
     except MissingMetadataError as exc:
         raise CLIError(f"missing metadata: {_one_line(exc)}") from exc
     except ValueError as exc:
         raise CLIError(_one_line(exc)) from exc
 
-    q = s.quantify_phases()
-    outputs["hspy"].parent.mkdir(parents=True, exist_ok=True)
-    text = _table_text(s, q, path, args.k)
-    outputs["txt"].write_text(text, encoding="utf-8")
-    q.to_csv(outputs["csv"])
-    fig = s.plot_phases(
-        filename=outputs["png"], log=args.log, title=f"{path.name}: {args.k} phases"
-    )
-    plt.close(fig)
+    # the fitted signal first: a failure in what follows never loses the fit
     s.save(outputs["hspy"], overwrite=True)
-    _write_element_maps(s, outputs)
+    try:
+        q = s.quantify_phases()
+        text = _table_text(s, q, path, args.k)
+        outputs["txt"].write_text(text, encoding="utf-8")
+        q.to_csv(outputs["csv"])
+        fig = s.plot_phases(
+            filename=outputs["png"], log=args.log, title=f"{path.name}: {args.k} phases"
+        )
+        plt.close(fig)
+        _write_element_maps(s, outputs)
+    except (OSError, ValueError) as exc:
+        raise CLIError(
+            f"{_one_line(exc)} (the fitted signal is saved in {outputs['hspy']}; "
+            "hs.load it to look at the results)"
+        ) from exc
     if not args.quiet:
         print(text)
     for kind, p in outputs.items():

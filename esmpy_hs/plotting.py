@@ -435,10 +435,15 @@ def plot_phases(
     Raises
     ------
     ValueError
-        If the signal has no decomposition results.
+        If the signal has no decomposition results, or its smart_nmf result is stale (another
+        decomposition ran since, or the signal was cropped after the fit).
     """
     import matplotlib.pyplot as plt
 
+    if signal.metadata.has_item("SmartNMF"):
+        from esmpy_hs.signals._record import check_current
+
+        check_current(signal)  # a later decomposition or a crop: refuse the stale fit
     factors, loadings = _decomposition(signal)
     k = factors.shape[1]
     info = _smart_nmf(signal)

@@ -27,6 +27,10 @@
    thinner than the specimen are only seen mixed with the matrix.
 6. **H**: every pixel takes its block's abundances, then a few H-only iterations with W held
    (done by the caller, with the full regularisation).
+
+A ``KeyboardInterrupt`` (Ctrl-C) anywhere in the start propagates to the caller: the solver of
+step 4 catches it to keep its last iterate, so :func:`auto_init` raises it again rather than go
+on with a half-refined start; there is no fitted result yet to keep.
 """
 
 from __future__ import annotations
@@ -248,6 +252,11 @@ def auto_init(
 
     ``mu`` and ``eps_reg``: the log-sparsity prior used in the refinement on binned blocks
     (None: none, the default; see step 4 of the module docstring).
+
+    Raises
+    ------
+    KeyboardInterrupt
+        When interrupted, also during the refinement (whose solver would otherwise return).
     """
     p, n = data.n_pixels, data.n_channels
     X = to_csr(data)
@@ -309,6 +318,9 @@ def auto_init(
             )  # fmt: skip
             res = solve(bdata, G, Wb, Hb.astype(np.float64), hp, wp, max_iter=n_refine, tol=0.0,
                         loss_every=n_refine)  # fmt: skip
+            if res.stop_reason == "interrupted":
+                # Ctrl-C during the start: no fit to keep yet, so the interrupt ends the fit
+                raise KeyboardInterrupt("interrupted during the start (binned refinement)")
             W = res.W * fac if (simplex_H or not wp.simplex) else res.W
             Hb = res.Ht
             feasible_W(W, wp)

@@ -14,7 +14,8 @@ of them so that a signal of type ``EDS_ESMPY`` behaves as an EDS-TEM signal:
 from __future__ import annotations
 
 from exspy.signals import EDSTEMSpectrum, LazyEDSTEMSpectrum
-from exspy.utils.eds import take_off_angle as _take_off_angle
+
+from esmpy_hs.signals._metadata import DEFAULTED_FIELDS, INPUT_NODE
 
 SIGNAL_TYPE = "EDS_ESMPY"
 
@@ -29,10 +30,32 @@ class EDSespm(EDSTEMSpectrum):
 
     _signal_type = SIGNAL_TYPE
 
+    def __init__(self, *args, **kwargs) -> None:
+        # exspy moves an SEM map's Acquisition_instrument.SEM to .TEM: remember it was an SEM
+        md = getattr(self, "metadata", None)  # set when set_signal_type re-initialises
+        from_sem = md is not None and (
+            md.has_item("Acquisition_instrument.SEM.Detector.EDS")
+            and not md.has_item("Acquisition_instrument.TEM.Detector.EDS")
+        )
+        super().__init__(*args, **kwargs)
+        if from_sem:
+            self.metadata.set_item(f"{INPUT_NODE}.from_SEM", True)
+
     # -- exspy trap 1: the signal type is rewritten to "EDS_TEM" ------------
     def _set_default_param(self) -> None:
         super()._set_default_param()
         self.metadata.Signal.signal_type = SIGNAL_TYPE
+
+    def set_microscope_parameters(self, *args, **kwargs):
+        """exspy's :meth:`~exspy.signals.EDSTEMSpectrum.set_microscope_parameters`; the fields
+        given count as checked by the user (no notice that they equal exspy's defaults)."""
+        out = super().set_microscope_parameters(*args, **kwargs)
+        given = [k for k, v in kwargs.items() if v is not None and k in DEFAULTED_FIELDS]
+        if given:
+            path = f"{INPUT_NODE}.confirmed"
+            old = list(self.metadata.get_item(path, []))
+            self.metadata.set_item(path, sorted(set(old) | set(given)))
+        return out
 
     # -- exspy trap 2: FWHM_MnKa="auto" only resolved for EDS_TEM/EDS_SEM ---
     def _get_line_energy(self, Xray_line, FWHM_MnKa=None):
@@ -48,20 +71,18 @@ class EDSespm(EDSTEMSpectrum):
 
         Reads ``Acquisition_instrument.TEM.Stage.tilt_alpha``/``tilt_beta``
         and ``Acquisition_instrument.TEM.Detector.EDS.azimuth_angle``/
-        ``elevation_angle`` (degrees), as exspy does for EDS_TEM signals.
+        ``elevation_angle`` (degrees, or strings with units such as ``"35 deg"``), as exspy
+        does for EDS_TEM signals, and checks them (elevation within 0–90°, a positive
+        take-off angle).
 
         Returns
         -------
         float
             The take-off angle in degrees.
         """
-        mp = self.metadata.Acquisition_instrument.TEM
-        return _take_off_angle(
-            mp.get_item("Stage.tilt_alpha", None),
-            mp.get_item("Detector.EDS.azimuth_angle", None),
-            mp.get_item("Detector.EDS.elevation_angle", None),
-            mp.get_item("Stage.tilt_beta", 0.0),
-        )
+        from esmpy_hs.signals._metadata import take_off_angle
+
+        return take_off_angle(self.metadata)
 
     # -- physics-guided NMF -------------------------------------------------
     def decomposition(
