@@ -182,8 +182,9 @@ def anchored_spa_labels(
 
 
 def extrapolate_minor_phases(
-    W: np.ndarray, Hb: np.ndarray, wp: WParams, anchor: int = 0, gamma: float = 0.5
-) -> tuple[np.ndarray, np.ndarray]:
+    W: np.ndarray, Hb: np.ndarray, wp: WParams, anchor: int = 0, gamma: float = 0.5,
+    bounds: tuple[float, float] = (0.0, np.inf),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Move every minor phase away from the anchor phase, up to the W ≥ 0 boundary.
 
     Particles thinner than the specimen are never seen pure: their measured spectrum is a
@@ -194,10 +195,13 @@ def extrapolate_minor_phases(
     zero), over the element rows (``wp.simplex_rows``); the abundances are moved the other way so
     the block model is unchanged. The regularised fit that follows pulls a phase back inside if
     the bound overshoots (a phase seen pure keeps β ≈ 0 because some element is already ≈ 0).
+    A phase whose bound β (before ``gamma``) lies outside ``bounds`` is not moved. Returns
+    ``(W, Hb, β)`` with β (k,) the move of each phase (0 for the anchor and unmoved phases).
     """
     rows = np.asarray(wp.simplex_rows, dtype=bool)
     W = W.copy()
     Hb = Hb.copy()
+    betas = np.zeros(W.shape[1])
     ref = W[rows, anchor]
     # elements the anchor holds at a trace level (< TRACE_SHARE of its element sum) do not bound
     # the move: at 1e-6 against a phase at the 1e-10 floor they would stop it at once
@@ -209,13 +213,17 @@ def extrapolate_minor_phases(
         neg = (d < 0) & bounding
         if not neg.any():
             continue
-        beta = gamma * float(np.min(W[rows, j][neg] / -d[neg]))
+        bound = float(np.min(W[rows, j][neg] / -d[neg]))
+        if not bounds[0] <= bound <= bounds[1]:
+            continue
+        beta = gamma * bound
+        betas[j] = beta
         W[:, j] = np.maximum(W[:, j] + beta * (W[:, j] - W[:, anchor]), wp.eps)
         moved = Hb[:, j] * beta / (1.0 + beta)
         Hb[:, j] -= moved
         Hb[:, anchor] += moved
     feasible_W(W, wp)
-    return W, Hb
+    return W, Hb, betas
 
 
 def fit_W_columns(spectra: np.ndarray, G: np.ndarray | None) -> np.ndarray:
@@ -325,7 +333,8 @@ def auto_init(
             Hb = res.Ht
             feasible_W(W, wp)
     if physics and extrapolation > 0:
-        W, Hb = extrapolate_minor_phases(W, np.asarray(Hb, dtype=np.float64), wp, 0, extrapolation)
+        W, Hb, _ = extrapolate_minor_phases(W, np.asarray(Hb, dtype=np.float64), wp, 0,
+                                            extrapolation)
     Ht = np.ascontiguousarray(Hb[nearest], dtype=dtype)
     if not simplex_H:
         # per-pixel intensity from the pixel's counts
