@@ -17,6 +17,7 @@ scripts, notebooks and on servers. ``s.plot_phases(...)`` calls :func:`plot_phas
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -339,6 +340,8 @@ def _composition_text(q, k: int, max_elements: int, stray: Sequence[str]) -> str
     if q is None:
         return "composition:\nneeds a smart_nmf fit\n(s.quantify_phases())"
     name = q.phase_names[k]
+    if name in q.undetermined:
+        return "composition:\nnot determined\n" + "\n".join(textwrap.wrap(q.undetermined[name], 28))
     at, err = q.atomic_percent[name], q.atomic_percent_error[name]
     order = sorted(at, key=lambda e: -at[e])
     shown = [el for el in order if at[el] >= 0.05][:max_elements]
@@ -360,6 +363,8 @@ def _main_elements(q, k: int, n: int = 3) -> str:
     """``"\n(O, Ca, Si)"``: the most abundant elements of phase ``k`` (empty without q)."""
     if q is None:
         return ""
+    if q.phase_names[k] in q.undetermined:
+        return "\n(not determined)"
     at = q.atomic_percent[q.phase_names[k]]
     top = [el for el in sorted(at, key=lambda e: -at[e]) if at[el] >= 1.0][:n]
     return f"\nmostly {', '.join(top)}" if top else ""

@@ -221,9 +221,9 @@ def _check_G(G, k: int, n: int) -> np.ndarray | None:
         )
     if G.shape[-1] < 1:
         raise ValueError(f"G must have at least one column, got shape {G.shape}")
-    if G.ndim == 2 and k > G.shape[1]:
+    if k > G.shape[-1]:
         raise ValueError(
-            f"n_components={k} is larger than the {G.shape[1]} columns of G allow "
+            f"n_components={k} is larger than the {G.shape[-1]} columns of G allow "
             "(D = G·W would be rank-deficient)"
         )
     return np.ascontiguousarray(G)

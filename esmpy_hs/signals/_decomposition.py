@@ -140,6 +140,39 @@ def build_model(signal, *, elements=None, stray_elements=(), split=None, continu
     return model, (c0, c1), acq
 
 
+#: below this share of the counts at or above the low cut lying in the fitted channels (or with
+#: none there at all), smart_nmf refuses the map
+MIN_COUNTS_IN_RANGE = 0.01
+
+
+def _check_counts_in_range(signal, c0: int, c1: int, model) -> None:
+    """Refuse a map whose counts (almost) all lie outside the fitted channels, saying where.
+
+    Channels below the low cut are left out of the comparison: the detector's noise peak at
+    0 keV may hold most of the counts of a real file.
+    """
+    nav = tuple(range(signal.axes_manager.navigation_dimension))
+    summed = np.asarray(signal.data.sum(axis=nav) if nav else signal.data, dtype=np.float64)
+    inside = float(summed[c0:c1].sum())
+    above_cut = float(summed[c0:].sum())
+    if inside > 0 and inside >= MIN_COUNTS_IN_RANGE * above_cut:
+        return
+    total = float(summed.sum())
+    if total <= 0:
+        return  # no counts at all: the estimator says so
+    e = signal.axes_manager.signal_axes[0].axis
+    order = np.argsort(summed)[::-1]
+    top = order[: max(1, int(np.searchsorted(np.cumsum(summed[order]), 0.9 * total)) + 1)]
+    lo, hi = float(e[top.min()]), float(e[top.max()])
+    units = signal.axes_manager.signal_axes[0].units or "keV"
+    raise ValueError(
+        f"only {100 * inside / total:.2g} % of the map's {total:.0f} counts lie in the fitted "
+        f"range {model.energies[0]:.3g}–{model.energies[-1]:.3g} keV; 90 % of them lie between "
+        f"{lo:.4g} and {hi:.4g} {units} on the signal axis. Check the energy axis (offset, "
+        "scale and units: s.axes_manager.signal_axes[0]) or energy_range"
+    )
+
+
 def _navigation_grid(signal) -> tuple[int, ...] | None:
     """Pixel grid for the Laplacian, in the row-major order of the unfolded data."""
     shape = tuple(int(n) for n in signal.data.shape[: signal.axes_manager.navigation_dimension])
@@ -366,6 +399,14 @@ def smart_nmf(
         if print_info:
             print(f"smart_nmf: {note}")
         _logger.info(note)
+    if int(k) > len(model.labels):
+        raise ValueError(
+            f"output_dimension={k} phases is more than the {len(model.labels)} columns of the "
+            f"physics model ({', '.join(model.labels)}) can tell apart: use k ≤ "
+            f"{len(model.labels)}, or add the missing elements with s.add_elements([...])"
+        )
+    if not lazy:
+        _check_counts_in_range(signal, c0, c1, model)
 
     priors = parse_phases(phases, int(k), model)
     params = dict(estimator_params)

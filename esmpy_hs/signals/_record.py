@@ -85,13 +85,17 @@ class FitRecord:
         return model.G_for_phases(self.W)
 
     def quantification(self, family: str | None = None, model=None):
-        """The phase compositions (:class:`esmpy_hs.physics.Quantification`)."""
+        """The phase compositions (:class:`esmpy_hs.physics.Quantification`), phases whose
+        composition means nothing marked as not determined."""
         import dataclasses
+
+        from esmpy_hs.physics.composition import mark_undetermined
 
         model = self.physics_model() if model is None else model
         G3 = self.phase_G(model) if model.specimen.absorbs else None
         q = model.composition(self.W, H_sums=self.H_sums, family=family, G=G3)
-        return dataclasses.replace(q, phase_names=list(self.phase_names))
+        q = dataclasses.replace(q, phase_names=list(self.phase_names))
+        return mark_undetermined(q, self.H_sums)
 
 
 def _jsonable(params: dict) -> dict:
