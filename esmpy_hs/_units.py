@@ -28,6 +28,8 @@ def to_float(value: Any, unit: str, name: str, *, allow_none: bool = False) -> f
         raise ValueError(f"{name} is required (a number in {unit} or a string with units)")
     if isinstance(value, bool):
         raise TypeError(f"{name}: expected a number or a quantity string, got {value!r}")
+    if getattr(value, "shape", None) == () and hasattr(value, "item"):
+        value = value.item()  # a 0-d NumPy array, e.g. from an HDF5 attribute
     if isinstance(value, Real):
         return float(value)
     ureg = _registry()
@@ -39,6 +41,21 @@ def to_float(value: Any, unit: str, name: str, *, allow_none: bool = False) -> f
             return float(q)
         if q.unitless:  # "200": a number written as a string, in the documented unit
             return float(q.magnitude)
+        target = ureg.Quantity(1.0, unit)
+        if q.check("[electric_potential]") and target.check("[energy]"):
+            # an accelerating voltage ("200 kV") gives the electrons e·V of kinetic energy
+            q = q * ureg.elementary_charge
         return float(q.to(unit).magnitude)
     except Exception as exc:  # pint's parse and dimensionality errors
-        raise ValueError(f"{name}: cannot read {value!r} as a quantity in {unit}: {exc}") from None
+        raise ValueError(
+            f"{name}: cannot read {value!r} as a quantity in {unit} ({_one_line(exc)}); give a "
+            f"number in {unit} or a string such as '{_EXAMPLES.get(unit, '1 ' + unit)}'"
+        ) from None
+
+
+_EXAMPLES = {"keV": "200 kV", "nm": "80 nm", "eV": "130 eV", "g/cm^3": "4.5 g/cm^3",
+             "degree": "35 deg"}  # fmt: skip
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())

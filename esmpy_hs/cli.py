@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -150,8 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
             "Load FILE (any format HyperSpy reads), treat it as an EDS_ESMPY signal, apply the "
             "overrides below to a copy (FILE is never modified), fit k phases with "
             "smart_nmf and write OUT.hspy (the fitted signal), OUT.png (maps, spectra, "
-            "compositions), OUT.txt (the composition table) and OUT.csv (the same table, one "
-            "row per phase and element)."
+            "compositions), OUT.txt (the composition table), OUT.csv (the same table, one "
+            "row per phase and element) and the element maps in at.% (OUT_elements.hspy, "
+            "OUT_elements.png)."
         ),
     )
     dec.add_argument("file", metavar="FILE", help="spectrum image, e.g. map.hspy, map.bcf, map.emd")
@@ -208,7 +210,18 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument(
         "--max-iter", type=_positive_int, metavar="N", help="iteration cap (default: the solver's)"
     )
-    dec.add_argument("--seed", type=int, default=None, help="random seed of the initialisation")
+    dec.add_argument(
+        "--init",
+        choices=("auto", "random"),
+        default="auto",
+        help="start of the fit: 'auto' (default; deterministic, physics-aware) or 'random'",
+    )
+    dec.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the random start (--init random); the default start uses no random numbers",
+    )
     dec.add_argument(
         "--lazy",
         action="store_true",
@@ -265,7 +278,10 @@ def _outputs(output: str | None, file: Path) -> dict[str, Path]:
     else:
         out = Path(output)
         base = out.with_suffix("") if out.suffix.lower() == ".hspy" else out
-    return {ext: base.parent / f"{base.name}.{ext}" for ext in ("hspy", "png", "txt", "csv")}
+    out = {ext: base.parent / f"{base.name}.{ext}" for ext in ("hspy", "png", "txt", "csv")}
+    for ext in ("hspy", "png"):
+        out[f"elements.{ext}"] = base.parent / f"{base.name}_elements.{ext}"
+    return out
 
 
 def _load(path: Path, lazy: bool):
@@ -290,6 +306,10 @@ def _load(path: Path, lazy: bool):
             f"{path} holds no spectrum (signals with {dims} signal axes); "
             "an EDX spectrum image has one signal axis, the energy"
         )
+    images = [s for s in candidates if s.axes_manager.navigation_dimension > 0]
+    if len(candidates) > 1 and len(images) == 1:
+        # e.g. Velox: the spectrum image and one sum spectrum per detector
+        return images[0]
     if len(candidates) > 1:
         raise CLIError(
             f"{path} holds {len(candidates)} spectra; save the one to fit in its own file"
@@ -323,6 +343,33 @@ def _prepare(signal, args):
     if args.density is not None:
         s.metadata.set_item("Sample.density", args.density)
     return s
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the command: one line on stderr, no source line."""
+    print(f"{PROG}: warning: {_one_line(message)}", file=sys.stderr)
+
+
+def _check_writable(outputs: dict[str, Path]) -> None:
+    """Fail before fitting if an output cannot be written (folder missing rights, a file in the
+    way), so that a long fit is never lost on a bad ``-o``."""
+    import tempfile
+
+    for folder in sorted({p.parent for p in outputs.values()}):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise CLIError(
+                f"cannot write the results to {folder}: {exc.strerror or _one_line(exc)}; "
+                "choose a writable place with -o/--output"
+            ) from exc
+    for p in outputs.values():
+        if p.is_dir():
+            raise CLIError(f"cannot write {p}: a folder has that name; choose another -o")
+        if p.exists() and not os.access(p, os.W_OK):
+            raise CLIError(f"cannot overwrite {p}: the file is read-only; choose another -o")
 
 
 def _check_counts(s) -> None:
@@ -371,6 +418,7 @@ def decompose(
     energy_range: tuple[float, float] | None = None,
     max_iter: int | None = None,
     seed: int | None = None,
+    init: str = "auto",
     lazy: bool = False,
     log: bool = False,
     quiet: bool = False,
@@ -382,7 +430,9 @@ def decompose(
     Returns
     -------
     dict
-        ``{"hspy": ..., "png": ..., "txt": ..., "csv": ...}``: the paths written.
+        ``{"hspy": ..., "png": ..., "txt": ..., "csv": ..., "elements.hspy": ...,
+        "elements.png": ...}``: the paths written (no element maps for a single spectrum; no
+        element figure for a line scan).
 
     Raises
     ------
@@ -401,6 +451,7 @@ def decompose(
         energy_range=energy_range,
         max_iter=max_iter,
         seed=seed,
+        init=init,
         lazy=lazy,
         log=log,
         quiet=quiet,
@@ -411,12 +462,15 @@ def decompose(
 def _decompose(args) -> dict[str, Path]:
     import matplotlib.pyplot as plt
 
-    from esmpy_hs.signals._metadata import MissingMetadataError
+    from esmpy_hs.signals._metadata import ImplausibleInputWarning, MissingMetadataError
 
     path = Path(args.file)
     outputs = _outputs(args.output, path)
     if path.exists() and any(p.resolve() == path.resolve() for p in outputs.values()):
         raise CLIError(f"the output would overwrite the input file {path}; choose another -o")
+    if not path.exists():
+        raise CLIError(f"{path}: no such file")
+    _check_writable(outputs)  # before loading and fitting: a bad -o never costs a fit
     s = _prepare(_load(path, args.lazy), args)
     _check_counts(s)
 
@@ -427,30 +481,50 @@ def _decompose(args) -> dict[str, Path]:
         kwargs["energy_range"] = tuple(args.energy_range)
     if args.max_iter is not None:
         kwargs["max_iter"] = args.max_iter
+    init = getattr(args, "init", "auto") or "auto"
+    if init != "auto":
+        kwargs["init"] = init
     if args.seed is not None:
+        if init == "auto":
+            print(
+                f"{PROG}: note: --seed has no effect with the default start (--init auto uses no "
+                "random numbers); add --init random for a seeded random start",
+                file=sys.stderr,
+            )
         kwargs["random_state"] = args.seed
     try:
-        if args.k == "auto":
-            est_kw = {key: v for key, v in kwargs.items() if key != "max_iter"}
-            args.k = s.estimate_n_phases(**est_kw)
-            if not args.quiet:
-                print(f"-k auto: {args.k} phases")
-        s.decomposition(algorithm="smart_nmf", output_dimension=args.k, **kwargs)
+        with warnings.catch_warnings():
+            # implausible inputs (a thick specimen, scaled data): one line each, and go on
+            warnings.simplefilter("always", ImplausibleInputWarning)
+            warnings.showwarning = _warning_line
+            if args.k == "auto":
+                est_kw = {key: v for key, v in kwargs.items() if key != "max_iter"}
+                args.k = s.estimate_n_phases(**est_kw)
+                if not args.quiet:
+                    print(f"-k auto: {args.k} phases")
+            s.decomposition(algorithm="smart_nmf", output_dimension=args.k, **kwargs)
     except MissingMetadataError as exc:
         raise CLIError(f"missing metadata: {_one_line(exc)}") from exc
     except ValueError as exc:
         raise CLIError(_one_line(exc)) from exc
 
-    q = s.quantify_phases()
-    outputs["hspy"].parent.mkdir(parents=True, exist_ok=True)
-    text = _table_text(s, q, path, args.k)
-    outputs["txt"].write_text(text, encoding="utf-8")
-    q.to_csv(outputs["csv"])
-    fig = s.plot_phases(
-        filename=outputs["png"], log=args.log, title=f"{path.name}: {args.k} phases"
-    )
-    plt.close(fig)
+    # the fitted signal first: a failure in what follows never loses the fit
     s.save(outputs["hspy"], overwrite=True)
+    try:
+        q = s.quantify_phases()
+        text = _table_text(s, q, path, args.k)
+        outputs["txt"].write_text(text, encoding="utf-8")
+        q.to_csv(outputs["csv"])
+        fig = s.plot_phases(
+            filename=outputs["png"], log=args.log, title=f"{path.name}: {args.k} phases"
+        )
+        plt.close(fig)
+        _write_element_maps(s, outputs)
+    except (OSError, ValueError) as exc:
+        raise CLIError(
+            f"{_one_line(exc)} (the fitted signal is saved in {outputs['hspy']}; "
+            "hs.load it to look at the results)"
+        ) from exc
     if not args.quiet:
         print(text)
     for kind, p in outputs.items():
@@ -461,9 +535,31 @@ def _decompose(args) -> dict[str, Path]:
                 "txt": " (table)",
                 "csv": " (table, CSV)",
                 "hspy": " (fitted signal)",
+                "elements.hspy": " (element maps, at.%)",
+                "elements.png": " (element maps, figure)",
             }[kind]
         )
     return outputs
+
+
+def _write_element_maps(s, outputs: dict[str, Path]) -> None:
+    """The at.% element maps as one .hspy (elements × map) and, for 2-D maps, a figure."""
+    import matplotlib.pyplot as plt
+
+    from esmpy_hs.plotting import plot_element_maps
+    from esmpy_hs.signals._maps import stack_element_maps
+
+    if s.axes_manager.navigation_dimension == 0:
+        outputs.pop("elements.hspy")
+        outputs.pop("elements.png")
+        return
+    maps = s.get_element_maps("at.%")
+    stack_element_maps(maps).save(outputs["elements.hspy"], overwrite=True)
+    if s.axes_manager.navigation_dimension == 2:
+        fig = plot_element_maps(maps, sigma=True, filename=outputs["elements.png"])
+        plt.close(fig)
+    else:
+        outputs.pop("elements.png")
 
 
 def _run_decompose(args) -> int:

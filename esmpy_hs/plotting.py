@@ -17,6 +17,7 @@ scripts, notebooks and on servers. ``s.plot_phases(...)`` calls :func:`plot_phas
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import numpy as np
 
 from esmpy_hs._learning_results import as_numpy, decomposition_arrays
 
-__all__ = ["line_label", "plot_phases"]
+__all__ = ["line_label", "plot_element_maps", "plot_phases"]
 
 _GREEK = {"a": "α", "b": "β", "g": "γ", "z": "ζ"}
 _CONTINUUM_COLOR = "0.55"
@@ -339,6 +340,8 @@ def _composition_text(q, k: int, max_elements: int, stray: Sequence[str]) -> str
     if q is None:
         return "composition:\nneeds a smart_nmf fit\n(s.quantify_phases())"
     name = q.phase_names[k]
+    if name in q.undetermined:
+        return "composition:\nnot determined\n" + "\n".join(textwrap.wrap(q.undetermined[name], 28))
     at, err = q.atomic_percent[name], q.atomic_percent_error[name]
     order = sorted(at, key=lambda e: -at[e])
     shown = [el for el in order if at[el] >= 0.05][:max_elements]
@@ -360,6 +363,8 @@ def _main_elements(q, k: int, n: int = 3) -> str:
     """``"\n(O, Ca, Si)"``: the most abundant elements of phase ``k`` (empty without q)."""
     if q is None:
         return ""
+    if q.phase_names[k] in q.undetermined:
+        return "\n(not determined)"
     at = q.atomic_percent[q.phase_names[k]]
     top = [el for el in sorted(at, key=lambda e: -at[e]) if at[el] >= 1.0][:n]
     return f"\nmostly {', '.join(top)}" if top else ""
@@ -435,10 +440,15 @@ def plot_phases(
     Raises
     ------
     ValueError
-        If the signal has no decomposition results.
+        If the signal has no decomposition results, or its smart_nmf result is stale (another
+        decomposition ran since, or the signal was cropped after the fit).
     """
     import matplotlib.pyplot as plt
 
+    if signal.metadata.has_item("SmartNMF"):
+        from esmpy_hs.signals._record import check_current
+
+        check_current(signal)  # a later decomposition or a crop: refuse the stale fit
     factors, loadings = _decomposition(signal)
     k = factors.shape[1]
     info = _smart_nmf(signal)
@@ -521,6 +531,127 @@ def plot_phases(
             fontsize=9,
         )
     fig.suptitle(title if title is not None else str(signal.metadata.General.title or ""))
+    if filename is not None:
+        fig.savefig(filename, dpi=dpi)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# element maps
+# ---------------------------------------------------------------------------------------------
+
+
+def _map_element(m) -> str:
+    els = m.metadata.get_item("Sample.elements", None)
+    if els is not None and len(els) == 1:
+        return str(els[0])
+    return str(m.metadata.General.title)
+
+
+def _map_image(m) -> np.ndarray:
+    return as_numpy(m.data).astype(np.float64)
+
+
+def plot_element_maps(
+    maps: Sequence[Any],
+    *,
+    reference: Sequence[Any] | None = None,
+    reference_label: str = "line windows",
+    sigma: bool = False,
+    elements: Sequence[str] | None = None,
+    ncols: int = 6,
+    percentile: float = 99.5,
+    cmap: str = "viridis",
+    title: str | None = None,
+    filename: str | Path | None = None,
+    dpi: int = 150,
+):
+    """One figure of element maps, with a shared colour scale per element.
+
+    Parameters
+    ----------
+    maps : list of Signal2D
+        From :meth:`EDSespm.get_element_maps` (one per element, 2-D navigation).
+    reference : list of Signal2D, optional
+        Maps to draw under each element's map with the same colour scale, matched by element
+        (``metadata.Sample.elements`` or the title), e.g. the result of exspy's
+        ``s.quantification(s.get_lines_intensity(), "CL", factors)``.
+    reference_label : str
+        Row label of the reference maps.
+    sigma : bool
+        Also draw the 1-σ map (``√ metadata.Signal.Noise_properties.variance``), on its own
+        scale.
+    elements : list of str, optional
+        Which elements, in order (default: all of ``maps``).
+    ncols : int
+        Elements per row of panels.
+    percentile : float
+        Each element's colour scale runs from 0 to this percentile of its map and reference
+        values (a few hot pixels do not wash out the map).
+    cmap, title, filename, dpi
+        Colour map, figure title, file to save (format from the extension) and its resolution.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    by_el = {_map_element(m): m for m in maps}
+    refs = {_map_element(m): m for m in (reference or [])}
+    chosen = list(by_el) if elements is None else [str(e) for e in elements]
+    missing = [e for e in chosen if e not in by_el]
+    if missing:
+        raise ValueError(f"no map for {missing}; maps hold {list(by_el)}")
+    if not chosen:
+        raise ValueError("no element map to plot")
+    kinds = ["fit"] + (["reference"] if reference else []) + (["sigma"] if sigma else [])
+    ncols = max(1, min(int(ncols), len(chosen)))
+    nblocks = -(-len(chosen) // ncols)
+    nrows = nblocks * len(kinds)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(2.6 * ncols, 2.3 * nrows + 0.5), squeeze=False,
+        layout="constrained",
+    )  # fmt: skip
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, el in enumerate(chosen):
+        block, col = divmod(i, ncols)
+        m = by_el[el]
+        unit = str(m.metadata.get_item("ElementMap.unit", "") or "")
+        img = _map_image(m)
+        if img.ndim != 2:
+            raise ValueError(f"element maps must be 2-D images, got shape {img.shape} for {el}")
+        pool = [img[np.isfinite(img)]]
+        ref_img = None
+        if el in refs:
+            ref_img = _map_image(refs[el])
+            pool.append(ref_img[np.isfinite(ref_img)])
+        values = np.concatenate(pool)
+        vmax = float(np.percentile(values, percentile)) if values.size else 1.0
+        vmax = vmax if vmax > 0 else 1.0
+        for r, kind in enumerate(kinds):
+            ax = axes[block * len(kinds) + r, col]
+            if kind == "fit":
+                data, label, lo, hi = img, f"{el} (smart_nmf)", 0.0, vmax
+            elif kind == "reference":
+                if ref_img is None:
+                    continue
+                data, label, lo, hi = ref_img, f"{el} ({reference_label})", 0.0, vmax
+            else:
+                var = m.metadata.get_item("Signal.Noise_properties.variance", None)
+                if var is None:
+                    continue
+                data = np.sqrt(np.clip(_map_image(var), 0, None))
+                label, lo, hi = f"{el} 1σ", 0.0, None
+            ax.axis("on")
+            im = ax.imshow(data, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(label, fontsize=9)
+            fig.colorbar(im, ax=ax, shrink=0.8, label=unit)
+    if title:
+        fig.suptitle(title)
     if filename is not None:
         fig.savefig(filename, dpi=dpi)
     return fig

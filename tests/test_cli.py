@@ -100,6 +100,13 @@ def test_decompose_writes_four_files(small_map, tmp_path, capsys):
     assert fitted.metadata.Signal.signal_type == "EDS_ESMPY"
     assert fitted.metadata.Sample.thickness == "80 nm"
     assert fitted.learning_results.factors.shape[1] == 3
+    # the element maps: one file, elements × map, equal to the fitted signal's maps
+    assert (tmp_path / "res" / "fit_elements.png").stat().st_size > 0
+    stack = hs.load(tmp_path / "res" / "fit_elements.hspy")
+    maps = fitted.get_element_maps("at.%")
+    assert list(stack.metadata.Sample.elements) == [m.metadata.General.title for m in maps]
+    np.testing.assert_allclose(stack.data, np.stack([m.data for m in maps]))
+    assert stack.metadata.Signal.Noise_properties.variance.data.shape == stack.data.shape
     # the input file is untouched
     original = hs.load(small_map)
     assert original.metadata.get_item("SmartNMF") is None

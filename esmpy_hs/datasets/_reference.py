@@ -194,3 +194,47 @@ def reference_sample(
         thickness=acq["thickness"],
         density=acq["density"],
     )
+
+
+def reference_composition_maps(
+    shape: tuple[int, int] = _REF_SHAPE, *, rates: str = "phase"
+) -> tuple[list[str], np.ndarray]:
+    """True atomic fractions of every element in every pixel of the reference sample.
+
+    A pixel holds ``maps[k]·n_k`` of phase k, where ``n_k`` is the phase's atoms per unit
+    abundance: with ``rates="atoms"`` the density factor ``d_k``; with ``rates="phase"``
+    (spectra normalised to a count rate ``d_k``) ``n_k = d_k² / Σ spectrum_k(rates="atoms")``
+    (atoms-mode spectra are ``d_k`` × counts per atom). Its atomic fraction of element e is
+    ``Σ_k maps[k]·n_k·x_ek / Σ_k maps[k]·n_k`` (x: :data:`REFERENCE_COMPOSITIONS`).
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Map shape (rows, cols), as for :func:`reference_maps`.
+    rates : {"phase", "atoms"}
+        As for :func:`reference_sample`.
+
+    Returns
+    -------
+    elements : list of str
+        Sorted element symbols.
+    fractions : numpy.ndarray, shape (elements, rows, cols)
+        Atomic fractions (sum 1 in every pixel).
+    """
+    if rates not in ("phase", "atoms"):
+        raise ValueError(f"rates must be 'phase' or 'atoms', not {rates!r}")
+    d = REFERENCE_DENSITY_FACTORS
+    if rates == "atoms":
+        n = d.copy()
+    else:
+        n = d**2 / _reference_spectra("atoms").sum(axis=1)
+    elements = sorted({e for c in REFERENCE_COMPOSITIONS.values() for e in c})
+    x = np.zeros((len(elements), len(REFERENCE_PHASES)))
+    for k, name in enumerate(REFERENCE_PHASES):
+        comp = REFERENCE_COMPOSITIONS[name]
+        total = sum(comp.values())
+        for e, v in comp.items():
+            x[elements.index(e), k] = v / total
+    maps = reference_maps(shape)
+    atoms = np.einsum("ek,kyx->eyx", x * n[None, :], maps)
+    return elements, atoms / atoms.sum(axis=0, keepdims=True)

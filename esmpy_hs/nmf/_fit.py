@@ -26,9 +26,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from esmpy_hs.nmf._data import CompactCounts
-from esmpy_hs.nmf._init import auto_init, random_init
+from esmpy_hs.nmf._init import auto_init, extrapolate_minor_phases, random_init
 from esmpy_hs.nmf._plan import COLLAPSE_SHARE, Plan
 from esmpy_hs.nmf._solver import PassFn, SolveResult, feasible_H, feasible_W, iterate, memory_pass
+
+#: the move to the composition bound after a fit (:func:`to_bound`) is made when the bound puts
+#: the phase's largest abundance between these fractions of its fitted one, 1/(1 + β): below
+#: 80 % the phase is clearly never seen pure; above 25 % the bound is a plausible thickness
+#: for an embedded phase (a bound further out, e.g. a phase sharing every element of the
+#: dominant one, is not evidence of an embedded phase and is left alone)
+BOUND_ABUNDANCE = (0.25, 0.8)
 
 #: H-only iterations after the ``"auto"`` start, before W moves (the start's abundances come
 #: from binned blocks; a few H steps at full resolution fit them to the pixels first)
@@ -111,27 +118,71 @@ def run(
     progress: bool = False,
     timings: list | None = None,
 ) -> SolveResult:
-    """Fit from ``start``: the H-only warm-up, then the updates until ``tol`` or ``max_iter``.
+    """Fit from ``start``: the H-only warm-up, the updates until ``tol`` or ``max_iter``, then
+    the minor phases moved to their composition bound (:func:`to_bound`) and H refitted.
 
     ``update_W=False`` holds W (``transform``; the spectra of the binned start,
-    ``plan.hold_W``, are held by the caller passing ``update_W=not plan.hold_W``). An interrupt
-    during the warm-up ends the fit there (``stop_reason="interrupted"``, H of the warm-up).
+    ``plan.hold_W``, are held by the caller passing ``update_W=not plan.hold_W``); the move to
+    the bound follows only a fit that updated W. An interrupt ends the fit where it happens
+    (``stop_reason="interrupted"``, the last complete iterate). After a move to the bound the
+    result's ``shift`` (k,) is the move of each phase, ``final_iter`` and ``final_loss`` the
+    iterations and F of the refit of H; ``n_iter`` and the loss history are the main loop's.
     """
     s = plan.settings
+    G = s.G
     run_pass = source.bind(plan.hp)
     Ht = start.Ht
     if start.warmup > 0:
-        r0 = iterate(run_pass, s.G, start.W, Ht, plan.hp, plan.wp, max_iter=start.warmup,
+        r0 = iterate(run_pass, G, start.W, Ht, plan.hp, plan.wp, max_iter=start.warmup,
                      tol=0.0, update_W_=False, losses=False)  # fmt: skip
         if r0.stop_reason == "interrupted":
             return replace(r0, n_iter=0)
         Ht = r0.Ht
-    return iterate(
-        run_pass, s.G, start.W, Ht, plan.hp, plan.wp, max_iter=s.max_iter, tol=s.tol,
+    res = iterate(
+        run_pass, G, start.W, Ht, plan.hp, plan.wp, max_iter=s.max_iter, tol=s.tol,
         update_W_=update_W, loss_every=s.loss_every, callback=callback,
         callback_every=callback_every, callback_owner=owner, out_scale=plan.scale,
         progress=progress, desc=source.desc, timings=timings,
     )  # fmt: skip
+    if not update_W or res.stop_reason == "interrupted":
+        return res
+    moved = to_bound(plan, res)
+    if moved is None:
+        return res
+    # the spectra held at the bound, the abundances refitted: the result is this fit's last
+    # iterate, with the main loop's history (F jumps at the move, the updates stay monotone)
+    W, Ht, shift = moved
+    fin = iterate(run_pass, res.G, W, Ht, plan.hp, plan.wp, max_iter=s.max_iter,
+                  update_W_=False, tol=s.tol, loss_every=s.loss_every, progress=progress,
+                  desc=f"{source.desc}, abundances at the bound")  # fmt: skip
+    stop = "interrupted" if fin.stop_reason == "interrupted" else res.stop_reason
+    return replace(res, W=fin.W, Ht=fin.Ht, stop_reason=stop, shift=shift,
+                   final_iter=fin.n_iter, final_loss=fin.loss_history[-1])  # fmt: skip
+
+
+def to_bound(plan: Plan, res: SolveResult) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The fitted W and H with every minor phase moved ``final_extrapolation`` of the way to
+    its composition bound, away from the dominant phase (largest total abundance).
+
+    A mixture of phase j with the dominant phase d has the same likelihood as phase j moved
+    along W_j + β (W_j − W_d) with its abundance moved to d (see
+    :func:`._init.extrapolate_minor_phases`); β is bounded by the first element of W_j to
+    reach 0. Applies to the H simplex with a physics G and k ≥ 2; returns None when no phase
+    moves (each lacks one of the dominant phase's elements already). Returns ``(W, Ht, β)``.
+    """
+    s = plan.settings
+    gamma = s.final_extrapolation
+    if gamma <= 0 or s.G is None or s.k < 2 or s.simplex != "H":
+        return None
+    Ht = np.asarray(res.Ht, dtype=np.float64)
+    dominant = int(np.argmax(Ht.sum(axis=0)))
+    lo, hi = BOUND_ABUNDANCE
+    W, Ht, beta = extrapolate_minor_phases(res.W, Ht, plan.wp, dominant, gamma,
+                                           bounds=(1.0 / hi - 1.0, 1.0 / lo - 1.0))  # fmt: skip
+    if not np.any(beta > 0):
+        return None
+    feasible_H(Ht, True, s.fixed_Ht, s.eps)
+    return W, np.ascontiguousarray(Ht, dtype=s.dtype), beta
 
 
 def collapsed_phases(Ht: np.ndarray, spectra_sums: np.ndarray, simplex_H: bool) -> list[int]:
@@ -145,3 +196,4 @@ def collapsed_phases(Ht: np.ndarray, spectra_sums: np.ndarray, simplex_H: bool) 
     if not total > 0:
         return []
     return [int(j) for j in np.flatnonzero(counts / total < COLLAPSE_SHARE)]
+

@@ -27,6 +27,10 @@
    thinner than the specimen are only seen mixed with the matrix.
 6. **H**: every pixel takes its block's abundances, then a few H-only iterations with W held
    (done by the caller, with the full regularisation).
+
+A ``KeyboardInterrupt`` (Ctrl-C) anywhere in the start propagates to the caller: the solver of
+step 4 catches it to keep its last iterate, so :func:`auto_init` raises it again rather than go
+on with a half-refined start; there is no fitted result yet to keep.
 """
 
 from __future__ import annotations
@@ -178,8 +182,9 @@ def anchored_spa_labels(
 
 
 def extrapolate_minor_phases(
-    W: np.ndarray, Hb: np.ndarray, wp: WParams, anchor: int = 0, gamma: float = 0.5
-) -> tuple[np.ndarray, np.ndarray]:
+    W: np.ndarray, Hb: np.ndarray, wp: WParams, anchor: int = 0, gamma: float = 0.5,
+    bounds: tuple[float, float] = (0.0, np.inf),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Move every minor phase away from the anchor phase, up to the W ≥ 0 boundary.
 
     Particles thinner than the specimen are never seen pure: their measured spectrum is a
@@ -190,10 +195,13 @@ def extrapolate_minor_phases(
     zero), over the element rows (``wp.simplex_rows``); the abundances are moved the other way so
     the block model is unchanged. The regularised fit that follows pulls a phase back inside if
     the bound overshoots (a phase seen pure keeps β ≈ 0 because some element is already ≈ 0).
+    A phase whose bound β (before ``gamma``) lies outside ``bounds`` is not moved. Returns
+    ``(W, Hb, β)`` with β (k,) the move of each phase (0 for the anchor and unmoved phases).
     """
     rows = np.asarray(wp.simplex_rows, dtype=bool)
     W = W.copy()
     Hb = Hb.copy()
+    betas = np.zeros(W.shape[1])
     ref = W[rows, anchor]
     # elements the anchor holds at a trace level (< TRACE_SHARE of its element sum) do not bound
     # the move: at 1e-6 against a phase at the 1e-10 floor they would stop it at once
@@ -205,13 +213,17 @@ def extrapolate_minor_phases(
         neg = (d < 0) & bounding
         if not neg.any():
             continue
-        beta = gamma * float(np.min(W[rows, j][neg] / -d[neg]))
+        bound = float(np.min(W[rows, j][neg] / -d[neg]))
+        if not bounds[0] <= bound <= bounds[1]:
+            continue
+        beta = gamma * bound
+        betas[j] = beta
         W[:, j] = np.maximum(W[:, j] + beta * (W[:, j] - W[:, anchor]), wp.eps)
         moved = Hb[:, j] * beta / (1.0 + beta)
         Hb[:, j] -= moved
         Hb[:, anchor] += moved
     feasible_W(W, wp)
-    return W, Hb
+    return W, Hb, betas
 
 
 def fit_W_columns(spectra: np.ndarray, G: np.ndarray | None) -> np.ndarray:
@@ -248,6 +260,11 @@ def auto_init(
 
     ``mu`` and ``eps_reg``: the log-sparsity prior used in the refinement on binned blocks
     (None: none, the default; see step 4 of the module docstring).
+
+    Raises
+    ------
+    KeyboardInterrupt
+        When interrupted, also during the refinement (whose solver would otherwise return).
     """
     p, n = data.n_pixels, data.n_channels
     X = to_csr(data)
@@ -309,11 +326,15 @@ def auto_init(
             )  # fmt: skip
             res = solve(bdata, G, Wb, Hb.astype(np.float64), hp, wp, max_iter=n_refine, tol=0.0,
                         loss_every=n_refine)  # fmt: skip
+            if res.stop_reason == "interrupted":
+                # Ctrl-C during the start: no fit to keep yet, so the interrupt ends the fit
+                raise KeyboardInterrupt("interrupted during the start (binned refinement)")
             W = res.W * fac if (simplex_H or not wp.simplex) else res.W
             Hb = res.Ht
             feasible_W(W, wp)
     if physics and extrapolation > 0:
-        W, Hb = extrapolate_minor_phases(W, np.asarray(Hb, dtype=np.float64), wp, 0, extrapolation)
+        W, Hb, _ = extrapolate_minor_phases(W, np.asarray(Hb, dtype=np.float64), wp, 0,
+                                            extrapolation)
     Ht = np.ascontiguousarray(Hb[nearest], dtype=dtype)
     if not simplex_H:
         # per-pixel intensity from the pixel's counts

@@ -127,6 +127,7 @@ PARAMETERS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "eps": (_real(0.0, 1e-3, open_lo=True, open_hi=True), "in (0, 1e-3)"),
     "init_iter": (_integer(0), "an integer ≥ 0"),
     "init_extrapolation": (_optional(_real(0.0, 1.0)), "in [0, 1] or None"),
+    "final_extrapolation": (_real(0.0, 1.0), "in [0, 1]"),
     "spectra_from": (_one_of("auto", "pixels", "blocks"), "'auto', 'pixels' or 'blocks'"),
 }
 
@@ -189,6 +190,7 @@ class Settings:
     init: Any
     init_iter: int
     init_extrapolation: float | None
+    final_extrapolation: float
     spectra_from: str
     random_state: Any
 
@@ -219,9 +221,9 @@ def _check_G(G, k: int, n: int) -> np.ndarray | None:
         )
     if G.shape[-1] < 1:
         raise ValueError(f"G must have at least one column, got shape {G.shape}")
-    if G.ndim == 2 and k > G.shape[1]:
+    if k > G.shape[-1]:
         raise ValueError(
-            f"n_components={k} is larger than the {G.shape[1]} columns of G allow "
+            f"n_components={k} is larger than the {G.shape[-1]} columns of G allow "
             "(D = G·W would be rank-deficient)"
         )
     return np.ascontiguousarray(G)
@@ -307,6 +309,7 @@ def settle(params: dict[str, Any], n: int, p: int) -> Settings:
         max_iter=int(params["max_iter"]), loss_every=int(params["loss_every"]),
         init=params["init"], init_iter=int(params["init_iter"]),
         init_extrapolation=None if gamma is None else float(gamma),
+        final_extrapolation=float(params["final_extrapolation"]),
         spectra_from=params["spectra_from"], random_state=params["random_state"],
     )  # fmt: skip
 

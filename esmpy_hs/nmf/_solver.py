@@ -209,6 +209,11 @@ class SolveResult:
     loss_history: list[float] = field(default_factory=list)
     loss_iterations: list[int] = field(default_factory=list)
     stop_reason: str = "max_iter"
+    # after a move of the minor phases to their bound (see _fit.run): the move of each phase,
+    # the iterations and the final F of the refit of the abundances
+    shift: np.ndarray | None = None
+    final_iter: int = 0
+    final_loss: float | None = None
 
 
 def evaluate_loss(data, G, W, Ht, hp: HParams) -> float:

@@ -134,6 +134,18 @@ class SmartNMF:
         the particles the rest of the way to the bound), 1 when they are held from the blocks
         (``spectra_from_ == "blocks"``: nothing moves them after the start). The value used is
         ``init_extrapolation_``.
+    final_extrapolation : float in [0, 1], default 1
+        After a fit whose spectra were fitted at full resolution (``spectra_from_ ==
+        "pixels"``, physics G, H simplex), each minor phase is moved this fraction of the way
+        to its composition bound along the line from the dominant phase (the phase of largest
+        total abundance), the abundances moved the other way so the model is unchanged, and the
+        abundances refitted with the spectra held. The likelihood is flat along that line for
+        a phase never seen pure, and the sparsity prior pulls such a phase back to its most
+        mixed pixels; the bound is the most distinct composition the counts allow. A phase
+        that lacks one of the dominant phase's elements is at its bound already and does not
+        move, and so does a phase whose bound would put its largest abundance outside
+        :data:`~esmpy_hs.nmf._fit.BOUND_ABUNDANCE` (25–80 %) of the fitted one. 0 keeps the
+        fitted spectra. The shift of each phase is ``final_shift_``.
     spectra_from : {"auto", "pixels", "blocks"}, default "auto"
         Where W (the phase spectra) is estimated. ``"pixels"``: W and H are fitted together on
         the full-resolution data. ``"blocks"``: W is the one of the ``init="auto"`` start,
@@ -184,6 +196,11 @@ class SmartNMF:
         Where W was estimated (see ``spectra_from``).
     init_extrapolation_ : float
         The extrapolation of the start used (see ``init_extrapolation``).
+    final_shift_ : ndarray (k,)
+        How far each phase was moved to its bound after the fit, as β of
+        W_j ← W_j + β (W_j − W_dominant) (0: not moved; see ``final_extrapolation``).
+    final_iter_ : int
+        Iterations of the refit of H after that move (not counted in ``n_iter_``).
 
     Notes
     -----
@@ -222,6 +239,7 @@ class SmartNMF:
         eps: float = 1e-10,
         init_iter: int = 100,
         init_extrapolation: float | None = None,
+        final_extrapolation: float = 1.0,
         spectra_from: str = "auto",
     ) -> None:
         self.G = G
@@ -247,6 +265,7 @@ class SmartNMF:
         self.eps = eps
         self.init_iter = init_iter
         self.init_extrapolation = init_extrapolation
+        self.final_extrapolation = final_extrapolation
         self.spectra_from = spectra_from
 
     # ------------------------------------------------------------------ sklearn plumbing
@@ -347,6 +366,8 @@ class SmartNMF:
         self.lambda_L_ = plan.lam
         self.spectra_from_ = plan.spectra_from
         self.init_extrapolation_ = plan.extrapolation
+        self.final_shift_ = np.zeros(plan.settings.k) if res.shift is None else res.shift
+        self.final_iter_ = int(res.final_iter)
         self.G_ = res.G
         self.W_ = res.W * scale
         self.H_ = np.array(res.Ht.T, dtype=np.float64)
@@ -357,7 +378,9 @@ class SmartNMF:
         self.loss_history_ = list(res.loss_history)
         self.loss_iterations_ = list(res.loss_iterations)
         self.stop_reason_ = res.stop_reason
-        self.reconstruction_err_ = float(res.loss_history[-1]) if res.loss_history else np.nan
+        last = res.final_loss if res.final_loss is not None else (
+            res.loss_history[-1] if res.loss_history else np.nan)  # fmt: skip
+        self.reconstruction_err_ = float(last)
         self.n_features_in_ = n_channels
 
     # ------------------------------------------------------------------ using the fit

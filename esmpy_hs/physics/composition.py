@@ -18,11 +18,25 @@ from numpy.typing import ArrayLike, NDArray
 
 from esmpy_hs.physics._elements import atomic_weight, symbol
 
-__all__ = ["FAMILIES", "Quantification", "normalise_composition", "quantify_W", "quantify_rows"]
+__all__ = [
+    "FAMILIES",
+    "MIN_PHASE_SHARE",
+    "Quantification",
+    "mark_undetermined",
+    "normalise_composition",
+    "quantify_W",
+    "quantify_rows",
+]
 
 _FRACTIONS = ("atomic", "weight")
 #: How a split element is quantified: its high column, its low column, or both combined.
 FAMILIES = ("high", "low", "combined")
+#: a phase holding less than this share of the map's abundance (or of its element counts) is
+#: not quantified: its composition rests on too few counts to mean anything
+MIN_PHASE_SHARE = 0.005
+#: elements at or above this atomic fraction of a phase decide whether its composition is
+#: determined (their 1-σ error must be below their value)
+MAJOR_FRACTION = 0.05
 
 
 def normalise_composition(
@@ -84,6 +98,10 @@ class Quantification:
         Remarks (e.g. phases with no element signal).
     phase_names : list of str
         One name per phase (default ``"phase 0"``, ``"phase 1"``, …).
+    undetermined : dict
+        ``{phase name: reason}`` for phases whose composition means nothing (see
+        :func:`mark_undetermined`): their fractions and errors are NaN and the tables print
+        "not determined" instead of numbers.
 
     The dictionaries :attr:`atomic_percent`, :attr:`weight_percent` and their ``_error``
     twins give ``{phase name: {element: percent}}``; ``print(q)`` shows both tables.
@@ -98,6 +116,7 @@ class Quantification:
     family: str = "high"
     notes: list[str] = field(default_factory=list)
     phase_names: list[str] | None = None
+    undetermined: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.phase_names is None:
@@ -149,7 +168,7 @@ class Quantification:
                 writer.writerow(
                     [name, el]
                     + [
-                        f"{100 * a[i, k]:.4f}"
+                        "" if name in self.undetermined else f"{100 * a[i, k]:.4f}"
                         for a in (
                             self.atomic_fractions,
                             self.atomic_errors,
@@ -194,10 +213,12 @@ class Quantification:
         rows = [head]
         for i, el in enumerate(self.elements):
             cells = "".join(
-                f"{100 * frac[i, k]:.2f} ± {100 * err[i, k]:.2f}".rjust(width)
-                for k in range(self.n_phases)
-            )
+                ("—" if name in self.undetermined
+                 else f"{100 * frac[i, k]:.2f} ± {100 * err[i, k]:.2f}").rjust(width)
+                for k, name in enumerate(self.phase_names)
+            )  # fmt: skip
             rows.append(el.ljust(8) + cells)
+        rows += [f"{name}: not determined — {why}" for name, why in self.undetermined.items()]
         return "\n".join(rows)
 
     def __str__(self) -> str:
@@ -205,6 +226,41 @@ class Quantification:
 
     def __repr__(self) -> str:
         return f"Quantification(family={self.family!r})\n{self}"
+
+
+def mark_undetermined(q: Quantification, H_sums: ArrayLike,
+                      min_share: float = MIN_PHASE_SHARE) -> Quantification:  # fmt: skip
+    """Mark the phases of ``q`` whose composition means nothing (in place; returns ``q``).
+
+    A phase is not determined when it holds less than ``min_share`` of the map's abundance
+    (``H_sums``: Σ over pixels of each phase's abundance) or of the element counts, when it
+    has no element signal, or when an element at or above :data:`MAJOR_FRACTION` of it, or any
+    element, has a 1-σ error at least as large as its value (or above 100 %). Its fractions and
+    errors become NaN and ``q.undetermined`` says why.
+    """
+    H = np.asarray(H_sums, dtype=np.float64).ravel()
+    share = H / H.sum() if H.sum() > 0 else np.zeros_like(H)
+    counts = q.counts.sum(axis=0)
+    count_share = counts / counts.sum() if counts.sum() > 0 else np.zeros_like(counts)
+    for k, name in enumerate(q.phase_names):
+        at, err = q.atomic_fractions[:, k], q.atomic_errors[:, k]
+        major = at >= MAJOR_FRACTION
+        if not counts[k] > 0:
+            why = "no element signal"
+        elif share[k] < min_share:
+            why = f"holds {100 * share[k]:.2g} % of the map's abundance"
+        elif count_share[k] < min_share:
+            why = f"holds {100 * count_share[k]:.2g} % of the element counts"
+        elif np.any(err[major] >= at[major]) or np.any(err > 1.0):
+            i = int(np.argmax(np.where(major, err / np.maximum(at, 1e-300), err)))
+            why = (f"its uncertainty is larger than its value ({q.elements[i]} "
+                   f"{100 * at[i]:.3g} ± {100 * err[i]:.3g} at.%): too few counts")  # fmt: skip
+        else:
+            continue
+        q.undetermined[name] = why
+        for table in (q.atomic_fractions, q.weight_fractions, q.atomic_errors, q.weight_errors):
+            table[:, k] = np.nan
+    return q
 
 
 def _fraction_errors(values: NDArray, sigmas: NDArray) -> tuple[NDArray, NDArray]:

@@ -17,18 +17,38 @@ from __future__ import annotations
 
 import logging
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
 
 from esmpy_hs.signals._metadata import read_acquisition
 from esmpy_hs.signals._priors import parse_phases
-from esmpy_hs.signals._record import FitRecord, require_record, write_record
+from esmpy_hs.signals._record import (  # noqa: F401  (StaleResultError: public here too)
+    FitRecord,
+    StaleResultError,
+    check_current,
+    write_record,
+)
 
 _logger = logging.getLogger(__name__)
 
 #: Default low-energy cut (keV): the detector noise peak ends near 0.1–0.15 keV.
 DEFAULT_LOW_CUT_KEV = 0.25
+
+# HyperSpy's own decomposition keywords: (the value that means "off", why smart_nmf refuses others)
+_HYPERSPY_KEYS = {
+    "normalize_poissonian_noise": (False, "smart_nmf fits the raw counts with a Poisson "
+        "likelihood, which already weights every channel by its noise; leave it out"),
+    "navigation_mask": (None, "smart_nmf fits every pixel of the grid (the spatial "
+        "regularisation links neighbours); crop the map with s.inav[...] instead"),
+    "signal_mask": (None, "give the channels to fit as energy_range=(low, high) in keV "
+        "instead (channels outside are not fitted)"),
+    "centre": (None, "the Poisson model fits raw, uncentred counts"),
+    "var_array": (None, "the Poisson model takes the variance from the model counts"),
+    "var_func": (None, "the Poisson model takes the variance from the model counts"),
+    "reproject": (None, "smart_nmf fits every pixel; there is nothing to reproject"),
+}  # fmt: skip
 
 
 def fit_channels(axis, beam_energy: float, energy_range=None) -> tuple[int, int]:
@@ -94,18 +114,63 @@ def build_model(signal, *, elements=None, stray_elements=(), split=None, continu
     specimen = Specimen(
         thickness=acq.thickness, density=acq.density, take_off_angle=acq.take_off_angle
     )
-    model = build_G(
-        axis,
-        acq.beam_energy,
-        specimen_elements,
-        detector=_detector(acq, detector),
-        specimen=specimen,
-        split=split,
-        stray_elements=stray,
-        continuum=continuum,
-        vacancy_transfer=vacancy_transfer,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = build_G(
+            axis,
+            acq.beam_energy,
+            specimen_elements,
+            detector=_detector(acq, detector),
+            specimen=specimen,
+            split=split,
+            stray_elements=stray,
+            continuum=continuum,
+            vacancy_transfer=vacancy_transfer,
+        )
+    if specimen_elements and not model.elements:
+        window = f"{model.energies[0]:.3g}–{model.energies[-1]:.3g} keV"
+        raise ValueError(
+            f"none of the elements {', '.join(specimen_elements)} has an X-ray line the model "
+            f"can see in the fitted window {window} (H and He emit none; Li and Be lines lie "
+            "below the low cut): nothing to quantify. Set the specimen's elements with "
+            "s.set_elements([...]) or widen energy_range"
+        )
+    for w in caught:  # e.g. one element without a line in the window: its column is dropped
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return model, (c0, c1), acq
+
+
+#: below this share of the counts at or above the low cut lying in the fitted channels (or with
+#: none there at all), smart_nmf refuses the map
+MIN_COUNTS_IN_RANGE = 0.01
+
+
+def _check_counts_in_range(signal, c0: int, c1: int, model) -> None:
+    """Refuse a map whose counts (almost) all lie outside the fitted channels, saying where.
+
+    Channels below the low cut are left out of the comparison: the detector's noise peak at
+    0 keV may hold most of the counts of a real file.
+    """
+    nav = tuple(range(signal.axes_manager.navigation_dimension))
+    summed = np.asarray(signal.data.sum(axis=nav) if nav else signal.data, dtype=np.float64)
+    inside = float(summed[c0:c1].sum())
+    above_cut = float(summed[c0:].sum())
+    if inside > 0 and inside >= MIN_COUNTS_IN_RANGE * above_cut:
+        return
+    total = float(summed.sum())
+    if total <= 0:
+        return  # no counts at all: the estimator says so
+    e = signal.axes_manager.signal_axes[0].axis
+    order = np.argsort(summed)[::-1]
+    top = order[: max(1, int(np.searchsorted(np.cumsum(summed[order]), 0.9 * total)) + 1)]
+    lo, hi = float(e[top.min()]), float(e[top.max()])
+    units = signal.axes_manager.signal_axes[0].units or "keV"
+    raise ValueError(
+        f"only {100 * inside / total:.2g} % of the map's {total:.0f} counts lie in the fitted "
+        f"range {model.energies[0]:.3g}–{model.energies[-1]:.3g} keV; 90 % of them lie between "
+        f"{lo:.4g} and {hi:.4g} {units} on the signal axis. Check the energy axis (offset, "
+        "scale and units: s.axes_manager.signal_axes[0]) or energy_range"
+    )
 
 
 def _navigation_grid(signal) -> tuple[int, ...] | None:
@@ -114,6 +179,141 @@ def _navigation_grid(signal) -> tuple[int, ...] | None:
     if len(shape) in (1, 2):
         return shape
     return None
+
+
+def _check_hyperspy_keywords(kwargs: dict) -> None:
+    """Drop HyperSpy's decomposition keywords left at "off"; refuse others with the reason."""
+    for key, (off, why) in _HYPERSPY_KEYS.items():
+        if key not in kwargs:
+            continue
+        value = kwargs.pop(key)
+        if value is off or (off is False and value is None):
+            continue
+        shown = f"<array of shape {np.shape(value)}>" if np.ndim(value) > 0 else repr(value)
+        raise ValueError(f"{key}={shown} is not supported by smart_nmf: {why}")
+
+
+def _check_client(client) -> None:
+    """``client`` must be None, False or a ``dask.distributed.Client``."""
+    if client is None or client is False:
+        return
+    try:
+        from distributed import Client
+    except ImportError:  # pragma: no cover - dask.distributed not installed
+        Client = None
+    if Client is None or not isinstance(client, Client):
+        raise TypeError(
+            f"client must be None (use the dask.distributed client that is open, if any), "
+            f"False (never) or a dask.distributed.Client, got {client!r}"
+        )
+
+
+def check_counts(data, c0: int, c1: int) -> None:
+    """Warn when the data do not look like raw counts (non-integer or scaled values).
+
+    Eager data are checked whole over the fitted channels (in blocks); lazy data on their
+    first rows (about 4 million values, read once). Negative, NaN and infinite values are refused.
+    """
+    from esmpy_hs.signals._metadata import ImplausibleInputWarning
+
+    if data.dtype.kind in "iub":
+        return
+    if hasattr(data, "compute"):  # lazy: the first rows (≤ ~4 M values) show scaled data
+        per_row = int(np.prod(data.shape[1:-1], dtype=np.int64)) * (c1 - c0)
+        rows = max(1, min(data.shape[0], 2**22 // max(per_row, 1)))
+        data = data[:rows, ..., c0:c1].compute() if data.ndim > 1 else data[c0:c1].compute()
+        c0, c1 = 0, data.shape[-1]
+    flat = np.asarray(data).reshape(-1, data.shape[-1])  # a view of contiguous data
+    step = max(1, 2**22 // max(c1 - c0, 1))  # blocks of ~4 M values: no full-size copy
+    worst, smallest, lowest = 0.0, np.inf, np.inf
+    worst_value = 0.0
+    for i in range(0, flat.shape[0], step):
+        block = np.asarray(flat[i : i + step, c0:c1], dtype=np.float64)
+        if not np.all(np.isfinite(block)):
+            raise ValueError("the data contain NaN or infinite values; smart_nmf fits counts")
+        lowest = min(lowest, float(block.min()))
+        frac = np.abs(block - np.round(block))
+        j = int(np.argmax(frac))
+        if frac.flat[j] > worst:
+            worst, worst_value = float(frac.flat[j]), float(block.flat[j])
+        pos = block[block > 0]
+        if pos.size:
+            smallest = min(smallest, float(pos.min()))
+    if lowest < 0:
+        raise ValueError(
+            f"the data contain negative values (min {lowest:.4g}); smart_nmf fits "
+            "counts ≥ 0: fit the raw map, not a background-subtracted or centred one"
+        )
+    if worst > 1e-6:
+        warnings.warn(
+            f"the data are not integer counts (e.g. a value of {worst_value:.4g}, smallest "
+            f"nonzero {smallest:.4g}): smart_nmf's Poisson model and its error bars assume raw "
+            "counts. If the map was scaled or normalised (e.g. divided by the live time or by "
+            "1000), fit the raw counts; the fit goes on with the values as given",
+            ImplausibleInputWarning,
+            stacklevel=4,
+        )
+
+
+class _InterruptWatch:
+    """Remembers a Ctrl-C during the fit, even one whose ``KeyboardInterrupt`` was swallowed.
+
+    Numba's compiler (first call of a kernel) runs Python callbacks from C and ignores the
+    exceptions they raise, so a Ctrl-C that lands there is lost and the fit would run to its
+    end. While the fit runs in the main thread under Python's default SIGINT handler, this
+    handler records the signal (then raises as usual), and the callback made by :meth:`wrap`
+    raises ``KeyboardInterrupt`` at the next iteration if the signal was seen: the fit stops
+    and its last iterate is stored with ``stop_reason="interrupted"``.
+    """
+
+    def __init__(self) -> None:
+        self.hit = False
+        self._installed = False
+
+    def _handler(self, signum, frame):
+        self.hit = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _InterruptWatch:
+        import signal
+        import threading
+
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            signal.signal(signal.SIGINT, self._handler)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._installed:
+            import signal
+
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self._installed = False
+
+    def wrap(self, callback):
+        """A callback that raises once a Ctrl-C was seen, then calls ``callback`` (if any)."""
+
+        def watched(estimator, iteration, W, H):
+            if self.hit:
+                raise KeyboardInterrupt
+            return None if callback is None else callback(estimator, iteration, W, H)
+
+        return watched
+
+
+class _ChainedCallback:
+    """The user's callback, then the absorption refresher (whose new G wins)."""
+
+    def __init__(self, user, refresher) -> None:
+        self.user, self.refresher = user, refresher
+
+    def __call__(self, estimator, iteration: int, W, H):
+        ret = self.user(estimator, iteration, W, H)
+        G = self.refresher(estimator, iteration, W, H)
+        return ret if G is None else G
 
 
 class _AbsorptionRefresh:
@@ -132,13 +332,16 @@ class _AbsorptionRefresh:
         return self.G_for(W)
 
 
-def physics_estimator(model, priors, k: int, params: dict, absorption_every: int = 10):
+def physics_estimator(model, priors, k: int, params: dict, absorption_every: int = 10,
+                      wrap=None):  # fmt: skip
     """The :class:`esmpy_hs.nmf.SmartNMF` of ``k`` phases on the physics ``model``.
 
     G is the model's, through the phase ``priors`` (:func:`._priors.parse_phases`); on an
     absorbing specimen every phase starts from the average absorber and its absorption is
     refreshed from its composition every ``absorption_every`` iterations (``params["callback"]``
-    is set, so ``params`` is modified). ``params`` are the other SmartNMF parameters.
+    is set, chained after a callback of the user's, so ``params`` is modified). ``wrap``, if
+    given, wraps the final callback (``params["callback"] = wrap(callback)``). ``params`` are
+    the other SmartNMF parameters.
     """
     from esmpy_hs.nmf import SmartNMF
 
@@ -147,7 +350,13 @@ def physics_estimator(model, priors, k: int, params: dict, absorption_every: int
     if model.specimen.absorbs or priors.transforms:
         G = refresher.G_for(np.ones((len(model.labels), int(k))))  # start: average absorber
         if model.specimen.absorbs:
-            params["callback"] = refresher
+            user = params.get("callback")
+            if user is not None and not callable(user):
+                raise ValueError(f"callback must be callable, got {user!r}")
+            # the user's callback is still called; the refresher's new G wins on its iterations
+            params["callback"] = refresher if user is None else _ChainedCallback(user, refresher)
+    if wrap is not None:
+        params["callback"] = wrap(params.get("callback"))
     return SmartNMF(G, int(k), simplex_rows=model.simplex_mask, **params)
 
 
@@ -194,6 +403,8 @@ def smart_nmf(
             f"algorithm='smart_nmf' needs output_dimension, the number of phases (an integer ≥ 1), "
             f"got {k!r}"
         )
+    _check_hyperspy_keywords(estimator_params)
+    _check_client(client)
     lazy = bool(getattr(signal, "_lazy", False))
     lazy_kw = {key: v for key, v in (("persist", persist), ("client", client)) if v is not None}
     if lazy_kw and not lazy:
@@ -214,6 +425,14 @@ def smart_nmf(
         if print_info:
             print(f"smart_nmf: {note}")
         _logger.info(note)
+    if int(k) > len(model.labels):
+        raise ValueError(
+            f"output_dimension={k} phases is more than the {len(model.labels)} columns of the "
+            f"physics model ({', '.join(model.labels)}) can tell apart: use k ≤ "
+            f"{len(model.labels)}, or add the missing elements with s.add_elements([...])"
+        )
+    if not lazy:
+        _check_counts_in_range(signal, c0, c1, model)
 
     priors = parse_phases(phases, int(k), model)
     params = dict(estimator_params)
@@ -230,21 +449,25 @@ def smart_nmf(
     params.setdefault("shape_2d", _navigation_grid(signal))
     params.setdefault("progress", print_info)
 
-    estimator = physics_estimator(model, priors, int(k), params, absorption_every)
+    watch = _InterruptWatch()
+    estimator = physics_estimator(model, priors, int(k), params, absorption_every,
+                                  wrap=watch.wrap)  # fmt: skip
 
     nav_dim = signal.axes_manager.navigation_dimension
     data = signal.data
-    if lazy:
-        # chunk by chunk, never computing the whole array (see esmpy_hs.nmf._chunked)
-        from esmpy_hs.signals._lazy import unfold
+    check_counts(data, c0, c1)
+    with watch:
+        if lazy:
+            # chunk by chunk, never computing the whole array (see esmpy_hs.nmf._chunked)
+            from esmpy_hs.signals._lazy import unfold
 
-        X = unfold(data, nav_dim, c0, c1)
-        loadings = estimator.fit_transform(X, **lazy_kw)
-    else:
-        X = data.reshape(-1, data.shape[-1]) if nav_dim else data.reshape(1, -1)
-        X = X[:, c0:c1]
-        # a keyboard interrupt stops the estimator, which keeps its last iterate: stored below
-        loadings = estimator.fit_transform(X)
+            X = unfold(data, nav_dim, c0, c1)
+            loadings = estimator.fit_transform(X, **lazy_kw)
+        else:
+            X = data.reshape(-1, data.shape[-1]) if nav_dim else data.reshape(1, -1)
+            X = X[:, c0:c1]
+            # a keyboard interrupt stops the estimator, which keeps its last iterate: stored
+            loadings = estimator.fit_transform(X)
     W_param = estimator.W_
     W_true = priors.true_W(W_param)
     factors = np.zeros((data.shape[-1], int(k)))
@@ -261,6 +484,11 @@ def smart_nmf(
         )
         if getattr(estimator, "init_note_", ""):
             print(f"smart_nmf: {estimator.init_note_}")
+        if estimator.stop_reason_ == "interrupted":
+            print(
+                f"smart_nmf: interrupted after {estimator.n_iter_} iterations; the last iterate "
+                "is stored (metadata.SmartNMF.stop_reason = 'interrupted')"
+            )
     return {"estimator": estimator, "model": model}
 
 
@@ -297,9 +525,48 @@ def _store(signal, estimator, factors, loadings, W, model, priors, channels, par
         lambda_L=float(estimator.lambda_L_),
         spectra_from=str(estimator.spectra_from_),
         loss_history=np.asarray(estimator.loss_history_, dtype=np.float64),
+        data_shape=tuple(int(n) for n in signal.data.shape),
     ))  # fmt: skip
 
 
 def quantify(signal, family: str | None = None):
     """The phase compositions of the last smart_nmf fit stored in ``signal.metadata``."""
-    return require_record(signal).quantification(family)
+    record = check_current(signal)
+    if not record.model.get("elements", True):
+        raise ValueError(
+            "this smart_nmf fit modelled no element lines (only continuum or stray lines): "
+            "nothing to quantify; set the specimen's elements and fit again"
+        )
+    return record.quantification(family)
+
+
+def fit_arrays(signal) -> dict[str, Any]:
+    """What element maps and region compositions need from the last smart_nmf fit.
+
+    Returns
+    -------
+    dict
+        ``W`` ((columns, k) array), ``H`` ((pixels, k) NumPy loadings, row-major pixels),
+        ``model`` (:class:`esmpy_hs.physics.PhysicsModel`), ``phase_names``.
+    """
+    from esmpy_hs._learning_results import as_numpy
+
+    record = check_current(signal)
+    loadings = getattr(signal.learning_results, "loadings", None)
+    if loadings is None:
+        raise ValueError(
+            "no smart_nmf result on this signal: run "
+            "s.decomposition(algorithm='smart_nmf', output_dimension=k) first"
+        )
+    H = as_numpy(loadings).astype(np.float64)
+    if H.ndim != 2 or H.shape[1] != record.k:
+        raise ValueError(
+            f"the loadings ({H.shape}) do not match the smart_nmf fit ({record.k} phases): "
+            "was another decomposition run after it? Run smart_nmf again"
+        )
+    return {
+        "W": record.W,
+        "H": H,
+        "model": record.physics_model(),
+        "phase_names": record.phase_names,
+    }

@@ -26,6 +26,10 @@ What is stored in ``metadata.SmartNMF``
     How the fit ended (``stop_reason``: ``"converged"``, ``"max_iter"`` or ``"interrupted"``).
 ``init_note``, ``lambda_L``, ``spectra_from``
     What the fit chose (see :class:`esmpy_hs.nmf.SmartNMF`).
+``data_shape``
+    The shape of ``signal.data`` that was fitted: a cropped or rebinned copy, or a later
+    decomposition (``learning_results.decomposition_algorithm`` no longer ``"smart_nmf"``),
+    makes :func:`check_current` refuse the stale result.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class FitRecord:
     lambda_L: float = float("nan")
     spectra_from: str = ""
     loss_history: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    data_shape: tuple[int, ...] | None = None
 
     @property
     def k(self) -> int:
@@ -80,13 +85,17 @@ class FitRecord:
         return model.G_for_phases(self.W)
 
     def quantification(self, family: str | None = None, model=None):
-        """The phase compositions (:class:`esmpy_hs.physics.Quantification`)."""
+        """The phase compositions (:class:`esmpy_hs.physics.Quantification`), phases whose
+        composition means nothing marked as not determined."""
         import dataclasses
+
+        from esmpy_hs.physics.composition import mark_undetermined
 
         model = self.physics_model() if model is None else model
         G3 = self.phase_G(model) if model.specimen.absorbs else None
         q = model.composition(self.W, H_sums=self.H_sums, family=family, G=G3)
-        return dataclasses.replace(q, phase_names=list(self.phase_names))
+        q = dataclasses.replace(q, phase_names=list(self.phase_names))
+        return mark_undetermined(q, self.H_sums)
 
 
 def _jsonable(params: dict) -> dict:
@@ -124,6 +133,8 @@ def write_record(signal, record: FitRecord) -> None:
         "spectra_from": str(record.spectra_from),
         "loss_history": np.asarray(record.loss_history, dtype=np.float64),
     }
+    if record.data_shape is not None:
+        node["data_shape"] = [int(n) for n in record.data_shape]
     signal.metadata.set_item(NODE, node)
 
 
@@ -142,6 +153,7 @@ def read_record(signal, *, current: bool = False) -> FitRecord | None:
             return None
     get = node.get_item
     params = get("parameters", "{}")
+    shape = get("data_shape", None)
     return FitRecord(
         W=np.asarray(node.W, dtype=np.float64),
         H_sums=np.asarray(node.H_sums, dtype=np.float64),
@@ -156,6 +168,7 @@ def read_record(signal, *, current: bool = False) -> FitRecord | None:
         lambda_L=float(get("lambda_L", np.nan)),
         spectra_from=str(get("spectra_from", "")),
         loss_history=np.asarray(get("loss_history", np.zeros(0)), dtype=np.float64),
+        data_shape=None if shape is None else tuple(int(n) for n in shape),
     )
 
 
@@ -164,6 +177,41 @@ def require_record(signal) -> FitRecord:
     record = read_record(signal)
     if record is None:
         raise ValueError(_NO_FIT)
+    return record
+
+
+class StaleResultError(ValueError):
+    """The smart_nmf result in the metadata does not describe this signal any more."""
+
+
+def check_current(signal) -> FitRecord:
+    """The fit record, if it is the result of the signal's last decomposition.
+
+    Raises
+    ------
+    ValueError
+        No smart_nmf result.
+    StaleResultError
+        Another decomposition ran since (its loadings are in ``learning_results``), or the
+        signal was cropped or rebinned after the fit.
+    """
+    record = require_record(signal)
+    algo = getattr(getattr(signal, "learning_results", None), "decomposition_algorithm", None)
+    if algo is not None and str(algo) != "smart_nmf":
+        raise StaleResultError(
+            f"the last decomposition of this signal is {algo!r}, not smart_nmf: "
+            "learning_results hold its factors and loadings, and metadata.SmartNMF an older "
+            "smart_nmf fit. Run s.decomposition(algorithm='smart_nmf', output_dimension=k) "
+            "again (or delete the old fit with del s.metadata.SmartNMF)"
+        )
+    shape = tuple(int(n) for n in signal.data.shape)
+    if record.data_shape is not None and record.data_shape != shape:
+        raise StaleResultError(
+            f"metadata.SmartNMF is the fit of a map of shape {record.data_shape}, "
+            f"but this signal has shape {shape} (cropped with inav/isig, or rebinned, after "
+            "the fit): run s.decomposition(algorithm='smart_nmf', output_dimension=k) on this "
+            "signal"
+        )
     return record
 
 

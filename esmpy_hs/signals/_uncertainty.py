@@ -44,7 +44,7 @@ def _match(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
     """Column order of ``other`` (elements × k) that best matches ``reference`` (L1 distance)."""
     from scipy.optimize import linear_sum_assignment
 
-    cost = np.abs(reference[:, :, None] - other[:, None, :]).sum(axis=0)
+    cost = np.nan_to_num(np.abs(reference[:, :, None] - other[:, None, :]), nan=1.0).sum(axis=0)
     _, cols = linear_sum_assignment(cost)
     return cols
 

@@ -14,7 +14,8 @@ of them so that a signal of type ``EDS_ESMPY`` behaves as an EDS-TEM signal:
 from __future__ import annotations
 
 from exspy.signals import EDSTEMSpectrum, LazyEDSTEMSpectrum
-from exspy.utils.eds import take_off_angle as _take_off_angle
+
+from esmpy_hs.signals._metadata import DEFAULTED_FIELDS, INPUT_NODE
 
 SIGNAL_TYPE = "EDS_ESMPY"
 
@@ -29,10 +30,32 @@ class EDSespm(EDSTEMSpectrum):
 
     _signal_type = SIGNAL_TYPE
 
+    def __init__(self, *args, **kwargs) -> None:
+        # exspy moves an SEM map's Acquisition_instrument.SEM to .TEM: remember it was an SEM
+        md = getattr(self, "metadata", None)  # set when set_signal_type re-initialises
+        from_sem = md is not None and (
+            md.has_item("Acquisition_instrument.SEM.Detector.EDS")
+            and not md.has_item("Acquisition_instrument.TEM.Detector.EDS")
+        )
+        super().__init__(*args, **kwargs)
+        if from_sem:
+            self.metadata.set_item(f"{INPUT_NODE}.from_SEM", True)
+
     # -- exspy trap 1: the signal type is rewritten to "EDS_TEM" ------------
     def _set_default_param(self) -> None:
         super()._set_default_param()
         self.metadata.Signal.signal_type = SIGNAL_TYPE
+
+    def set_microscope_parameters(self, *args, **kwargs):
+        """exspy's :meth:`~exspy.signals.EDSTEMSpectrum.set_microscope_parameters`; the fields
+        given count as checked by the user (no notice that they equal exspy's defaults)."""
+        out = super().set_microscope_parameters(*args, **kwargs)
+        given = [k for k, v in kwargs.items() if v is not None and k in DEFAULTED_FIELDS]
+        if given:
+            path = f"{INPUT_NODE}.confirmed"
+            old = list(self.metadata.get_item(path, []))
+            self.metadata.set_item(path, sorted(set(old) | set(given)))
+        return out
 
     # -- exspy trap 2: FWHM_MnKa="auto" only resolved for EDS_TEM/EDS_SEM ---
     def _get_line_energy(self, Xray_line, FWHM_MnKa=None):
@@ -48,20 +71,18 @@ class EDSespm(EDSTEMSpectrum):
 
         Reads ``Acquisition_instrument.TEM.Stage.tilt_alpha``/``tilt_beta``
         and ``Acquisition_instrument.TEM.Detector.EDS.azimuth_angle``/
-        ``elevation_angle`` (degrees), as exspy does for EDS_TEM signals.
+        ``elevation_angle`` (degrees, or strings with units such as ``"35 deg"``), as exspy
+        does for EDS_TEM signals, and checks them (elevation within 0–90°, a positive
+        take-off angle).
 
         Returns
         -------
         float
             The take-off angle in degrees.
         """
-        mp = self.metadata.Acquisition_instrument.TEM
-        return _take_off_angle(
-            mp.get_item("Stage.tilt_alpha", None),
-            mp.get_item("Detector.EDS.azimuth_angle", None),
-            mp.get_item("Detector.EDS.elevation_angle", None),
-            mp.get_item("Stage.tilt_beta", 0.0),
-        )
+        from esmpy_hs.signals._metadata import take_off_angle
+
+        return take_off_angle(self.metadata)
 
     # -- physics-guided NMF -------------------------------------------------
     def decomposition(
@@ -255,6 +276,79 @@ class EDSespm(EDSTEMSpectrum):
         from esmpy_hs.signals._nphases import estimate_n_phases
 
         return estimate_n_phases(self, max_phases, n_splits=n_splits, plot=plot, **kwargs)
+
+    def get_element_maps(self, unit: str = "at.%", family: str | None = None) -> list:
+        """Per-pixel composition implied by the last smart_nmf fit, one map per element.
+
+        In pixel p the atoms of element e are ``a_ep = Σ_k W_ek H_kp`` (W's element rows, as
+        :meth:`quantify_phases` reads them, times the abundances H) and its characteristic
+        counts are ``N_ep = Σ_k S_ek W_ek H_kp`` (``S_ek``: counts per atom in phase k's G,
+        with the same cross sections, detector efficiency and absorption as quantify_phases).
+        The maps are the phase model's composition, not line windows: noise is pooled through
+        the phases.
+
+        Parameters
+        ----------
+        unit : {"at.%", "wt.%", "counts"}
+            Atomic or weight percent (sum 100 over the quantified elements in every pixel with
+            signal), or the element's characteristic counts per pixel.
+        family : {None, "high", "low", "combined"}
+            For elements split in two columns: which one to read (default: the model's).
+
+        Returns
+        -------
+        list of hyperspy.signals.Signal2D
+            One per quantified element (the order of :meth:`quantify_phases`), titled with its
+            symbol, on this map's navigation axes (Signal1D for a line scan), lazy if this
+            signal is lazy. ``metadata.Signal.Noise_properties.variance`` holds σ² (same unit,
+            squared) with the 1-σ counting floor of the pixel: ``σ(a_e)/a_e = 1/√N_ep``
+            propagated through the normalisation to percent (the formula of quantify_phases,
+            applied to one pixel), ``σ = √N_ep`` for counts. It omits model errors and is
+            usually larger than the map's actual error (the phases pool the pixels).
+            ``metadata.ElementMap`` records the unit and family.
+
+        See Also
+        --------
+        quantify_region, plot_element_maps, esmpy_hs.element_maps
+        """
+        from esmpy_hs.signals._maps import get_element_maps
+
+        return get_element_maps(self, unit=unit, family=family)
+
+    def quantify_region(self, region, family: str | None = None, name: str = "region"):
+        """Composition of a region of the map from the fitted model summed over its pixels.
+
+        Parameters
+        ----------
+        region : numpy.ndarray of bool, boolean signal or hyperspy.roi.BaseROI
+            A navigation image (rows, columns) that is True in the region, or a rectangle,
+            circle, polygon or point ROI on the navigation axes (calibrated units).
+        family : {None, "high", "low", "combined"}
+            For split elements (default: the model's).
+        name : str
+            Name of the table's column.
+
+        Returns
+        -------
+        esmpy_hs.physics.Quantification
+            The :meth:`quantify_phases` table format with one column: atoms
+            ``Σ_k W_ek Σ_{p∈region} H_kp``, counts (the sum of the ``"counts"`` element maps
+            over the region) and 1-σ counting errors ``σ(a_e)/a_e = 1/√N_e``.
+        """
+        from esmpy_hs.signals._maps import quantify_region
+
+        return quantify_region(self, region, family=family, name=name)
+
+    def plot_element_maps(self, unit: str = "at.%", **kwargs):
+        """One figure of the element maps (:meth:`get_element_maps`).
+
+        Keyword arguments go to :func:`esmpy_hs.plotting.plot_element_maps` (``reference``:
+        maps to show below with the same colour scale per element, e.g. HyperSpy's
+        line-window quantification; ``sigma``; ``filename``); returns the matplotlib figure.
+        """
+        from esmpy_hs.plotting import plot_element_maps
+
+        return plot_element_maps(self.get_element_maps(unit=unit), **kwargs)
 
     def plot_phases(self, **kwargs):
         """One figure: each phase's abundance map, its spectrum (data, model and per-element

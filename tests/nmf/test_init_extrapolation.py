@@ -19,12 +19,12 @@ def test_a_mixture_goes_back_to_the_true_phase():
     particle = np.array([1.0, 0.0])
     W = np.column_stack([matrix, 0.5 * matrix + 0.5 * particle])
     Hb = np.array([[1.0, 0.0], [0.0, 1.0]])
-    W2, Hb2 = extrapolate_minor_phases(W, Hb, _wp(2), anchor=0, gamma=1.0)
+    W2, Hb2, _ = extrapolate_minor_phases(W, Hb, _wp(2), anchor=0, gamma=1.0)
     np.testing.assert_allclose(W2[:, 1], particle, atol=1e-9)
     np.testing.assert_allclose(W2[:, 0], matrix)
     # the block that was "pure mixture" is now half matrix, half particle: same model
     np.testing.assert_allclose(W2 @ Hb2[1], W @ Hb[1])
-    W_half, _ = extrapolate_minor_phases(W, Hb, _wp(2), anchor=0, gamma=0.5)
+    W_half, _, _ = extrapolate_minor_phases(W, Hb, _wp(2), anchor=0, gamma=0.5)
     np.testing.assert_allclose(W_half[:, 1], [0.875, 0.125])
 
 
@@ -33,6 +33,6 @@ def test_trace_elements_of_the_anchor_do_not_stop_the_move():
     matrix = np.array([0.5, 0.5, 1e-6])
     mixture = np.array([0.75, 0.25, 1e-10])
     W = np.column_stack([matrix, mixture])
-    W2, _ = extrapolate_minor_phases(W, np.full((1, 2), 0.5), _wp(3), anchor=0, gamma=1.0)
+    W2, _, _ = extrapolate_minor_phases(W, np.full((1, 2), 0.5), _wp(3), anchor=0, gamma=1.0)
     assert W2[0, 1] == pytest.approx(1.0, rel=1e-4)
     assert W2[1, 1] == pytest.approx(0.0, abs=1e-6)

@@ -1,0 +1,89 @@
+"""The move of minor phases to their composition bound after the fit (``final_extrapolation``).
+
+A particle thinner than the specimen is only seen mixed with the matrix: the likelihood is the
+same for every spectrum on the line from its most mixed pixels out to the composition bound,
+and the sparsity prior prefers the mixed end. The move takes it to the bound when the bound is
+a plausible thickness; it leaves phases whose bound is implausibly far (a phase sharing every
+element of the matrix) or that are seen pure.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from esmpy_hs.nmf import SmartNMF
+
+from .conftest import peaks_G
+
+SHAPE = (24, 24)
+
+
+def _angle(a, b) -> float:
+    c = a @ b / np.linalg.norm(a) / np.linalg.norm(b)
+    return float(np.degrees(np.arccos(np.clip(c, -1, 1))))
+
+
+def _particle_map(max_abundance: float) -> np.ndarray:
+    r, c = np.mgrid[: SHAPE[0], : SHAPE[1]]
+    d2 = (r - 12.0) ** 2 + (c - 12.0) ** 2
+    return max_abundance * np.sqrt(np.clip(1 - d2 / 8.0**2, 0, None)).ravel()
+
+
+def _problem(particle_peaks, max_abundance, rng, dose=400.0):
+    G = peaks_G(120, 8)
+    W = np.zeros((G.shape[1], 2))
+    W[[0, 1, 2, 3], 0] = (0.4, 0.3, 0.2, 0.1)  # matrix
+    W[particle_peaks, 1] = 1.0 / len(particle_peaks)
+    W[8:, :] = 0.05  # continuum
+    a = _particle_map(max_abundance)
+    H = np.stack([1 - a, a])
+    Y = rng.poisson(dose * (G @ W @ H).T)
+    return G, W, H, Y
+
+
+def _fit(G, Y, **kw):
+    est = SmartNMF(G, 2, shape_2d=SHAPE, progress=False, max_iter=600, **kw)
+    est.fit(Y)
+    return est
+
+
+def test_a_particle_never_seen_pure_goes_to_its_bound(rng):
+    G, W, _, Y = _problem([4, 5, 6, 7], 0.5, rng)
+    true = G @ W[:, 1]
+    # from the measured extremes (no extrapolation of the start) the fit keeps the particle at
+    # its most mixed pixels: its spectrum is half matrix
+    moved = _fit(G, Y, init_extrapolation=0.0)
+    kept = _fit(G, Y, init_extrapolation=0.0, final_extrapolation=0.0)
+    j = int(np.argmin(moved.H_.sum(axis=1)))  # the particle: the smaller total abundance
+    assert _angle(kept.components_[j], true) > 20.0
+    assert kept.H_[j].max() == pytest.approx(1.0, abs=1e-6)  # fitted as pure at its centre
+    assert 0.7 < moved.final_shift_[j] < 1.7  # max abundance 0.5: β = 1
+    assert moved.final_shift_[1 - j] == 0.0 and moved.final_iter_ > 0
+    assert _angle(moved.components_[j], true) < 3.0
+    assert moved.H_[j].max() == pytest.approx(0.5, abs=0.1)  # the abundances follow
+    # the matrix stays where its pure pixels put it
+    assert _angle(moved.components_[1 - j], G @ W[:, 0]) < 1.0
+
+
+def test_a_phase_sharing_every_element_is_left_alone(rng):
+    # the particle holds every peak of the matrix in other ratios: its bound is far beyond a
+    # plausible thickness, so nothing moves
+    G, W, H, Y = _problem([0, 1, 2, 3], 0.5, rng)
+    W2 = W.copy()
+    W2[[0, 1, 2, 3], 1] = (0.1, 0.2, 0.3, 0.4)
+    Y = rng.poisson(400.0 * (G @ W2 @ H).T)
+    est = _fit(G, Y)
+    assert np.all(est.final_shift_ == 0.0) and est.final_iter_ == 0
+    ref = _fit(G, Y, final_extrapolation=0.0)
+    np.testing.assert_array_equal(est.W_, ref.W_)
+
+
+def test_final_extrapolation_zero_and_the_history(rng):
+    G, _, _, Y = _problem([4, 5, 6, 7], 0.5, rng)
+    est = _fit(G, Y)
+    # n_iter_ and the loss history are the main loop's; F of the result is reconstruction_err_
+    assert est.n_iter_ <= 600 and len(est.loss_history_) == len(est.loss_iterations_)
+    assert -est.score(Y) == pytest.approx(est.reconstruction_err_, rel=1e-12)
+    with pytest.raises(ValueError, match="final_extrapolation must be"):
+        SmartNMF(G, 2, final_extrapolation=1.5).fit(Y)

@@ -1,0 +1,71 @@
+"""Phase tables that never print a number that means nothing (issue 13, honest tables)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from esmpy_hs.physics.composition import MIN_PHASE_SHARE, mark_undetermined, quantify_rows
+
+from .test_smart_nmf import make_map
+
+
+def _numbers_with_errors(text: str) -> list[tuple[float, float]]:
+    return [(float(a), float(b)) for a, b in re.findall(r"(-?[\d.]+) ± ([\d.]+)", text)]
+
+
+def test_mark_undetermined_on_numbers():
+    elements = ["Mg", "O", "Si"]
+    W = np.array([[0.2, 0.2, 0.3], [0.6, 0.6, 0.3], [0.2, 0.2, 0.4]])
+    S = np.ones(3)
+    # a normal phase, a phase of 0.25 % of the abundance, and one whose element counts are
+    # a fair share but too few to fix a composition (2 counts)
+    H = np.array([40.0, 40.0, 2.0])
+    q = quantify_rows(elements, W, S, H)
+    q = mark_undetermined(q, np.array([1e5, 1e5 * MIN_PHASE_SHARE / 2, 1e5]))
+    assert set(q.undetermined) == {"phase 1", "phase 2"}
+    assert "abundance" in q.undetermined["phase 1"]
+    assert "larger than its value" in q.undetermined["phase 2"]
+    assert np.all(np.isfinite(q.atomic_fractions[:, 0]))
+    assert np.all(np.isnan(q.atomic_fractions[:, 1:]))
+    text = str(q)
+    assert text.count("not determined") == 4  # two phases, in the at.% and wt.% tables
+    assert all(err <= 100 for _, err in _numbers_with_errors(text))
+    csv = q.to_csv()
+    assert "phase 1,Mg,,,,," in csv
+
+
+def test_k_3_on_a_one_phase_map_marks_the_phantoms():
+    s = make_map(dose=200, shape=(16, 16))
+    s.data[:] = np.random.default_rng(1).poisson(
+        s.data.reshape(-1, s.data.shape[-1]).mean(axis=0), size=s.data.shape
+    ).astype(s.data.dtype)  # every pixel the same mixture: one phase
+    s.decomposition(algorithm="smart_nmf", output_dimension=3, print_info=False, max_iter=300)
+    q = s.quantify_phases()
+    assert 1 <= len(q.undetermined) <= 2
+    text = str(q)
+    assert all(err <= 100 for _, err in _numbers_with_errors(text))
+    fig = s.plot_phases()
+    labels = " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
+    assert "not determined" in labels
+
+
+def test_k_larger_than_the_columns_of_G_is_refused_before_fitting():
+    s = make_map(dose=20, shape=(6, 6))
+    s.metadata.set_item("Sample.thickness", 50.0)  # absorption: a per-phase (3-D) G
+    s.metadata.set_item("Sample.density", 4.0)
+    with pytest.raises(ValueError, match=r"output_dimension=12 phases is more than the \d+"):
+        s.decomposition(algorithm="smart_nmf", output_dimension=12, print_info=False)
+    assert s.learning_results.factors is None
+
+
+def test_no_counts_in_the_fitted_range_says_where_they_are():
+    s = make_map(dose=20, shape=(6, 6))
+    data = np.zeros_like(s.data)
+    data[..., :3] = 50  # all counts in the first channels: 0.20–0.22 keV, below the low cut
+    s.data = data
+    with pytest.raises(ValueError, match=r"0 % of the map's .* counts lie in the fitted range.*"
+                                         r"between 0\.2 and 0\.22 keV"):  # fmt: skip
+        s.decomposition(algorithm="smart_nmf", output_dimension=2, print_info=False)
