@@ -29,6 +29,10 @@ What is stored in ``metadata.SmartNMF``
     JSON text of the estimator settings.
 ``n_iter``, ``stop_reason``, ``loss_history``
     How the fit ended.
+``calibration``
+    JSON text of :meth:`esmpy_hs.physics.calibration.Calibration.to_dict` (offset shift in eV,
+    gain, width law, FWHM at C Kα, O Kα and Mn Kα with uncertainties), or ``null`` with
+    ``calibrate=False``. ``model`` already holds the calibrated axis and width law.
 """
 
 from __future__ import annotations
@@ -101,8 +105,12 @@ def _detector(acq, detector):
 
 
 def build_model(signal, *, elements=None, stray_elements=(), split=None, continuum=True,
-                energy_range=None, detector=None, vacancy_transfer=True):  # fmt: skip
+                energy_range=None, detector=None, vacancy_transfer=True,
+                calibration=None):  # fmt: skip
     """Build the physics model of ``signal`` on its fitted channels.
+
+    ``calibration`` (an :class:`esmpy_hs.physics.calibration.Calibration`) replaces the recorded
+    energy axis and width law in the model; the fitted channels stay those of the recorded axis.
 
     Returns
     -------
@@ -117,7 +125,11 @@ def build_model(signal, *, elements=None, stray_elements=(), split=None, continu
     stray = tuple(stray_elements or ())
     specimen_elements = tuple(e for e in acq.elements if e not in stray)
     c0, c1 = fit_channels(acq.axis, acq.beam_energy, energy_range)
-    axis = EnergyAxis(acq.axis.offset + c0 * acq.axis.scale, acq.axis.scale, c1 - c0)
+    full = acq.axis if calibration is None else calibration.axis(acq.axis)
+    axis = EnergyAxis(full.offset + c0 * full.scale, full.scale, c1 - c0)
+    det = _detector(acq, detector)
+    if calibration is not None:
+        det = calibration.detector(det)
     specimen = Specimen(
         thickness=acq.thickness, density=acq.density, take_off_angle=acq.take_off_angle
     )
@@ -125,7 +137,7 @@ def build_model(signal, *, elements=None, stray_elements=(), split=None, continu
         axis,
         acq.beam_energy,
         specimen_elements,
-        detector=_detector(acq, detector),
+        detector=det,
         specimen=specimen,
         split=split,
         stray_elements=stray,
@@ -181,11 +193,17 @@ def smart_nmf(signal, output_dimension, *, print_info: bool = True, **kwargs) ->
     absorption_every = int(model_kw.pop("absorption_every", 10))
     if absorption_every < 1:
         raise ValueError(f"absorption_every must be ≥ 1, got {absorption_every}")
-    model, (c0, c1), acq = build_model(signal, **model_kw)
+    calibrate = kwargs.pop("calibrate", "auto")
+    from esmpy_hs.signals._calibration import calibrate_signal, report
+
+    model_options = {k: v for k, v in model_kw.items() if k not in ("split", "continuum")}
+    calibration = calibrate_signal(signal, calibrate, **model_options)
+    model, (c0, c1), acq = build_model(signal, calibration=calibration, **model_kw)
     for note in acq.notices:
         if print_info:
             print(f"smart_nmf: {note}")
         _logger.info(note)
+    report(calibration, print_info)
 
     priors = parse_phases(phases, int(k), model)
     params = dict(kwargs)
@@ -228,7 +246,8 @@ def smart_nmf(signal, output_dimension, *, print_info: bool = True, **kwargs) ->
     W_true = priors.true_W(W_param)
     factors = np.zeros((data.shape[-1], int(k)))
     factors[c0:c1] = estimator.components_.T
-    _store(signal, estimator, factors, loadings, W_true, model, priors, (c0, c1), params)
+    _store(signal, estimator, factors, loadings, W_true, model, priors, (c0, c1), params,
+           calibration)  # fmt: skip
     if print_info:
         print(
             f"smart_nmf: {int(k)} phases, {len(model.labels)} columns of G "
@@ -240,7 +259,7 @@ def smart_nmf(signal, output_dimension, *, print_info: bool = True, **kwargs) ->
         )
         if getattr(estimator, "init_note_", ""):
             print(f"smart_nmf: {estimator.init_note_}")
-    return {"estimator": estimator, "model": model}
+    return {"estimator": estimator, "model": model, "calibration": calibration}
 
 
 def _jsonable(params: dict) -> dict:
@@ -261,7 +280,8 @@ def _jsonable(params: dict) -> dict:
     return out
 
 
-def _store(signal, estimator, factors, loadings, W, model, priors, channels, params) -> None:
+def _store(signal, estimator, factors, loadings, W, model, priors, channels, params,
+           calibration=None) -> None:  # fmt: skip
     lr = signal.learning_results
     lr.factors = factors
     lr.loadings = loadings
@@ -294,6 +314,7 @@ def _store(signal, estimator, factors, loadings, W, model, priors, channels, par
         "lambda_L": float(estimator.lambda_L_),
         "spectra_from": str(estimator.spectra_from_),
         "loss_history": np.asarray(estimator.loss_history_, dtype=np.float64),
+        "calibration": json.dumps(None if calibration is None else calibration.to_dict()),
     }
     signal.metadata.set_item(NODE, node)
 
