@@ -1,4 +1,4 @@
-"""Detector self-calibration (issue 12): defaults (``calibrate="auto"``) against ``calibrate=False``.
+"""Detector self-calibration (issue 12): ``calibrate="auto"`` (the default) against False.
 
 Not a test: ``python benchmarks/validate_calibration.py`` fits every map in
 ``shared/data/independent/`` (made by another simulator; README there) twice with
@@ -64,8 +64,9 @@ def load_independent(folder: Path):
 
 
 def fit_independent(s, k: int, calibrate) -> dict:
-    from esmpy_hs.metrics import score
     from validate_paper import major_elements
+
+    from esmpy_hs.metrics import score
 
     t0 = time.perf_counter()
     with warnings.catch_warnings():
@@ -132,7 +133,7 @@ def poisson_deviance(s) -> float:
 
 def fit_real(path: Path, calibrate) -> dict:
     import hyperspy.api as hs
-    from validate_real_map import identify, mineral_ratios, WINDOWS
+    from validate_real_map import WINDOWS, identify, mineral_ratios
 
     s = hs.load(str(path))
     s.set_signal_type("EDS_ESMPY")
@@ -153,8 +154,10 @@ def fit_real(path: Path, calibrate) -> dict:
         reads[n] = {
             "mineral": minerals[n],
             "ratios": {key: round(v, 3) for key, (v, _) in rs.items()},
-            "ok": all(WINDOWS[minerals[n]][key][0] <= v <= WINDOWS[minerals[n]][key][1]
-                      for key, (v, _) in rs.items()),  # fmt: skip
+            "ok": all(
+                WINDOWS[minerals[n]][key][0] <= v <= WINDOWS[minerals[n]][key][1]
+                for key, (v, _) in rs.items()
+            ),
         }
     return {
         "seconds": seconds,
@@ -192,8 +195,10 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     os.environ.setdefault("TQDM_DISABLE", "1")
     out: dict = {"independent": {}, "real": {}}
-    print(f"{'map':<22}{'calibrate':>10}  {'mean°':>6}  {'angles°':>20}  {'best°':>5}  "
-          f"{'map MSE':>8}  {'max|Δat.%|':>10}  {'iters':>5}  {'fit s':>6}  calibration")  # fmt: skip
+    print(
+        f"{'map':<22}{'calibrate':>10}  {'mean°':>6}  {'angles°':>20}  {'best°':>5}  "
+        f"{'map MSE':>8}  {'max|Δat.%|':>10}  {'iters':>5}  {'fit s':>6}  calibration"
+    )
     for name in args.maps:
         folder = SHARED / "independent" / name
         for calibrate in ("auto", False):
@@ -203,8 +208,9 @@ def main(argv=None) -> dict:
                 r["calibration_seconds"] = calibration_time(s)
             out["independent"].setdefault(name, {})[str(calibrate)] = r
             ang = " ".join(f"{a:6.2f}" for a in r["angles"])
-            print(f"{name:<22}{str(calibrate):>10}  {r['mean_angle']:6.2f}  {ang:>20}  "
-                  f"{np.mean(r['best_angles']):5.2f}  {r['mean_mse']:8.5f}  {r['max_major_error']:10.2f}  {r['n_iter']:>5}  "
+            print(f"{name:<22}{calibrate!s:>10}  {r['mean_angle']:6.2f}  {ang:>20}  "
+                  f"{np.mean(r['best_angles']):5.2f}  {r['mean_mse']:8.5f}  "
+                  f"{r['max_major_error']:10.2f}  {r['n_iter']:>5}  "
                   f"{r['seconds']:6.1f}  {_cal_text(r['calibration'])}"
                   + (f" [{r['calibration_seconds']:.1f} s]" if "calibration_seconds" in r
                      else ""), flush=True)  # fmt: skip
@@ -215,12 +221,16 @@ def main(argv=None) -> dict:
         for calibrate in ("auto", False):
             r = fit_real(path, calibrate)
             out["real"][str(calibrate)] = r
-            print(f"\nreal map, calibrate={calibrate}: {r['n_iter']} iterations, "
-                  f"{r['seconds']:.0f} s, Poisson deviance {r['deviance']:.6g}; "
-                  f"calibration {_cal_text(r['calibration'])}")
+            print(
+                f"\nreal map, calibrate={calibrate}: {r['n_iter']} iterations, "
+                f"{r['seconds']:.0f} s, Poisson deviance {r['deviance']:.6g}; "
+                f"calibration {_cal_text(r['calibration'])}"
+            )
             for n, v in r["phases"].items():
-                print(f"  {n} → {v['mineral']}: {v['ratios']} "
-                      f"{'reads as' if v['ok'] else 'does NOT read as'} {v['mineral']}")
+                print(
+                    f"  {n} → {v['mineral']}: {v['ratios']} "
+                    f"{'reads as' if v['ok'] else 'does NOT read as'} {v['mineral']}"
+                )
             print(f"  three minerals identified: {'yes' if r['three_minerals'] else 'no'}",
                   flush=True)  # fmt: skip
         if len(out["real"]) == 2:

@@ -12,15 +12,26 @@ likelihood,
   law (c2 = 0) and a linear law FWHM = a·E + b (c2 = a²) are members of the family.
   It is parameterised by the FWHM at O Kα, the FWHM at Mn Kα and c2 ≥ 0.
 
-The spectrum model for fixed detector parameters θ is Σ_k a_k · column_k(θ): one column per
-element and line family (K, L, M) of the lines that :func:`build_G` puts on the axis (line
-energies, emission cross sections σ and detector efficiency ε as in G, Gaussian peaks integrated
-over the channels as in G), and the two continuum columns B0·ε and B1·ε of G. The amplitudes
-a_k ≥ 0 are nuisance parameters, solved for each θ by a Poisson non-negative least-squares
-(iteratively reweighted NNLS with weights 1/μ, whose fixed point is the Poisson maximum
-likelihood); one free amplitude per family (rather than per element, as in G) keeps errors in
-tabulated K/L ratios and absorption out of the positions and widths. θ is found by a scan of
-the offset at the recorded widths, then a bounded Nelder-Mead search on the profile deviance.
+The spectrum model for fixed detector parameters θ is Σ_k a_k · column_k(θ) + continuum: the
+lines that :func:`build_G` puts on the axis (line energies, emission cross sections σ, detector
+efficiency ε and, with a specimen thickness, the thin-film absorption of the composition that
+the first solve's amplitudes suggest; Gaussian peaks integrated over the channels, as in G),
+and the two continuum columns B0·ε·A and B1·ε·A of G. The amplitudes a_k ≥ 0 are nuisance
+parameters, solved for each θ by a Poisson non-negative least squares (iteratively reweighted
+NNLS with weights 1/μ, whose fixed point is the Poisson maximum likelihood). θ is found in four
+steps:
+
+1. a scan of the offset at the recorded widths, with one amplitude per column of G (an element's
+   K, L and M lines tied by their tabulated ratios, so that a trace element's weak family cannot
+   take a line the model lacks);
+2. channels that no modelled line explains are left out (see :meth:`_Problem.unexplained`: a
+   missing element such as a grid's Cu, sum or escape peaks), the scan repeated until none is
+   found;
+3. a bounded Nelder-Mead search of all free parameters on the profile deviance, the check of
+   step 2 repeated after it;
+4. the same search with one amplitude per line family (element × K/L/M), so that errors in the
+   tabulated ratios between families and in their absorption do not pull on positions and
+   widths.
 
 Uncertainties are 1σ from the inverse Fisher information of all parameters (θ and the active
 amplitudes) at the optimum, J = Dᵀ diag(1/μ) D with D = ∂μ/∂(θ, a) (finite differences for θ),
@@ -379,9 +390,10 @@ class _Problem:
                 flat, weights=contrib[ok], minlength=n * self.n_groups
             ).reshape(n, self.n_groups)
         centres = first + np.arange(n) * scale
-        out[:, self.n_groups :] = continuum_basis(np.maximum(centres, 1e-3), self.e0) * np.interp(
-            centres, self.eff_grid, self.cont_factor
-        )[:, None]
+        out[:, self.n_groups :] = (
+            continuum_basis(np.maximum(centres, 1e-3), self.e0)
+            * np.interp(centres, self.eff_grid, self.cont_factor)[:, None]
+        )
         return out
 
     def absorb_continuum(self, a: NDArray, An_norm: NDArray, elements: Sequence[str],
@@ -586,10 +598,10 @@ def _calibrate(axis, spectrum, beam_energy, elements, detector, specimen, stray_
     prob = _Problem(ax, c0, y, e0, lines, line_columns, det, pivot)
     shift_p0 = shift0 + (gain0 - 1.0) * pivot * ax.scale * 1000.0  # shift at the pivot
     theta0 = np.array([shift_p0, gain0, w_lo0, w_hi0, q0])
-    dev0, a0, A0, norm0 = prob.solve(theta0, with_norm=True)
+    _, a0, A0, norm0 = prob.solve(theta0, with_norm=True)
     if specimen is not None and specimen.absorbs:
         prob.absorb_continuum(a0, norm0, list(elements), specimen)
-        dev0, a0, A0 = prob.solve(theta0, a0)
+        _, a0, A0 = prob.solve(theta0, a0)
     prob.theta_file = np.array(
         [0.0, 1.0, *(float(_fwhm_eV(file_law, E)) for E in (_E_LO, _E_HI)), max(file_law[2], 0.0)]
     )

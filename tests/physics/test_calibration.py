@@ -99,8 +99,10 @@ def test_unmodelled_line_is_left_out():
         c["Cu"] = 0.15
     y = summed_spectrum(truth, -10.0, 1.0, compositions=comps)
     elements = [e for e in ELEMENTS if e != "Cu"]
-    cal = calibrate_detector((OFFSET, SCALE, SIZE), y, 200.0, elements,
-                             detector=Detector(resolution_mnka=130.0), specimen=SPECIMEN)  # fmt: skip
+    cal = calibrate_detector(
+        (OFFSET, SCALE, SIZE), y, 200.0, elements, detector=Detector(resolution_mnka=130.0),
+        specimen=SPECIMEN,
+    )  # fmt: skip
     assert cal.applied, cal.message
     assert cal.masked_channels > 0
     mask = cal.curves["mask"]
