@@ -162,7 +162,10 @@ def plot_calibration(calibration: Calibration, energies: np.ndarray, title: str 
         (axes[2], "model", "C0", f"calibrated: deviance {calibration.deviance:.0f}"),
     ):
         mu = np.maximum(curves[key], 1e-9)
-        axr.plot(e, (y - mu) / np.sqrt(mu), color=colour, lw=0.6)
+        resid = (y - mu) / np.sqrt(mu)
+        if mask is not None:  # channels left out are not part of the fit
+            resid = np.where(np.asarray(mask), resid, np.nan)
+        axr.plot(e, resid, color=colour, lw=0.6)
         axr.axhline(0.0, color="0.3", lw=0.5)
         axr.set_ylabel("(data − model)/√model", fontsize=8)
         axr.set_title(f"residual, {label} for {calibration.degrees_of_freedom} d.o.f.",
