@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import minimize, nnls
+from scipy.optimize import curve_fit, minimize, nnls
 from scipy.special import erf
 
 from esmpy_hs._units import to_float
@@ -84,6 +84,8 @@ _MIN_PEAK_Z = 20.0  # counts / √(counts + background) of a usable peak
 _MIN_TOTAL_PEAK_COUNTS = 2000.0
 _WARN_SHIFT_EV = 50.0
 _WARN_WIDTH = 0.5
+_WARN_PEAK_EV = 5.0
+_PEAK_CHECK_COUNTS = 1e4
 _MAX_SIGMA_SHIFT_EV = 10.0
 _MAX_SIGMA_WIDTH = 0.2
 _LOW_CUT_KEV = 0.25
@@ -129,6 +131,12 @@ class Calibration:
     masked_channels : int
         Channels left out because no modelled line explains their counts (a missing element,
         sum or escape peaks); both deviances are over the other channels.
+    peak_offsets_eV : dict
+        Check of the linear axis: for each strong line family (≥ 10⁴ counts), the centre of a
+        Gaussian fitted to the data minus that of the same Gaussian fitted to the calibrated
+        model, on the same channels (eV). A detector whose axis is not linear leaves offsets
+        that no offset and gain remove; above 5 eV they are reported in ``warnings`` (when the
+        offset and gain were fitted).
     seconds : float
         Time the calibration took.
     curves : dict or None
@@ -155,6 +163,7 @@ class Calibration:
     counts: float = 0.0
     n_peaks: int = 0
     masked_channels: int = 0
+    peak_offsets_eV: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     curves: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     figure: Any = field(default=None, compare=False, repr=False)
@@ -210,6 +219,7 @@ class Calibration:
             "counts": float(self.counts),
             "n_peaks": int(self.n_peaks),
             "masked_channels": int(self.masked_channels),
+            "peak_offsets_eV": {k: float(v) for k, v in self.peak_offsets_eV.items()},
             "seconds": float(self.seconds),
         }
 
@@ -220,7 +230,7 @@ class Calibration:
         d["fwhm_quadratic"] = tuple(float(v) for v in d.get("fwhm_quadratic", (0.0, 0.0, 0.0)))
         d["fitted"] = tuple(d.get("fitted", ()))
         d["warnings"] = tuple(d.get("warnings", ()))
-        for key in ("fwhm_eV", "file_fwhm_eV", "uncertainty"):
+        for key in ("fwhm_eV", "file_fwhm_eV", "uncertainty", "peak_offsets_eV"):
             d[key] = {str(k): float(v) for k, v in dict(d.get(key, {})).items()}
         known = set(cls.__dataclass_fields__) - {"curves", "figure"}
         return cls(**{k: v for k, v in d.items() if k in known})
@@ -762,6 +772,51 @@ def _calibrate(axis, spectrum, beam_energy, elements, detector, specimen, stray_
     return _finish(prob, theta, a_fit, free, fitted, file_fwhm, file_law, common, t_start)
 
 
+def _gauss_centre(x: NDArray, y: NDArray) -> tuple[float, float] | None:
+    """Centre and area of a Gaussian on a linear background fitted to (x, y); None if it fails."""
+
+    def f(x, a, c, w, b0, b1):
+        return a * np.exp(-0.5 * ((x - c) / w) ** 2) + b0 + b1 * (x - c)
+
+    c0 = float(x[np.argmax(y)])
+    try:
+        p, _ = curve_fit(f, x, y, p0=[float(y.max() - y.min()), c0, 0.3 * float(np.ptp(x)),
+                                      float(y.min()), 0.0], maxfev=2000)  # fmt: skip
+    except (RuntimeError, ValueError):
+        return None
+    if not (x[0] < p[1] < x[-1]) or p[0] <= 0:
+        return None
+    return float(p[1]), float(p[0] * abs(p[2]) * np.sqrt(2 * np.pi) / (x[1] - x[0]))
+
+
+def _peak_offsets(prob, theta, An: NDArray, a: NDArray, coef) -> dict[str, float]:
+    """Data − model centre (eV) of each strong line family that dominates (≥ 80 % of the model
+    counts) its window, on the recorded axis."""
+    out: dict[str, float] = {}
+    mu = An @ a
+    by_family = prob.n_groups == len(prob.families)
+    rec = prob.axis.offset + prob.axis.scale * prob.centre_index  # recorded channel centres
+    true = prob.energies_of(theta[0], theta[1], prob.centre_index)
+    for (el, fam), E in zip(prob.families, prob.family_E, strict=True):
+        if not true[0] < E < true[-1]:
+            continue
+        e_rec = float(np.interp(E, true, rec))
+        half = 1.2 * float(_fwhm_eV(coef, E)) / 1000.0
+        win = np.nonzero((np.abs(rec - e_rec) <= half) & prob.mask)[0]
+        if win.size < 7 or not np.all(np.diff(win) == 1):
+            continue
+        if by_family:
+            j = prob.families.index((el, fam))
+            if (An[win, j] * a[j]).sum() < 0.8 * mu[win].sum():
+                continue  # overlapped: a ratio error would move the blend
+        d = _gauss_centre(rec[win], prob.y[win])
+        m = _gauss_centre(rec[win], mu[win])
+        if d is None or m is None or d[1] < _PEAK_CHECK_COUNTS:
+            continue
+        out[f"{el} {fam}"] = 1000.0 * (d[0] - m[0])
+    return out
+
+
 def _finish(prob, theta, a, free, fitted, file_fwhm, file_law, common, t_start,
             message: str = "") -> Calibration:  # fmt: skip
     dev, a, An = prob.solve(theta, a)
@@ -820,7 +875,15 @@ def _finish(prob, theta, a, free, fitted, file_fwhm, file_law, common, t_start,
     common["deviance_file"] = dev_f
     common["curves"] = {**common["curves"], "model": An @ a, "model_file": A_f @ a_f,
                         "mask": prob.mask.copy()}  # fmt: skip
+    offsets = _peak_offsets(prob, theta, An, a, coef)
     notes = []
+    worst = max(offsets.items(), key=lambda kv: abs(kv[1]), default=None)
+    axis_fitted = 0 in free and 1 in free  # otherwise the offsets measure the known values
+    if axis_fitted and worst is not None and abs(worst[1]) > _WARN_PEAK_EV:
+        notes.append(
+            f"the axis is not linear: after calibration the data's {worst[0]} peak sits "
+            f"{worst[1]:+.1f} eV from the model's (no offset and gain place every line)"
+        )
     if abs(shift0) > _WARN_SHIFT_EV:
         notes.append(f"the energy offset moved by {shift0:+.0f} eV (more than {_WARN_SHIFT_EV:g})")
     for k in ("O Ka", "Mn Ka"):
@@ -831,6 +894,7 @@ def _finish(prob, theta, a, free, fitted, file_fwhm, file_law, common, t_start,
         "offset_shift_eV": float(shift0), "gain": float(theta[1]), "fwhm_quadratic": coef,
         "fwhm_eV": fwhm, "file_fwhm_eV": file_fwhm, "uncertainty": unc, "fitted": fitted,
         "warnings": tuple(notes), "degrees_of_freedom": int(dof),
+        "peak_offsets_eV": offsets,
     }  # fmt: skip
     too_uncertain = []
     if 0 in free and sigma_shift_pivot > _MAX_SIGMA_SHIFT_EV:

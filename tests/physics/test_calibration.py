@@ -67,6 +67,9 @@ def test_recovers_offset_gain_and_widths(label, truth, shift, gain):
     # the deviance falls to about its degrees of freedom (the model is right)
     assert cal.deviance <= cal.deviance_file + 1e-6
     assert cal.deviance < 1.3 * cal.degrees_of_freedom
+    # with a linear axis nothing is left between the data's peaks and the model's
+    assert len(cal.peak_offsets_eV) >= 4
+    assert max(abs(v) for v in cal.peak_offsets_eV.values()) < 2.0
     # the stated uncertainties are small but not zero
     assert 0 < cal.uncertainty["offset_shift_eV"] < 1.0
     assert 0 < cal.uncertainty["fwhm O Ka"] < 2.0
@@ -89,6 +92,19 @@ def test_large_corrections_are_reported():
     assert cal.applied
     assert cal.offset_shift_eV == pytest.approx(70.0, abs=1.0)
     assert any("offset moved by +70 eV" in w for w in cal.warnings)
+
+
+def test_a_nonlinear_axis_is_reported():
+    """Channels above 3.5 keV recorded 25 eV lower than below: no offset and gain fit both."""
+    truth = Detector(resolution_mnka=130.0)
+    low = summed_spectrum(truth, 0.0, 1.0, seed=5)
+    high = summed_spectrum(truth, 25.0, 1.0, seed=6)
+    cut = int((3.5 - OFFSET) / SCALE)
+    y = np.concatenate([low[:cut], high[cut:]])
+    cal = calibrate(y)
+    assert cal.applied
+    assert any("axis is not linear" in w for w in cal.warnings), cal.peak_offsets_eV
+    assert max(abs(v) for v in cal.peak_offsets_eV.values()) > 5.0
 
 
 def test_unmodelled_line_is_left_out():
