@@ -87,6 +87,17 @@ def _smart_nmf(signal) -> dict[str, Any] | None:
     }
 
 
+def _calibration_line(signal) -> str:
+    """The detector calibration of the stored fit, one line ("" when none was run)."""
+    from esmpy_hs.physics.calibration import Calibration
+    from esmpy_hs.signals._record import read_record
+
+    record = read_record(signal)
+    if record is None or record.calibration is None:
+        return ""
+    return Calibration.from_dict(record.calibration).summary()
+
+
 def _quantification(signal):
     quantify = getattr(signal, "quantify_phases", None)
     if quantify is None:
@@ -530,7 +541,9 @@ def plot_phases(
             family="monospace",
             fontsize=9,
         )
-    fig.suptitle(title if title is not None else str(signal.metadata.General.title or ""))
+    suptitle = title if title is not None else str(signal.metadata.General.title or "")
+    cal_line = _calibration_line(signal) if info is not None else ""
+    fig.suptitle("\n".join(t for t in (suptitle, cal_line) if t))
     if filename is not None:
         fig.savefig(filename, dpi=dpi)
     return fig

@@ -5,7 +5,11 @@
 * Width: ``fwhm_model="fiori"`` (default) uses FWHM(E)² = FWHM_MnKa² + 2.5 (E - 5.8987 keV)·1000,
   all in eV (C. E. Fiori, D. E. Newbury, Scanning Electron Microsc. 1978/I, 401; the form used by
   exspy with ``energy_resolution_MnKa``); ``fwhm_model="linear"`` uses FWHM = a·E + b (keV), the
-  earlier espm default a = 0.01, b = 0.065 keV.
+  earlier espm default a = 0.01, b = 0.065 keV; ``fwhm_model="quadratic"`` uses
+  FWHM(E)² = c0 + c1·E + c2·E² (eV², E in keV): electronic noise (c0), Fano statistics (c1 ∝ F·ε,
+  the term Fiori fixes at 2500 eV²/keV) and an incomplete-charge term (c2). Both other laws are
+  special cases (Fiori: c2 = 0; linear: c0 = b², c1 = 2ab, c2 = a², in eV). The detector
+  self-calibration (:mod:`esmpy_hs.physics.calibration`) fits it.
 * Efficiency of a silicon drift detector at normal incidence::
 
       ε(E) = f_open · Π_layers exp(-(μ/ρ) ρ t)
@@ -36,6 +40,7 @@ __all__ = ["GRID_OPEN_FRACTION", "WINDOW_PRESETS", "Detector", "Layer", "peak_ma
 
 _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 _MNKA_KEV = 5.8987
+_FIORI_SLOPE = 2500.0  # eV²/keV, the Fano term of the Fiori law
 _SI_DENSITY = 2.33
 
 
@@ -110,9 +115,12 @@ class Detector:
     resolution_mnka
         FWHM at Mn Kα (eV, or a string such as ``"130 eV"``); used by ``fwhm_model="fiori"``.
     fwhm_model
-        ``"fiori"`` (default) or ``"linear"``.
+        ``"fiori"`` (default), ``"linear"`` or ``"quadratic"``.
     fwhm_linear
         ``(a, b)`` of FWHM = a·E + b, ``a`` dimensionless and ``b`` in keV (default (0.01, 0.065)).
+    fwhm_quadratic
+        ``(c0, c1, c2)`` of FWHM² = c0 + c1·E + c2·E², in eV², eV²/keV and eV²/keV² (E in keV);
+        used by ``fwhm_model="quadratic"``. Default: the Fiori law of ``resolution_mnka``.
     crystal_thickness
         Si crystal thickness (µm, or a string such as ``"0.45 mm"``); default 450 µm.
     dead_layer
@@ -132,6 +140,7 @@ class Detector:
         resolution_mnka: float | str = 130.0,
         fwhm_model: str = "fiori",
         fwhm_linear: tuple[float, float] = (0.01, 0.065),
+        fwhm_quadratic: tuple[float, float, float] | None = None,
         crystal_thickness: float | str = 450.0,
         dead_layer: float | str = 50.0,
         grid_open_fraction: float | None = None,
@@ -158,11 +167,21 @@ class Detector:
         self.resolution_mnka_eV = float(to_float(resolution_mnka, "eV", "resolution_mnka"))
         if not self.resolution_mnka_eV > 0:
             raise ValueError("resolution_mnka must be positive")
-        if fwhm_model not in ("fiori", "linear"):
-            raise ValueError(f"fwhm_model must be 'fiori' or 'linear', got {fwhm_model!r}")
+        if fwhm_model not in ("fiori", "linear", "quadratic"):
+            raise ValueError(
+                f"fwhm_model must be 'fiori', 'linear' or 'quadratic', got {fwhm_model!r}"
+            )
         self.fwhm_model = fwhm_model
         a, b = (float(v) for v in fwhm_linear)
         self.fwhm_linear = (a, b)
+        if fwhm_quadratic is None:
+            fwhm_quadratic = (
+                self.resolution_mnka_eV**2 - _FIORI_SLOPE * _MNKA_KEV,
+                _FIORI_SLOPE,
+                0.0,
+            )
+        c0, c1, c2 = (float(v) for v in fwhm_quadratic)
+        self.fwhm_quadratic = (c0, c1, c2)
         self.crystal_thickness_um = float(
             to_float(crystal_thickness, "micrometer", "crystal_thickness")
         )
@@ -190,8 +209,11 @@ class Detector:
         if self.fwhm_model == "linear":
             a, b = self.fwhm_linear
             out = a * e + b
+        elif self.fwhm_model == "quadratic":
+            c0, c1, c2 = self.fwhm_quadratic
+            out = np.sqrt(np.maximum(c0 + (c1 + c2 * e) * e, 1.0)) / 1000.0  # floor at 1 eV
         else:
-            fwhm2_eV2 = self.resolution_mnka_eV**2 + 2.5 * (e - _MNKA_KEV) * 1000.0
+            fwhm2_eV2 = self.resolution_mnka_eV**2 + _FIORI_SLOPE * (e - _MNKA_KEV)
             out = np.sqrt(np.maximum(fwhm2_eV2, 1.0)) / 1000.0  # floor at 1 eV
         if np.any(out <= 0):
             raise ValueError("The resolution model gives a non-positive FWHM on this axis")
@@ -222,6 +244,7 @@ class Detector:
             "resolution_mnka": self.resolution_mnka_eV,
             "fwhm_model": self.fwhm_model,
             "fwhm_linear": list(self.fwhm_linear),
+            "fwhm_quadratic": list(self.fwhm_quadratic),
             "crystal_thickness": self.crystal_thickness_um,
             "dead_layer": self.dead_layer_nm,
             "grid_open_fraction": self.grid_open_fraction,

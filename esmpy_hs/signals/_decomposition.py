@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from esmpy_hs.signals._metadata import read_acquisition
+from esmpy_hs.signals._model import build_model, fit_channels
 from esmpy_hs.signals._priors import parse_phases
 from esmpy_hs.signals._record import (  # noqa: F401  (StaleResultError: public here too)
     FitRecord,
@@ -32,9 +33,6 @@ from esmpy_hs.signals._record import (  # noqa: F401  (StaleResultError: public 
 )
 
 _logger = logging.getLogger(__name__)
-
-#: Default low-energy cut (keV): the detector noise peak ends near 0.1–0.15 keV.
-DEFAULT_LOW_CUT_KEV = 0.25
 
 # HyperSpy's own decomposition keywords: (the value that means "off", why smart_nmf refuses others)
 _HYPERSPY_KEYS = {
@@ -49,95 +47,6 @@ _HYPERSPY_KEYS = {
     "var_func": (None, "the Poisson model takes the variance from the model counts"),
     "reproject": (None, "smart_nmf fits every pixel; there is nothing to reproject"),
 }  # fmt: skip
-
-
-def fit_channels(axis, beam_energy: float, energy_range=None) -> tuple[int, int]:
-    """The channel range ``[first, stop)`` to fit.
-
-    Channels at or below ``energy_range[0]`` (default :data:`DEFAULT_LOW_CUT_KEV`, and always
-    above 0 keV) and at or above ``energy_range[1]`` (default: the beam energy) are left out.
-    """
-    low, high = (None, None) if energy_range is None else energy_range
-    low = DEFAULT_LOW_CUT_KEV if low is None else float(low)
-    high = beam_energy if high is None else min(float(high), beam_energy)
-    e = axis.energies
-    keep = np.nonzero((e > max(low, 0.0)) & (e < high))[0]
-    if keep.size < 2:
-        raise ValueError(
-            f"no channels to fit between {max(low, 0.0):.3g} and {high:.3g} keV on an axis from "
-            f"{e[0]:.3g} to {e[-1]:.3g} keV; check the energy axis (offset, scale, units) "
-            "or energy_range"
-        )
-    return int(keep[0]), int(keep[-1]) + 1
-
-
-def _detector(acq, detector):
-    from esmpy_hs.physics import Detector
-
-    if isinstance(detector, Detector):
-        return detector
-    spec = acq.efficiency if detector is None else detector
-    kwargs: dict[str, Any] = {"resolution_mnka": acq.energy_resolution_MnKa}
-    if spec is None:
-        pass
-    elif isinstance(spec, str):
-        kwargs["window"] = spec
-    elif isinstance(spec, dict) and {"energy", "efficiency"} <= set(spec):
-        kwargs["efficiency_curve"] = (np.asarray(spec["energy"]), np.asarray(spec["efficiency"]))
-    else:
-        raise ValueError(
-            "the detector efficiency must be a preset name (see "
-            "esmpy_hs.physics.WINDOW_PRESETS) or {'energy': [...keV], 'efficiency': [...]}, "
-            f"got {spec!r}"
-        )
-    return Detector(**kwargs)
-
-
-def build_model(signal, *, elements=None, stray_elements=(), split=None, continuum=True,
-                energy_range=None, detector=None, vacancy_transfer=True):  # fmt: skip
-    """Build the physics model of ``signal`` on its fitted channels.
-
-    Returns
-    -------
-    model : esmpy_hs.physics.PhysicsModel
-    channels : tuple of int
-        ``[first, stop)`` on the signal axis.
-    acquisition : Acquisition
-    """
-    from esmpy_hs.physics import EnergyAxis, Specimen, build_G
-
-    acq = read_acquisition(signal, elements)
-    stray = tuple(stray_elements or ())
-    specimen_elements = tuple(e for e in acq.elements if e not in stray)
-    c0, c1 = fit_channels(acq.axis, acq.beam_energy, energy_range)
-    axis = EnergyAxis(acq.axis.offset + c0 * acq.axis.scale, acq.axis.scale, c1 - c0)
-    specimen = Specimen(
-        thickness=acq.thickness, density=acq.density, take_off_angle=acq.take_off_angle
-    )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model = build_G(
-            axis,
-            acq.beam_energy,
-            specimen_elements,
-            detector=_detector(acq, detector),
-            specimen=specimen,
-            split=split,
-            stray_elements=stray,
-            continuum=continuum,
-            vacancy_transfer=vacancy_transfer,
-        )
-    if specimen_elements and not model.elements:
-        window = f"{model.energies[0]:.3g}–{model.energies[-1]:.3g} keV"
-        raise ValueError(
-            f"none of the elements {', '.join(specimen_elements)} has an X-ray line the model "
-            f"can see in the fitted window {window} (H and He emit none; Li and Be lines lie "
-            "below the low cut): nothing to quantify. Set the specimen's elements with "
-            "s.set_elements([...]) or widen energy_range"
-        )
-    for w in caught:  # e.g. one element without a line in the window: its column is dropped
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return model, (c0, c1), acq
 
 
 #: below this share of the counts at or above the low cut lying in the fitted channels (or with
@@ -393,6 +302,7 @@ def smart_nmf(
     vacancy_transfer: bool = True,
     persist: str | None = None,
     client=None,
+    calibrate="auto",
     print_info: bool = True,
     **estimator_params,
 ) -> dict:
@@ -416,10 +326,19 @@ def smart_nmf(
             or absorption_every < 1:  # fmt: skip
         raise ValueError(f"absorption_every must be an integer ≥ 1, got {absorption_every!r}")
     _check_estimator_params(estimator_params)
+    from esmpy_hs.signals._calibration import calibrate_signal, report
+
+    acq = read_acquisition(signal, elements)
+    check_counts(signal.data, *fit_channels(acq.axis, acq.beam_energy, energy_range))
+    calibration = calibrate_signal(
+        signal, calibrate, elements=elements, stray_elements=stray_elements,
+        energy_range=energy_range, detector=detector, vacancy_transfer=vacancy_transfer,
+        acquisition=acq,
+    )  # fmt: skip
     model, (c0, c1), acq = build_model(
         signal, elements=elements, stray_elements=stray_elements, split=split,
         continuum=continuum, energy_range=energy_range, detector=detector,
-        vacancy_transfer=vacancy_transfer,
+        vacancy_transfer=vacancy_transfer, calibration=calibration, acquisition=acq,
     )  # fmt: skip
     for note in acq.notices:
         if print_info:
@@ -433,6 +352,7 @@ def smart_nmf(
         )
     if not lazy:
         _check_counts_in_range(signal, c0, c1, model)
+    report(calibration, print_info)
 
     priors = parse_phases(phases, int(k), model)
     params = dict(estimator_params)
@@ -455,7 +375,6 @@ def smart_nmf(
 
     nav_dim = signal.axes_manager.navigation_dimension
     data = signal.data
-    check_counts(data, c0, c1)
     with watch:
         if lazy:
             # chunk by chunk, never computing the whole array (see esmpy_hs.nmf._chunked)
@@ -472,7 +391,8 @@ def smart_nmf(
     W_true = priors.true_W(W_param)
     factors = np.zeros((data.shape[-1], int(k)))
     factors[c0:c1] = estimator.components_.T
-    _store(signal, estimator, factors, loadings, W_true, model, priors, (c0, c1), params)
+    _store(signal, estimator, factors, loadings, W_true, model, priors, (c0, c1), params,
+           calibration)  # fmt: skip
     if print_info:
         print(
             f"smart_nmf: {int(k)} phases, {len(model.labels)} columns of G "
@@ -489,10 +409,11 @@ def smart_nmf(
                 f"smart_nmf: interrupted after {estimator.n_iter_} iterations; the last iterate "
                 "is stored (metadata.SmartNMF.stop_reason = 'interrupted')"
             )
-    return {"estimator": estimator, "model": model}
+    return {"estimator": estimator, "model": model, "calibration": calibration}
 
 
-def _store(signal, estimator, factors, loadings, W, model, priors, channels, params) -> None:
+def _store(signal, estimator, factors, loadings, W, model, priors, channels, params,
+           calibration=None) -> None:  # fmt: skip
     lr = signal.learning_results
     lr.factors = factors
     lr.loadings = loadings
@@ -526,6 +447,7 @@ def _store(signal, estimator, factors, loadings, W, model, priors, channels, par
         spectra_from=str(estimator.spectra_from_),
         loss_history=np.asarray(estimator.loss_history_, dtype=np.float64),
         data_shape=tuple(int(n) for n in signal.data.shape),
+        calibration=None if calibration is None else calibration.to_dict(),
     ))  # fmt: skip
 
 

@@ -47,10 +47,12 @@ def estimate_n_phases(
     detector=None,
     absorption_every: int = 10,
     vacancy_transfer: bool = True,
+    calibrate: Any = "auto",
     **estimator_params,
 ) -> int:
     """Suggest the number of phases; see :meth:`EDSespm.estimate_n_phases`."""
     from esmpy_hs.nmf._split import bin_pixels, choose_bin, heldout_curve, one_se_choice
+    from esmpy_hs.signals._calibration import calibrate_signal
     from esmpy_hs.signals._decomposition import (
         _check_estimator_params,
         _navigation_grid,
@@ -69,10 +71,15 @@ def estimate_n_phases(
             f"estimate_n_phases sets {', '.join(sorted(reserved & set(estimator_params)))} itself"
         )
     _check_estimator_params(estimator_params)
+    # the model of decomposition(algorithm="smart_nmf"): the same calibration, G and absorption
+    calibration = calibrate_signal(
+        signal, calibrate, elements=elements, stray_elements=stray_elements,
+        energy_range=energy_range, detector=detector, vacancy_transfer=vacancy_transfer,
+    )  # fmt: skip
     model, (c0, c1), _acq = build_model(
         signal, elements=elements, stray_elements=stray_elements, split=split,
         continuum=continuum, energy_range=energy_range, detector=detector,
-        vacancy_transfer=vacancy_transfer,
+        vacancy_transfer=vacancy_transfer, calibration=calibration,
     )  # fmt: skip
     nav_dim = signal.axes_manager.navigation_dimension
     data = signal.data

@@ -26,6 +26,10 @@ What is stored in ``metadata.SmartNMF``
     How the fit ended (``stop_reason``: ``"converged"``, ``"max_iter"`` or ``"interrupted"``).
 ``init_note``, ``lambda_L``, ``spectra_from``
     What the fit chose (see :class:`esmpy_hs.nmf.SmartNMF`).
+``calibration``
+    JSON text of :meth:`esmpy_hs.physics.calibration.Calibration.to_dict` (offset shift in eV,
+    gain, width law, FWHM at C Kα, O Kα and Mn Kα with uncertainties), or ``null`` with
+    ``calibrate=False``. ``model`` already holds the calibrated axis and width law.
 ``data_shape``
     The shape of ``signal.data`` that was fitted: a cropped or rebinned copy, or a later
     decomposition (``learning_results.decomposition_algorithm`` no longer ``"smart_nmf"``),
@@ -67,6 +71,7 @@ class FitRecord:
     spectra_from: str = ""
     loss_history: np.ndarray = field(default_factory=lambda: np.zeros(0))
     data_shape: tuple[int, ...] | None = None
+    calibration: dict[str, Any] | None = None
 
     @property
     def k(self) -> int:
@@ -133,6 +138,7 @@ def write_record(signal, record: FitRecord) -> None:
         "spectra_from": str(record.spectra_from),
         "loss_history": np.asarray(record.loss_history, dtype=np.float64),
     }
+    node["calibration"] = json.dumps(record.calibration)
     if record.data_shape is not None:
         node["data_shape"] = [int(n) for n in record.data_shape]
     signal.metadata.set_item(NODE, node)
@@ -154,6 +160,7 @@ def read_record(signal, *, current: bool = False) -> FitRecord | None:
     get = node.get_item
     params = get("parameters", "{}")
     shape = get("data_shape", None)
+    calibration = get("calibration", "null")
     return FitRecord(
         W=np.asarray(node.W, dtype=np.float64),
         H_sums=np.asarray(node.H_sums, dtype=np.float64),
@@ -169,6 +176,7 @@ def read_record(signal, *, current: bool = False) -> FitRecord | None:
         spectra_from=str(get("spectra_from", "")),
         loss_history=np.asarray(get("loss_history", np.zeros(0)), dtype=np.float64),
         data_shape=None if shape is None else tuple(int(n) for n in shape),
+        calibration=json.loads(calibration) if isinstance(calibration, str) else None,
     )
 
 

@@ -13,6 +13,9 @@ of them so that a signal of type ``EDS_ESMPY`` behaves as an EDS-TEM signal:
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 from exspy.signals import EDSTEMSpectrum, LazyEDSTEMSpectrum
 
 from esmpy_hs.signals._metadata import DEFAULTED_FIELDS, INPUT_NODE
@@ -101,6 +104,7 @@ class EDSespm(EDSTEMSpectrum):
         vacancy_transfer=True,
         persist=None,
         client=None,
+        calibrate="auto",
         return_info=False,
         print_info=True,
         **kwargs,
@@ -143,6 +147,16 @@ class EDSespm(EDSTEMSpectrum):
             composition (used when ``metadata.Sample.thickness`` is set).
         vacancy_transfer : bool, default True
             Include the Coster–Kronig and Auger vacancy transfer in the line cross sections.
+        calibrate : "auto", False, dict or Calibration, default "auto"
+            Fit the detector on the map's summed spectrum before the decomposition: energy
+            offset (eV) and gain of the axis and the peak width law FWHM² = c0 + c1·E + c2·E²
+            (see :meth:`calibrate_detector`). ``False`` uses the recorded axis and
+            ``energy_resolution_MnKa`` as they are; a dict of known values
+            (``{"offset_shift_eV": 10.0, "gain": 1.0, "resolution_mnka": 128.0}``; also
+            ``"fwhm_linear": (a, b_keV)`` or ``"fwhm_quadratic": (c0, c1, c2)``) holds those and
+            fits the rest; a result of :meth:`calibrate_detector` is used as it is. The axis and
+            metadata of the signal are not changed; the values go to
+            ``metadata.SmartNMF.calibration`` and into the stored model.
         persist : {"auto", "memory", "stream"}, optional
             Lazy signals only: where the compact chunks live between iterations (default
             ``"auto"``; see :func:`esmpy_hs.nmf.fit_chunked`).
@@ -179,6 +193,7 @@ class EDSespm(EDSTEMSpectrum):
             "continuum": continuum, "energy_range": energy_range, "detector": detector,
             "phases": phases, "absorption_every": absorption_every,
             "vacancy_transfer": vacancy_transfer, "persist": persist, "client": client,
+            "calibrate": calibrate,
         }  # fmt: skip
         if isinstance(algorithm, str) and algorithm == "smart_nmf":
             if args:
@@ -201,6 +216,58 @@ class EDSespm(EDSTEMSpectrum):
             *args, algorithm=algorithm, output_dimension=output_dimension,
             return_info=return_info, print_info=print_info, **kwargs,
         )  # fmt: skip
+
+    def calibrate_detector(self, *, plot: bool = True, filename: str | None = None,
+                           calibrate: Any = "auto", **kwargs: Any):  # fmt: skip
+        """Fit the energy calibration and the peak widths on the summed spectrum.
+
+        The same step that ``decomposition(algorithm="smart_nmf")`` runs by default
+        (``calibrate="auto"``), alone: the Poisson likelihood of the summed spectrum is
+        maximised over the energy offset (eV) and gain of the axis and the width law
+        FWHM(E)² = c0 + c1·E + c2·E² (eV², E in keV), with the amplitudes of each element's line
+        families and the continuum as nuisance parameters (see
+        :mod:`esmpy_hs.physics.calibration`). The signal is not changed.
+
+        Parameters
+        ----------
+        plot : bool
+            Draw the summed spectrum, the model and the normalised residual with the recorded
+            and with the calibrated detector (stored as ``result.figure``).
+        filename : str, optional
+            Save the figure there.
+        calibrate : "auto" or dict
+            A dict holds known values fixed (see ``decomposition``).
+        **kwargs
+            ``elements``, ``stray_elements``, ``energy_range``, ``detector``,
+            ``vacancy_transfer``, as for ``decomposition(algorithm="smart_nmf")``.
+
+        Returns
+        -------
+        esmpy_hs.physics.calibration.Calibration
+            ``offset_shift_eV`` (eV), ``gain``, ``fwhm_eV`` at C Kα, O Kα and Mn Kα (eV), their
+            1σ ``uncertainty`` (Fisher information of the Poisson likelihood), ``applied``
+            (False: the spectrum could not calibrate, ``message`` says why), ``warnings`` and
+            ``summary()``.
+        """
+        import dataclasses
+
+        from esmpy_hs.signals._calibration import calibrate_signal, plot_calibration
+
+        if calibrate is False or calibrate is None:
+            raise ValueError("calibrate_detector needs calibrate='auto' or a dict of known values")
+        cal = calibrate_signal(self, calibrate, **kwargs)
+        if cal is None:
+            raise ValueError("calibrate_detector needs calibrate='auto' or a dict of known values")
+        if plot or filename:
+            ax = self.axes_manager.signal_axes[0]
+            energies = np.asarray(ax.axis, dtype=np.float64)
+            if str(ax.units).strip() == "eV":
+                energies = energies / 1000.0
+            fig = plot_calibration(cal, energies, str(self.metadata.General.title or ""))
+            if filename:
+                fig.savefig(filename, dpi=110)
+            cal = dataclasses.replace(cal, figure=fig)
+        return cal
 
     def quantify_phases(self, family: str | None = None, *, uncertainty: str = "counting",
                         n_splits: int = 2, random_state=0):  # fmt: skip
@@ -262,7 +329,7 @@ class EDSespm(EDSTEMSpectrum):
             ``bin`` (block size b: b × b pixels are summed before splitting; default: the
             largest b that keeps ≥ 4096 pixels), ``max_iter`` (iterations of each fit,
             default 100), ``random_state`` (seed of the splits, default 0), ``print_info``;
-            the model options of :meth:`decomposition` (``elements``, ``detector``,
+            the model options of :meth:`decomposition` (``elements``, ``detector``, ``calibrate``,
             ``energy_range``, …) and SmartNMF parameters (``lambda_L``, ``mu``, …).
 
         Returns
