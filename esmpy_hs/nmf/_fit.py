@@ -37,6 +37,11 @@ from esmpy_hs.nmf._solver import PassFn, SolveResult, feasible_H, feasible_W, it
 #: dominant one, is not evidence of an embedded phase and is left alone)
 BOUND_ABUNDANCE = (0.25, 0.8)
 
+#: a phase whose abundance is ≥ 0.9 in at least this share of the pixels where it is present
+#: (≥ 0.1) is seen pure and is not moved to its bound (measured after the fit: 0.95 for pure
+#: layers, 0.3–0.6 for particles thinner than the specimen)
+PURE_SHARE = 0.75
+
 #: H-only iterations after the ``"auto"`` start, before W moves (the start's abundances come
 #: from binned blocks; a few H steps at full resolution fit them to the pixels first)
 WARMUP_ITER = 10
@@ -167,8 +172,10 @@ def to_bound(plan: Plan, res: SolveResult) -> tuple[np.ndarray, np.ndarray, np.n
     A mixture of phase j with the dominant phase d has the same likelihood as phase j moved
     along W_j + β (W_j − W_d) with its abundance moved to d (see
     :func:`._init.extrapolate_minor_phases`); β is bounded by the first element of W_j to
-    reach 0. Applies to the H simplex with a physics G and k ≥ 2; returns None when no phase
-    moves (each lacks one of the dominant phase's elements already). Returns ``(W, Ht, β)``.
+    reach 0. Applies to the H simplex with a physics G and k ≥ 2; a phase seen pure
+    (:data:`PURE_SHARE`) or whose bound is implausibly far or near (:data:`BOUND_ABUNDANCE`)
+    stays. Returns None when no phase moves (each lacks one of the dominant phase's elements
+    already, or stays), else ``(W, Ht, β)``.
     """
     s = plan.settings
     gamma = s.final_extrapolation
@@ -177,8 +184,12 @@ def to_bound(plan: Plan, res: SolveResult) -> tuple[np.ndarray, np.ndarray, np.n
     Ht = np.asarray(res.Ht, dtype=np.float64)
     dominant = int(np.argmax(Ht.sum(axis=0)))
     lo, hi = BOUND_ABUNDANCE
+    # a flat-topped abundance (pure over most of where the phase is) is a phase seen pure, not
+    # the peaked abundance of a phase thinner than the specimen: it stays
+    purity = (Ht >= 0.9).sum(axis=0) / np.maximum((Ht >= 0.1).sum(axis=0), 1)
     W, Ht, beta = extrapolate_minor_phases(res.W, Ht, plan.wp, dominant, gamma,
-                                           bounds=(1.0 / hi - 1.0, 1.0 / lo - 1.0))  # fmt: skip
+                                           bounds=(1.0 / hi - 1.0, 1.0 / lo - 1.0),
+                                           movable=purity < PURE_SHARE)  # fmt: skip
     if not np.any(beta > 0):
         return None
     feasible_H(Ht, True, s.fixed_Ht, s.eps)

@@ -183,7 +183,7 @@ def anchored_spa_labels(
 
 def extrapolate_minor_phases(
     W: np.ndarray, Hb: np.ndarray, wp: WParams, anchor: int = 0, gamma: float = 0.5,
-    bounds: tuple[float, float] = (0.0, np.inf),
+    bounds: tuple[float, float] = (0.0, np.inf), movable: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Move every minor phase away from the anchor phase, up to the W ≥ 0 boundary.
 
@@ -195,7 +195,8 @@ def extrapolate_minor_phases(
     zero), over the element rows (``wp.simplex_rows``); the abundances are moved the other way so
     the block model is unchanged. The regularised fit that follows pulls a phase back inside if
     the bound overshoots (a phase seen pure keeps β ≈ 0 because some element is already ≈ 0).
-    A phase whose bound β (before ``gamma``) lies outside ``bounds`` is not moved. Returns
+    A phase whose bound β (before ``gamma``) lies outside ``bounds``, or that ``movable`` (k,)
+    marks False, is not moved. Returns
     ``(W, Hb, β)`` with β (k,) the move of each phase (0 for the anchor and unmoved phases).
     """
     rows = np.asarray(wp.simplex_rows, dtype=bool)
@@ -207,7 +208,7 @@ def extrapolate_minor_phases(
     # the move: at 1e-6 against a phase at the 1e-10 floor they would stop it at once
     bounding = ref >= TRACE_SHARE * ref.sum()
     for j in range(W.shape[1]):
-        if j == anchor:
+        if j == anchor or (movable is not None and not movable[j]):
             continue
         d = W[rows, j] - ref
         neg = (d < 0) & bounding

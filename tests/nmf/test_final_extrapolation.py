@@ -87,3 +87,22 @@ def test_final_extrapolation_zero_and_the_history(rng):
     assert -est.score(Y) == pytest.approx(est.reconstruction_err_, rel=1e-12)
     with pytest.raises(ValueError, match="final_extrapolation must be"):
         SmartNMF(G, 2, final_extrapolation=1.5).fit(Y)
+
+
+def test_a_phase_seen_pure_is_left_alone(rng):
+    # two pure layers; the second holds every peak of the first (and two of its own), so
+    # moving it away from the first would be bounded, but it is seen pure over half the map
+    G = peaks_G(120, 8)
+    W = np.zeros((G.shape[1], 2))
+    W[[0, 1, 2, 3], 0] = (0.4, 0.3, 0.2, 0.1)
+    W[[0, 1, 2, 3, 4, 5], 1] = (0.1, 0.1, 0.1, 0.1, 0.3, 0.3)
+    W[8:, :] = 0.05
+    top = np.zeros(SHAPE)
+    top[:10] = 1.0
+    H = np.stack([1 - top.ravel(), top.ravel()])
+    Y = rng.poisson(400.0 * (G @ W @ H).T)
+    est = _fit(G, Y)
+    assert np.all(est.final_shift_ == 0.0)
+    for j in range(2):
+        best = min(_angle(est.components_[i], G @ W[:, j]) for i in range(2))
+        assert best < 1.0
