@@ -35,6 +35,9 @@ from esmpy_hs.nmf._updates import compute_D, g_colsums, update_W
 
 #: minimum number of pixel blocks per pass (fixed so results do not depend on the thread count)
 MIN_BLOCKS = 16
+#: the movement rule (:func:`iterate`, ``move_tol``) compares the iterate with the one this many
+#: iterations before
+MOVE_WINDOW = 10
 #: below this much work (≈ nonzeros) a chunk is processed on one thread: waking the thread pool
 #: costs up to milliseconds on a loaded machine. The blocks, hence the results, are the same.
 SERIAL_WORK = 200_000
@@ -214,6 +217,9 @@ class SolveResult:
     shift: np.ndarray | None = None
     final_iter: int = 0
     final_loss: float | None = None
+    # every MOVE_WINDOW iterations: (iteration, largest change of a spectrum's angle in degrees,
+    # root-mean-square and largest change of the abundance fractions) since the check before
+    move_history: list[tuple[int, float, float, float]] = field(default_factory=list)
 
 
 def evaluate_loss(data, G, W, Ht, hp: HParams) -> float:
@@ -259,6 +265,7 @@ def iterate(
     *,
     max_iter: int,
     tol: float,
+    move_tol: tuple[float, float] | None = None,
     loss_every: int = 10,
     update_W_: bool = True,
     callback: Callable | None = None,
@@ -286,7 +293,14 @@ def iterate(
     max_iter : int
     tol : float
         Stop when the relative decrease of F per iteration, measured between two loss
-        evaluations, falls below ``tol`` (0 disables).
+        evaluations, falls below ``tol``. 0 disables every stopping rule (``move_tol`` too):
+        ``max_iter`` iterations are run.
+    move_tol : (degrees, abundance) or None
+        The movement rule: every :data:`MOVE_WINDOW` iterations the phase spectra D = G·W (as
+        directions) and the abundance fractions are compared with those of the check before;
+        stop when no spectrum's angle moved by more than ``move_tol[0]`` degrees and no
+        abundance by more than ``move_tol[1]``. Either rule stops the fit. None (or a zero
+        entry) leaves the relative-objective rule alone. F is evaluated at every check.
     loss_every : int
         Evaluate F every ``loss_every`` iterations (it costs one logarithm per nonzero count).
     update_W_ : bool
@@ -326,6 +340,9 @@ def iterate(
     force_loss = False
     stop = "max_iter"
     it = 0
+    watch = tol > 0 and move_tol is not None and min(move_tol) > 0
+    moved: list[tuple[int, float, float, float]] = []
+    snap: tuple[np.ndarray, np.ndarray] | None = None
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -341,7 +358,8 @@ def iterate(
     try:
         while it < max_iter:
             t0 = time.perf_counter()
-            want = losses and (it % loss_every == 0 or force_loss)
+            check = tol > 0 and losses and it % MOVE_WINDOW == 0  # recorded with either rule
+            want = losses and (it % loss_every == 0 or force_loss or (check and watch))
             force_loss = False
             D = compute_D(G, W, Ht.dtype)
             colsum = D.sum(axis=0, dtype=np.float64)
@@ -359,6 +377,15 @@ def iterate(
                         stop = "converged"
                         break
                 ref = (it, F)
+            if check:
+                now = (unit_spectra(G, W), fractions(Ht))
+                if snap is not None:
+                    angle, da, da_max = moves(snap, now)
+                    moved.append((it, angle, da, da_max))
+                    if watch and angle <= move_tol[0] and da <= move_tol[1]:
+                        stop = "converged"
+                        break
+                snap = now
             W_new = update_W(W, G, res.RHt, res.hsum, Gt1=Gt1, **wp.kwargs()) if update_W_ else W
             Ht, Ht_new, W = Ht_new, Ht, W_new
             it += 1
@@ -400,7 +427,30 @@ def iterate(
             hist_it.append(it)
         except KeyboardInterrupt:
             stop = "interrupted"
-    return SolveResult(W, Ht, G, it, hist, hist_it, stop)
+    return SolveResult(W, Ht, G, it, hist, hist_it, stop, move_history=moved)
+
+
+def unit_spectra(G: np.ndarray | None, W: np.ndarray) -> np.ndarray:
+    """The phase spectra D = G·W (channels × k, float64), each column scaled to unit norm."""
+    D = compute_D(G, W, np.float64)
+    return D / np.maximum(np.linalg.norm(D, axis=0), 1e-300)
+
+
+def fractions(Ht: np.ndarray) -> np.ndarray:
+    """Abundance fractions (pixels × k, float64): H with every pixel scaled to sum to 1 (H itself
+    under the H simplex; the fractions the maps are read in otherwise)."""
+    A = np.asarray(Ht, dtype=np.float64)
+    return A / np.maximum(A.sum(axis=1, keepdims=True), 1e-300)
+
+
+def moves(before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarray, np.ndarray]
+          ) -> tuple[float, float, float]:  # fmt: skip
+    """Largest change of a spectrum's angle (degrees), root-mean-square and largest change of
+    the abundance fractions between two ``(unit_spectra, fractions)``."""
+    cos = np.clip(np.einsum("nk,nk->k", before[0], after[0]), -1.0, 1.0)
+    angle = float(np.degrees(np.arccos(cos)).max())
+    d = after[1] - before[1]
+    return angle, float(np.sqrt(np.mean(d * d))), float(np.abs(d).max())
 
 
 def hold_spectra(G_old: np.ndarray, G_new: np.ndarray, W: np.ndarray, wp: WParams) -> np.ndarray:
