@@ -118,6 +118,7 @@ PARAMETERS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "tol": (_real(0.0), "a finite number ≥ 0"),
     "angle_tol": (_real(0.0, 180.0), "a number of degrees in [0, 180]"),
     "abundance_tol": (_real(0.0, 1.0), "in [0, 1]"),
+    "momentum": (_real(0.0, 1.0), "in [0, 1]"),
     "random_state": (_ANY, "None, an int or a numpy Generator"),
     "shape_2d": (_optional(_is_grid), "(rows, cols) or (n,) with positive sizes, or None"),
     "channels_first": (_ANY, "True or False"),
@@ -189,6 +190,7 @@ class Settings:
     tol: float
     angle_tol: float
     abundance_tol: float
+    momentum: float
     max_iter: int
     loss_every: int
     init: Any
@@ -311,6 +313,7 @@ def settle(params: dict[str, Any], n: int, p: int) -> Settings:
         fixed_Ht=None if fixed_H is None else np.ascontiguousarray(fixed_H.T),
         dtype=np.dtype(params["dtype"]), tol=float(params["tol"]),
         angle_tol=float(params["angle_tol"]), abundance_tol=float(params["abundance_tol"]),
+        momentum=float(params["momentum"]),
         max_iter=int(params["max_iter"]), loss_every=int(params["loss_every"]),
         init=params["init"], init_iter=int(params["init_iter"]),
         init_extrapolation=None if gamma is None else float(gamma),

@@ -38,6 +38,8 @@ MIN_BLOCKS = 16
 #: the movement rule (:func:`iterate`, ``move_tol``) compares the iterate with the one this many
 #: iterations before
 MOVE_WINDOW = 10
+#: growth of the extrapolation β per accepted step (:func:`iterate`, ``momentum``)
+MOMENTUM_GROWTH = 1.05
 #: below this much work (≈ nonzeros) a chunk is processed on one thread: waking the thread pool
 #: costs up to milliseconds on a loaded machine. The blocks, hence the results, are the same.
 SERIAL_WORK = 200_000
@@ -220,6 +222,8 @@ class SolveResult:
     # every MOVE_WINDOW iterations: (iteration, largest change of a spectrum's angle in degrees,
     # root-mean-square and largest change of the abundance fractions) since the check before
     move_history: list[tuple[int, float, float, float]] = field(default_factory=list)
+    # passes whose extrapolated iterate raised F (redone from the plain update; not in n_iter)
+    restarts: int = 0
 
 
 def evaluate_loss(data, G, W, Ht, hp: HParams) -> float:
@@ -266,6 +270,7 @@ def iterate(
     max_iter: int,
     tol: float,
     move_tol: tuple[float, float] | None = None,
+    momentum: float = 0.0,
     loss_every: int = 10,
     update_W_: bool = True,
     callback: Callable | None = None,
@@ -301,6 +306,15 @@ def iterate(
         stop when no spectrum's angle moved by more than ``move_tol[0]`` degrees and no
         abundance by more than ``move_tol[1]``. Either rule stops the fit. None (or a zero
         entry) leaves the relative-objective rule alone. F is evaluated at every check.
+    momentum : float
+        Extrapolation of the updates (0: none): after each accepted iterate X⁺ (the update of
+        X) the next pass starts from ``X⁺ + β (X⁺ − X)`` projected on the constraints, with β
+        starting at ``momentum``, growing by :data:`MOMENTUM_GROWTH` per accepted step up to 1;
+        when that pass finds F above the last accepted F, its iterate is dropped, the pass is
+        redone from X⁺ (every update from there decreases F) and β halves. F is then evaluated
+        every pass, and F of the accepted iterates never increases (within one G). Iterations
+        count accepted iterates; the passes redone are ``restarts`` of the result. The
+        callback sees the plain update X⁺; when it replaces G the fit goes on from X⁺.
     loss_every : int
         Evaluate F every ``loss_every`` iterations (it costs one logarithm per nonzero count).
     update_W_ : bool
@@ -342,6 +356,12 @@ def iterate(
     it = 0
     watch = tol > 0 and move_tol is not None and min(move_tol) > 0
     moved: list[tuple[int, float, float, float]] = []
+    mom = losses and momentum > 0
+    beta = float(momentum)
+    F_acc = np.inf  # F of the last accepted iterate (of the current G)
+    base: tuple[np.ndarray, np.ndarray] | None = None  # plain update behind an extrapolation
+    accepted = False
+    restarts = 0
     snap: tuple[np.ndarray, np.ndarray] | None = None
     bar = None
     if progress:
@@ -356,17 +376,28 @@ def iterate(
         return assemble(r.loss, hp.total_scaled)
 
     try:
+        t0 = time.perf_counter()
         while it < max_iter:
-            t0 = time.perf_counter()
             check = tol > 0 and losses and it % MOVE_WINDOW == 0  # recorded with either rule
-            want = losses and (it % loss_every == 0 or force_loss or (check and watch))
+            want = losses and (it % loss_every == 0 or force_loss or (check and watch) or mom)
             force_loss = False
             D = compute_D(G, W, Ht.dtype)
             colsum = D.sum(axis=0, dtype=np.float64)
             res = run_pass(D, colsum, Ht, Ht_new, update_h=True, accumulate=update_W_,
                            want_loss=want)  # fmt: skip
-            if want:
-                F = assemble(res.loss, hp.total_scaled)
+            F = assemble(res.loss, hp.total_scaled) if want else np.nan
+            if base is not None and not F <= F_acc:
+                # the extrapolated iterate raised F: redo the pass from the plain update with a
+                # smaller step (the iteration is not counted; its time goes to the next one)
+                (W, Ht), base = base, None
+                beta *= 0.5
+                restarts += 1
+                continue
+            else:
+                accepted = True
+                base = None
+                F_acc = F
+            if accepted and want:
                 hist.append(F)
                 hist_it.append(it)
                 if bar is not None:
@@ -377,7 +408,7 @@ def iterate(
                         stop = "converged"
                         break
                 ref = (it, F)
-            if check:
+            if accepted and check:
                 now = (unit_spectra(G, W), fractions(Ht))
                 if snap is not None:
                     angle, da, da_max = moves(snap, now)
@@ -386,16 +417,30 @@ def iterate(
                         stop = "converged"
                         break
                 snap = now
-            W_new = update_W(W, G, res.RHt, res.hsum, Gt1=Gt1, **wp.kwargs()) if update_W_ else W
-            Ht, Ht_new, W = Ht_new, Ht, W_new
+            if accepted:
+                W_new = update_W(W, G, res.RHt, res.hsum, Gt1=Gt1, **wp.kwargs()) \
+                    if update_W_ else W  # fmt: skip
+                if mom:
+                    # extrapolate along the last step; the next pass checks it (see above)
+                    Wy, Hy = extrapolate(W, W_new, Ht, Ht_new, beta, hp, wp)
+                    base = (W_new, Ht_new)
+                    Ht_new, Ht, W = Ht, Hy, Wy
+                    beta = min(1.0, beta * MOMENTUM_GROWTH)
+                else:
+                    Ht, Ht_new, W = Ht_new, Ht, W_new
+            accepted = False
             it += 1
             if timings is not None:
                 timings.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
             if bar is not None:
                 bar.update(1)
             if callback is not None and it % max(1, int(callback_every)) == 0:
-                ret = callback(callback_owner, it, W * out_scale, Ht.T)
+                Wc, Hc = (W, Ht) if base is None else base  # the plain update, not a guess
+                ret = callback(callback_owner, it, Wc * out_scale, Hc.T)
                 if ret is not None:
+                    if base is not None:  # a new G starts from the plain update
+                        (W, Ht), base = base, None
                     G_new = np.asarray(ret, dtype=np.float64)
                     if G is None or G_new.shape != G.shape:
                         raise ValueError(
@@ -415,19 +460,40 @@ def iterate(
                     G = G_new
                     Gt1 = g_colsums(G, W.shape[0], W.shape[1])
                     ref = None
+                    F_acc = np.inf
                     force_loss = True
     except KeyboardInterrupt:
         stop = "interrupted"
     finally:
         if bar is not None:
             bar.close()
+    if base is not None:  # an extrapolated iterate whose F is unknown: keep the plain update
+        W, Ht = base
     if losses and (not hist_it or hist_it[-1] != it):
         try:
             hist.append(loss_of(G, W, Ht))
             hist_it.append(it)
         except KeyboardInterrupt:
             stop = "interrupted"
-    return SolveResult(W, Ht, G, it, hist, hist_it, stop, move_history=moved)
+    return SolveResult(W, Ht, G, it, hist, hist_it, stop, move_history=moved,
+                       restarts=restarts)  # fmt: skip
+
+
+def extrapolate(
+    W: np.ndarray,
+    W_new: np.ndarray,
+    Ht: np.ndarray,
+    Ht_new: np.ndarray,
+    beta: float,
+    hp: HParams,
+    wp: WParams,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``X⁺ + β (X⁺ − X)`` for W and H, projected on their constraints (new arrays)."""
+    Wy = W_new + beta * (W_new - W)
+    feasible_W(Wy, wp)
+    Hy = Ht_new.astype(np.float64) + beta * (Ht_new - Ht.astype(np.float64))
+    feasible_H(Hy, hp.simplex, hp.fixed_Ht, hp.eps)
+    return Wy, np.ascontiguousarray(Hy, dtype=Ht.dtype)
 
 
 def unit_spectra(G: np.ndarray | None, W: np.ndarray) -> np.ndarray:

@@ -113,6 +113,14 @@ class SmartNMF:
         alone, as before it). The movements are kept in ``move_history_``.
     abundance_tol : float, default 2.5e-4
         See ``angle_tol`` (abundance fraction, dimensionless).
+    momentum : float in [0, 1], default 0.5
+        Extrapolation of the multiplicative updates: each accepted iterate X⁺ (the update of X)
+        is moved on to ``X⁺ + β (X⁺ − X)`` (projected on the constraints) before the next
+        update, β starting at ``momentum`` and growing by 5 % per accepted step up to 1. The
+        next pass evaluates F there; when F rose, that point is dropped, the pass is redone
+        from X⁺ and β halves, so F of the iterates kept never increases (between changes of G
+        by the callback). F is then evaluated at every iteration. 0 gives the plain updates.
+        ``n_iter_`` counts the iterates kept; ``n_restarts_`` the passes redone.
     random_state : None, int or numpy Generator
         Used by ``init="random"`` only (``"auto"`` is deterministic).
     shape_2d : tuple or None
@@ -185,6 +193,8 @@ class SmartNMF:
     loss_history_ : list of float
         F (scaled units) of the iterates ``loss_iterations_``.
     loss_iterations_ : list of int
+    n_restarts_ : int
+        Passes redone because the extrapolated iterate raised F (see ``momentum``).
     move_history_ : list of (int, float, float, float)
         Every 10 iterations: the iteration, the largest change of a spectrum's angle (degrees)
         and the root-mean-square and largest change of an abundance fraction over the 10
@@ -245,6 +255,7 @@ class SmartNMF:
         tol: float = 1e-8,
         angle_tol: float = 0.01,
         abundance_tol: float = 2.5e-4,
+        momentum: float = 0.5,
         random_state: Any = None,
         shape_2d: tuple[int, ...] | None = None,
         channels_first: bool = False,
@@ -273,6 +284,7 @@ class SmartNMF:
         self.tol = tol
         self.angle_tol = angle_tol
         self.abundance_tol = abundance_tol
+        self.momentum = momentum
         self.random_state = random_state
         self.shape_2d = shape_2d
         self.channels_first = channels_first
@@ -397,6 +409,7 @@ class SmartNMF:
         self.loss_history_ = list(res.loss_history)
         self.loss_iterations_ = list(res.loss_iterations)
         self.move_history_ = list(res.move_history)
+        self.n_restarts_ = int(res.restarts)
         self.stop_reason_ = res.stop_reason
         last = res.final_loss if res.final_loss is not None else (
             res.loss_history[-1] if res.loss_history else np.nan)  # fmt: skip

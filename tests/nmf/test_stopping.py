@@ -1,5 +1,5 @@
 """The stopping rules: the movement rule (``angle_tol``, ``abundance_tol``) beside the
-relative-objective rule (``tol``).
+relative-objective rule (``tol``); the extrapolation of the updates (``momentum``).
 
 The movement rule stops when, over :data:`MOVE_WINDOW` iterations, no phase spectrum turned by
 more than ``angle_tol`` degrees and the abundances moved by less than ``abundance_tol`` (root
@@ -39,26 +39,49 @@ def _fit(G, X, **kw) -> SmartNMF:
     return SmartNMF(G, 3, **kw).fit(X)
 
 
-def test_movement_rule_stops_earlier_and_close_to_the_long_run(problem):
+@pytest.fixture(scope="module")
+def long_run(problem):
     G, X = problem
-    new = _fit(G, X)  # the defaults: both rules
-    old = _fit(G, X, angle_tol=0.0)  # the objective rule alone
-    long = _fit(G, X, angle_tol=0.0, tol=1e-13, max_iter=6000)
-    assert new.stop_reason_ == "converged"
-    assert new.n_iter_ < old.n_iter_ < long.n_iter_
+    return _fit(G, X, angle_tol=0.0, momentum=0.0, tol=1e-13, max_iter=6000)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+def test_movement_rule_stops_earlier_and_close_to_the_long_run(problem, long_run, momentum):
+    G, X = problem
+    new = _fit(G, X, momentum=momentum)  # both rules
+    old = _fit(G, X, angle_tol=0.0, momentum=momentum)  # the objective rule alone
+    assert new.stop_reason_ == "converged" and long_run.stop_reason_ == "converged"
+    assert new.n_iter_ < old.n_iter_ < long_run.n_iter_
     # it stopped on the movement rule: its last check is within both tolerances
     it, angle, rms, _ = new.move_history_[-1]
     assert it == new.n_iter_ and it % MOVE_WINDOW == 0
     assert angle <= new.angle_tol and rms <= new.abundance_tol
     # within the documented quality of the long run: 0.2° for every spectrum, 1e-4 map MSE
-    assert _angles(new.components_, long.components_).max() < 0.2
-    assert ((new.H_ - long.H_) ** 2).mean(axis=1).max() < 1e-4
+    assert _angles(new.components_, long_run.components_).max() < 0.2
+    assert ((new.H_ - long_run.H_) ** 2).mean(axis=1).max() < 1e-4
+
+
+def test_extrapolation_takes_fewer_iterations(problem):
+    G, X = problem
+    plain = _fit(G, X, momentum=0.0)
+    fast = _fit(G, X)  # momentum=0.5
+    assert fast.n_iter_ + fast.n_restarts_ < 0.75 * plain.n_iter_
+
+
+def test_extrapolation_keeps_the_objective_monotone_and_restarts(problem):
+    G, X = problem
+    est = _fit(G, X, momentum=1.0, tol=0.0, max_iter=300, loss_every=1)
+    F = np.array(est.loss_history_)
+    assert est.loss_iterations_ == list(range(301))  # one F per iterate kept, and the last
+    assert np.all(np.diff(F) <= 1e-12 * np.abs(F[:-1]))
+    # β = 1 from the start overshoots at least once: the restart path ran
+    assert est.n_restarts_ >= 1 and est.n_iter_ == 300
 
 
 def test_the_objective_rule_alone_records_the_movements(problem):
     G, X = problem
-    old = _fit(G, X, angle_tol=0.0)
-    off = _fit(G, X, abundance_tol=0.0)
+    old = _fit(G, X, angle_tol=0.0, momentum=0.0)
+    off = _fit(G, X, abundance_tol=0.0, momentum=0.0)
     # either zero tolerance turns the movement rule off: the same fit
     assert old.n_iter_ == off.n_iter_
     np.testing.assert_array_equal(old.W_, off.W_)
@@ -82,7 +105,8 @@ def test_tol_zero_runs_max_iter(problem):
 
 
 @pytest.mark.parametrize("bad", [{"angle_tol": -1.0}, {"angle_tol": 200.0},
-                                 {"abundance_tol": 2.0}, {"abundance_tol": np.nan}])  # fmt: skip
+                                 {"abundance_tol": 2.0}, {"abundance_tol": np.nan},
+                                 {"momentum": 1.5}, {"momentum": -0.1}])  # fmt: skip
 def test_tolerances_are_checked(problem, bad):
     G, X = problem
     with pytest.raises(ValueError, match=next(iter(bad))):
