@@ -7,7 +7,8 @@ signal-level defaults otherwise (``decomposition(algorithm="smart_nmf", output_d
 and prints, per map and fit,
 
 * the iterations of the main loop and of the refit of H after the move to the composition bound
-  (``n_iter_`` + ``final_iter_``);
+  (``n_iter_`` + ``final_iter_``) and the passes redone after an extrapolation raised the
+  objective (``n_restarts_``, main loop);
 * the distance of the answer to the one before: the largest spectral angle between the same
   component of the two fits (degrees, over the fitted channels) and the largest per-phase map
   MSE between them (abundance fractions);
@@ -136,12 +137,14 @@ def main(argv=None) -> None:
             angles, truth_mse = against_truth(est, spectra, maps, *c)
             row[label] = {
                 "params": params, "n_iter": est.n_iter_, "final_iter": est.final_iter_,
+                "restarts": est.n_restarts_,
                 "stop_reason": est.stop_reason_, "angle_vs_before": angle,
                 "mse_vs_before": mse, "truth_angles": angles, "truth_mse": truth_mse,
                 "seconds": seconds, "last_moves": est.move_history_[-3:],
             }  # fmt: skip
             print(
                 f"{name:18s} {label:8s} iterations {est.n_iter_:5d}+{est.final_iter_:<4d} "
+                f"({est.n_restarts_} redone) "
                 f"vs before: {angle:.3f}°, MSE {mse:.1e} | truth "
                 f"{', '.join(f'{a:.2f}' for a in angles)}° MSE {truth_mse:.5f} | {seconds:.0f} s",
                 flush=True,
