@@ -310,11 +310,14 @@ def iterate(
         Extrapolation of the updates (0: none): after each accepted iterate X⁺ (the update of
         X) the next pass starts from ``X⁺ + β (X⁺ − X)`` projected on the constraints, with β
         starting at ``momentum``, growing by :data:`MOMENTUM_GROWTH` per accepted step up to 1;
-        when that pass finds F above the last accepted F, its iterate is dropped, the pass is
-        redone from X⁺ (every update from there decreases F) and β halves. F is then evaluated
-        every pass, and F of the accepted iterates never increases (within one G). Iterations
-        count accepted iterates; the passes redone are ``restarts`` of the result. The
-        callback sees the plain update X⁺; when it replaces G the fit goes on from X⁺.
+        F is checked where it is evaluated anyway (every ``loss_every`` iterations and at the
+        movement rule's checks): when it is above the F of the last evaluation, the fit goes
+        back to the plain update of the iterate evaluated then (every update from there
+        decreases F), β halves and the pass is redone. So every F recorded is at most the one
+        before (within one G), as without extrapolation; the iterations between evaluations
+        are not checked one by one, and those undone stay counted (``restarts`` of the result
+        counts the returns). The callback sees the plain update X⁺; when it replaces G the fit
+        goes on from X⁺. The iterate returned is one whose F was checked.
     loss_every : int
         Evaluate F every ``loss_every`` iterations (it costs one logarithm per nonzero count).
     update_W_ : bool
@@ -359,7 +362,10 @@ def iterate(
     mom = losses and momentum > 0
     beta = float(momentum)
     F_acc = np.inf  # F of the last accepted iterate (of the current G)
-    base: tuple[np.ndarray, np.ndarray] | None = None  # plain update behind an extrapolation
+    # the plain update of the last pass (behind an extrapolation), and that of the last iterate
+    # whose F was evaluated and kept: where a rejected extrapolation goes back to
+    plain: tuple[np.ndarray, np.ndarray] | None = None
+    safe: tuple[np.ndarray, np.ndarray] | None = None
     accepted = False
     restarts = 0
     snap: tuple[np.ndarray, np.ndarray] | None = None
@@ -379,23 +385,23 @@ def iterate(
         t0 = time.perf_counter()
         while it < max_iter:
             check = tol > 0 and losses and it % MOVE_WINDOW == 0  # recorded with either rule
-            want = losses and (it % loss_every == 0 or force_loss or (check and watch) or mom)
+            want = losses and (it % loss_every == 0 or force_loss or (check and watch))
             force_loss = False
             D = compute_D(G, W, Ht.dtype)
             colsum = D.sum(axis=0, dtype=np.float64)
             res = run_pass(D, colsum, Ht, Ht_new, update_h=True, accumulate=update_W_,
                            want_loss=want)  # fmt: skip
             F = assemble(res.loss, hp.total_scaled) if want else np.nan
-            if base is not None and not F <= F_acc:
-                # the extrapolated iterate raised F: redo the pass from the plain update with a
-                # smaller step (the iteration is not counted; its time goes to the next one)
-                (W, Ht), base = base, None
+            if want and safe is not None and not F <= F_acc:
+                # the extrapolations since the last evaluation raised F: go back to the plain
+                # update of the last iterate kept, with a smaller step (the iterations since
+                # stay counted; the pass is redone at this iteration)
+                (W, Ht), safe, plain = safe, None, None
                 beta *= 0.5
                 restarts += 1
                 continue
-            else:
-                accepted = True
-                base = None
+            accepted = True
+            if want:
                 F_acc = F
             if accepted and want:
                 hist.append(F)
@@ -421,9 +427,11 @@ def iterate(
                 W_new = update_W(W, G, res.RHt, res.hsum, Gt1=Gt1, **wp.kwargs()) \
                     if update_W_ else W  # fmt: skip
                 if mom:
-                    # extrapolate along the last step; the next pass checks it (see above)
+                    # extrapolate along the last step; the next evaluation of F checks it
+                    if want:
+                        safe = (W_new, Ht_new.copy())
                     Wy, Hy = extrapolate(W, W_new, Ht, Ht_new, beta, hp, wp)
-                    base = (W_new, Ht_new)
+                    plain = (W_new, Ht_new)
                     Ht_new, Ht, W = Ht, Hy, Wy
                     beta = min(1.0, beta * MOMENTUM_GROWTH)
                 else:
@@ -436,11 +444,12 @@ def iterate(
             if bar is not None:
                 bar.update(1)
             if callback is not None and it % max(1, int(callback_every)) == 0:
-                Wc, Hc = (W, Ht) if base is None else base  # the plain update, not a guess
+                Wc, Hc = (W, Ht) if plain is None else plain  # the plain update, not a guess
                 ret = callback(callback_owner, it, Wc * out_scale, Hc.T)
                 if ret is not None:
-                    if base is not None:  # a new G starts from the plain update
-                        (W, Ht), base = base, None
+                    if plain is not None:  # a new G starts from the plain update
+                        (W, Ht), plain = plain, None
+                    safe = None
                     G_new = np.asarray(ret, dtype=np.float64)
                     if G is None or G_new.shape != G.shape:
                         raise ValueError(
@@ -467,14 +476,19 @@ def iterate(
     finally:
         if bar is not None:
             bar.close()
-    if base is not None:  # an extrapolated iterate whose F is unknown: keep the plain update
-        W, Ht = base
     if losses and (not hist_it or hist_it[-1] != it):
         try:
-            hist.append(loss_of(G, W, Ht))
+            F = loss_of(G, W, Ht)
+            if safe is not None and not F <= F_acc:
+                # extrapolated since the last evaluation and F rose: keep the last safe iterate
+                W, Ht = safe
+                F = loss_of(G, W, Ht)
+            hist.append(F)
             hist_it.append(it)
         except KeyboardInterrupt:
             stop = "interrupted"
+            if safe is not None:
+                W, Ht = safe
     return SolveResult(W, Ht, G, it, hist, hist_it, stop, move_history=moved,
                        restarts=restarts)  # fmt: skip
 
