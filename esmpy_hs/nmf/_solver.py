@@ -222,7 +222,7 @@ class SolveResult:
     # every MOVE_WINDOW iterations: (iteration, largest change of a spectrum's angle in degrees,
     # root-mean-square and largest change of the abundance fractions) since the check before
     move_history: list[tuple[int, float, float, float]] = field(default_factory=list)
-    # passes whose extrapolated iterate raised F (redone from the plain update; not in n_iter)
+    # returns to the last checked iterate because F rose after extrapolations (see iterate)
     restarts: int = 0
 
 

@@ -116,11 +116,13 @@ class SmartNMF:
     momentum : float in [0, 1], default 0.5
         Extrapolation of the multiplicative updates: each accepted iterate X⁺ (the update of X)
         is moved on to ``X⁺ + β (X⁺ − X)`` (projected on the constraints) before the next
-        update, β starting at ``momentum`` and growing by 5 % per accepted step up to 1. The
-        next pass evaluates F there; when F rose, that point is dropped, the pass is redone
-        from X⁺ and β halves, so F of the iterates kept never increases (between changes of G
-        by the callback). F is then evaluated at every iteration. 0 gives the plain updates.
-        ``n_iter_`` counts the iterates kept; ``n_restarts_`` the passes redone.
+        update, β starting at ``momentum`` and growing by 5 % per step up to 1. Where F is
+        evaluated (every ``loss_every`` iterations and at the checks of the movement rule) it
+        is compared with the F evaluated before: when it rose, the fit goes back to the plain
+        update of the iterate evaluated then and β halves, so every F recorded is at most the
+        one before (between changes of G by the callback), and the result is an iterate whose
+        F was checked. 0 gives the plain updates. ``n_restarts_`` counts the returns (the
+        iterations undone stay in ``n_iter_``).
     random_state : None, int or numpy Generator
         Used by ``init="random"`` only (``"auto"`` is deterministic).
     shape_2d : tuple or None
@@ -194,7 +196,7 @@ class SmartNMF:
         F (scaled units) of the iterates ``loss_iterations_``.
     loss_iterations_ : list of int
     n_restarts_ : int
-        Passes redone because the extrapolated iterate raised F (see ``momentum``).
+        Returns to the last checked iterate because F rose (see ``momentum``).
     move_history_ : list of (int, float, float, float)
         Every 10 iterations: the iteration, the largest change of a spectrum's angle (degrees)
         and the root-mean-square and largest change of an abundance fraction over the 10
