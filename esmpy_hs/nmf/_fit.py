@@ -145,9 +145,10 @@ def run(
         Ht = r0.Ht
     res = iterate(
         run_pass, G, start.W, Ht, plan.hp, plan.wp, max_iter=s.max_iter, tol=s.tol,
-        update_W_=update_W, loss_every=s.loss_every, callback=callback,
-        callback_every=callback_every, callback_owner=owner, out_scale=plan.scale,
-        progress=progress, desc=source.desc, timings=timings,
+        move_tol=plan.move_tol, momentum=s.momentum, update_W_=update_W,
+        loss_every=s.loss_every, callback=callback, callback_every=callback_every,
+        callback_owner=owner, out_scale=plan.scale, progress=progress,
+        desc=source.desc, timings=timings,
     )  # fmt: skip
     if not update_W or res.stop_reason == "interrupted":
         return res
@@ -158,7 +159,8 @@ def run(
     # iterate, with the main loop's history (F jumps at the move, the updates stay monotone)
     W, Ht, shift = moved
     fin = iterate(run_pass, res.G, W, Ht, plan.hp, plan.wp, max_iter=s.max_iter,
-                  update_W_=False, tol=s.tol, loss_every=s.loss_every, progress=progress,
+                  update_W_=False, tol=s.tol, move_tol=plan.move_tol, momentum=s.momentum,
+                  loss_every=s.loss_every, progress=progress,
                   desc=f"{source.desc}, abundances at the bound")  # fmt: skip
     stop = "interrupted" if fin.stop_reason == "interrupted" else res.stop_reason
     return replace(res, W=fin.W, Ht=fin.Ht, stop_reason=stop, shift=shift,

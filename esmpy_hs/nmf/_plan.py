@@ -116,6 +116,9 @@ PARAMETERS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "init": (_is_init, "'auto', 'random' or (W, H)"),
     "max_iter": (_integer(0), "an integer ≥ 0"),
     "tol": (_real(0.0), "a finite number ≥ 0"),
+    "angle_tol": (_real(0.0, 180.0), "a number of degrees in [0, 180]"),
+    "abundance_tol": (_real(0.0, 1.0), "in [0, 1]"),
+    "momentum": (_real(0.0, 1.0), "in [0, 1]"),
     "random_state": (_ANY, "None, an int or a numpy Generator"),
     "shape_2d": (_optional(_is_grid), "(rows, cols) or (n,) with positive sizes, or None"),
     "channels_first": (_ANY, "True or False"),
@@ -185,6 +188,9 @@ class Settings:
     fixed_Ht: np.ndarray | None
     dtype: np.dtype
     tol: float
+    angle_tol: float
+    abundance_tol: float
+    momentum: float
     max_iter: int
     loss_every: int
     init: Any
@@ -306,6 +312,8 @@ def settle(params: dict[str, Any], n: int, p: int) -> Settings:
         eps_reg=float(params["epsilon_reg"]), eps=eps, fixed_W=fixed_W,
         fixed_Ht=None if fixed_H is None else np.ascontiguousarray(fixed_H.T),
         dtype=np.dtype(params["dtype"]), tol=float(params["tol"]),
+        angle_tol=float(params["angle_tol"]), abundance_tol=float(params["abundance_tol"]),
+        momentum=float(params["momentum"]),
         max_iter=int(params["max_iter"]), loss_every=int(params["loss_every"]),
         init=params["init"], init_iter=int(params["init_iter"]),
         init_extrapolation=None if gamma is None else float(gamma),
@@ -345,6 +353,12 @@ class Plan:
     binned_start: bool
     hp: HParams
     wp: WParams
+
+    @property
+    def move_tol(self) -> tuple[float, float] | None:
+        """``(angle_tol, abundance_tol)`` of the movement rule, or None when it is off."""
+        s = self.settings
+        return (s.angle_tol, s.abundance_tol) if min(s.angle_tol, s.abundance_tol) > 0 else None
 
     @property
     def spectra_from(self) -> str:

@@ -35,6 +35,11 @@ from esmpy_hs.nmf._updates import compute_D, g_colsums, update_W
 
 #: minimum number of pixel blocks per pass (fixed so results do not depend on the thread count)
 MIN_BLOCKS = 16
+#: the movement rule (:func:`iterate`, ``move_tol``) compares the iterate with the one this many
+#: iterations before
+MOVE_WINDOW = 10
+#: growth of the extrapolation β per accepted step (:func:`iterate`, ``momentum``)
+MOMENTUM_GROWTH = 1.05
 #: below this much work (≈ nonzeros) a chunk is processed on one thread: waking the thread pool
 #: costs up to milliseconds on a loaded machine. The blocks, hence the results, are the same.
 SERIAL_WORK = 200_000
@@ -214,6 +219,11 @@ class SolveResult:
     shift: np.ndarray | None = None
     final_iter: int = 0
     final_loss: float | None = None
+    # every MOVE_WINDOW iterations: (iteration, largest change of a spectrum's angle in degrees,
+    # root-mean-square and largest change of the abundance fractions) since the check before
+    move_history: list[tuple[int, float, float, float]] = field(default_factory=list)
+    # returns to the last checked iterate because F rose after extrapolations (see iterate)
+    restarts: int = 0
 
 
 def evaluate_loss(data, G, W, Ht, hp: HParams) -> float:
@@ -259,6 +269,8 @@ def iterate(
     *,
     max_iter: int,
     tol: float,
+    move_tol: tuple[float, float] | None = None,
+    momentum: float = 0.0,
     loss_every: int = 10,
     update_W_: bool = True,
     callback: Callable | None = None,
@@ -286,7 +298,26 @@ def iterate(
     max_iter : int
     tol : float
         Stop when the relative decrease of F per iteration, measured between two loss
-        evaluations, falls below ``tol`` (0 disables).
+        evaluations, falls below ``tol``. 0 disables every stopping rule (``move_tol`` too):
+        ``max_iter`` iterations are run.
+    move_tol : (degrees, abundance) or None
+        The movement rule: every :data:`MOVE_WINDOW` iterations the phase spectra D = G·W (as
+        directions) and the abundance fractions are compared with those of the check before;
+        stop when no spectrum's angle moved by more than ``move_tol[0]`` degrees and no
+        abundance by more than ``move_tol[1]``. Either rule stops the fit. None (or a zero
+        entry) leaves the relative-objective rule alone. F is evaluated at every check.
+    momentum : float
+        Extrapolation of the updates (0: none): after each accepted iterate X⁺ (the update of
+        X) the next pass starts from ``X⁺ + β (X⁺ − X)`` projected on the constraints, with β
+        starting at ``momentum``, growing by :data:`MOMENTUM_GROWTH` per accepted step up to 1;
+        F is checked where it is evaluated anyway (every ``loss_every`` iterations and at the
+        movement rule's checks): when it is above the F of the last evaluation, the fit goes
+        back to the plain update of the iterate evaluated then (every update from there
+        decreases F), β halves and the pass is redone. So every F recorded is at most the one
+        before (within one G), as without extrapolation; the iterations between evaluations
+        are not checked one by one, and those undone stay counted (``restarts`` of the result
+        counts the returns). The callback sees the plain update X⁺; when it replaces G the fit
+        goes on from X⁺. The iterate returned is one whose F was checked.
     loss_every : int
         Evaluate F every ``loss_every`` iterations (it costs one logarithm per nonzero count).
     update_W_ : bool
@@ -326,6 +357,18 @@ def iterate(
     force_loss = False
     stop = "max_iter"
     it = 0
+    watch = tol > 0 and move_tol is not None and min(move_tol) > 0
+    moved: list[tuple[int, float, float, float]] = []
+    mom = losses and momentum > 0
+    beta = float(momentum)
+    F_acc = np.inf  # F of the last accepted iterate (of the current G)
+    # the plain update of the last pass (behind an extrapolation), and that of the last iterate
+    # whose F was evaluated and kept: where a rejected extrapolation goes back to
+    plain: tuple[np.ndarray, np.ndarray] | None = None
+    safe: tuple[np.ndarray, np.ndarray] | None = None
+    accepted = False
+    restarts = 0
+    snap: tuple[np.ndarray, np.ndarray] | None = None
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -339,16 +382,28 @@ def iterate(
         return assemble(r.loss, hp.total_scaled)
 
     try:
+        t0 = time.perf_counter()
         while it < max_iter:
-            t0 = time.perf_counter()
-            want = losses and (it % loss_every == 0 or force_loss)
+            check = tol > 0 and losses and it % MOVE_WINDOW == 0  # recorded with either rule
+            want = losses and (it % loss_every == 0 or force_loss or (check and watch))
             force_loss = False
             D = compute_D(G, W, Ht.dtype)
             colsum = D.sum(axis=0, dtype=np.float64)
             res = run_pass(D, colsum, Ht, Ht_new, update_h=True, accumulate=update_W_,
                            want_loss=want)  # fmt: skip
+            F = assemble(res.loss, hp.total_scaled) if want else np.nan
+            if want and safe is not None and not F <= F_acc:
+                # the extrapolations since the last evaluation raised F: go back to the plain
+                # update of the last iterate kept, with a smaller step (the iterations since
+                # stay counted; the pass is redone at this iteration)
+                (W, Ht), safe, plain = safe, None, None
+                beta *= 0.5
+                restarts += 1
+                continue
+            accepted = True
             if want:
-                F = assemble(res.loss, hp.total_scaled)
+                F_acc = F
+            if accepted and want:
                 hist.append(F)
                 hist_it.append(it)
                 if bar is not None:
@@ -359,16 +414,42 @@ def iterate(
                         stop = "converged"
                         break
                 ref = (it, F)
-            W_new = update_W(W, G, res.RHt, res.hsum, Gt1=Gt1, **wp.kwargs()) if update_W_ else W
-            Ht, Ht_new, W = Ht_new, Ht, W_new
+            if accepted and check:
+                now = (unit_spectra(G, W), fractions(Ht))
+                if snap is not None:
+                    angle, da, da_max = moves(snap, now)
+                    moved.append((it, angle, da, da_max))
+                    if watch and angle <= move_tol[0] and da <= move_tol[1]:
+                        stop = "converged"
+                        break
+                snap = now
+            if accepted:
+                W_new = update_W(W, G, res.RHt, res.hsum, Gt1=Gt1, **wp.kwargs()) \
+                    if update_W_ else W  # fmt: skip
+                if mom:
+                    # extrapolate along the last step; the next evaluation of F checks it
+                    if want:
+                        safe = (W_new, Ht_new.copy())
+                    Wy, Hy = extrapolate(W, W_new, Ht, Ht_new, beta, hp, wp)
+                    plain = (W_new, Ht_new)
+                    Ht_new, Ht, W = Ht, Hy, Wy
+                    beta = min(1.0, beta * MOMENTUM_GROWTH)
+                else:
+                    Ht, Ht_new, W = Ht_new, Ht, W_new
+            accepted = False
             it += 1
             if timings is not None:
                 timings.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
             if bar is not None:
                 bar.update(1)
             if callback is not None and it % max(1, int(callback_every)) == 0:
-                ret = callback(callback_owner, it, W * out_scale, Ht.T)
+                Wc, Hc = (W, Ht) if plain is None else plain  # the plain update, not a guess
+                ret = callback(callback_owner, it, Wc * out_scale, Hc.T)
                 if ret is not None:
+                    if plain is not None:  # a new G starts from the plain update
+                        (W, Ht), plain = plain, None
+                    safe = None
                     G_new = np.asarray(ret, dtype=np.float64)
                     if G is None or G_new.shape != G.shape:
                         raise ValueError(
@@ -388,6 +469,7 @@ def iterate(
                     G = G_new
                     Gt1 = g_colsums(G, W.shape[0], W.shape[1])
                     ref = None
+                    F_acc = np.inf
                     force_loss = True
     except KeyboardInterrupt:
         stop = "interrupted"
@@ -396,11 +478,59 @@ def iterate(
             bar.close()
     if losses and (not hist_it or hist_it[-1] != it):
         try:
-            hist.append(loss_of(G, W, Ht))
+            F = loss_of(G, W, Ht)
+            if safe is not None and not F <= F_acc:
+                # extrapolated since the last evaluation and F rose: keep the last safe iterate
+                W, Ht = safe
+                F = loss_of(G, W, Ht)
+            hist.append(F)
             hist_it.append(it)
         except KeyboardInterrupt:
             stop = "interrupted"
-    return SolveResult(W, Ht, G, it, hist, hist_it, stop)
+            if safe is not None:
+                W, Ht = safe
+    return SolveResult(W, Ht, G, it, hist, hist_it, stop, move_history=moved,
+                       restarts=restarts)  # fmt: skip
+
+
+def extrapolate(
+    W: np.ndarray,
+    W_new: np.ndarray,
+    Ht: np.ndarray,
+    Ht_new: np.ndarray,
+    beta: float,
+    hp: HParams,
+    wp: WParams,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``X⁺ + β (X⁺ − X)`` for W and H, projected on their constraints (new arrays)."""
+    Wy = W_new + beta * (W_new - W)
+    feasible_W(Wy, wp)
+    Hy = Ht_new.astype(np.float64) + beta * (Ht_new - Ht.astype(np.float64))
+    feasible_H(Hy, hp.simplex, hp.fixed_Ht, hp.eps)
+    return Wy, np.ascontiguousarray(Hy, dtype=Ht.dtype)
+
+
+def unit_spectra(G: np.ndarray | None, W: np.ndarray) -> np.ndarray:
+    """The phase spectra D = G·W (channels × k, float64), each column scaled to unit norm."""
+    D = compute_D(G, W, np.float64)
+    return D / np.maximum(np.linalg.norm(D, axis=0), 1e-300)
+
+
+def fractions(Ht: np.ndarray) -> np.ndarray:
+    """Abundance fractions (pixels × k, float64): H with every pixel scaled to sum to 1 (H itself
+    under the H simplex; the fractions the maps are read in otherwise)."""
+    A = np.asarray(Ht, dtype=np.float64)
+    return A / np.maximum(A.sum(axis=1, keepdims=True), 1e-300)
+
+
+def moves(before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarray, np.ndarray]
+          ) -> tuple[float, float, float]:  # fmt: skip
+    """Largest change of a spectrum's angle (degrees), root-mean-square and largest change of
+    the abundance fractions between two ``(unit_spectra, fractions)``."""
+    cos = np.clip(np.einsum("nk,nk->k", before[0], after[0]), -1.0, 1.0)
+    angle = float(np.degrees(np.arccos(cos)).max())
+    d = after[1] - before[1]
+    return angle, float(np.sqrt(np.mean(d * d))), float(np.abs(d).max())
 
 
 def hold_spectra(G_old: np.ndarray, G_new: np.ndarray, W: np.ndarray, wp: WParams) -> np.ndarray:

@@ -101,7 +101,28 @@ class SmartNMF:
         Stop when the relative decrease of F per iteration (measured between evaluations of F,
         every ``loss_every`` iterations) falls below ``tol``. 0 runs ``max_iter`` iterations.
         F is dominated by the Poisson noise floor, so the relative decrease is small even while
-        the spectra still move by degrees: keep ``tol`` small (docs/choosing.rst).
+        the spectra still move by degrees: keep ``tol`` small (docs/choosing.rst). ``tol=0``
+        turns off every stopping rule, the movement rule below too.
+    angle_tol : float, default 0.01
+        The movement rule, on what a user reads (degrees): every 10 iterations the phase
+        spectra ``components_`` and the abundance fractions are compared with those of 10
+        iterations before, and the fit stops when no spectrum turned by more than
+        ``angle_tol`` degrees and the abundances moved by at most ``abundance_tol`` (root mean
+        square over pixels and phases). Either rule, this one or ``tol``'s, stops the fit.
+        ``angle_tol=0`` or ``abundance_tol=0`` turns the movement rule off (the objective rule
+        alone, as before it). The movements are kept in ``move_history_``.
+    abundance_tol : float, default 2.5e-4
+        See ``angle_tol`` (abundance fraction, dimensionless).
+    momentum : float in [0, 1], default 0.5
+        Extrapolation of the multiplicative updates: each accepted iterate X⁺ (the update of X)
+        is moved on to ``X⁺ + β (X⁺ − X)`` (projected on the constraints) before the next
+        update, β starting at ``momentum`` and growing by 5 % per step up to 1. Where F is
+        evaluated (every ``loss_every`` iterations and at the checks of the movement rule) it
+        is compared with the F evaluated before: when it rose, the fit goes back to the plain
+        update of the iterate evaluated then and β halves, so every F recorded is at most the
+        one before (between changes of G by the callback), and the result is an iterate whose
+        F was checked. 0 gives the plain updates. ``n_restarts_`` counts the returns (the
+        iterations undone stay in ``n_iter_``).
     random_state : None, int or numpy Generator
         Used by ``init="random"`` only (``"auto"`` is deterministic).
     shape_2d : tuple or None
@@ -174,6 +195,12 @@ class SmartNMF:
     loss_history_ : list of float
         F (scaled units) of the iterates ``loss_iterations_``.
     loss_iterations_ : list of int
+    n_restarts_ : int
+        Returns to the last checked iterate because F rose (see ``momentum``).
+    move_history_ : list of (int, float, float, float)
+        Every 10 iterations: the iteration, the largest change of a spectrum's angle (degrees)
+        and the root-mean-square and largest change of an abundance fraction over the 10
+        iterations before (recorded whenever ``tol > 0``).
     stop_reason_ : {"converged", "max_iter", "interrupted"}
     iteration_times_ : list of float
         Seconds of every iteration of the main loop.
@@ -228,6 +255,9 @@ class SmartNMF:
         init: str | tuple | dict = "auto",
         max_iter: int = 2000,
         tol: float = 1e-8,
+        angle_tol: float = 0.01,
+        abundance_tol: float = 2.5e-4,
+        momentum: float = 0.5,
         random_state: Any = None,
         shape_2d: tuple[int, ...] | None = None,
         channels_first: bool = False,
@@ -254,6 +284,9 @@ class SmartNMF:
         self.init = init
         self.max_iter = max_iter
         self.tol = tol
+        self.angle_tol = angle_tol
+        self.abundance_tol = abundance_tol
+        self.momentum = momentum
         self.random_state = random_state
         self.shape_2d = shape_2d
         self.channels_first = channels_first
@@ -377,6 +410,8 @@ class SmartNMF:
         self.n_iter_ = int(res.n_iter)
         self.loss_history_ = list(res.loss_history)
         self.loss_iterations_ = list(res.loss_iterations)
+        self.move_history_ = list(res.move_history)
+        self.n_restarts_ = int(res.restarts)
         self.stop_reason_ = res.stop_reason
         last = res.final_loss if res.final_loss is not None else (
             res.loss_history[-1] if res.loss_history else np.nan)  # fmt: skip

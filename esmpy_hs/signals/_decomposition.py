@@ -326,56 +326,58 @@ def smart_nmf(
             or absorption_every < 1:  # fmt: skip
         raise ValueError(f"absorption_every must be an integer ≥ 1, got {absorption_every!r}")
     _check_estimator_params(estimator_params)
-    from esmpy_hs.signals._calibration import calibrate_signal, report
-
-    acq = read_acquisition(signal, elements)
-    check_counts(signal.data, *fit_channels(acq.axis, acq.beam_energy, energy_range))
-    calibration = calibrate_signal(
-        signal, calibrate, elements=elements, stray_elements=stray_elements,
-        energy_range=energy_range, detector=detector, vacancy_transfer=vacancy_transfer,
-        acquisition=acq,
-    )  # fmt: skip
-    model, (c0, c1), acq = build_model(
-        signal, elements=elements, stray_elements=stray_elements, split=split,
-        continuum=continuum, energy_range=energy_range, detector=detector,
-        vacancy_transfer=vacancy_transfer, calibration=calibration, acquisition=acq,
-    )  # fmt: skip
-    for note in acq.notices:
-        if print_info:
-            print(f"smart_nmf: {note}")
-        _logger.info(note)
-    if int(k) > len(model.labels):
-        raise ValueError(
-            f"output_dimension={k} phases is more than the {len(model.labels)} columns of the "
-            f"physics model ({', '.join(model.labels)}) can tell apart: use k ≤ "
-            f"{len(model.labels)}, or add the missing elements with s.add_elements([...])"
-        )
-    if not lazy:
-        _check_counts_in_range(signal, c0, c1, model)
-    report(calibration, print_info)
-
-    priors = parse_phases(phases, int(k), model)
-    params = dict(estimator_params)
-    if priors.needs_W_simplex:
-        if params.get("simplex", "W") != "W":
-            raise ValueError(
-                "phases with partial compositions (fractions summing to < 1) fix atomic "
-                "fractions in W, which needs simplex='W'; give the complete composition of the "
-                "phase (fractions summing to 1) to keep simplex='H'"
-            )
-        params["simplex"] = "W"
-    if priors.fixed_W is not None:
-        params["fixed_W"] = priors.fixed_W
-    params.setdefault("shape_2d", _navigation_grid(signal))
-    params.setdefault("progress", print_info)
-
+    # from here on a Ctrl-C is remembered even where a library swallows it (numba compiling a
+    # kernel of the calibration or of the fit): the fit then stops at its next iteration
     watch = _InterruptWatch()
-    estimator = physics_estimator(model, priors, int(k), params, absorption_every,
-                                  wrap=watch.wrap)  # fmt: skip
-
-    nav_dim = signal.axes_manager.navigation_dimension
-    data = signal.data
     with watch:
+        from esmpy_hs.signals._calibration import calibrate_signal, report
+
+        acq = read_acquisition(signal, elements)
+        check_counts(signal.data, *fit_channels(acq.axis, acq.beam_energy, energy_range))
+        calibration = calibrate_signal(
+            signal, calibrate, elements=elements, stray_elements=stray_elements,
+            energy_range=energy_range, detector=detector, vacancy_transfer=vacancy_transfer,
+            acquisition=acq,
+        )  # fmt: skip
+        model, (c0, c1), acq = build_model(
+            signal, elements=elements, stray_elements=stray_elements, split=split,
+            continuum=continuum, energy_range=energy_range, detector=detector,
+            vacancy_transfer=vacancy_transfer, calibration=calibration, acquisition=acq,
+        )  # fmt: skip
+        for note in acq.notices:
+            if print_info:
+                print(f"smart_nmf: {note}")
+            _logger.info(note)
+        if int(k) > len(model.labels):
+            raise ValueError(
+                f"output_dimension={k} phases is more than the {len(model.labels)} columns of the "
+                f"physics model ({', '.join(model.labels)}) can tell apart: use k ≤ "
+                f"{len(model.labels)}, or add the missing elements with s.add_elements([...])"
+            )
+        if not lazy:
+            _check_counts_in_range(signal, c0, c1, model)
+        report(calibration, print_info)
+
+        priors = parse_phases(phases, int(k), model)
+        params = dict(estimator_params)
+        if priors.needs_W_simplex:
+            if params.get("simplex", "W") != "W":
+                raise ValueError(
+                    "phases with partial compositions (fractions summing to < 1) fix atomic "
+                    "fractions in W, which needs simplex='W'; give the complete composition of the "
+                    "phase (fractions summing to 1) to keep simplex='H'"
+                )
+            params["simplex"] = "W"
+        if priors.fixed_W is not None:
+            params["fixed_W"] = priors.fixed_W
+        params.setdefault("shape_2d", _navigation_grid(signal))
+        params.setdefault("progress", print_info)
+
+        estimator = physics_estimator(model, priors, int(k), params, absorption_every,
+                                      wrap=watch.wrap)  # fmt: skip
+
+        nav_dim = signal.axes_manager.navigation_dimension
+        data = signal.data
         if lazy:
             # chunk by chunk, never computing the whole array (see esmpy_hs.nmf._chunked)
             from esmpy_hs.signals._lazy import unfold

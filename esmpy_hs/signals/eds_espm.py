@@ -170,10 +170,10 @@ class EDSespm(EDSTEMSpectrum):
         **kwargs
             For smart_nmf, any :class:`esmpy_hs.nmf.SmartNMF` parameter except ``G``,
             ``n_components`` and ``simplex_rows`` (which come from the model): ``lambda_L``,
-            ``mu``, ``epsilon_reg``, ``simplex``, ``max_iter``, ``tol``, ``init``,
-            ``random_state``, ``spectra_from``, ``init_extrapolation``, ``callback``, … — an
-            unknown name raises a ``TypeError`` listing them. For other algorithms: HyperSpy's
-            keyword arguments.
+            ``mu``, ``epsilon_reg``, ``simplex``, ``max_iter``, ``tol``, ``angle_tol``,
+            ``abundance_tol``, ``init``, ``random_state``, ``spectra_from``,
+            ``init_extrapolation``, ``callback``, … — an unknown name raises a ``TypeError``
+            listing them. For other algorithms: HyperSpy's keyword arguments.
 
         Returns
         -------

@@ -35,8 +35,9 @@ def test_identity_G_matches_numpy_kl_mu(rng, sparse):
     H0 = rng.random((k, p)) + 0.1
     Wr, Hr = kl_mu_reference(Y, W0, H0, 50)
     X = sp.csr_array(Y.T) if sparse else Y.T
+    # the plain updates (momentum=0): the extrapolation is not Lee & Seung's
     est = SmartNMF(None, k, simplex=None, lambda_L=0.0, mu=0.0, max_iter=50, tol=0.0,
-                   progress=False)  # fmt: skip
+                   momentum=0.0, progress=False)  # fmt: skip
     Ht = est.fit_transform(X, W=W0, H=H0)
     assert est.n_iter_ == 50
     np.testing.assert_allclose(est.W_, Wr, rtol=1e-8)
