@@ -50,10 +50,9 @@ WARMUP_ITER = 10
 class InMemory:
     """Data source of an in-memory fit: the compact counts of the whole map."""
 
-    desc = "SmartNMF"
-
-    def __init__(self, data: CompactCounts) -> None:
+    def __init__(self, data: CompactCounts, desc: str = "SmartNMF") -> None:
         self.stats = data
+        self.desc = desc
 
     def start_counts(self, plan: Plan) -> CompactCounts:
         return self.stats

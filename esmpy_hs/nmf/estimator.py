@@ -464,8 +464,7 @@ class SmartNMF:
             model = Ht @ compute_D(self.G_, W, np.float64).sum(axis=0)
             Ht *= (data.pixel_sums / self.scale_ / np.maximum(model, 1e-300))[:, None]
         feasible_H(Ht, simplex_H, None, plan.settings.eps)
-        source = InMemory(data)
-        source.desc = "SmartNMF.transform"
+        source = InMemory(data, desc="SmartNMF.transform")
         res = run(plan, source, Start(W, np.ascontiguousarray(Ht, dtype=plan.settings.dtype)),
                   update_W=False, progress=bool(self.progress))  # fmt: skip
         return np.array(res.Ht, dtype=np.float64)

@@ -35,7 +35,7 @@ def summed_spectrum(signal) -> np.ndarray:
 
 def calibrate_signal(signal, calibrate: Any = "auto", *, elements=None, stray_elements=(),
                      energy_range=None, detector=None, vacancy_transfer=True,
-                     acquisition=None) -> Calibration | None:  # fmt: skip
+                     acquisition=None, summed=None) -> Calibration | None:  # fmt: skip
     """The calibration that ``smart_nmf`` uses for ``calibrate``.
 
     Parameters
@@ -49,6 +49,9 @@ def calibrate_signal(signal, calibrate: Any = "auto", *, elements=None, stray_el
         the rest fitted; a :class:`Calibration` (or its ``to_dict()``): used as it is.
     elements, stray_elements, energy_range, detector, vacancy_transfer
         As for ``decomposition(algorithm="smart_nmf")``.
+    acquisition, summed
+        The signal's :class:`~esmpy_hs.signals._metadata.Acquisition` and summed spectrum when
+        the caller has them already (None: read here).
 
     Returns
     -------
@@ -87,7 +90,7 @@ def calibrate_signal(signal, calibrate: Any = "auto", *, elements=None, stray_el
     )
     return calibrate_detector(
         acq.axis,
-        summed_spectrum(signal),
+        summed_spectrum(signal) if summed is None else summed,
         acq.beam_energy,
         specimen_elements,
         detector=_detector(acq, detector),

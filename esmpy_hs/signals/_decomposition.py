@@ -26,6 +26,7 @@ from esmpy_hs.signals._metadata import read_acquisition
 from esmpy_hs.signals._model import build_model, fit_channels
 from esmpy_hs.signals._priors import parse_phases
 from esmpy_hs.signals._record import (  # noqa: F401  (StaleResultError: public here too)
+    NO_FIT,
     FitRecord,
     StaleResultError,
     check_current,
@@ -54,14 +55,12 @@ _HYPERSPY_KEYS = {
 MIN_COUNTS_IN_RANGE = 0.01
 
 
-def _check_counts_in_range(signal, c0: int, c1: int, model) -> None:
+def _check_counts_in_range(signal, summed: np.ndarray, c0: int, c1: int, model) -> None:
     """Refuse a map whose counts (almost) all lie outside the fitted channels, saying where.
 
-    Channels below the low cut are left out of the comparison: the detector's noise peak at
-    0 keV may hold most of the counts of a real file.
+    ``summed`` is the map's summed spectrum. Channels below the low cut are left out of the
+    comparison: the detector's noise peak at 0 keV may hold most of the counts of a real file.
     """
-    nav = tuple(range(signal.axes_manager.navigation_dimension))
-    summed = np.asarray(signal.data.sum(axis=nav) if nav else signal.data, dtype=np.float64)
     inside = float(summed[c0:c1].sum())
     above_cut = float(summed[c0:].sum())
     if inside > 0 and inside >= MIN_COUNTS_IN_RANGE * above_cut:
@@ -330,14 +329,16 @@ def smart_nmf(
     # kernel of the calibration or of the fit): the fit then stops at its next iteration
     watch = _InterruptWatch()
     with watch:
-        from esmpy_hs.signals._calibration import calibrate_signal, report
+        from esmpy_hs.signals._calibration import calibrate_signal, report, summed_spectrum
 
         acq = read_acquisition(signal, elements)
         check_counts(signal.data, *fit_channels(acq.axis, acq.beam_energy, energy_range))
+        # one pass over an in-memory map for both the calibration and the check of the range
+        summed = None if lazy else summed_spectrum(signal)
         calibration = calibrate_signal(
             signal, calibrate, elements=elements, stray_elements=stray_elements,
             energy_range=energy_range, detector=detector, vacancy_transfer=vacancy_transfer,
-            acquisition=acq,
+            acquisition=acq, summed=summed,
         )  # fmt: skip
         model, (c0, c1), acq = build_model(
             signal, elements=elements, stray_elements=stray_elements, split=split,
@@ -355,7 +356,7 @@ def smart_nmf(
                 f"{len(model.labels)}, or add the missing elements with s.add_elements([...])"
             )
         if not lazy:
-            _check_counts_in_range(signal, c0, c1, model)
+            _check_counts_in_range(signal, summed, c0, c1, model)
         report(calibration, print_info)
 
         priors = parse_phases(phases, int(k), model)
@@ -478,10 +479,7 @@ def fit_arrays(signal) -> dict[str, Any]:
     record = check_current(signal)
     loadings = getattr(signal.learning_results, "loadings", None)
     if loadings is None:
-        raise ValueError(
-            "no smart_nmf result on this signal: run "
-            "s.decomposition(algorithm='smart_nmf', output_dimension=k) first"
-        )
+        raise ValueError(NO_FIT)
     H = as_numpy(loadings).astype(np.float64)
     if H.ndim != 2 or H.shape[1] != record.k:
         raise ValueError(

@@ -47,7 +47,8 @@ import numpy as np
 #: metadata node of the record
 NODE = "SmartNMF"
 
-_NO_FIT = (
+#: the message of a signal without a smart_nmf fit
+NO_FIT = (
     "no smart_nmf result on this signal: run "
     "s.decomposition(algorithm='smart_nmf', output_dimension=k) first"
 )
@@ -184,7 +185,7 @@ def require_record(signal) -> FitRecord:
     """:func:`read_record`, raising a ``ValueError`` that says what to run when there is none."""
     record = read_record(signal)
     if record is None:
-        raise ValueError(_NO_FIT)
+        raise ValueError(NO_FIT)
     return record
 
 
