@@ -51,6 +51,9 @@ TARGET_COUNTS = 3000.0
 NN_BLOCKS = 4
 #: an element below this share of the anchor phase's elements does not bound the extrapolation
 TRACE_SHARE = 1e-3
+#: a phase holding at least this share of the abundance around a minor phase (:func:`surroundings`)
+#: is one of the phases it may be mixed with
+PARTNER_SHARE = 0.1
 
 
 def to_csr(data: CompactCounts) -> sp.csr_array:
@@ -181,50 +184,128 @@ def anchored_spa_labels(
     return out
 
 
+def block_mixtures(F: np.ndarray, labels: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
+    """Abundances (blocks × k, rows summing to 1) of every block as a non-negative mixture of
+    the mean features of the labelled blocks of each phase (label ≥ 0; a phase with no labelled
+    block gets none)."""
+    centres = np.zeros((k, F.shape[1]))
+    for c in range(k):
+        sel = labels == c
+        if np.any(sel) and weights[sel].sum() > 0:
+            centres[c] = np.average(F[sel], axis=0, weights=weights[sel])
+    H = np.stack([nnls(centres.T, f, maxiter=50 * k)[0] for f in F])
+    s = H.sum(axis=1, keepdims=True)
+    return np.where(s > 0, H / np.where(s > 0, s, 1.0), 1.0 / k)
+
+
+def surroundings(Ht: np.ndarray, grid: tuple[int, ...] | None, radius: int = 1) -> np.ndarray:
+    """For every phase, the mixture of the other phases around it: (k, k) weights.
+
+    A phase that is never seen pure (a particle thinner than the specimen, a film on a grain
+    boundary) is seen mixed with the material above and below it, which is the material around
+    it: the matrix around a particle, the two grains on either side of a boundary. Column j
+    holds the mean abundance of each other phase over the pixels where phase j is found and
+    their neighbours: the weights are phase j's abundance spread over a (2·radius + 1)-pixel
+    box on the grid (``grid``: (rows, cols) or (n,); None: no spreading, the pixels where j is
+    found). "Found" is above the phase's median abundance, its background level when it fills
+    less than half the map. Each column sums to 1 over the other phases (its diagonal entry is
+    0); a phase found nowhere else gets equal weights.
+    """
+    from scipy.ndimage import uniform_filter
+
+    H = np.asarray(Ht, dtype=np.float64)
+    p, k = H.shape
+    C = np.zeros((k, k))
+    for j in range(k):
+        # where j is found: above its background level (its median, the level of the many
+        # pixels of a minor phase that do not hold it)
+        w = np.maximum(H[:, j] - np.median(H[:, j]), 0.0)
+        if grid is not None and int(np.prod(grid)) == p:
+            w = uniform_filter(w.reshape(grid), size=2 * radius + 1, mode="nearest").ravel()
+        share = w @ H
+        share[j] = 0.0
+        tot = share.sum()
+        C[:, j] = share / tot if tot > 0 else np.where(np.arange(k) == j, 0.0, 1.0 / max(k - 1, 1))
+    return C
+
+
 def extrapolate_minor_phases(
     W: np.ndarray, Hb: np.ndarray, wp: WParams, anchor: int = 0, gamma: float = 0.5,
     bounds: tuple[float, float] = (0.0, np.inf), movable: np.ndarray | None = None,
+    reference: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Move every minor phase away from the anchor phase, up to the W ≥ 0 boundary.
+    """Move every minor phase away from the phases it is mixed with, up to the W ≥ 0 boundary.
 
     Particles thinner than the specimen are never seen pure: their measured spectrum is a
-    mixture a·true + (1 − a)·matrix, so W_j = a·W_true + (1 − a)·W_0 and
-    W_true = W_j + β (W_j − W_0) with β = (1 − a)/a ≥ 0. The data alone do not fix β (the
-    likelihood is flat along it); physics does bound it: no element fraction can be negative.
-    Each minor column is moved to ``gamma`` × that bound (the first element of the phase to reach
-    zero), over the element rows (``wp.simplex_rows``); the abundances are moved the other way so
-    the block model is unchanged. The regularised fit that follows pulls a phase back inside if
-    the bound overshoots (a phase seen pure keeps β ≈ 0 because some element is already ≈ 0).
-    A phase whose bound β (before ``gamma``) lies outside ``bounds``, or that ``movable`` (k,)
-    marks False, is not moved. Returns
-    ``(W, Hb, β)`` with β (k,) the move of each phase (0 for the anchor and unmoved phases).
+    mixture a·true + (1 − a)·R of the true one and of the material R around it (the matrix),
+    so W_j = a·W_true + (1 − a)·W_R and W_true = W_j + β (W_j − W_R) with β = (1 − a)/a ≥ 0.
+    The data alone do not fix β (the likelihood is flat along it); physics does bound it: no
+    element fraction can be negative. Each minor column is moved to ``gamma`` × that bound (the
+    first element of the phase to reach zero), over the element rows (``wp.simplex_rows``);
+    the abundances are moved the other way, to the phases of R, so the model is unchanged. R is
+    the ``anchor`` phase, or with ``reference`` (k, k) (:func:`surroundings`) the mixture
+    ``W @ reference[:, j]`` of the other phases. The regularised fit that follows pulls a phase
+    back inside if the bound overshoots (a phase seen pure keeps β ≈ 0 because some element is
+    already ≈ 0). A phase whose bound β (before ``gamma``) lies outside ``bounds``, or that
+    ``movable`` (k,) marks False, is not moved; the anchor never moves. Returns ``(W, Hb, β)``
+    with β (k,) the move of each phase (0 for the anchor and unmoved phases).
     """
     rows = np.asarray(wp.simplex_rows, dtype=bool)
     W = W.copy()
     Hb = Hb.copy()
-    betas = np.zeros(W.shape[1])
-    ref = W[rows, anchor]
-    # elements the anchor holds at a trace level (< TRACE_SHARE of its element sum) do not bound
-    # the move: at 1e-6 against a phase at the 1e-10 floor they would stop it at once
-    bounding = ref >= TRACE_SHARE * ref.sum()
-    for j in range(W.shape[1]):
+    k = W.shape[1]
+    betas = np.zeros(k)
+    for j in range(k):
         if j == anchor or (movable is not None and not movable[j]):
             continue
-        d = W[rows, j] - ref
-        neg = (d < 0) & bounding
-        if not neg.any():
+        if reference is None:
+            partners = np.array([anchor])
+        else:
+            partners = np.flatnonzero(np.asarray(reference[:, j]) >= PARTNER_SHARE)
+            partners = partners[partners != j]
+        v = _largest_move(W, rows, j, partners)
+        if v is None:
             continue
-        bound = float(np.min(W[rows, j][neg] / -d[neg]))
-        if not bounds[0] <= bound <= bounds[1]:
+        bound = float(v.sum())
+        if not bound > 0 or not bounds[0] <= bound <= bounds[1]:
             continue
+        mix = np.zeros(k)
+        mix[partners] = v / bound
+        W_R = W @ mix
         beta = gamma * bound
         betas[j] = beta
-        W[:, j] = np.maximum(W[:, j] + beta * (W[:, j] - W[:, anchor]), wp.eps)
+        W[:, j] = np.maximum(W[:, j] + beta * (W[:, j] - W_R), wp.eps)
         moved = Hb[:, j] * beta / (1.0 + beta)
         Hb[:, j] -= moved
-        Hb[:, anchor] += moved
+        Hb += moved[:, None] * mix[None, :]
     feasible_W(W, wp)
     return W, Hb, betas
+
+
+def _largest_move(W: np.ndarray, rows: np.ndarray, j: int, partners: np.ndarray):
+    """The largest removal v ≥ 0 (one entry per partner) of the partner phases from phase j
+    that keeps every element fraction ≥ 0: maximise Σ v subject to
+    W_j + Σ_i v_i (W_j − W_i) ≥ 0 over the element rows. Elements a partner holds at a trace
+    level (< TRACE_SHARE of its element sum) do not bound the move (at 1e-6 against a phase at
+    the 1e-10 floor they would stop it at once). None when unbounded or no partner."""
+    from scipy.optimize import linprog
+
+    if partners.size == 0:
+        return None
+    Wj = W[rows, j]
+    D = Wj[:, None] - W[rows][:, partners]  # elements × partners
+    P = W[rows][:, partners]
+    trace = P < TRACE_SHARE * P.sum(axis=0, keepdims=True)
+    D = np.where(trace & (D < 0), 0.0, D)
+    if not np.any(D < 0):
+        return None
+    if partners.size == 1:  # one partner: the first element to reach zero
+        neg = D[:, 0] < 0
+        return np.array([float(np.min(Wj[neg] / -D[neg, 0]))])
+    res = linprog(-np.ones(partners.size), A_ub=-D, b_ub=Wj, bounds=(0, None), method="highs")
+    if res.status != 0:
+        return None
+    return np.asarray(res.x, dtype=np.float64)
 
 
 def fit_W_columns(spectra: np.ndarray, G: np.ndarray | None) -> np.ndarray:
@@ -279,11 +360,13 @@ def auto_init(
         )
         Xb = (A @ X).tocsr()
         per_block = float(b * b)
+        grid = (nb,) if len(shape) == 1 else (shape[0] // b, shape[1] // b)
     else:
         nearest = np.arange(p)
         nb = p
         Xb = X
         per_block = 1.0
+        grid = shape
     wts = np.asarray(Xb.sum(axis=1)).ravel()
     F = _features(Xb, G, n)
     Fs = F.sum(axis=1)
@@ -310,7 +393,20 @@ def auto_init(
     Hb = np.full((nb, k), 0.2 / max(k - 1, 1))
     Hb[np.flatnonzero(sel), labels[sel]] = 0.8
     Hb[~sel] = 1.0 / k
-    if b > 1 and n_refine > 0:
+    refine = b > 1 and n_refine > 0
+    if physics and extrapolation > 0 and refine and mu is None:
+        # before the refinement that the full-resolution fit follows: a minor cluster mixed
+        # with phases other than the anchor alone (a film between two grains) is moved away
+        # from the phases around it, or the unregularised refinement explains it away as a
+        # mixture of them; the move away from the anchor follows the refinement
+        around = surroundings(block_mixtures(Fn, labels, wts, k), grid)
+        partners = around >= PARTNER_SHARE
+        others = partners.copy()
+        others[0] = False
+        W, Hb, _ = extrapolate_minor_phases(W, np.asarray(Hb, dtype=np.float64), wp, 0,
+                                            extrapolation, movable=others.any(axis=0),
+                                            reference=around)  # fmt: skip
+    if refine:
         bdata = as_compact(Xb)
         bscale = bdata.total / (nb * k)
         if bdata.total > 0:
@@ -334,8 +430,8 @@ def auto_init(
             Hb = res.Ht
             feasible_W(W, wp)
     if physics and extrapolation > 0:
-        W, Hb, _ = extrapolate_minor_phases(W, np.asarray(Hb, dtype=np.float64), wp, 0,
-                                            extrapolation)
+        Hb = np.asarray(Hb, dtype=np.float64)
+        W, Hb, _ = extrapolate_minor_phases(W, Hb, wp, 0, extrapolation)
     Ht = np.ascontiguousarray(Hb[nearest], dtype=dtype)
     if not simplex_H:
         # per-pixel intensity from the pixel's counts
