@@ -324,7 +324,8 @@ def smart_nmf(
     if isinstance(absorption_every, bool) or not isinstance(absorption_every, numbers.Integral) \
             or absorption_every < 1:  # fmt: skip
         raise ValueError(f"absorption_every must be an integer ≥ 1, got {absorption_every!r}")
-    _check_estimator_params(estimator_params)
+    # the grid smart_nmf passes (below) is part of what the options are checked against
+    _check_estimator_params({"shape_2d": _navigation_grid(signal), **estimator_params})
     # from here on a Ctrl-C is remembered even where a library swallows it (numba compiling a
     # kernel of the calibration or of the fit): the fit then stops at its next iteration
     watch = _InterruptWatch()

@@ -351,3 +351,16 @@ def test_smart_nmf_options_refused_for_other_algorithms():
     s.change_dtype("float64")
     s.decomposition(algorithm="SVD", output_dimension=2, print_info=False)
     assert s.learning_results.decomposition_algorithm == "SVD"
+
+
+def test_spectra_from_blocks_can_be_asked_for_on_a_map():
+    """The grid smart_nmf passes is part of the option check: ``spectra_from="blocks"`` on a
+    2-D map is accepted (it was refused as if the map had no grid), and a random start with it
+    is still refused before any work."""
+    s = make_map(dose=20, shape=(16, 16))
+    s.decomposition(algorithm="smart_nmf", output_dimension=2, print_info=False,
+                    spectra_from="blocks", max_iter=20)  # fmt: skip
+    assert s.metadata.SmartNMF.spectra_from == "blocks"
+    with pytest.raises(ValueError, match="spectra_from='blocks'"):
+        s.decomposition(algorithm="smart_nmf", output_dimension=2, spectra_from="blocks",
+                        init="random")  # fmt: skip
