@@ -221,48 +221,23 @@ class _ChainedCallback:
     def __call__(self, estimator, iteration: int, W, H):
         ret = self.user(estimator, iteration, W, H)
         G = self.refresher(estimator, iteration, W, H)
-        if G is None and ret is not None:
-            self.refresher.current = None  # the user's G is in use: the next refresh applies
         return ret if G is None else G
 
 
-#: the absorption refresh leaves G as it is when no entry of the new G differs from the G in use
-#: by more than this fraction of its column's largest entry: once the compositions stop moving
-#: the fit keeps its epoch (objective checks, extrapolation) instead of restarting it every
-#: ``absorption_every`` iterations for a G that is the same to within the model's precision
-G_RTOL = 1e-4
-
-
 class _AbsorptionRefresh:
-    """Callback of the estimator: per-phase G from the current W, every ``every`` iterations
-    (unless it moved by less than :data:`G_RTOL` from the G in use)."""
+    """Callback of the estimator: per-phase G from the current W, every ``every`` iterations."""
 
     def __init__(self, model, priors, every: int) -> None:
         self.model, self.priors, self.every = model, priors, every
-        self.current: np.ndarray | None = None
-        self.skipped = 0
 
     def G_for(self, W: np.ndarray) -> np.ndarray:
         G3 = self.model.G_for_phases(self.priors.true_W(W))
         return self.priors.phase_G(G3)
 
-    def start(self, W: np.ndarray) -> np.ndarray:
-        """The G of the start (``W``: the average absorber), remembered as the G in use."""
-        self.current = self.G_for(W)
-        return self.current
-
     def __call__(self, estimator, iteration: int, W, H):
         if iteration == 0 or iteration % self.every:
             return None
-        G = self.G_for(W)
-        cur = self.current
-        if cur is not None and cur.shape == G.shape:
-            top = np.maximum(np.abs(cur).max(axis=-2, keepdims=True), 1e-300)
-            if float(np.max(np.abs(G - cur) / top)) <= G_RTOL:
-                self.skipped += 1
-                return None
-        self.current = G
-        return G
+        return self.G_for(W)
 
 
 def physics_estimator(model, priors, k: int, params: dict, absorption_every: int = 10,
@@ -281,7 +256,7 @@ def physics_estimator(model, priors, k: int, params: dict, absorption_every: int
     refresher = _AbsorptionRefresh(model, priors, absorption_every)
     G = model.G
     if model.specimen.absorbs or priors.transforms:
-        G = refresher.start(np.ones((len(model.labels), int(k))))  # start: average absorber
+        G = refresher.G_for(np.ones((len(model.labels), int(k))))  # start: average absorber
         if model.specimen.absorbs:
             user = params.get("callback")
             if user is not None and not callable(user):
