@@ -522,8 +522,15 @@ def extrapolate(
     """``X⁺ + β (X⁺ − X)`` for W and H, projected on their constraints (new arrays)."""
     Wy = W_new + beta * (W_new - W)
     feasible_W(Wy, wp)
-    Hy = Ht_new.astype(np.float64) + beta * (Ht_new - Ht.astype(np.float64))
-    feasible_H(Hy, hp.simplex, hp.fixed_Ht, hp.eps)
+    if hp.simplex and hp.fixed_Ht is None and Ht.flags.c_contiguous and Ht_new.flags.c_contiguous:
+        # the common case in one compiled pass (the NumPy steps below cost as much as a pass
+        # over the counts on a large map at low dose)
+        Hy = np.empty(Ht.shape, dtype=np.float64)
+        _kernels.extrapolate_simplex(Ht_new, Ht, float(beta), float(hp.eps),
+                                     n_blocks(Ht.shape[0]), Hy)  # fmt: skip
+    else:
+        Hy = Ht_new.astype(np.float64) + beta * (Ht_new - Ht.astype(np.float64))
+        feasible_H(Hy, hp.simplex, hp.fixed_Ht, hp.eps)
     return Wy, np.ascontiguousarray(Hy, dtype=Ht.dtype)
 
 
