@@ -526,8 +526,11 @@ def extrapolate(
         # the common case in one compiled pass (the NumPy steps below cost as much as a pass
         # over the counts on a large map at low dose)
         Hy = np.empty(Ht.shape, dtype=np.float64)
-        _kernels.extrapolate_simplex(Ht_new, Ht, float(beta), float(hp.eps),
-                                     n_blocks(Ht.shape[0]), Hy)  # fmt: skip
+        if Ht.size < SERIAL_WORK:
+            _kernels.extrapolate_simplex_serial(Ht_new, Ht, float(beta), float(hp.eps), Hy)
+        else:
+            _kernels.extrapolate_simplex(Ht_new, Ht, float(beta), float(hp.eps),
+                                         n_blocks(Ht.shape[0]), Hy)  # fmt: skip
     else:
         Hy = Ht_new.astype(np.float64) + beta * (Ht_new - Ht.astype(np.float64))
         feasible_H(Hy, hp.simplex, hp.fixed_Ht, hp.eps)

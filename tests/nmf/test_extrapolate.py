@@ -31,3 +31,6 @@ def test_extrapolate_simplex_matches_the_numpy_projection(k, dtype, beta):
     one = np.empty((p, k))
     _kernels.extrapolate_simplex(Hn, H, beta, eps, 1, one)
     np.testing.assert_array_equal(one, out)
+    serial = np.empty((p, k))
+    _kernels.extrapolate_simplex_serial(Hn, H, beta, 1e-10, serial)
+    np.testing.assert_array_equal(serial, out)
