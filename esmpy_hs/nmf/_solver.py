@@ -321,7 +321,8 @@ def iterate(
         before (within one G), as without extrapolation; the iterations between evaluations
         are not checked one by one, and those undone stay counted (``restarts`` of the result
         counts the returns). The callback sees the plain update X⁺; when it replaces G the fit
-        goes on from X⁺; so does the result of an interrupt. When the callback replaces G,
+        goes on from X⁺; so does the result of an interrupt or of ``max_iter``. When the
+        callback replaces G,
         the iterate reached is checked against the last F of the old G first (one loss pass,
         which also closes the old G's convergence test). The iterate returned is one whose F
         was checked.
@@ -493,6 +494,8 @@ def iterate(
     finally:
         if bar is not None:
             bar.close()
+    if stop == "max_iter" and plain is not None:
+        (W, Ht), plain = plain, None  # as after an interrupt: the last plain update
     if losses and (not hist_it or hist_it[-1] != it):
         try:
             F = loss_of(G, W, Ht)
