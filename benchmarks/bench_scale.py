@@ -124,7 +124,7 @@ def fit_once(s, label: str, spectra, maps, before=None, **params):
 
     def report(estimator, iteration, W, H):
         # a line every REPORT iterations: a run cut short still tells its pace
-        if iteration % REPORT == 0:
+        if iteration % REPORT == 0 or iteration == 1:
             print(f"         iteration {iteration}: {time.perf_counter() - t0:.1f} s", flush=True)
 
     tracemalloc.start()
