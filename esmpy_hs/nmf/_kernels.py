@@ -499,3 +499,59 @@ def h_pass_dense_serial(
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
             acc[b], hsum[b], loss[b], kt,
         )  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def _extrapolate_rows(Hn, H, beta, eps, i0, i1, out, floored):
+    k = Hn.shape[1]
+    for i in range(i0, i1):
+        for j in range(k):
+            hn = np.float64(Hn[i, j])
+            v = hn + beta * (hn - np.float64(H[i, j]))
+            out[i, j] = v if v > eps else eps
+            floored[j] = False
+        nfl = 0
+        for _ in range(k + 1):
+            msum = 0.0
+            for j in range(k):
+                if not floored[j]:
+                    msum += out[i, j]
+            rest = 1.0 - eps * nfl
+            fac = rest / max(msum, 1e-300) if msum > 0 else 1.0
+            for j in range(k):
+                if not floored[j]:
+                    out[i, j] = out[i, j] * fac
+            new = False
+            for j in range(k):
+                if not floored[j] and out[i, j] < eps:
+                    floored[j] = True
+                    out[i, j] = eps
+                    nfl += 1
+                    new = True
+            if not new:
+                break
+
+
+@njit(parallel=True, cache=True)
+def extrapolate_simplex(Hn, H, beta, eps, nblocks, out):
+    """``out = Hn + β (Hn − H)`` projected on the H simplex without fixed entries, in float64.
+
+    Row by row the same steps as :func:`esmpy_hs.nmf._solver.feasible_H` (no fixed entries):
+    entries below ``eps`` are raised to it, then the entries not yet floored are scaled so the row
+    sums to 1, those that fall below ``eps`` are floored and the rest scaled again, until none
+    falls (at most k + 1 rounds). ``Hn`` and ``H`` (pixels × k) are of the working dtype, ``out``
+    (pixels × k) is float64; rows are processed in ``nblocks`` parallel blocks (independent, so
+    the result does not depend on the thread count). No fast-math: it agrees with the NumPy
+    projection to 1 unit in the last place (the sums are taken in another order).
+    """
+    p, k = Hn.shape
+    per = (p + nblocks - 1) // nblocks
+    for b in prange(nblocks):
+        floored = np.zeros(k, dtype=np.bool_)
+        _extrapolate_rows(Hn, H, beta, eps, b * per, min(p, (b + 1) * per), out, floored)
+
+
+@njit(cache=True)
+def extrapolate_simplex_serial(Hn, H, beta, eps, out):
+    """:func:`extrapolate_simplex` on one thread (small maps: no wake-up of the thread pool)."""
+    _extrapolate_rows(Hn, H, beta, eps, 0, Hn.shape[0], out, np.zeros(Hn.shape[1], np.bool_))

@@ -40,6 +40,9 @@ MIN_BLOCKS = 16
 MOVE_WINDOW = 10
 #: growth of the extrapolation β per accepted step (:func:`iterate`, ``momentum``)
 MOMENTUM_GROWTH = 1.05
+#: largest extrapolation β (:func:`iterate`, ``momentum``; caps of 2 and 3 undid steps at most
+#: refreshes of the absorption and ended further from the answer, see docs/validation.rst)
+MOMENTUM_MAX = 1.0
 #: below this much work (≈ nonzeros) a chunk is processed on one thread: waking the thread pool
 #: costs up to milliseconds on a loaded machine. The blocks, hence the results, are the same.
 SERIAL_WORK = 200_000
@@ -309,7 +312,8 @@ def iterate(
     momentum : float
         Extrapolation of the updates (0: none): after each accepted iterate X⁺ (the update of
         X) the next pass starts from ``X⁺ + β (X⁺ − X)`` projected on the constraints, with β
-        starting at ``momentum``, growing by :data:`MOMENTUM_GROWTH` per accepted step up to 1;
+        starting at ``momentum``, growing by :data:`MOMENTUM_GROWTH` per accepted step up to
+        :data:`MOMENTUM_MAX` (1);
         F is checked where it is evaluated anyway (every ``loss_every`` iterations and at the
         movement rule's checks): when it is above the F of the last evaluation, the fit goes
         back to the plain update of the iterate evaluated then (every update from there
@@ -317,7 +321,11 @@ def iterate(
         before (within one G), as without extrapolation; the iterations between evaluations
         are not checked one by one, and those undone stay counted (``restarts`` of the result
         counts the returns). The callback sees the plain update X⁺; when it replaces G the fit
-        goes on from X⁺. The iterate returned is one whose F was checked.
+        goes on from X⁺; so does the result of an interrupt or of ``max_iter``. When the
+        callback replaces G,
+        the iterate reached is checked against the last F of the old G first (one loss pass,
+        which also closes the old G's convergence test). The iterate returned is one whose F
+        was checked.
     loss_every : int
         Evaluate F every ``loss_every`` iterations (it costs one logarithm per nonzero count).
     update_W_ : bool
@@ -433,7 +441,7 @@ def iterate(
                     Wy, Hy = extrapolate(W, W_new, Ht, Ht_new, beta, hp, wp)
                     plain = (W_new, Ht_new)
                     Ht_new, Ht, W = Ht, Hy, Wy
-                    beta = min(1.0, beta * MOMENTUM_GROWTH)
+                    beta = min(MOMENTUM_MAX, beta * MOMENTUM_GROWTH)
                 else:
                     Ht, Ht_new, W = Ht_new, Ht, W_new
             accepted = False
@@ -449,21 +457,29 @@ def iterate(
                 if ret is not None:
                     if plain is not None:  # a new G starts from the plain update
                         (W, Ht), plain = plain, None
-                    safe = None
                     G_new = np.asarray(ret, dtype=np.float64)
                     if G is None or G_new.shape != G.shape:
                         raise ValueError(
                             f"the callback returned G of shape {G_new.shape}, expected "
                             f"{None if G is None else G.shape}"
                         )
-                    # close the convergence test of the epoch of the old G (one loss pass),
-                    # then start a new epoch: F is not comparable across G
-                    if ref is not None and tol > 0 and it > ref[0]:
+                    # the end of the epoch of the old G: one loss pass checks the
+                    # extrapolations since the last evaluation (when F rose, the fit goes back
+                    # to the last iterate kept, as within an epoch) and closes the epoch's
+                    # convergence test; then a new epoch starts: F is not comparable across G
+                    closing = ref is not None and tol > 0 and it > ref[0]
+                    if closing or safe is not None:
                         F_old = loss_of(G, W, Ht)
-                        rel = (ref[1] - F_old) / max(abs(F_old), 1e-300) / (it - ref[0])
-                        if rel < tol:
-                            stop = "converged"
-                            break
+                        if safe is not None and not F_old <= F_acc:
+                            (W, Ht), closing = safe, False
+                            beta *= 0.5
+                            restarts += 1
+                        if closing:
+                            rel = (ref[1] - F_old) / max(abs(F_old), 1e-300) / (it - ref[0])
+                            if rel < tol:
+                                stop = "converged"
+                                break
+                    safe = None
                     if not update_W_:
                         W = hold_spectra(G, G_new, W, wp)
                     G = G_new
@@ -473,9 +489,13 @@ def iterate(
                     force_loss = True
     except KeyboardInterrupt:
         stop = "interrupted"
+        if plain is not None:  # the last plain update, not the guess the next pass started from
+            (W, Ht), plain = plain, None
     finally:
         if bar is not None:
             bar.close()
+    if stop == "max_iter" and plain is not None:
+        (W, Ht), plain = plain, None  # as after an interrupt: the last plain update
     if losses and (not hist_it or hist_it[-1] != it):
         try:
             F = loss_of(G, W, Ht)
@@ -505,8 +525,18 @@ def extrapolate(
     """``X⁺ + β (X⁺ − X)`` for W and H, projected on their constraints (new arrays)."""
     Wy = W_new + beta * (W_new - W)
     feasible_W(Wy, wp)
-    Hy = Ht_new.astype(np.float64) + beta * (Ht_new - Ht.astype(np.float64))
-    feasible_H(Hy, hp.simplex, hp.fixed_Ht, hp.eps)
+    if hp.simplex and hp.fixed_Ht is None and Ht.flags.c_contiguous and Ht_new.flags.c_contiguous:
+        # the common case in one compiled pass (the NumPy steps below cost as much as a pass
+        # over the counts on a large map at low dose)
+        Hy = np.empty(Ht.shape, dtype=np.float64)
+        if Ht.size < SERIAL_WORK:
+            _kernels.extrapolate_simplex_serial(Ht_new, Ht, float(beta), float(hp.eps), Hy)
+        else:
+            _kernels.extrapolate_simplex(Ht_new, Ht, float(beta), float(hp.eps),
+                                         n_blocks(Ht.shape[0]), Hy)  # fmt: skip
+    else:
+        Hy = Ht_new.astype(np.float64) + beta * (Ht_new - Ht.astype(np.float64))
+        feasible_H(Hy, hp.simplex, hp.fixed_Ht, hp.eps)
     return Wy, np.ascontiguousarray(Hy, dtype=Ht.dtype)
 
 

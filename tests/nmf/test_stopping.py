@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from esmpy_hs.nmf import SmartNMF
+from esmpy_hs.nmf import SmartNMF, _solver
 from esmpy_hs.nmf._solver import MOVE_WINDOW
 
 from .conftest import synthetic
@@ -81,6 +81,24 @@ def test_extrapolation_keeps_the_objective_monotone(problem, loss_every):
     if loss_every == 1:
         # β = 1 from the start overshoots at least once here: the return path ran
         assert est.n_restarts_ >= 1
+
+
+def test_a_new_G_checks_the_extrapolations_before_it(problem, monkeypatch):
+    # a callback replacing G every 10 iterations (the absorption refresh) ends each epoch before
+    # the objective is evaluated again in it (every 10 iterations): the extrapolations of the
+    # epoch are checked at its end. Here the "new" G is the same one, so F stays comparable,
+    # and β may grow to 3 so that extrapolated steps do raise F.
+    G, X = problem
+    monkeypatch.setattr(_solver, "MOMENTUM_MAX", 3.0)
+
+    def same_G(est, it, W, H):
+        return G.copy() if it % 10 == 0 else None
+
+    est = _fit(G, X, momentum=1.0, tol=0.0, max_iter=200, callback=same_G)
+    F = np.array(est.loss_history_)
+    assert est.n_restarts_ > 0  # some extrapolations were undone at an epoch's end
+    assert np.all(np.diff(F) <= 1e-12 * np.abs(F[:-1]))
+    assert -est.score(X) <= F[-1] * (1 + 1e-12)
 
 
 def test_the_objective_rule_alone_records_the_movements(problem):
