@@ -14,6 +14,11 @@
    anchor, :func:`anchored_spa_labels`): cluster means of particles in a matrix are mixtures.
 3. **Fit W**: the mean spectrum of each cluster is fitted on G (``G[j]`` for a 3-D G) by
    non-negative least squares (:func:`scipy.optimize.nnls`); with G = identity it is W directly.
+3b. **Move mixed clusters** (physics G, when the full-resolution fit follows the refinement):
+   a minor cluster that is mixed with phases other than the anchor — a film between two
+   grains — is moved away from the phases around it (:func:`surroundings` of the blocks'
+   mixtures, :func:`block_mixtures`) to ``extrapolation`` of its composition bound, before the
+   refinement could explain it away as a mixture of them.
 4. **Refine** on the binned data (when b > 1): a short run of the same solver on the binned
    blocks, where the signal-to-noise is b² times higher and an iteration b² times cheaper. This
    is what makes low-dose starts good. When the spectra are then held (``spectra_from=
