@@ -290,8 +290,24 @@ class _Columns:
     lines: dict[str, list[tuple[str, float, float]]]  # element -> (name, keV, weight)
 
 
+_CACHE: dict[str, Any] = {"key": None, "value": None}
+
+
 def _columns(axis: EnergyAxis, beam_energy: float, elements: Sequence[str],
              detector: Detector) -> _Columns:  # fmt: skip
+    """:func:`_build_columns`, the last result kept (a model check calls it once per phase)."""
+    import json
+
+    key = json.dumps([axis.to_dict(), float(beam_energy), list(elements), detector.to_dict()],
+                     sort_keys=True, default=str)  # fmt: skip
+    if _CACHE["key"] != key:
+        _CACHE["value"] = _build_columns(axis, beam_energy, elements, detector)
+        _CACHE["key"] = key
+    return _CACHE["value"]
+
+
+def _build_columns(axis: EnergyAxis, beam_energy: float, elements: Sequence[str],
+                   detector: Detector) -> _Columns:  # fmt: skip
     from esmpy_hs.physics.model import build_G
 
     with warnings.catch_warnings():
@@ -381,7 +397,7 @@ def _wnnls(A: NDArray, y: NDArray, w: NDArray) -> NDArray:
 
 
 def _fit(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray, a0: NDArray | None = None,
-         n_iter: int = 30) -> tuple[NDArray, NDArray]:  # fmt: skip
+         n_iter: int = 20) -> tuple[NDArray, NDArray]:  # fmt: skip
     """Poisson ML of ``y`` under ``offset + A a``, ``a ≥ 0`` except the ``signed`` columns
     (IRLS with weights 1/μ; a signed column enters as a positive and a negative copy).
 
@@ -403,7 +419,7 @@ def _fit(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray, a0: NDArray |
             np.abs(Ax @ (a_new - a)).max() / max(float(np.abs(Ax @ a_new).max()), 1e-12))
         a = a_new
         w = 1.0 / np.maximum(offset + Ax @ a, floor)
-        if change < 1e-6:
+        if change < 1e-4:
             break
     mu = np.maximum(offset + Ax @ a, floor)
     out = a[: An.shape[1]].copy()
