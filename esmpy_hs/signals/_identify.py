@@ -64,7 +64,7 @@ def identify_elements(signal, *, add: bool = False, candidates: Sequence[str] | 
             print(
                 f"identify_elements: {', '.join(result.stray_elements)} not added (likely stray "
                 "signal: " + "; ".join(f"{e.element}: {e.source}" for e in result.present
-                                       if e.stray)  # fmt: skip
+                                       if e.stray)
                 + "); model them with decomposition(..., stray_elements=[...]) or add them "
                 "with s.add_elements([...]) if they belong to the specimen"
             )
