@@ -11,10 +11,12 @@ and the columns ``B_j``:
 * the two continuum columns of :func:`~esmpy_hs.physics.build_G` (amplitudes ≥ 0);
 * ``μ₀`` itself, when given, with a free scale ≥ 0;
 * for each element already in the model (``known``, then each element selected so far): its
-  line families as separate columns (K against the rest, see ``build_G(split=...)``;
-  amplitudes ≥ 0, so that errors in the tabulated ratios between families and the specimen's
-  absorption of the low-energy family do not leave a residual that looks like another element);
-* for each of those family columns, its first and second derivative along the energy axis
+  lines in groups (lines closer than 1 FWHM together), one column per group (amplitudes ≥ 0),
+  so that errors in the tabulated ratios between and within families (Lβ/Lα, Mζ/Mα) and the
+  specimen's absorption of the low-energy lines do not leave a residual that looks like
+  another element;
+* for each group with ≥ 2 % of its element's weight, its first and second derivative along the
+  energy axis
   (signed amplitudes): a peak a few eV off or a little too narrow or wide — the non-linear
   energy axis and the width law of a real detector — is absorbed there instead of being read as a
   new line;
@@ -336,6 +338,31 @@ def _build_columns(axis: EnergyAxis, beam_energy: float, elements: Sequence[str]
     return _Columns(names, G[:, keep], family, split.G[:, kinds == "continuum"], lines)
 
 
+def _line_groups(axis: EnergyAxis, detector: Detector,
+                 lines: Sequence[tuple[str, float, float]]) -> tuple[NDArray, NDArray]:  # fmt: skip
+    """One column per group of an element's lines (lines closer than 1 FWHM share a group),
+    each weighted by σ·ε within its group, and which groups hold ≥ 2 % of the element's weight
+    (those get derivative columns). Once an element is in the model, the ratios between its
+    groups are free: tabulated ratios within a family (Mζ/Mα, Lβ/Lα) and the specimen's
+    absorption are known to tens of per cent only, and their mismatch must not be read as
+    another element's line."""
+    e_lo, e_hi = float(axis.edges[0]), float(axis.edges[-1])
+    ls = sorted((x for x in lines if e_lo < x[1] < e_hi), key=lambda x: x[1])
+    if not ls:
+        return np.zeros((axis.size, 0)), np.zeros(0, dtype=bool)
+    E = np.array([x[1] for x in ls])
+    w = np.array([x[2] for x in ls])
+    fw = detector.fwhm(E)
+    group = np.concatenate([[0], np.cumsum(np.diff(E) > fw[1:])])
+    P = peak_matrix(axis.edges, E, fw) * w[None, :]
+    n_g = int(group[-1]) + 1
+    cols = np.zeros((axis.size, n_g))
+    np.add.at(cols.T, group, P.T)
+    weight = np.bincount(group, weights=w, minlength=n_g)
+    keep = cols.sum(axis=0) > 0
+    return cols[:, keep], (weight >= 0.02 * weight.sum())[keep]
+
+
 def _derivatives(F: NDArray, scale: float) -> NDArray:
     """First and second derivative along the channels of each column of ``F`` (n, f)."""
     d1 = np.gradient(F, axis=0) / scale
@@ -581,13 +608,16 @@ class _State:
         return A, lower, owner
 
     def add(self, element: str) -> None:
-        """Add ``element``'s family columns and their derivatives; rebuild the artefacts."""
-        F = self.cols.family[element]
-        F = F[:, F.sum(axis=0) > 0]
+        """Add ``element``'s line-group columns and their derivatives; rebuild the artefacts."""
+        F, strong = _line_groups(self.axis, self.detector, self.cols.lines[element])
+        if F.shape[1] == 0:
+            F = self.cols.family[element]
+            F = F[:, F.sum(axis=0) > 0]
+            strong = np.ones(F.shape[1], dtype=bool)
         self.blocks = [b for b in self.blocks if not b[3]]
         self.blocks.append((F, np.zeros(F.shape[1]), [element] * F.shape[1], False))
-        self.blocks.append((_derivatives(F, self.axis.scale), np.full(2 * F.shape[1], -np.inf),
-                            [None] * (2 * F.shape[1]), False))  # fmt: skip
+        D = _derivatives(F[:, strong], self.axis.scale)
+        self.blocks.append((D, np.full(D.shape[1], -np.inf), [None] * D.shape[1], False))
         self.members.append(element)
         art = _artefacts(self.axis, self.detector,
                          [x for e in self.members for x in self.cols.lines[e]])
