@@ -8,15 +8,18 @@ The spectrum ``y`` (counts per channel, e.g. a map's summed spectrum) is modelle
 with ``μ₀`` a fixed part that is already explained (0, or the summed spectrum of a fitted model)
 and the columns ``B_j``:
 
-* the two continuum columns of :func:`~esmpy_hs.physics.build_G` (amplitudes ≥ 0);
+* the two continuum columns of :func:`~esmpy_hs.physics.build_G` (amplitudes ≥ 0), the
+  continuum times a cubic B-spline basis with knots every 1 keV (signed: its shape is known to
+  a few per cent only) and three exponential tails from the first channel (≥ 0: the detector's
+  noise peak);
 * ``μ₀`` itself, when given, with a free scale ≥ 0;
 * for each element already in the model (``known``, then each element selected so far): its
   lines in groups (lines closer than 1 FWHM together), one column per group (amplitudes ≥ 0),
   so that errors in the tabulated ratios between and within families (Lβ/Lα, Mζ/Mα) and the
   specimen's absorption of the low-energy lines do not leave a residual that looks like
   another element;
-* for each group with ≥ 2 % of its element's weight, its first and second derivative along the
-  energy axis
+* for each group with ≥ 2 % of its element's weight and ≥ 2000 counts under its peak, its first
+  and second derivative along the energy axis
   (signed amplitudes): a peak a few eV off or a little too narrow or wide — the non-linear
   energy axis and the width law of a real detector — is absorbed there instead of being read as a
   new line;
@@ -107,6 +110,8 @@ _SI_KA = 1.740  # keV
 _AWAY = 0.01  # a channel is "away" from a column where it is below 1 % of its maximum
 _N_REFIT = 3  # candidates refitted exactly at each step
 _KNOT_KEV = 1.0  # knot spacing of the continuum shape correction
+_RESOLVED = 2000.0  # counts above which a peak's position/width or the continuum's shape is
+# resolved well enough to need a correction column
 
 
 def candidate_elements() -> list[str]:
@@ -140,8 +145,8 @@ class Evidence:
         best amplitude ≥ 0 with the others held).
     peak_fraction : float
         ``counts`` in its peak region (channels where its fitted lines give ≥ 10 % of their
-        maximum) over the data counts there: for an element added on top of a fitted model, the
-        share of the peak's counts that the model left unexplained.
+        maximum) over the data counts there, at most 1: for an element added on top of a fitted
+        model, the share of the peak's counts that the model left unexplained.
     statistic : float
         ``T = 2ΔlogL / φ`` when it was tested (see the module docstring).
     gain : float
@@ -473,10 +478,11 @@ def _screen(y: NDArray, mu: NDArray, C: NDArray, n_iter: int = 12) -> tuple[NDAr
     return b, np.maximum(gain, 0.0)
 
 
-def _nuisance(axis: EnergyAxis, continuum: NDArray) -> tuple[NDArray, NDArray]:
+def _nuisance(axis: EnergyAxis, continuum: NDArray, y: NDArray) -> tuple[NDArray, NDArray]:
     """Smooth corrections that no element line can stand in for.
 
-    * the continuum times a cubic B-spline basis with knots every 1 keV (signed): the
+    * the continuum times a cubic B-spline basis with knots every 1 keV (signed; only the basis
+      functions with ≥ 2000 counts under them, where a shape error is resolved): the
       continuum's shape (efficiency, absorption edges, the bremsstrahlung law) is known to a
       few per cent only, and such broad residuals must not be read as many weak lines;
     * exponential tails from the first channel (decay 0.05, 0.1 and 0.2 keV, ≥ 0): the tail of
@@ -491,7 +497,9 @@ def _nuisance(axis: EnergyAxis, continuum: NDArray) -> tuple[NDArray, NDArray]:
     basis = BSpline.design_matrix(np.clip(e, lo, hi), t, 3).toarray()
     cont = continuum.sum(axis=1)
     shape = basis * cont[:, None]
-    shape = shape[:, shape.sum(axis=0) > 0]
+    # only where the data resolve a shape error: ≥ _RESOLVED counts under the basis function
+    support = (basis > 0.05).T.astype(np.float64) @ y
+    shape = shape[:, (shape.sum(axis=0) > 0) & (support >= _RESOLVED)]
     tail = np.stack([np.exp(-(e - lo) / tau) for tau in (0.05, 0.1, 0.2)], axis=1)
     return shape, tail
 
@@ -589,7 +597,7 @@ class _State:
         ]  # fmt: skip
         if explained is not None:
             self.blocks.append((explained[:, None], np.zeros(1), [None], False))
-        shape, tail = _nuisance(axis, cols.continuum)
+        shape, tail = _nuisance(axis, cols.continuum, y)
         self.blocks.append((shape, np.full(shape.shape[1], -np.inf), [None] * shape.shape[1],
                             False))  # fmt: skip
         self.blocks.append((tail, np.zeros(tail.shape[1]), [None] * tail.shape[1], False))
@@ -616,7 +624,11 @@ class _State:
             strong = np.ones(F.shape[1], dtype=bool)
         self.blocks = [b for b in self.blocks if not b[3]]
         self.blocks.append((F, np.zeros(F.shape[1]), [element] * F.shape[1], False))
-        D = _derivatives(F[:, strong], self.axis.scale)
+        # derivatives where the data resolve a position or width error: ≥ _RESOLVED counts
+        # within the group's peak (a sparse spectrum cannot, and signed columns there only
+        # trade counts with the element's own column)
+        under = (F / np.maximum(F.max(axis=0), 1e-300) >= 0.1).T.astype(np.float64) @ self.y
+        D = _derivatives(F[:, strong & (under >= _RESOLVED)], self.axis.scale)
         self.blocks.append((D, np.full(D.shape[1], -np.inf), [None] * D.shape[1], False))
         self.members.append(element)
         art = _artefacts(self.axis, self.detector,
@@ -821,7 +833,7 @@ def _identify(spectrum, axis, beam_energy, detector, candidates, known, explaine
     for e, (T_e, g_e, phi_e, st) in found.items():
         c = counts_of[e]
         reg = _region(c)
-        frac = float(c[reg].sum() / max(y[reg].sum(), 1e-12))
+        frac = min(float(c[reg].sum() / max(y[reg].sum(), 1e-12)), 1.0)
         energy, line, used = _line_info(cols, e, c, ax)
         share = float(c.sum()) / max(lines_total, 1e-12)
         evidence.append(Evidence(e, True, float(c.sum()), frac, T_e, g_e, phi_e, energy, line,
@@ -832,7 +844,7 @@ def _identify(spectrum, axis, beam_energy, detector, candidates, known, explaine
         col = cols.tied[:, index[e]]
         c = col * (n_e / max(col.sum(), 1e-300))
         reg = _region(c)
-        frac = float(c[reg].sum() / max(y[reg].sum(), 1e-12))
+        frac = min(float(c[reg].sum() / max(y[reg].sum(), 1e-12)), 1.0)
         energy, line, used = _line_info(cols, e, c, ax)
         evidence.append(Evidence(e, False, n_e, frac, T_e, g_e, phi_e, energy, line, used,
                                  _source(e, 0.0), 0, n_e / max(lines_total, 1e-12)))  # fmt: skip
