@@ -66,6 +66,23 @@ def test_independent_map_gives_no_warning(folder):
     assert _fit(s.inav[:32, :32]) == []
 
 
+def test_independent_particles_map_names_left_out_titanium():
+    """Other chemistry (V/Rb/W matrix, N/Yb/Pt and Al/Ti/La particles), L and M lines: Ti Kα
+    under La Lα's shoulder is still named when left out, and nothing is with the full list."""
+    import hyperspy.api as hs
+
+    path = INDEPENDENT / "particles_N500_w1" / "sample.hspy"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    s = hs.load(path)
+    s.set_signal_type("EDS_ESMPY")
+    full = s.deepcopy()
+    assert _fit(full) == []
+    s.metadata.Sample.elements = [e for e in s.metadata.Sample.elements if e != "Ti"]
+    found = _fit(s)
+    assert len(found) == 1 and "Ti Kα" in str(found[0].message)
+
+
 def test_identify_elements_add_and_metadata_untouched():
     s = reference_sample(dose=293, shape=(16, 16))
     listed = list(s.metadata.Sample.elements)
