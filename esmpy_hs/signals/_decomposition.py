@@ -399,8 +399,10 @@ def smart_nmf(
     W_true = priors.true_W(W_param)
     factors = np.zeros((data.shape[-1], int(k)))
     factors[c0:c1] = estimator.components_.T
-    check = _check(signal, estimator, loadings, model, X, summed, (c0, c1), priors.names,
-                   print_info)  # fmt: skip
+    check = None  # an interrupted fit is not checked: the user asked it to stop
+    if estimator.stop_reason_ != "interrupted":
+        check = _check(signal, estimator, loadings, model, X, summed, (c0, c1), priors.names,
+                       print_info)  # fmt: skip
     _store(signal, estimator, factors, loadings, W_true, model, priors, (c0, c1), params,
            calibration, check)  # fmt: skip
     if print_info:
