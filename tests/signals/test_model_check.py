@@ -15,7 +15,7 @@ import pytest
 
 import esmpy_hs
 from esmpy_hs.datasets import reference_sample
-from tests.conftest import REAL_MAP, SHARED
+from tests.conftest import SHARED
 
 FIT = {"output_dimension": 3, "max_iter": 40, "print_info": False}
 INDEPENDENT = SHARED / "data" / "independent"
@@ -114,11 +114,12 @@ def test_elements_auto():
 def real_map():
     import hyperspy.api as hs
 
-    if not REAL_MAP.exists():
-        pytest.skip(f"real map not found at {REAL_MAP}")
+    path = INDEPENDENT.parent / "71GPa_experimental_data.hspy"
+    if not path.exists():
+        pytest.skip(f"real map not found at {path}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        s = hs.load(REAL_MAP)
+        s = hs.load(path)
     s.set_signal_type("EDS_ESMPY")
     return s
 
