@@ -25,6 +25,7 @@ _PUBLIC = {
     "SmartNMF": "esmpy_hs.nmf",
     "PhysicsModel": "esmpy_hs.physics",
     "build_G": "esmpy_hs.physics",
+    "UnexplainedCountsWarning": "esmpy_hs.signals._model_check",
 }
 
 __all__ = ["__version__", *_PUBLIC]

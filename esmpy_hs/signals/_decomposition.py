@@ -332,6 +332,11 @@ def smart_nmf(
     with watch:
         from esmpy_hs.signals._calibration import calibrate_signal, report, summed_spectrum
 
+        if isinstance(elements, str) and elements == "auto":
+            from esmpy_hs.signals._identify import auto_elements
+
+            elements, stray_elements = auto_elements(signal, stray_elements, energy_range,
+                                                     detector, print_info)  # fmt: skip
         acq = read_acquisition(signal, elements)
         check_counts(signal.data, *fit_channels(acq.axis, acq.beam_energy, energy_range))
         # one pass over an in-memory map for both the calibration and the check of the range
@@ -395,8 +400,12 @@ def smart_nmf(
     W_true = priors.true_W(W_param)
     factors = np.zeros((data.shape[-1], int(k)))
     factors[c0:c1] = estimator.components_.T
+    check = None  # an interrupted fit is not checked: the user asked it to stop
+    if estimator.stop_reason_ != "interrupted":
+        check = _check(signal, estimator, loadings, model, X, summed, (c0, c1), priors.names,
+                       print_info)  # fmt: skip
     _store(signal, estimator, factors, loadings, W_true, model, priors, (c0, c1), params,
-           calibration)  # fmt: skip
+           calibration, check)  # fmt: skip
     if print_info:
         print(
             f"smart_nmf: {int(k)} phases, {len(model.labels)} columns of G "
@@ -416,8 +425,29 @@ def smart_nmf(
     return {"estimator": estimator, "model": model, "calibration": calibration}
 
 
+def _check(signal, estimator, loadings, model, X, summed, channels, names, print_info):
+    """The model check of the fit (:mod:`._model_check`): its record entry, or None."""
+    from esmpy_hs._learning_results import as_numpy
+    from esmpy_hs.signals._calibration import summed_spectrum
+    from esmpy_hs.signals._identify import summed_by_phase
+    from esmpy_hs.signals._model_check import run_check
+
+    c0, c1 = channels
+    H = as_numpy(loadings).astype(np.float64)
+    S = np.asarray(estimator.components_, dtype=np.float64)  # (k, channels)
+    data_sum = (summed_spectrum(signal) if summed is None else summed)[c0:c1]
+    phase = {}
+    if summed is not None and H.shape[0] > 1:  # in memory: the pixels of each phase too
+        phase_data, pixels = summed_by_phase(X, H)
+        dom = np.argmax(H, axis=1)
+        phase_model = np.stack([H[dom == j].sum(axis=0) @ S for j in range(H.shape[1])])
+        phase = {"phase_data": phase_data, "phase_model": phase_model,
+                 "phase_names": list(names), "phase_pixels": pixels}  # fmt: skip
+    return run_check(model, data_sum, H.sum(axis=0) @ S, print_info, **phase)
+
+
 def _store(signal, estimator, factors, loadings, W, model, priors, channels, params,
-           calibration=None) -> None:  # fmt: skip
+           calibration=None, check=None) -> None:  # fmt: skip
     lr = signal.learning_results
     lr.factors = factors
     lr.loadings = loadings
@@ -452,6 +482,7 @@ def _store(signal, estimator, factors, loadings, W, model, priors, channels, par
         loss_history=np.asarray(estimator.loss_history_, dtype=np.float64),
         data_shape=tuple(int(n) for n in signal.data.shape),
         calibration=None if calibration is None else calibration.to_dict(),
+        model_check=check,
     ))  # fmt: skip
 
 

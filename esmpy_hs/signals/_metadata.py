@@ -182,7 +182,9 @@ def read_acquisition(signal, elements=None) -> Acquisition:
     if elements is None or len(elements) == 0:
         raise MissingMetadataError(
             "no elements are set: metadata.Sample.elements is empty. "
-            "Set them with s.add_elements(['Fe', 'O', ...])."
+            "Set them with s.add_elements(['Fe', 'O', ...]), find them in the summed spectrum "
+            "with s.identify_elements() (add=True writes them), or let smart_nmf do that "
+            "first with decomposition(algorithm='smart_nmf', elements='auto', ...)."
         )
     if isinstance(elements, str):
         raise TypeError(

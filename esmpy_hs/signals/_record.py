@@ -30,6 +30,10 @@ What is stored in ``metadata.SmartNMF``
     JSON text of :meth:`esmpy_hs.physics.calibration.Calibration.to_dict` (offset shift in eV,
     gain, width law, FWHM at C Kα, O Kα and Mn Kα with uncertainties), or ``null`` with
     ``calibrate=False``. ``model`` already holds the calibrated axis and width law.
+``model_check``
+    JSON text of the check of the fit (:mod:`._model_check`): elements whose lines the model
+    leaves unexplained, with the summed data and model; ``null`` when the check did not run
+    (records written before it read as ``None``).
 ``data_shape``
     The shape of ``signal.data`` that was fitted: a cropped or rebinned copy, or a later
     decomposition (``learning_results.decomposition_algorithm`` no longer ``"smart_nmf"``),
@@ -73,6 +77,7 @@ class FitRecord:
     loss_history: np.ndarray = field(default_factory=lambda: np.zeros(0))
     data_shape: tuple[int, ...] | None = None
     calibration: dict[str, Any] | None = None
+    model_check: dict[str, Any] | None = None
 
     @property
     def k(self) -> int:
@@ -140,6 +145,7 @@ def write_record(signal, record: FitRecord) -> None:
         "loss_history": np.asarray(record.loss_history, dtype=np.float64),
     }
     node["calibration"] = json.dumps(record.calibration)
+    node["model_check"] = json.dumps(record.model_check)
     if record.data_shape is not None:
         node["data_shape"] = [int(n) for n in record.data_shape]
     signal.metadata.set_item(NODE, node)
@@ -162,6 +168,7 @@ def read_record(signal, *, current: bool = False) -> FitRecord | None:
     params = get("parameters", "{}")
     shape = get("data_shape", None)
     calibration = get("calibration", "null")
+    check = get("model_check", "null")
     return FitRecord(
         W=np.asarray(node.W, dtype=np.float64),
         H_sums=np.asarray(node.H_sums, dtype=np.float64),
@@ -178,6 +185,7 @@ def read_record(signal, *, current: bool = False) -> FitRecord | None:
         loss_history=np.asarray(get("loss_history", np.zeros(0)), dtype=np.float64),
         data_shape=None if shape is None else tuple(int(n) for n in shape),
         calibration=json.loads(calibration) if isinstance(calibration, str) else None,
+        model_check=json.loads(check) if isinstance(check, str) else None,
     )
 
 

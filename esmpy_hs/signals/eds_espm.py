@@ -122,8 +122,10 @@ class EDSespm(EDSTEMSpectrum):
             signal; anything else goes to HyperSpy.
         output_dimension : int
             Number of phases k (required for smart_nmf).
-        elements : list of str, optional
-            Element symbols to model (default: ``metadata.Sample.elements``).
+        elements : list of str or "auto", optional
+            Element symbols to model (default: ``metadata.Sample.elements``); ``"auto"`` runs
+            :meth:`identify_elements` first and models the specimen elements it finds (its
+            strays are added to ``stray_elements``).
         stray_elements : list of str, optional
             Elements present only as stray signal (e.g. ``["Cu"]`` from the grid): one column
             per line, not quantified.
@@ -427,6 +429,62 @@ class EDSespm(EDSTEMSpectrum):
         from esmpy_hs.plotting import plot_phases
 
         return plot_phases(self, **kwargs)
+
+    def identify_elements(self, add: bool = False, *, candidates=None, alpha: float = 0.01,
+                          energy_range=None, detector=None, calibrate="auto",
+                          print_info: bool = False):  # fmt: skip
+        """Find the elements whose lines the map's summed spectrum holds.
+
+        Forward selection of whole line families (K, L and M lines of an element together)
+        with a quasi-Poisson likelihood-ratio test per candidate and a Bonferroni threshold
+        (:func:`esmpy_hs.physics.identification.identify`). Elements that are often stray
+        signal (Cu/Mo/Au/Ni grids, Ga/Pt from FIB, C contamination, Si internal fluorescence)
+        are named as such in the ``source`` column.
+
+        Parameters
+        ----------
+        add : bool, default False
+            Add the specimen elements found to ``metadata.Sample.elements`` (strays are not
+            added; they are printed with how to model them). Otherwise the metadata is not
+            changed.
+        candidates : list of str, optional
+            Elements to test (default: C to U).
+        alpha : float, default 0.01
+            Probability of one or more false detections per selection step.
+        energy_range, detector, calibrate
+            As for ``decomposition(algorithm="smart_nmf")``; the calibration is used when the
+            map already has an element list, the recorded axis and detector otherwise.
+        print_info : bool, default False
+            Print the table.
+
+        Returns
+        -------
+        esmpy_hs.physics.identification.Identification
+            ``.elements``, ``.specimen_elements``, ``.stray_elements``; ``.evidence`` (counts
+            explained, share of the peak region's counts, test statistic, lines used, likely
+            source); its repr is the table.
+        """
+        from esmpy_hs.signals._identify import identify_elements
+
+        return identify_elements(self, add=add, candidates=candidates, alpha=alpha,
+                                 energy_range=energy_range, detector=detector,
+                                 calibrate=calibrate, print_info=print_info)  # fmt: skip
+
+    def plot_residuals(self, title: str = ""):
+        """The model check of the last smart_nmf fit: summed data and model, the residual,
+        and the elements whose lines the model leaves unexplained (red: in the
+        :class:`esmpy_hs.UnexplainedCountsWarning`; green: strays and weak lines).
+
+        Returns the matplotlib figure.
+        """
+        from esmpy_hs.signals._model_check import plot_residuals
+        from esmpy_hs.signals._record import check_current
+
+        check = check_current(self).model_check
+        if check is None:
+            raise ValueError("this smart_nmf fit has no model check (fitted before it existed, "
+                             "or the check failed): fit again")
+        return plot_residuals(check, title)
 
 
 class LazyEDSespm(EDSespm, LazyEDSTEMSpectrum):

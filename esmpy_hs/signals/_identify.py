@@ -1,0 +1,105 @@
+"""``s.identify_elements()``: which elements a map holds, from its summed spectrum.
+
+Glue around :func:`esmpy_hs.physics.identification.identify`: the summed spectrum over the
+channels that ``smart_nmf`` fits, on the calibrated axis and width law when the map has an
+element list to calibrate with (:mod:`._calibration`), on the recorded axis and the metadata's
+detector otherwise. The signal's metadata is changed only with ``add=True``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from esmpy_hs.physics.identification import DEFAULT_ALPHA, Identification, identify
+
+_logger = logging.getLogger("esmpy_hs.signals")
+
+
+def _acquisition(signal):
+    """The signal's acquisition; an empty element list is allowed here."""
+    from esmpy_hs.signals._metadata import read_acquisition
+
+    listed = signal.metadata.get_item("Sample.elements", None)
+    if listed is None or len(listed) == 0:
+        return dataclasses.replace(read_acquisition(signal, elements=("O",)), elements=())
+    return read_acquisition(signal)
+
+
+def identify_elements(signal, *, add: bool = False, candidates: Sequence[str] | None = None,
+                      alpha: float = DEFAULT_ALPHA, energy_range=None, detector=None,
+                      calibrate="auto", print_info: bool = False) -> Identification:  # fmt: skip
+    """See :meth:`esmpy_hs.signals.EDSespm.identify_elements`."""
+    from esmpy_hs.physics import EnergyAxis
+    from esmpy_hs.signals._calibration import calibrate_signal, summed_spectrum
+    from esmpy_hs.signals._model import _detector, fit_channels
+
+    acq = _acquisition(signal)
+    c0, c1 = fit_channels(acq.axis, acq.beam_energy, energy_range)
+    summed = summed_spectrum(signal)
+    det = _detector(acq, detector)
+    axis = acq.axis
+    if acq.elements:  # the calibration needs some lines to fit
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its notes belong to the fit, not to this search
+            cal = calibrate_signal(signal, calibrate, energy_range=energy_range,
+                                   detector=detector, acquisition=acq, summed=summed)  # fmt: skip
+        if cal is not None:
+            axis, det = cal.axis(acq.axis), cal.detector(det)
+    fitted = EnergyAxis(axis.offset + c0 * axis.scale, axis.scale, c1 - c0)
+    result = identify(summed[c0:c1], fitted, acq.beam_energy, detector=det,
+                      candidates=candidates, alpha=alpha)  # fmt: skip
+    _logger.info("identify_elements:\n%s", result.table())
+    if print_info:
+        print(result.table())
+    if add:
+        new = [e for e in result.specimen_elements if e not in acq.elements]
+        if new:
+            signal.metadata.set_item("Sample.elements", sorted({*acq.elements, *new}))
+        if result.stray_elements:
+            print(
+                f"identify_elements: {', '.join(result.stray_elements)} not added (likely stray "
+                "signal: " + "; ".join(f"{e.element}: {e.source}" for e in result.present
+                                       if e.stray)
+                + "); model them with decomposition(..., stray_elements=[...]) or add them "
+                "with s.add_elements([...]) if they belong to the specimen"
+            )
+    return result
+
+
+def auto_elements(signal, stray_elements, energy_range, detector, print_info: bool):
+    """``elements="auto"``: the specimen elements found, and the strays found added to
+    ``stray_elements``."""
+    result = identify_elements(signal, energy_range=energy_range, detector=detector)
+    if not result.specimen_elements:
+        raise ValueError(
+            "elements='auto': no element line passed the test in the summed spectrum; "
+            "set the elements with s.add_elements([...])\n" + result.table()
+        )
+    strays = list(dict.fromkeys([*(stray_elements or ()), *result.stray_elements]))
+    strays = [e for e in strays if e not in result.specimen_elements]
+    text = (f"elements='auto': found {', '.join(result.specimen_elements)}"
+            + (f"; stray {', '.join(strays)}" if strays else ""))  # fmt: skip
+    _logger.info(text)
+    if print_info:
+        print(f"smart_nmf: {text}")
+    return list(result.specimen_elements), tuple(strays)
+
+
+def summed_by_phase(X, loadings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Data summed over the pixels where each phase dominates, (k, channels), and their count.
+
+    ``X`` is pixels × fitted channels (in memory), ``loadings`` pixels × k.
+    """
+    dom = np.argmax(loadings, axis=1)
+    k = loadings.shape[1]
+    out = np.zeros((k, X.shape[1]))
+    counts = np.bincount(dom, minlength=k)
+    for j in range(k):
+        if counts[j]:
+            out[j] = np.asarray(X[dom == j].sum(axis=0), dtype=np.float64)
+    return out, counts

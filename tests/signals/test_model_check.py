@@ -1,0 +1,178 @@
+"""Issue #13: element identification and the model check after every smart_nmf fit.
+
+The simulator's reference sample, an independent map (another simulator, its own detector and
+line tables) and the real 71 GPa map: an element left out of the list is named in one
+:class:`esmpy_hs.UnexplainedCountsWarning`; with the full list there is none.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+import esmpy_hs
+from esmpy_hs.datasets import reference_sample
+from tests.conftest import SHARED
+
+FIT = {"output_dimension": 3, "max_iter": 40, "print_info": False}
+INDEPENDENT = SHARED / "data" / "independent"
+
+
+def _fit(s, **kw):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        s.decomposition(algorithm="smart_nmf", **{**FIT, **kw})
+    return [w for w in caught if issubclass(w.category, esmpy_hs.UnexplainedCountsWarning)]
+
+
+@pytest.mark.parametrize("dose", [293, 50])
+def test_left_out_element_is_named(dose):
+    s = reference_sample(dose=dose, shape=(24, 24))
+    s.metadata.Sample.elements = [e for e in s.metadata.Sample.elements if e != "Ca"]
+    found = _fit(s)
+    assert len(found) == 1
+    text = str(found[0].message)
+    assert "Ca Kα" in text and "s.add_elements(['Ca'])" in text and "3.69 keV" in text
+    check = json.loads(s.metadata.SmartNMF.model_check)
+    assert check["warned"] == ["Ca"]
+    fig = s.plot_residuals()
+    assert "Ca" in fig.axes[0].get_title()
+
+
+def test_full_list_gives_no_warning_and_the_record_reads_back():
+    s = reference_sample(dose=293, shape=(24, 24))
+    assert _fit(s) == []
+    from esmpy_hs.signals._record import read_record
+
+    check = read_record(s).model_check
+    assert check["warned"] == [] and len(check["data"]) == len(check["model"])
+    # a record written before the check existed reads as None
+    del s.metadata.SmartNMF.model_check
+    assert read_record(s).model_check is None
+
+
+@pytest.mark.parametrize("folder", ["paper_N18_s1", "paper_N293_narrow_s2"])
+def test_independent_map_gives_no_warning(folder):
+    import hyperspy.api as hs
+
+    path = INDEPENDENT / folder / "sample.hspy"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    s = hs.load(path)
+    s.set_signal_type("EDS_ESMPY")
+    assert _fit(s.inav[:32, :32]) == []
+
+
+def test_independent_particles_map_names_left_out_titanium():
+    """Other chemistry (V/Rb/W matrix, N/Yb/Pt and Al/Ti/La particles), L and M lines: Ti Kα
+    under La Lα's shoulder is still named when left out, and nothing is with the full list."""
+    import hyperspy.api as hs
+
+    path = INDEPENDENT / "particles_N500_w1" / "sample.hspy"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    s = hs.load(path)
+    s.set_signal_type("EDS_ESMPY")
+    full = s.deepcopy()
+    assert _fit(full) == []
+    s.metadata.Sample.elements = [e for e in s.metadata.Sample.elements if e != "Ti"]
+    found = _fit(s)
+    assert len(found) == 1 and "Ti Kα" in str(found[0].message)
+
+
+def test_identify_elements_add_and_metadata_untouched():
+    s = reference_sample(dose=293, shape=(16, 16))
+    listed = list(s.metadata.Sample.elements)
+    r = s.identify_elements()
+    assert list(s.metadata.Sample.elements) == listed  # add=False changes nothing
+    assert {"Si", "Mg", "O", "Fe", "Ca", "Al"} <= set(r.specimen_elements)
+    assert "Cu" in r.stray_elements and "grid" in r["Cu"].source
+    assert r["Si"].statistic > r.threshold and "Si Ka1" in r["Si"].lines
+    assert "likely source" in repr(r)
+    del s.metadata.Sample.elements
+    with pytest.raises(ValueError, match="identify_elements"):
+        s.decomposition(algorithm="smart_nmf", **FIT)
+    r2 = s.identify_elements(add=True)  # no elements: the recorded axis and detector
+    assert set(s.metadata.Sample.elements) == set(r2.specimen_elements)
+    assert "Cu" not in s.metadata.Sample.elements
+
+
+def test_elements_auto():
+    s = reference_sample(dose=293, shape=(16, 16))
+    del s.metadata.Sample.elements
+    s.decomposition(algorithm="smart_nmf", elements="auto", **FIT)
+    model = json.loads(s.metadata.SmartNMF.model)
+    assert {"Si", "Mg", "O", "Fe", "Ca"} <= set(model["elements"])
+    assert "Cu" in model["stray_elements"]
+    assert not s.metadata.has_item("Sample.elements")
+
+
+@pytest.fixture(scope="module")
+def real_map():
+    import hyperspy.api as hs
+
+    path = INDEPENDENT.parent / "71GPa_experimental_data.hspy"
+    if not path.exists():
+        pytest.skip(f"real map not found at {path}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s = hs.load(path)
+    s.set_signal_type("EDS_ESMPY")
+    return s
+
+
+def test_real_map_identification(real_map):
+    r = real_map.identify_elements()
+    assert {"Mg", "Si", "O", "Fe", "Ca", "Al"} <= set(r.specimen_elements)
+    assert "Cu" in r.stray_elements  # a grid or holder line, named as such
+
+
+@pytest.mark.parametrize("drop", ["Ca", "Al", None])
+def test_real_map_core(real_map, drop):
+    """The detection core as the check runs it, on the calibrated summed spectrum."""
+    from esmpy_hs.physics.identification import identify
+    from esmpy_hs.signals._calibration import calibrate_signal, summed_spectrum
+    from esmpy_hs.signals._metadata import read_acquisition
+    from esmpy_hs.signals._model import build_model
+    from esmpy_hs.signals._model_check import MIN_SHARE, MIN_UNEXPLAINED
+
+    s = real_map
+    elements = [e for e in s.metadata.Sample.elements if e != drop]
+    acq = read_acquisition(s, elements)
+    summed = summed_spectrum(s)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cal = calibrate_signal(s, elements=elements, acquisition=acq, summed=summed)
+        model, (c0, c1), _ = build_model(s, elements=elements, calibration=cal, acquisition=acq)
+    r = identify(summed[c0:c1], model.axis, model.beam_energy, detector=model.detector,
+                 known=elements)
+    warned = [e.element for e in r.present if not e.stray and e.share >= MIN_SHARE
+              and e.peak_fraction >= MIN_UNEXPLAINED]
+    assert warned == ([] if drop is None else [drop])
+
+
+@pytest.mark.slow
+def test_real_map_fit_warns_about_missing_calcium(real_map):
+    s = real_map.rebin(scale=(4, 4, 1))
+    s.metadata.Sample.elements = [e for e in s.metadata.Sample.elements if e != "Ca"]
+    found = _fit(s)
+    assert len(found) == 1 and "Ca Kα" in str(found[0].message)
+
+
+def test_no_false_alarm_from_a_shifted_peak():
+    """A peak 8 eV off and 5 % too wide (the non-linear axis of a real detector) is absorbed by
+    the derivative columns, not read as another element."""
+    from esmpy_hs.physics import Detector, EnergyAxis, build_G
+    from esmpy_hs.physics.identification import identify
+
+    ax = EnergyAxis(0.3, 0.01, 1500)
+    rng = np.random.default_rng(1)
+    true = build_G(EnergyAxis(0.3 + 0.008, 0.01, 1500), 200, ["Si", "O", "Fe"],
+                   detector=Detector(resolution_mnka=136.5))
+    y = rng.poisson(true.G @ np.array([2e5, 2e5, 5e4, 3e5, 1e5])).astype(float)
+    r = identify(y, ax, 200, detector=Detector(resolution_mnka=130), known=["Si", "O", "Fe"])
+    strong = [e.element for e in r.present if e.share >= 0.005 and e.peak_fraction >= 0.25]
+    assert strong == []
