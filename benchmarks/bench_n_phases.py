@@ -40,11 +40,14 @@ DATA = REPO.parent / "shared" / "data"
 
 
 def _kw(args) -> dict:
-    kw = {"n_splits": args.splits, "print_info": False}
+    kw = {"n_splits": args.splits, "print_info": False, "score": args.score}
     if args.max_iter is not None:
         kw["max_iter"] = args.max_iter
     if args.bin is not None:
         kw["bin"] = args.bin
+    for item in args.option:
+        key, value = item.split("=", 1)
+        kw[key] = eval(value, {})  # a number, True/False, a string in quotes
     return kw
 
 
@@ -205,6 +208,9 @@ def main() -> None:
     p.add_argument("--splits", type=int, default=3)
     p.add_argument("--max-iter", type=int, default=None)
     p.add_argument("--bin", type=int, default=None)
+    p.add_argument("--score", default="windows", choices=["windows", "channels"])
+    p.add_argument("--option", action="append", default=[],
+                   help="KEY=VALUE passed to estimate_n_phases (e.g. warm_start=False)")
     args = p.parse_args()
     if args.sim:
         run_sim(args)

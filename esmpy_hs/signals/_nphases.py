@@ -10,6 +10,7 @@ record ``metadata.SmartNMF``. docs/choosing.rst explains the method and its limi
 
 from __future__ import annotations
 
+import itertools
 import numbers
 import time
 from typing import Any
@@ -29,16 +30,192 @@ def _check_int(name: str, value, lo: int) -> int:
     return int(value)
 
 
-def estimate_n_phases(
+#: a line's window holds the channels where its peak (the model's G column) is above this share
+#: of its maximum: ±1.6 FWHM of a Gaussian line (exp(−x²/2σ²) = 10⁻³ at x = 3.7 σ)
+LINE_LEVEL = 1e-3
+#: channels without a line are scored in windows of this many FWHM (the detector's width there)
+CONTINUUM_FWHM = 2.0
+
+
+def line_windows(model) -> np.ndarray:
+    """Energy windows of the held-out score: one per group of overlapping lines, the continuum
+    between them in pieces of :data:`CONTINUUM_FWHM` detector widths.
+
+    A line's window spans the channels where its shape in the physics model (each line column of
+    G) is above :data:`LINE_LEVEL` of its peak; overlapping windows merge. Counts moved within a
+    window by a peak shape or energy axis that the model does not describe exactly (a non-linear
+    axis, a detector width a few eV off, an energy offset) leave the window sums unchanged; the
+    relative intensities of the lines — the compositions — still count in full.
+
+    Parameters
+    ----------
+    model : esmpy_hs.physics.PhysicsModel
+
+    Returns
+    -------
+    ndarray of int, shape (channels,)
+        Window index of every fitted channel, increasing with energy.
+    """
+    G = np.asarray(model.G, dtype=np.float64)
+    if G.ndim == 3:
+        G = G.mean(axis=0)
+    lines = [j for j, kind in enumerate(model.kinds) if kind != "continuum"]
+    n = G.shape[0]
+    mask = np.zeros(n, dtype=bool)
+    for j in lines:
+        col = G[:, j]
+        if col.max() > 0:
+            mask |= col >= LINE_LEVEL * col.max()
+    E = np.asarray(model.energies, dtype=np.float64)
+    step = float(np.median(np.diff(E))) if n > 1 else 1.0
+    width = np.maximum(CONTINUUM_FWHM * model.detector.fwhm(E) / abs(step), 1.0)
+    out = np.empty(n, dtype=np.int64)
+    w = -1
+    c = 0
+    while c < n:
+        e = c + 1
+        if mask[c]:
+            while e < n and mask[e]:
+                e += 1
+            w += 1
+            out[c:e] = w
+        else:
+            while e < n and not mask[e]:
+                e += 1
+            # the run c … e − 1 without lines, in pieces of about `width` channels
+            pieces = max(1, round((e - c) / float(width[(c + e - 1) // 2])))
+            edges = np.linspace(c, e, pieces + 1).round().astype(int)
+            for a, b in itertools.pairwise(edges):
+                if b > a:
+                    w += 1
+                    out[a:b] = w
+        c = e
+    return out
+
+
+class HeldOut:
+    """The binned counts of a map and the fit of its held-out curves (see :func:`prepare`).
+
+    ``X`` (pixels × fitted channels, integer counts, binned ``b`` × ``b``), ``shape`` (binned
+    grid), ``model`` (the physics model of decomposition) and ``estimator(k, **params)`` (the
+    SmartNMF of k phases on that model, the caller's parameters and ``params`` on top).
+    """
+
+    def __init__(self, model, X, shape, b, params, absorption_every):
+        self.model, self.X, self.shape, self.b = model, X, shape, int(b)
+        self.params, self.absorption_every = dict(params), int(absorption_every)
+
+    def estimator(self, k: int, **params):
+        from esmpy_hs.signals._decomposition import physics_estimator
+        from esmpy_hs.signals._priors import parse_phases
+
+        full = {**self.params, "shape_2d": self.shape, "progress": False, **params}
+        return physics_estimator(self.model, parse_phases(None, k, self.model), k, full,
+                                 self.absorption_every)  # fmt: skip
+
+    def fit(self, k: int, counts: np.ndarray, previous=None, **params):
+        """SmartNMF of k phases fitted to ``counts``; from ``previous`` (a fit of k − 1 phases to
+        the same counts) plus one new phase (:func:`add_phase`) when given, else from the
+        ``"auto"`` start."""
+        if previous is not None and previous.n_components_ == k - 1 and k >= 2:
+            params["init"] = add_phase(self.model, previous, counts)
+        est = self.estimator(k, **params)
+        est.fit(counts)
+        return est
+
+    def max_k(self, max_phases: int) -> int:
+        return min(max_phases, len(self.model.labels), self.X.shape[0], self.X.shape[1])
+
+
+#: share of the pixels (at least one) whose counts the k − 1 phases explain worst; their mean
+#: spectrum starts the new phase of a warm start (:func:`add_phase`)
+NEW_PHASE_PIXELS = 0.01
+#: abundance of the new phase of a warm start in those pixels (elsewhere NEW_PHASE_FLOOR)
+NEW_PHASE_ABUNDANCE = 0.5
+NEW_PHASE_FLOOR = 0.02
+
+
+def add_phase(model, previous, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start ``(W, H)`` of a k-phase fit: the k − 1 phases of ``previous`` and one new phase.
+
+    The new phase is the one the previous fit misses most: the mean spectrum of the
+    :data:`NEW_PHASE_PIXELS` share of pixels with the largest Poisson deviance under the
+    previous model, fitted on G (non-negative least squares). It takes
+    :data:`NEW_PHASE_ABUNDANCE` of those pixels and :data:`NEW_PHASE_FLOOR` elsewhere, the other
+    phases keeping their proportions (the abundances still sum to 1).
+
+    Parameters
+    ----------
+    model : esmpy_hs.physics.PhysicsModel
+    previous : esmpy_hs.nmf.SmartNMF
+        Fitted to ``counts`` with k − 1 phases (W in the units of ``W_``).
+    counts : ndarray, shape (pixels, channels)
+
+    Returns
+    -------
+    (W, H)
+        Shapes (columns, k) and (k, pixels), units of ``W_``/``H_``.
+    """
+    from esmpy_hs.nmf._init import fit_W_columns
+
+    Y = np.asarray(counts, dtype=np.float64)
+    H0 = np.asarray(previous.H_, dtype=np.float64)
+    M = H0.T @ previous.components_
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(Y > 0, Y * np.log(Y / np.maximum(M, 1e-300)), 0.0)
+    dev = 2.0 * (t - Y + M).sum(axis=1)
+    n = max(1, round(NEW_PHASE_PIXELS * Y.shape[0]))
+    worst = np.argsort(dev)[::-1][:n]
+    G = np.asarray(model.G, dtype=np.float64)
+    w = fit_W_columns(Y[worst].mean(axis=0)[:, None], G)
+    W = np.concatenate([np.asarray(previous.W_, dtype=np.float64), w], axis=1)
+    h = np.full(Y.shape[0], NEW_PHASE_FLOOR)
+    h[worst] = NEW_PHASE_ABUNDANCE
+    H = np.concatenate([H0 * (1.0 - h)[None, :], h[None, :]], axis=0)
+    return W, H
+
+
+#: a k-th phase counts as material when it changes the composition of at least
+#: MATERIAL_PIXELS of the pixels (and at least MATERIAL_MIN_PIXELS pixels) by MATERIAL_CHANGE
+#: or more (half the L1 distance of the atomic fractions of the k- and (k − 1)-phase models);
+#: see docs/choosing.rst for the reasoning and the measurements
+MATERIAL_CHANGE = 0.10
+MATERIAL_PIXELS = 0.001
+MATERIAL_MIN_PIXELS = 4
+
+
+class _Fit:
+    """The W_ and H_ of a fit (what :func:`composition_change` reads)."""
+
+    def __init__(self, W, H):
+        self.W_, self.H_ = np.asarray(W), np.asarray(H)
+
+
+def composition_change(model, est, previous) -> float:
+    """How much more phases change the map's composition: the atomic-fraction change
+    (½ Σ_e |c_ep(k) − c_ep(k − 1)|, a fraction) reached in :data:`MATERIAL_PIXELS` of the pixels
+    (at least :data:`MATERIAL_MIN_PIXELS`).
+
+    ``c_ep`` is the composition of pixel p implied by a fit: the element rows of ``W_`` (atoms,
+    as :meth:`EDSespm.quantify_phases` reads them) times the abundances ``H_``, normalised.
+    ``est`` and ``previous`` are fits (anything with ``W_`` and ``H_``) to the same counts, of
+    more and fewer phases.
+    """
+    rows = sorted(model.element_rows.values())
+
+    def pixel_fractions(e):
+        a = np.asarray(e.W_, dtype=np.float64)[rows] @ np.asarray(e.H_, dtype=np.float64)
+        return a / np.maximum(a.sum(axis=0, keepdims=True), 1e-300)
+
+    d = 0.5 * np.abs(pixel_fractions(est) - pixel_fractions(previous)).sum(axis=0)
+    n = min(d.size, max(MATERIAL_MIN_PIXELS, int(MATERIAL_PIXELS * d.size)))
+    return float(np.sort(d)[-n])
+
+
+def prepare(
     signal,
-    max_phases: int = 6,
     *,
-    n_splits: int = 3,
     bin: int | None = None,
-    max_iter: int = DEFAULT_MAX_ITER,
-    random_state: Any = 0,
-    plot: bool = False,
-    print_info: bool = True,
     elements=None,
     stray_elements=(),
     split=None,
@@ -49,28 +226,25 @@ def estimate_n_phases(
     vacancy_transfer: bool = True,
     calibrate: Any = "auto",
     **estimator_params,
-) -> int:
-    """Suggest the number of phases; see :meth:`EDSespm.estimate_n_phases`."""
-    from esmpy_hs.nmf._split import bin_pixels, choose_bin, heldout_curve, one_se_choice
+) -> HeldOut:
+    """The model of ``decomposition(algorithm="smart_nmf")`` and the binned counts of a map."""
+    from esmpy_hs.nmf._split import bin_pixels, choose_bin
     from esmpy_hs.signals._calibration import calibrate_signal
     from esmpy_hs.signals._decomposition import (
         _check_estimator_params,
         _navigation_grid,
         build_model,
-        physics_estimator,
     )
-    from esmpy_hs.signals._priors import parse_phases
 
-    t0 = time.perf_counter()
-    max_phases = _check_int("max_phases", max_phases, 1)
-    n_splits = _check_int("n_splits", n_splits, 1)
-    max_iter = _check_int("max_iter", max_iter, 1)
     reserved = {"max_iter", "shape_2d", "progress", "n_components"}
     if reserved & set(estimator_params):
         raise TypeError(
             f"estimate_n_phases sets {', '.join(sorted(reserved & set(estimator_params)))} itself"
         )
     _check_estimator_params(estimator_params)
+    nav_dim = signal.axes_manager.navigation_dimension
+    if nav_dim == 0:
+        raise ValueError("estimate_n_phases needs a map (or a line) of spectra, got one spectrum")
     # the model of decomposition(algorithm="smart_nmf"): the same calibration, G and absorption
     calibration = calibrate_signal(
         signal, calibrate, elements=elements, stray_elements=stray_elements,
@@ -81,11 +255,7 @@ def estimate_n_phases(
         continuum=continuum, energy_range=energy_range, detector=detector,
         vacancy_transfer=vacancy_transfer, calibration=calibration,
     )  # fmt: skip
-    nav_dim = signal.axes_manager.navigation_dimension
-    data = signal.data
-    if nav_dim == 0:
-        raise ValueError("estimate_n_phases needs a map (or a line) of spectra, got one spectrum")
-    X = np.asarray(data[..., c0:c1]).reshape(-1, c1 - c0)
+    X = np.asarray(signal.data[..., c0:c1]).reshape(-1, c1 - c0)
     shape = _navigation_grid(signal)
     b = choose_bin(shape) if bin is None else _check_int("bin", bin, 1)
     if b > 1 and shape is not None:
@@ -95,18 +265,66 @@ def estimate_n_phases(
             "estimate_n_phases splits the counts: the data must be non-negative integer counts"
         )
     X = X.astype(np.int64 if X.max(initial=0) > np.iinfo(np.uint16).max else np.uint16)
-    ks = list(range(1, min(max_phases, len(model.labels), X.shape[0], X.shape[1]) + 1))
+    return HeldOut(model, X, shape, b, estimator_params, absorption_every)
+
+
+def estimate_n_phases(
+    signal,
+    max_phases: int = 6,
+    *,
+    n_splits: int = 3,
+    max_iter: int = DEFAULT_MAX_ITER,
+    random_state: Any = 0,
+    plot: bool = False,
+    print_info: bool = True,
+    score: str = "channels",
+    warm_start: bool = True,
+    rule: str = "material",
+    **kwargs,
+) -> int:
+    """Suggest the number of phases; see :meth:`EDSespm.estimate_n_phases`."""
+    from esmpy_hs.nmf._split import heldout_curve, one_se_choice
+
+    t0 = time.perf_counter()
+    max_phases = _check_int("max_phases", max_phases, 1)
+    n_splits = _check_int("n_splits", n_splits, 1)
+    max_iter = _check_int("max_iter", max_iter, 1)
+    if rule not in ("material", "one_se"):
+        raise ValueError(f"rule must be 'material' or 'one_se', got {rule!r}")
+    if score not in ("windows", "channels"):
+        raise ValueError(f"score must be 'windows' or 'channels', got {score!r}")
+    ho = prepare(signal, **kwargs)
+    windows = line_windows(ho.model) if score == "windows" else None
+    X, b = ho.X, ho.b
+    ks = list(range(1, ho.max_k(max_phases) + 1))
+
+    last: dict = {}
+    fits: list[list] = []  # per split, the fit of each k (W_ and H_ only)
 
     def fit(k: int, counts: np.ndarray):
-        params = {**estimator_params, "shape_2d": shape, "progress": False, "max_iter": max_iter}
-        est = physics_estimator(model, parse_phases(None, k, model), k, params,
-                                absorption_every)  # fmt: skip
-        est.fit(counts)
+        # heldout_curve goes up in k on each half: the k − 1 fit is the last one on these counts
+        if last.get("counts") is not counts:
+            last.update(est=None, counts=counts)
+            fits.append([])
+        est = ho.fit(k, counts, last["est"] if warm_start else None, max_iter=max_iter)
+        last["est"] = est
+        fits[-1].append(_Fit(est.W_, est.H_))
         return est.components_, est.H_
 
     scores = heldout_curve(X, fit, ks, n_splits=n_splits, random_state=random_state,
-                           progress=print_info, desc="estimate_n_phases")  # fmt: skip
-    choice = one_se_choice(np.asarray(ks), scores)
+                           progress=print_info, desc="estimate_n_phases",
+                           windows=windows)  # fmt: skip
+    # candidates: 1, then every k that changes the composition materially against the last
+    # candidate (the median over splits of composition_change)
+    cand = [0]
+    moved = np.full(len(ks), np.nan)
+    for j in range(1, len(ks)):
+        c = float(np.median([composition_change(ho.model, f[j], f[cand[-1]]) for f in fits]))
+        moved[j] = c
+        if c >= MATERIAL_CHANGE:
+            cand.append(j)
+    material = np.isin(np.arange(len(ks)), cand)
+    choice = one_se_choice(np.asarray(ks), scores, material if rule == "material" else None)
     seconds = time.perf_counter() - t0
     signal.metadata.set_item(NODE, {
         "k": int(choice["k"]),
@@ -120,8 +338,16 @@ def estimate_n_phases(
         "n_splits": n_splits,
         "bin": int(b),
         "max_iter": max_iter,
+        "score": score,
+        "warm_start": bool(warm_start),
+        "composition_change": moved,
+        "material": material,
+        "n_windows": int(windows.max() + 1) if windows is not None else ho.X.shape[1],
         "random_state": random_state if isinstance(random_state, int | None) else None,
-        "rule": "smallest k with mean(d_k - d_best) <= SE(d_k - d_best) over splits",
+        "rule": "smallest k with mean(d_k - d_best) <= SE(d_k - d_best) over splits" + (
+            ", among the k that change the composition of ≥ "
+            f"{MATERIAL_PIXELS:.1%} of the pixels by ≥ {MATERIAL_CHANGE:.0%} against the last "
+            "such k" if rule == "material" else ""),
         "seconds": float(seconds),
     })  # fmt: skip
     if print_info:
