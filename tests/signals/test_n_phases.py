@@ -112,9 +112,9 @@ def test_split_uncertainty_adds_the_spread_of_refits():
 @pytest.mark.parametrize(("k", "dose", "seed"), [(3, 300.0, 5), (4, 100.0, 6)])
 def test_warm_starts_suggest_the_same_k_as_cold(k, dose, seed):
     s = k_phase_map(k, dose, seed)
-    warm = s.estimate_n_phases(k + 1, n_splits=2, print_info=False)
+    warm = s.estimate_n_phases(k + 1, n_splits=2, print_info=False, warm_start=True)
     assert s.metadata.SmartNMF_n_phases.warm_start
-    cold = s.estimate_n_phases(k + 1, n_splits=2, print_info=False, warm_start=False)
+    cold = s.estimate_n_phases(k + 1, n_splits=2, print_info=False)
     assert warm == cold == k
 
 
@@ -138,14 +138,19 @@ def test_add_phase_keeps_the_previous_phases_and_the_sum_constraint():
     assert chosen.sum() >= 1 and np.all(maps[1:, chosen].sum(axis=0) > 0.5)
 
 
-def test_material_rule_and_options_are_recorded():
+def test_gain_rule_and_options_are_recorded():
+    from esmpy_hs.signals._nphases import MIN_GAIN_SHARE, gain_candidates
+
+    # a curve whose k = 4 and 5 beat k = 3 by less than 5 % of the whole improvement
+    mean = np.array([1.0, 0.40, 0.10, 0.095, 0.09, 0.12])
+    assert list(gain_candidates(mean)) == [True, True, True, False, False, False]
+    # a later k that improves enough is a candidate again
+    assert gain_candidates(np.array([1.0, 0.4, 0.39, 0.1]))[3]
+    assert MIN_GAIN_SHARE == 0.05
     s = k_phase_map(2, 300.0, seed=3)
     s.estimate_n_phases(3, n_splits=2, print_info=False)
     node = s.metadata.SmartNMF_n_phases
-    # the second phase (a particle of other chemistry) changes pixels' composition by far more
-    # than the 10 at.% of the rule
-    assert node.composition_change[1] > 0.2 and node.material[1]
-    assert np.isnan(node.composition_change[0])
+    assert list(node.candidates[:2]) == [True, True] and not node.warm_start
     with pytest.raises(ValueError, match="rule must be"):
         s.estimate_n_phases(2, rule="aic", print_info=False)
     with pytest.raises(ValueError, match="score must be"):
