@@ -40,7 +40,9 @@ DATA = REPO.parent / "shared" / "data"
 
 
 def _kw(args) -> dict:
-    kw = {"n_splits": args.splits, "print_info": False, "score": args.score}
+    kw = {"n_splits": args.splits, "print_info": False}
+    if args.score is not None:
+        kw["score"] = args.score
     if args.max_iter is not None:
         kw["max_iter"] = args.max_iter
     if args.bin is not None:
@@ -208,7 +210,7 @@ def main() -> None:
     p.add_argument("--splits", type=int, default=3)
     p.add_argument("--max-iter", type=int, default=None)
     p.add_argument("--bin", type=int, default=None)
-    p.add_argument("--score", default="windows", choices=["windows", "channels"])
+    p.add_argument("--score", default=None, choices=["windows", "channels"])
     p.add_argument("--option", action="append", default=[],
                    help="KEY=VALUE passed to estimate_n_phases (e.g. warm_start=False)")
     args = p.parse_args()
