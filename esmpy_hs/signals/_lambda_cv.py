@@ -23,6 +23,9 @@ import numpy as np
 NODE = "SmartNMF_lambda"
 #: factors on the dose formula tried by default
 DEFAULT_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
+#: parameters of the fits to a half (the caller's win): no final move to the composition bound
+#: (see :data:`._nphases.HELDOUT_PARAMS`)
+HELDOUT_PARAMS = {"final_extrapolation": 0.0}
 
 
 def _check_factors(factors) -> tuple[float, ...]:
@@ -49,7 +52,7 @@ def estimate_lambda(
     """Choose λ by held-out counts; see :meth:`EDSespm.estimate_lambda`."""
     from esmpy_hs.nmf._plan import default_lambda
     from esmpy_hs.nmf._split import heldout_curve, one_se_choice
-    from esmpy_hs.signals._nphases import HELDOUT_PARAMS, _check_int, prepare
+    from esmpy_hs.signals._nphases import _check_int, prepare
 
     t0 = time.perf_counter()
     k = output_dimension

@@ -330,7 +330,7 @@ class EDSespm(EDSTEMSpectrum):
         **kwargs
             ``bin`` (block size b: b × b pixels are summed before splitting; default: the
             largest b that keeps ≥ 4096 pixels), ``max_iter`` (iterations of each fit,
-            default 100), ``random_state`` (seed of the splits, default 0), ``print_info``,
+            default 60), ``random_state`` (seed of the splits, default 0), ``print_info``,
             ``rule``, ``warm_start`` (each k from the k − 1 fit plus one phase; default False),
             ``score`` (``"channels"``, or ``"windows"``: held-out counts summed over the lines'
             energy windows); the model options of :meth:`decomposition` (``elements``,
