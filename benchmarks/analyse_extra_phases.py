@@ -115,12 +115,16 @@ def main() -> None:
             c0 = c0 / np.maximum(c0.sum(axis=0, keepdims=True), 1e-300)
             dc = 50 * np.abs(ck - c0).sum(axis=0)  # at.%, half the L1 distance
             n4 = max(4, int(0.001 * dc.size))
-            print(f"  composition change per pixel (at.%): median {np.median(dc):.2f}, 99 % "
-                  f"{np.percentile(dc, 99):.2f}, {n4}-th largest {np.sort(dc)[-n4]:.2f}, max "
-                  f"{dc.max():.2f}")
-            print(f"  TV(k, k − 1) per pixel: median {qs[0]:.4f}, 90 % {qs[1]:.4f}, 99 % "
-                  f"{qs[2]:.4f}, 99.9 % {qs[3]:.4f}, max {tv.max():.4f}; pixels > 0.05: "
-                  f"{100 * (tv > 0.05).mean():.1f} %, > 0.1: {100 * (tv > 0.1).mean():.1f} %")
+            print(
+                f"  composition change per pixel (at.%): median {np.median(dc):.2f}, 99 % "
+                f"{np.percentile(dc, 99):.2f}, {n4}-th largest {np.sort(dc)[-n4]:.2f}, max "
+                f"{dc.max():.2f}"
+            )
+            print(
+                f"  TV(k, k − 1) per pixel: median {qs[0]:.4f}, 90 % {qs[1]:.4f}, 99 % "
+                f"{qs[2]:.4f}, 99.9 % {qs[3]:.4f}, max {tv.max():.4f}; pixels > 0.05: "
+                f"{100 * (tv > 0.05).mean():.1f} %, > 0.1: {100 * (tv > 0.1).mean():.1f} %"
+            )
             # the phase of this fit farthest (spectral angle) from every phase of the k − 1 fit
             C1 = est.components_ / np.linalg.norm(est.components_, axis=1, keepdims=True)
             C0 = prev[0].components_ / np.linalg.norm(prev[0].components_, axis=1, keepdims=True)

@@ -211,8 +211,12 @@ def main() -> None:
     p.add_argument("--max-iter", type=int, default=None)
     p.add_argument("--bin", type=int, default=None)
     p.add_argument("--score", default=None, choices=["windows", "channels"])
-    p.add_argument("--option", action="append", default=[],
-                   help="KEY=VALUE passed to estimate_n_phases (e.g. warm_start=False)")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        help="KEY=VALUE passed to estimate_n_phases (e.g. warm_start=False)",
+    )
     args = p.parse_args()
     if args.sim:
         run_sim(args)
