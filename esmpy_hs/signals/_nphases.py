@@ -3,9 +3,13 @@
 The counts are split in two independent halves (binomial thinning, :mod:`esmpy_hs.nmf._split`);
 SmartNMF, on the same physics model as ``decomposition(algorithm="smart_nmf")``
 (:func:`._decomposition.build_model`, :func:`._decomposition.physics_estimator`), is fitted to
-one half for k = 1 … ``max_phases`` and the other half is scored under each fit. The curve and
-the suggestion are stored in ``metadata.SmartNMF_n_phases`` (:data:`NODE`), apart from the fit
-record ``metadata.SmartNMF``. docs/choosing.rst explains the method and its limits.
+one half for k = 1 … ``max_phases`` and the other half is scored under each fit. The suggestion
+is the smallest k within one paired standard error of the best among the candidate ks, those
+that improve on every smaller k by at least :data:`MIN_GAIN_SHARE` of the whole improvement
+(:func:`gain_candidates`). The curve and the suggestion are stored in
+``metadata.SmartNMF_n_phases`` (:data:`NODE`), apart from the fit record ``metadata.SmartNMF``.
+:func:`prepare` and :class:`HeldOut` (the model and the binned counts) are shared with
+:mod:`._lambda_cv`. docs/choosing.rst explains the method and its limits.
 """
 
 from __future__ import annotations
