@@ -154,7 +154,8 @@ def coverage_counts(q, truth: list[dict], major: float = 0.05) -> tuple[int, int
     T = np.array([[c.get(e, 0.0) for c in truth] for e in els])
     T = T / T.sum(axis=0, keepdims=True)
     F = q.atomic_fractions
-    cost = np.abs(T[:, :, None] - F[:, None, :]).sum(axis=0)
+    # an element the fit marks undetermined (NaN) counts as missed, and as 1 in the matching
+    cost = np.nan_to_num(np.abs(T[:, :, None] - F[:, None, :]), nan=1.0).sum(axis=0)
     rows, cols = linear_sum_assignment(cost)
     comb = cnt = n = 0
     errs = []
@@ -166,7 +167,7 @@ def coverage_counts(q, truth: list[dict], major: float = 0.05) -> tuple[int, int
                 n += 1
                 comb += err <= q.atomic_errors[e, j]
                 cnt += err <= q.counting_atomic_errors[e, j]
-    return comb, cnt, n, 100 * float(np.mean(errs))
+    return comb, cnt, n, 100 * float(np.nanmean(errs))
 
 
 def run_coverage(args) -> None:
