@@ -41,10 +41,15 @@ DATA = REPO.parent / "shared" / "data"
 
 def _kw(args) -> dict:
     kw = {"n_splits": args.splits, "print_info": False}
+    if args.score is not None:
+        kw["score"] = args.score
     if args.max_iter is not None:
         kw["max_iter"] = args.max_iter
     if args.bin is not None:
         kw["bin"] = args.bin
+    for item in args.option:
+        key, value = item.split("=", 1)
+        kw[key] = eval(value, {})  # a number, True/False, a string in quotes
     return kw
 
 
@@ -149,7 +154,8 @@ def coverage_counts(q, truth: list[dict], major: float = 0.05) -> tuple[int, int
     T = np.array([[c.get(e, 0.0) for c in truth] for e in els])
     T = T / T.sum(axis=0, keepdims=True)
     F = q.atomic_fractions
-    cost = np.abs(T[:, :, None] - F[:, None, :]).sum(axis=0)
+    # an element the fit marks undetermined (NaN) counts as missed, and as 1 in the matching
+    cost = np.nan_to_num(np.abs(T[:, :, None] - F[:, None, :]), nan=1.0).sum(axis=0)
     rows, cols = linear_sum_assignment(cost)
     comb = cnt = n = 0
     errs = []
@@ -161,7 +167,7 @@ def coverage_counts(q, truth: list[dict], major: float = 0.05) -> tuple[int, int
                 n += 1
                 comb += err <= q.atomic_errors[e, j]
                 cnt += err <= q.counting_atomic_errors[e, j]
-    return comb, cnt, n, 100 * float(np.mean(errs))
+    return comb, cnt, n, 100 * float(np.nanmean(errs))
 
 
 def run_coverage(args) -> None:
@@ -205,6 +211,13 @@ def main() -> None:
     p.add_argument("--splits", type=int, default=3)
     p.add_argument("--max-iter", type=int, default=None)
     p.add_argument("--bin", type=int, default=None)
+    p.add_argument("--score", default=None, choices=["windows", "channels"])
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        help="KEY=VALUE passed to estimate_n_phases (e.g. warm_start=False)",
+    )
     args = p.parse_args()
     if args.sim:
         run_sim(args)

@@ -174,7 +174,48 @@ def poisson_deviance(X: Any, components: np.ndarray, H: np.ndarray) -> float:
     return 2.0 * (ylogym - total + model_total) / total
 
 
-def one_se_choice(ks: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+def window_sums(X: Any, windows: np.ndarray) -> CompactCounts:
+    """Counts summed over groups of channels (energy windows).
+
+    Sums of Poisson counts are Poisson: the deviance of window sums is an honest held-out score
+    at a coarser energy resolution (see :func:`heldout_curve`).
+
+    Parameters
+    ----------
+    X : ndarray, scipy.sparse or CompactCounts
+        Counts, pixels × channels.
+    windows : array of int, shape (channels,)
+        Window index 0 … n_windows − 1 of every channel.
+
+    Returns
+    -------
+    CompactCounts
+        Pixels × n_windows.
+    """
+    data = X if isinstance(X, CompactCounts) else as_compact(X)
+    P = window_matrix(windows, data.n_channels)
+    if data.dense is not None:
+        summed = np.asarray(data.dense, dtype=np.int64) @ P.toarray().astype(np.int64)
+        return as_compact(summed)
+    A = sp.csr_array((data.counts.astype(np.int64), data.indices.astype(np.int64), data.indptr),
+                     shape=(data.n_pixels, data.n_channels))  # fmt: skip
+    return as_compact(sp.csr_array(A @ P.astype(np.int64)))
+
+
+def window_matrix(windows: np.ndarray, n_channels: int) -> sp.csr_array:
+    """Channels × windows 0/1 matrix of a channel → window assignment (checked)."""
+    w = np.asarray(windows)
+    if w.shape != (n_channels,) or w.dtype.kind not in "iu" or (w.size and w.min() < 0):
+        raise ValueError(
+            f"windows must give a window index ≥ 0 for each of the {n_channels} channels"
+        )
+    n = int(w.max()) + 1 if w.size else 0
+    return sp.csr_array((np.ones(n_channels), (np.arange(n_channels), w)),
+                        shape=(n_channels, n))  # fmt: skip
+
+
+def one_se_choice(ks: np.ndarray, scores: np.ndarray,
+                  candidates: np.ndarray | None = None) -> dict[str, Any]:  # fmt: skip
     """The smallest k whose mean held-out score is within one standard error of the best.
 
     Parameters
@@ -183,6 +224,9 @@ def one_se_choice(ks: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
         Numbers of phases, increasing.
     scores : array, shape (n_splits, K)
         Held-out deviance per count of every split and k (lower is better).
+    candidates : array of bool, shape (K,), optional
+        The ks that may be chosen (default: all; the first is always one): "best" is the
+        candidate of lowest mean, the suggestion the smallest candidate within its SE.
 
     Returns
     -------
@@ -196,14 +240,20 @@ def one_se_choice(ks: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
     s = np.asarray(scores, dtype=np.float64)
     n = s.shape[0]
     mean = s.mean(axis=0)
-    ib = int(np.argmin(mean))
+    cand = np.ones(len(ks), dtype=bool)
+    if candidates is not None:
+        cand = np.array(candidates, dtype=bool)
+        if cand.shape != (len(ks),):
+            raise ValueError(f"candidates must have one entry per k, got shape {cand.shape}")
+        cand[0] = True
+    ib = int(np.argmin(np.where(cand, mean, np.inf)))
     if n > 1:
         se = s.std(axis=0, ddof=1) / np.sqrt(n)
         se_diff = (s - s[:, [ib]]).std(axis=0, ddof=1) / np.sqrt(n)
     else:
         se = np.zeros_like(mean)
         se_diff = np.zeros_like(mean)
-    ok = mean - mean[ib] <= se_diff
+    ok = cand & (mean - mean[ib] <= se_diff)
     choice = int(ks[int(np.argmax(ok))])
     return {"k": choice, "best_k": int(ks[ib]), "mean": mean, "se": se, "se_diff": se_diff}
 
@@ -235,6 +285,7 @@ def heldout_curve(
     random_state: Any = None,
     progress: bool = False,
     desc: str = "n_phases",
+    windows: np.ndarray | None = None,
 ) -> np.ndarray:
     """Held-out deviance per count of every split and number of phases.
 
@@ -257,6 +308,9 @@ def heldout_curve(
         Seed of the splits.
     progress : bool
         tqdm progress bar over the ``n_splits × len(ks)`` fits.
+    windows : array of int, shape (channels,), optional
+        Score the held-out counts summed over these energy windows (:func:`window_sums`;
+        the fitted spectra summed alike) instead of channel by channel.
 
     Returns
     -------
@@ -266,14 +320,19 @@ def heldout_curve(
 
     ks = [int(k) for k in ks]
     rng = np.random.default_rng(random_state)
+    if windows is not None:
+        n_ch = X.n_channels if isinstance(X, CompactCounts) else np.shape(X)[1]
+        P = window_matrix(windows, n_ch).toarray()
     out = np.empty((int(n_splits), len(ks)))
     bar = tqdm(total=int(n_splits) * len(ks), desc=desc, disable=not progress)
     try:
         for s in range(int(n_splits)):
             A, B = split_counts(X, rng)
-            B = as_compact(B)
+            B = as_compact(B) if windows is None else window_sums(B, windows)
             for j, k in enumerate(ks):
                 components, H = fit(k, A)
+                if windows is not None:
+                    components = np.asarray(components) @ P
                 out[s, j] = poisson_deviance(B, components, H)
                 bar.update(1)
     finally:

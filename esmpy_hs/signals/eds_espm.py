@@ -317,7 +317,9 @@ class EDSespm(EDSTEMSpectrum):
         ``max_phases`` and the other half's counts are scored under each fit (Poisson deviance
         per count). More phases than the map holds fit the first half's noise and score worse on
         the second. The suggestion is the smallest k whose mean score over the splits is within
-        one standard error of the best. See "The number of phases k" in docs/choosing.rst.
+        one standard error of the best, among the k that improve on every smaller k by at least
+        5 % of the whole improvement (``rule="gain"``; ``rule="one_se"``: the standard error
+        alone). See "The number of phases k" in docs/choosing.rst.
 
         Parameters
         ----------
@@ -330,9 +332,12 @@ class EDSespm(EDSTEMSpectrum):
         **kwargs
             ``bin`` (block size b: b × b pixels are summed before splitting; default: the
             largest b that keeps ≥ 4096 pixels), ``max_iter`` (iterations of each fit,
-            default 100), ``random_state`` (seed of the splits, default 0), ``print_info``;
-            the model options of :meth:`decomposition` (``elements``, ``detector``, ``calibrate``,
-            ``energy_range``, …) and SmartNMF parameters (``lambda_L``, ``mu``, …).
+            default 60), ``random_state`` (seed of the splits, default 0), ``print_info``,
+            ``rule``, ``warm_start`` (each k from the k − 1 fit plus one phase; default False),
+            ``score`` (``"channels"``, or ``"windows"``: held-out counts summed over the lines'
+            energy windows); the model options of :meth:`decomposition` (``elements``,
+            ``detector``, ``calibrate``, ``energy_range``, …) and SmartNMF parameters
+            (``lambda_L``, ``mu``, …).
 
         Returns
         -------
@@ -345,6 +350,40 @@ class EDSespm(EDSTEMSpectrum):
         from esmpy_hs.signals._nphases import estimate_n_phases
 
         return estimate_n_phases(self, max_phases, n_splits=n_splits, plot=plot, **kwargs)
+
+    def estimate_lambda(self, output_dimension: int, *, factors=(0.25, 0.5, 1.0, 2.0, 4.0),
+                        n_splits: int = 2, **kwargs) -> float:  # fmt: skip
+        """Choose the Laplacian weight λ of a k-phase fit from held-out counts.
+
+        The counts are split in two independent halves; SmartNMF is fitted to one half with λ =
+        f × the dose formula (``lambda_L=None``) for each factor f and the other half is scored
+        (Poisson deviance per count). The formula (f = 1) is kept unless another factor scores
+        better by more than one paired standard error. Use the result as
+        ``decomposition(algorithm="smart_nmf", output_dimension=k, lambda_L=λ)``; see
+        docs/choosing.rst and, for whether it beats the formula, docs/validation.rst.
+
+        Parameters
+        ----------
+        output_dimension : int
+            Number of phases k.
+        factors : sequence of float > 0
+            Multiples of the dose formula tried.
+        n_splits : int, default 2
+            Independent splits.
+        **kwargs
+            ``max_iter`` (of each fit, default 100), ``random_state``, ``print_info``; the model
+            options of :meth:`decomposition` and SmartNMF parameters other than ``lambda_L``.
+
+        Returns
+        -------
+        float
+            λ for the full map (dimensionless, the weight of ``lambda_L``); the curve is stored
+            in ``metadata.SmartNMF_lambda``.
+        """
+        from esmpy_hs.signals._lambda_cv import estimate_lambda
+
+        return estimate_lambda(self, output_dimension, factors=factors, n_splits=n_splits,
+                               **kwargs)  # fmt: skip
 
     def get_element_maps(self, unit: str = "at.%", family: str | None = None) -> list:
         """Per-pixel composition implied by the last smart_nmf fit, one map per element.

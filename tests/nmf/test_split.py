@@ -11,6 +11,7 @@ from esmpy_hs.nmf._split import (
     one_se_choice,
     poisson_deviance,
     split_counts,
+    window_sums,
 )
 
 
@@ -119,3 +120,34 @@ def test_one_se_rule():
     assert one_se_choice(ks, base2 + noise + jitter)["k"] == 4
     # one split: the minimum
     assert one_se_choice(ks, base[None])["k"] == 4
+
+
+def test_one_se_rule_among_candidates():
+    ks = np.arange(1, 6)
+    base = np.array([1.0, 0.5, 0.30, 0.25, 0.20])
+    noise = np.array([[0.0], [0.01], [-0.01]])
+    # without candidates the lowest, 5; with 4 and 5 left out, 3; k = 1 is always a candidate
+    assert one_se_choice(ks, base + noise)["k"] == 5
+    out = one_se_choice(ks, base + noise, candidates=[True, True, True, False, False])
+    assert out["k"] == 3 and out["best_k"] == 3
+    # a candidate beyond a non-candidate is still one
+    assert one_se_choice(ks, base + noise, candidates=[False, False, True, False, True])["k"] == 5
+    assert one_se_choice(ks, base + noise, candidates=[False] * 5)["k"] == 1
+    with pytest.raises(ValueError, match="one entry per k"):
+        one_se_choice(ks, base + noise, candidates=[True, False])
+
+
+def test_window_sums_keep_poisson_counts_and_deviance():
+    rng = np.random.default_rng(3)
+    H = rng.dirichlet(np.ones(2), size=50).T  # 2 × 50
+    C = rng.uniform(0.5, 5.0, size=(2, 12))
+    Y = rng.poisson(H.T @ C)
+    windows = np.array([0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 4, 4])
+    S = window_sums(Y, windows)
+    P = np.zeros((12, 5))
+    P[np.arange(12), windows] = 1
+    assert np.array_equal(S.to_dense().T, Y @ P)
+    assert np.array_equal(window_sums(sp.csr_array(Y), windows).to_dense().T, Y @ P)
+    assert poisson_deviance(S, C @ P, H) == pytest.approx(poisson_deviance(Y @ P, C @ P, H))
+    with pytest.raises(ValueError, match="window index"):
+        window_sums(Y, windows[:-1])

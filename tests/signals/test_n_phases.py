@@ -105,3 +105,53 @@ def test_split_uncertainty_adds_the_spread_of_refits():
     assert node.n_splits == 2 and node.split_atomic_errors.shape == q.atomic_fractions.shape
     with pytest.raises(ValueError, match="uncertainty must be"):
         s.quantify_phases(uncertainty="bootstrap")
+
+
+# warm starts (each k from the k − 1 fit plus the pixels it explains worst) must not change the
+# answer: on the simulator the warm and the cold curves suggest the same k
+@pytest.mark.parametrize(("k", "dose", "seed"), [(3, 300.0, 5), (4, 100.0, 6)])
+def test_warm_starts_suggest_the_same_k_as_cold(k, dose, seed):
+    s = k_phase_map(k, dose, seed)
+    warm = s.estimate_n_phases(k + 1, n_splits=2, print_info=False, warm_start=True)
+    assert s.metadata.SmartNMF_n_phases.warm_start
+    cold = s.estimate_n_phases(k + 1, n_splits=2, print_info=False)
+    assert warm == cold == k
+
+
+def test_add_phase_keeps_the_previous_phases_and_the_sum_constraint():
+    from esmpy_hs.signals._nphases import add_phase, prepare
+
+    s = k_phase_map(3, 300.0, seed=2)
+    ho = prepare(s)
+    prev = ho.estimator(2, max_iter=30)
+    prev.fit(ho.X)
+    W, H = add_phase(ho.model, prev, ho.X)
+    assert W.shape == (prev.W_.shape[0], 3) and H.shape == (3, ho.X.shape[0])
+    np.testing.assert_array_equal(W[:, :2], prev.W_)
+    np.testing.assert_allclose(H.sum(axis=0), prev.H_.sum(axis=0))
+    assert np.all(W >= 0)
+    # the new phase starts where the two-phase fit is worst: inside a particle of the map
+    from esmpy_hs.datasets import get_truth
+
+    maps = np.asarray(get_truth(s)["maps"]).reshape(3, -1)
+    chosen = H[2] == H[2].max()
+    assert chosen.sum() >= 1 and np.all(maps[1:, chosen].sum(axis=0) > 0.5)
+
+
+def test_gain_rule_and_options_are_recorded():
+    from esmpy_hs.signals._nphases import MIN_GAIN_SHARE, gain_candidates
+
+    # a curve whose k = 4 and 5 beat k = 3 by less than 5 % of the whole improvement
+    mean = np.array([1.0, 0.40, 0.10, 0.095, 0.09, 0.12])
+    assert list(gain_candidates(mean)) == [True, True, True, False, False, False]
+    # a later k that improves enough is a candidate again
+    assert gain_candidates(np.array([1.0, 0.4, 0.39, 0.1]))[3]
+    assert MIN_GAIN_SHARE == 0.05
+    s = k_phase_map(2, 300.0, seed=3)
+    s.estimate_n_phases(3, n_splits=2, print_info=False)
+    node = s.metadata.SmartNMF_n_phases
+    assert list(node.candidates[:2]) == [True, True] and not node.warm_start
+    with pytest.raises(ValueError, match="rule must be"):
+        s.estimate_n_phases(2, rule="aic", print_info=False)
+    with pytest.raises(ValueError, match="score must be"):
+        s.estimate_n_phases(2, score="bins", print_info=False)
