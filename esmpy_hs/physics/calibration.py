@@ -260,15 +260,17 @@ def _law_of(detector: Detector) -> tuple[float, float, float]:
     return w**2 - 2500.0 * REPORT_LINES["Mn Ka"], 2500.0, 0.0
 
 
-def _weighted_nnls(A: NDArray, y: NDArray, w: NDArray) -> NDArray:
-    """argmin_{a ≥ 0} Σ w (A a − y)², through the m × m Cholesky factor of AᵀWA (m ≪ n)."""
+def _weighted_nnls(A: NDArray, y: NDArray, w: NDArray, ridge: float = 1e-12) -> NDArray:
+    """argmin_{a ≥ 0} Σ w (A a − y)², through the m × m Cholesky factor of AᵀWA (m ≪ n);
+    ``ridge`` is added to the diagonal of the normalised AᵀWA (also used by
+    :mod:`esmpy_hs.physics.identification`)."""
     Aw = A * w[:, None]
     # a threaded BLAS on these small matrices can be 1000× slower on a loaded machine (thread
     # oversubscription): BLAS is limited to one thread when threadpoolctl is there, else einsum
     M = A.T @ Aw if _threadpool_limits is not None else np.einsum("ij,ik->jk", A, Aw)
     b = y @ Aw
     scale = np.sqrt(np.maximum(np.diag(M), 1e-300))
-    Ms = M / np.outer(scale, scale) + 1e-12 * np.eye(M.shape[0])
+    Ms = M / np.outer(scale, scale) + ridge * np.eye(M.shape[0])
     try:
         R = np.linalg.cholesky(Ms).T  # Ms = Rᵀ R
     except np.linalg.LinAlgError:

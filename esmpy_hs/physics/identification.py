@@ -66,7 +66,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import nnls
 from scipy.stats import chi2
 
 from esmpy_hs.physics._elements import symbol
@@ -412,20 +411,10 @@ def _deviance_terms(y: NDArray, mu: NDArray) -> NDArray:
 
 
 def _wnnls(A: NDArray, y: NDArray, w: NDArray) -> NDArray:
-    """argmin_{a ≥ 0} Σ w (A a − y)², on the Cholesky factor of AᵀWA (columns ≪ channels)."""
-    Aw = A * w[:, None]
-    M = A.T @ Aw
-    b = y @ Aw
-    scale = np.sqrt(np.maximum(np.diag(M), 1e-300))
-    Ms = M / np.outer(scale, scale) + 1e-10 * np.eye(M.shape[0])
-    try:
-        R = np.linalg.cholesky(Ms).T
-    except np.linalg.LinAlgError:
-        a, _ = nnls(A * np.sqrt(w)[:, None], y * np.sqrt(w), maxiter=50 * A.shape[1])
-        return a
-    z = np.linalg.solve(R.T, b / scale)
-    a_s, _ = nnls(R, z, maxiter=50 * A.shape[1])
-    return a_s / scale
+    """argmin_{a ≥ 0} Σ w (A a − y)² (the calibration's solver, with a ridge of 1e-10)."""
+    from esmpy_hs.physics.calibration import _weighted_nnls
+
+    return _weighted_nnls(A, y, w, ridge=1e-10)
 
 
 def _fit(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray, a0: NDArray | None = None,
