@@ -210,6 +210,9 @@ class Identification:
         Wall time (s).
     fitted : numpy.ndarray
         The final fitted spectrum (counts per channel).
+    notes : tuple of str
+        What the caller knows that limits the result (e.g. a bulk SEM specimen), printed
+        under the table.
     """
 
     evidence: list[Evidence]
@@ -221,6 +224,7 @@ class Identification:
     dispersion: float = float("nan")
     seconds: float = 0.0
     fitted: NDArray[np.float64] | None = field(default=None, repr=False)
+    notes: tuple[str, ...] = ()
 
     @property
     def present(self) -> list[Evidence]:
@@ -265,6 +269,7 @@ class Identification:
             f"{self.n_candidates} candidates, quasi-Poisson); final dispersion "
             f"{self.dispersion:.3g}; {self.seconds:.2g} s"
         )
+        rows += [f"note: {n}" for n in self.notes]
         return "\n".join(rows)
 
     def __repr__(self) -> str:
@@ -850,7 +855,10 @@ def _identify(spectrum, axis, beam_energy, detector, candidates, known, explaine
         frac = min(float(c[reg].sum() / max(y[reg].sum(), 1e-12)), 1.0)
         energy, line, used = _line_info(cols, e, c, ax)
         share = float(c.sum()) / max(lines_total, 1e-12)
-        evidence.append(Evidence(e, True, float(c.sum()), frac, T_e, g_e, phi_e, energy, line,
+        # selected earlier, but with whole line sets its lines are the others' (amplitude 0 in
+        # the final tied fit): not present, rather than "present with 0 counts"
+        kept = mu0 is not None or float(c.sum()) > 0
+        evidence.append(Evidence(e, kept, float(c.sum()), frac, T_e, g_e, phi_e, energy, line,
                                  used, _source(e, share), st, share))  # fmt: skip
     rest = sorted((e for e in last if e not in found), key=lambda e: -last[e][0])
     for e in rest:

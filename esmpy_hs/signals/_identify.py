@@ -16,8 +16,18 @@ from collections.abc import Sequence
 import numpy as np
 
 from esmpy_hs.physics.identification import DEFAULT_ALPHA, Identification, identify
+from esmpy_hs.signals._metadata import INPUT_NODE
 
 _logger = logging.getLogger("esmpy_hs.signals")
+
+
+#: what an SEM (bulk) map's identification is told
+BULK_NOTE = (
+    "an SEM map (bulk specimen): the element columns assume a thin specimen, so the continuum, "
+    "absorption and fluorescence of a bulk spectrum are not described and weak detections (a "
+    "few per cent of the line counts or less) may come from that mismatch, not from the "
+    "specimen; check them against the spectrum (s.plot()) before adding them"
+)
 
 
 def _acquisition(signal):
@@ -53,6 +63,8 @@ def identify_elements(signal, *, add: bool = False, candidates: Sequence[str] | 
     fitted = EnergyAxis(axis.offset + c0 * axis.scale, axis.scale, c1 - c0)
     result = identify(summed[c0:c1], fitted, acq.beam_energy, detector=det,
                       candidates=candidates, alpha=alpha)  # fmt: skip
+    if signal.metadata.get_item(f"{INPUT_NODE}.from_SEM", False):
+        result = dataclasses.replace(result, notes=(*result.notes, BULK_NOTE))
     _logger.info("identify_elements:\n%s", result.table())
     if print_info:
         print(result.table())

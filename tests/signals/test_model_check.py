@@ -194,3 +194,23 @@ def test_identification_counts_follow_whole_line_sets():
     lu = r["Lu"] if "Lu" in r.elements else None
     if lu is not None:
         assert mg.counts > 20 * lu.counts
+
+
+def test_sem_map_identification_says_bulk_and_lists_no_empty_element():
+    """A real Bruker SEM map (bulk specimen): the table says the thin-specimen model does not
+    describe it, and every element it lists as present carries counts (an element selected
+    early whose lines the later ones explain is not listed as present with 0 counts)."""
+    import hyperspy.api as hs
+
+    path = SHARED / "data" / "vendor" / "bcf_v2_50x50px.bcf"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    s = hs.load(path)
+    s = s[-1] if isinstance(s, list) else s
+    s.set_signal_type("EDS_ESMPY")
+    r = s.identify_elements()
+    assert any("bulk specimen" in n for n in r.notes) and "bulk specimen" in r.table()
+    assert {"Al", "Ag", "Cu"} <= set(r.elements)
+    assert all(e.counts > 0 for e in r.present)
+    ref = reference_sample(dose=293, shape=(16, 16)).identify_elements()
+    assert ref.notes == ()
