@@ -268,8 +268,12 @@ def physics_estimator(model, priors, k: int, params: dict, absorption_every: int
     return SmartNMF(G, int(k), simplex_rows=model.simplex_mask, **params)
 
 
-def _check_estimator_params(params: dict) -> None:
-    """Check the SmartNMF keyword arguments of a smart_nmf call before any work is done."""
+def _check_estimator_params(params: dict, grid: tuple[int, ...] | None) -> None:
+    """Check the SmartNMF keyword arguments of a smart_nmf call before any work is done.
+
+    ``grid`` is the pixel grid the call will pass as ``shape_2d`` (:func:`_navigation_grid`),
+    part of what some options are checked against (``spectra_from="blocks"`` needs one).
+    """
     from esmpy_hs.nmf import SmartNMF
     from esmpy_hs.nmf._plan import PARAMETERS, validate_params
 
@@ -283,7 +287,7 @@ def _check_estimator_params(params: dict) -> None:
             f"{', '.join(unknown)}; the model options are documented in "
             f"EDSespm.decomposition, the estimator options are: {valid}"
         )
-    validate_params({**SmartNMF().get_params(), **params})
+    validate_params({**SmartNMF().get_params(), "shape_2d": grid, **params})
 
 
 def smart_nmf(
@@ -324,8 +328,7 @@ def smart_nmf(
     if isinstance(absorption_every, bool) or not isinstance(absorption_every, numbers.Integral) \
             or absorption_every < 1:  # fmt: skip
         raise ValueError(f"absorption_every must be an integer ≥ 1, got {absorption_every!r}")
-    # the grid smart_nmf passes (below) is part of what the options are checked against
-    _check_estimator_params({"shape_2d": _navigation_grid(signal), **estimator_params})
+    _check_estimator_params(estimator_params, _navigation_grid(signal))
     # from here on a Ctrl-C is remembered even where a library swallows it (numba compiling a
     # kernel of the calibration or of the fit): the fit then stops at its next iteration
     watch = _InterruptWatch()

@@ -246,7 +246,7 @@ def prepare(
         raise TypeError(
             f"estimate_n_phases sets {', '.join(sorted(reserved & set(estimator_params)))} itself"
         )
-    _check_estimator_params(estimator_params)
+    _check_estimator_params(estimator_params, _navigation_grid(signal))
     nav_dim = signal.axes_manager.navigation_dimension
     if nav_dim == 0:
         raise ValueError("estimate_n_phases needs a map (or a line) of spectra, got one spectrum")

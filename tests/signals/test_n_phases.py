@@ -88,6 +88,13 @@ def test_refuses_bad_arguments():
         t.estimate_n_phases(2, print_info=False)
 
 
+def test_spectra_from_blocks_is_accepted():
+    """The options are checked with the map's grid, as in decomposition: the low-dose mode can
+    be asked for (it was refused as if the map had no grid)."""
+    s = k_phase_map(2, 100.0, seed=0)
+    assert s.estimate_n_phases(2, n_splits=1, print_info=False, spectra_from="blocks") in (1, 2)
+
+
 def test_split_uncertainty_adds_the_spread_of_refits():
     s = k_phase_map(2, 300.0, seed=4)
     s.decomposition(algorithm="smart_nmf", output_dimension=2, print_info=False, max_iter=60)
