@@ -157,11 +157,13 @@ def make_cell(name: str, seed: int = 0):
 
 def deviance(s) -> float:
     """Poisson deviance of the data under the fitted model of ``s``, over its fitted channels."""
+    from esmpy_hs.nmf._split import poisson_deviance
+
     c0, c1 = s.metadata.SmartNMF.channels
-    Y = s.data.reshape(-1, s.data.shape[-1])[:, c0:c1].astype(np.float64)
-    M = np.maximum(s.learning_results.loadings @ s.learning_results.factors[c0:c1].T, 1e-300)
-    pos = Y > 0
-    return float(2.0 * (np.sum(Y[pos] * np.log(Y[pos] / M[pos])) - Y.sum() + M.sum()))
+    Y = s.data.reshape(-1, s.data.shape[-1])[:, c0:c1]
+    per_count = poisson_deviance(Y, s.learning_results.factors[c0:c1].T,
+                                 s.learning_results.loadings.T)  # fmt: skip
+    return per_count * float(Y.sum())
 
 
 def truth_start(s) -> tuple[np.ndarray, np.ndarray]:

@@ -69,6 +69,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.stats import chi2
 
 from esmpy_hs.physics._elements import symbol
+from esmpy_hs.physics.calibration import _weighted_nnls
 from esmpy_hs.physics.detector import Detector, peak_matrix
 from esmpy_hs.physics.energy_axis import EnergyAxis
 
@@ -415,13 +416,6 @@ def _deviance_terms(y: NDArray, mu: NDArray) -> NDArray:
     return 2.0 * (t - (y - mu))
 
 
-def _wnnls(A: NDArray, y: NDArray, w: NDArray) -> NDArray:
-    """argmin_{a ≥ 0} Σ w (A a − y)² (the calibration's solver, with a ridge of 1e-10)."""
-    from esmpy_hs.physics.calibration import _weighted_nnls
-
-    return _weighted_nnls(A, y, w, ridge=1e-10)
-
-
 def _fit(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray, a0: NDArray | None = None,
          n_iter: int = 20) -> tuple[NDArray, NDArray]:  # fmt: skip
     """Poisson ML of ``y`` under ``offset + A a``, ``a ≥ 0`` except the ``signed`` columns
@@ -440,7 +434,7 @@ def _fit(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray, a0: NDArray |
         a = np.concatenate([np.maximum(a0 * norm, 0), np.maximum(-(a0 * norm)[signed], 0)])
         w = 1.0 / np.maximum(offset + Ax @ a, floor)
     for _ in range(n_iter):
-        a_new = _wnnls(Ax, y - offset, w)
+        a_new = _weighted_nnls(Ax, y - offset, w, ridge=1e-10)
         change = np.inf if a is None else (
             np.abs(Ax @ (a_new - a)).max() / max(float(np.abs(Ax @ a_new).max()), 1e-12))
         a = a_new
