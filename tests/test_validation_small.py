@@ -73,6 +73,15 @@ def test_fit_converges(fitted):
     assert est.n_iter_ < 1500  # measured 490
 
 
+def test_the_particles_are_listed_as_never_pure_and_the_matrix_is_not(fitted):
+    # the two particles reach at most 0.5 of a pixel (the truth); the matrix is pure around them
+    s, _, sc, _ = fitted
+    q = s.quantify_phases()
+    names = list(q.atomic_percent)
+    flagged = {sc.phase_names[i] for i, j in enumerate(sc.permutation) if names[j] in q.never_pure}
+    assert flagged == {"ferropericlase", "Ca-perovskite"}
+
+
 def test_phases_match_one_to_one(fitted):
     _, _, sc, _ = fitted
     assert sorted(sc.permutation) == [0, 1, 2]

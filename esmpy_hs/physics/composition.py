@@ -21,8 +21,11 @@ from esmpy_hs.physics._elements import atomic_weight, symbol
 __all__ = [
     "FAMILIES",
     "MIN_PHASE_SHARE",
+    "PURE_LEVEL",
     "Quantification",
+    "mark_never_pure",
     "mark_undetermined",
+    "never_pure_note",
     "normalise_composition",
     "quantify_W",
     "quantify_rows",
@@ -37,6 +40,9 @@ MIN_PHASE_SHARE = 0.005
 #: elements at or above this atomic fraction of a phase decide whether its composition is
 #: determined (their 1-σ error must be below their value)
 MAJOR_FRACTION = 0.05
+#: a phase is seen pure when some pixel holds at least this share of it (the level the fit's
+#: move to the composition bound also uses for "pure", :data:`esmpy_hs.nmf._fit.PURE_SHARE`)
+PURE_LEVEL = 0.9
 
 
 def normalise_composition(
@@ -102,6 +108,11 @@ class Quantification:
         ``{phase name: reason}`` for phases whose composition means nothing (see
         :func:`mark_undetermined`): their fractions and errors are NaN and the tables print
         "not determined" instead of numbers.
+    never_pure : dict
+        ``{phase name: largest share}`` for phases that no pixel holds pure: the largest share
+        of a pixel's abundance the phase reaches in the fit (below :data:`PURE_LEVEL`). Such a
+        composition is inferred from mixed pixels, and the priors choose it along directions
+        the counts cannot see (docs/choosing.rst, "Phases never seen pure"); the tables say so.
 
     The dictionaries :attr:`atomic_percent`, :attr:`weight_percent` and their ``_error``
     twins give ``{phase name: {element: percent}}``; ``print(q)`` shows both tables.
@@ -117,6 +128,7 @@ class Quantification:
     notes: list[str] = field(default_factory=list)
     phase_names: list[str] | None = None
     undetermined: dict[str, str] = field(default_factory=dict)
+    never_pure: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.phase_names is None:
@@ -219,6 +231,8 @@ class Quantification:
             )  # fmt: skip
             rows.append(el.ljust(8) + cells)
         rows += [f"{name}: not determined — {why}" for name, why in self.undetermined.items()]
+        rows += [never_pure_note(name, share) for name, share in self.never_pure.items()
+                 if name not in self.undetermined]  # fmt: skip
         return "\n".join(rows)
 
     def __str__(self) -> str:
@@ -226,6 +240,27 @@ class Quantification:
 
     def __repr__(self) -> str:
         return f"Quantification(family={self.family!r})\n{self}"
+
+
+def never_pure_note(name: str, share: float) -> str:
+    """The table's line for a phase that no pixel holds pure (largest share ``share``)."""
+    return (f"{name}: never pure in a pixel (at most {100 * share:.0f} % of one): its "
+            "composition is inferred from mixtures and set by the priors where the counts "
+            "cannot tell (docs/choosing.rst, 'Phases never seen pure')")  # fmt: skip
+
+
+def mark_never_pure(q: Quantification, largest_share: ArrayLike,
+                    level: float = PURE_LEVEL) -> Quantification:  # fmt: skip
+    """Record in ``q.never_pure`` the phases whose largest share of a pixel's abundance
+    (``largest_share``, one value per phase, in [0, 1]) is below ``level`` (in place; returns
+    ``q``). Phases already marked not determined are left out."""
+    largest = np.asarray(largest_share, dtype=np.float64).ravel()
+    if largest.size != q.n_phases:
+        raise ValueError(f"{largest.size} largest shares for {q.n_phases} phases")
+    for k, name in enumerate(q.phase_names):
+        if name not in q.undetermined and largest[k] < level:
+            q.never_pure[name] = float(largest[k])
+    return q
 
 
 def mark_undetermined(q: Quantification, H_sums: ArrayLike,

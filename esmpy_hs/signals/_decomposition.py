@@ -449,6 +449,14 @@ def _check(signal, estimator, loadings, model, X, summed, channels, names, print
     return run_check(model, data_sum, H.sum(axis=0) @ S, print_info, **phase)
 
 
+def largest_share(loadings) -> np.ndarray:
+    """(k,) the largest share of a pixel's abundance each phase reaches: loadings (pixels × k,
+    NumPy or dask) normalised per pixel; pixels with no abundance do not count."""
+    total = loadings.sum(axis=1, keepdims=True)
+    share = loadings / (total + (total <= 0))
+    return np.asarray(share.max(axis=0), dtype=np.float64)
+
+
 def _store(signal, estimator, factors, loadings, W, model, priors, channels, params,
            calibration=None, check=None) -> None:  # fmt: skip
     lr = signal.learning_results
@@ -472,6 +480,7 @@ def _store(signal, estimator, factors, loadings, W, model, priors, channels, par
     write_record(signal, FitRecord(
         W=np.asarray(W, dtype=np.float64),
         H_sums=np.asarray(loadings.sum(axis=0), dtype=np.float64),
+        largest_share=largest_share(loadings),
         labels=list(model.labels),
         phase_names=list(priors.names),
         model=model.to_dict(),

@@ -12,6 +12,10 @@ What is stored in ``metadata.SmartNMF``
     phase k per unit of G's column e), then stray-line and continuum rows.
 ``H_sums``
     (k,) Σ over pixels of each abundance map.
+``largest_share``
+    (k,) the largest share of a pixel's abundance each phase reaches (1 for a phase seen pure
+    somewhere); a phase below :data:`esmpy_hs.physics.composition.PURE_LEVEL` is listed as
+    never pure in the quantification (absent in records written before it).
 ``labels``
     G's column labels, in W's row order.
 ``phase_names``
@@ -78,6 +82,7 @@ class FitRecord:
     data_shape: tuple[int, ...] | None = None
     calibration: dict[str, Any] | None = None
     model_check: dict[str, Any] | None = None
+    largest_share: np.ndarray | None = None
 
     @property
     def k(self) -> int:
@@ -100,13 +105,16 @@ class FitRecord:
         composition means nothing marked as not determined."""
         import dataclasses
 
-        from esmpy_hs.physics.composition import mark_undetermined
+        from esmpy_hs.physics.composition import mark_never_pure, mark_undetermined
 
         model = self.physics_model() if model is None else model
         G3 = self.phase_G(model) if model.specimen.absorbs else None
         q = model.composition(self.W, H_sums=self.H_sums, family=family, G=G3)
         q = dataclasses.replace(q, phase_names=list(self.phase_names))
-        return mark_undetermined(q, self.H_sums)
+        q = mark_undetermined(q, self.H_sums)
+        if self.largest_share is not None:
+            q = mark_never_pure(q, self.largest_share)
+        return q
 
 
 def _jsonable(params: dict) -> dict:
@@ -146,6 +154,8 @@ def write_record(signal, record: FitRecord) -> None:
     }
     node["calibration"] = json.dumps(record.calibration)
     node["model_check"] = json.dumps(record.model_check)
+    if record.largest_share is not None:
+        node["largest_share"] = np.asarray(record.largest_share, dtype=np.float64)
     if record.data_shape is not None:
         node["data_shape"] = [int(n) for n in record.data_shape]
     signal.metadata.set_item(NODE, node)
@@ -169,6 +179,7 @@ def read_record(signal, *, current: bool = False) -> FitRecord | None:
     shape = get("data_shape", None)
     calibration = get("calibration", "null")
     check = get("model_check", "null")
+    largest = get("largest_share", None)
     return FitRecord(
         W=np.asarray(node.W, dtype=np.float64),
         H_sums=np.asarray(node.H_sums, dtype=np.float64),
@@ -186,6 +197,7 @@ def read_record(signal, *, current: bool = False) -> FitRecord | None:
         data_shape=None if shape is None else tuple(int(n) for n in shape),
         calibration=json.loads(calibration) if isinstance(calibration, str) else None,
         model_check=json.loads(check) if isinstance(check, str) else None,
+        largest_share=None if largest is None else np.asarray(largest, dtype=np.float64),
     )
 
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from esmpy_hs.physics.composition import MIN_PHASE_SHARE, mark_undetermined, quantify_rows
+from esmpy_hs.physics.composition import (
+    MIN_PHASE_SHARE,
+    PURE_LEVEL,
+    mark_never_pure,
+    mark_undetermined,
+    quantify_rows,
+)
+from esmpy_hs.signals._record import read_record, write_record
 
 from .test_smart_nmf import make_map
 
@@ -35,6 +44,36 @@ def test_mark_undetermined_on_numbers():
     assert all(err <= 100 for _, err in _numbers_with_errors(text))
     csv = q.to_csv()
     assert "phase 1,Mg,,,,," in csv
+
+
+def test_mark_never_pure_lists_phases_below_the_level_and_tables_say_so():
+    elements = ["Mg", "O", "Si"]
+    W = np.array([[0.2, 0.5, 0.3], [0.6, 0.5, 0.3], [0.2, 0.0, 0.4]])
+    q = quantify_rows(elements, W, np.ones(3), np.array([1e4, 1e4, 1e4]))
+    q = mark_undetermined(q, np.array([1e5, 1e5 * MIN_PHASE_SHARE / 2, 1e5]))
+    q = mark_never_pure(q, [1.0, 0.3, PURE_LEVEL - 0.01])
+    # phase 1 is not determined (too little abundance): not listed again
+    assert q.never_pure == {"phase 2": pytest.approx(PURE_LEVEL - 0.01)}
+    assert q.table().count("never pure") == 1
+    assert "at most 89 % of one" in q.table()
+    assert np.all(np.isfinite(q.atomic_fractions[:, 2]))  # a number, with its caveat
+    with pytest.raises(ValueError, match="2 largest shares for 3 phases"):
+        mark_never_pure(q, [1.0, 1.0])
+
+
+def test_never_pure_survives_the_record_and_shows_in_the_plot():
+    s = make_map(dose=200, shape=(16, 16))
+    s.decomposition(algorithm="smart_nmf", output_dimension=2, print_info=False, max_iter=50)
+    rec = read_record(s)
+    assert rec.largest_share.shape == (2,)
+    assert np.all((rec.largest_share > 0) & (rec.largest_share <= 1 + 1e-9))
+    write_record(s, dataclasses.replace(rec, largest_share=np.array([1.0, 0.4])))
+    q = s.quantify_phases()
+    assert q.never_pure == {q.phase_names[1]: pytest.approx(0.4)}
+    fig = s.plot_phases()
+    labels = " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
+    assert "never pure (≤ 40 % of a pixel)" in labels
+    plt.close(fig)
 
 
 def test_k_3_on_a_one_phase_map_marks_the_phantoms():
