@@ -37,7 +37,7 @@ noise (given separately). The counting part and the spread of refits over count 
 added in quadrature by :meth:`EDSespm.quantify_phases`.
 
 The numbers of the default budget (:class:`SystematicBudget`) and where they come from
--------------------------------------------------------------------------------------
+--------------------------------------------------------------------------------------
 Relative 1σ, dimensionless (thicknesses in nm):
 
 * ionisation cross sections, 0.11 for every shell: the cross sections are Bote & Salvat's
