@@ -235,6 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="results file; OUT.png, OUT.txt and OUT.csv go beside it "
         "(default: FILE's name + '_esmpy.hspy' in the current folder)",
     )
+    dec.add_argument(
+        "--uncertainty",
+        choices=("counting", "systematic", "splits", "total"),
+        default="systematic",
+        help="what the ± of the table contains: 'systematic' (default: counting ⊕ the stated "
+        "accuracy of the physics model), 'counting', 'splits' (counting ⊕ the spread of 4 "
+        "refits over count splits) or 'total' (all three); see s.quantify_phases",
+    )
     dec.add_argument("--log", action="store_true", help="logarithmic intensity axis in the figure")
     dec.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar and no fit notices"
@@ -422,6 +430,7 @@ def decompose(
     lazy: bool = False,
     log: bool = False,
     quiet: bool = False,
+    uncertainty: str = "systematic",
 ) -> dict[str, Path]:
     """What ``esmpy-hs decompose`` does, callable from Python.
 
@@ -455,6 +464,7 @@ def decompose(
         lazy=lazy,
         log=log,
         quiet=quiet,
+        uncertainty=uncertainty,
     )
     return _decompose(args)
 
@@ -511,7 +521,7 @@ def _decompose(args) -> dict[str, Path]:
     # the fitted signal first: a failure in what follows never loses the fit
     s.save(outputs["hspy"], overwrite=True)
     try:
-        q = s.quantify_phases()
+        q = s.quantify_phases(uncertainty=getattr(args, "uncertainty", "systematic"))
         text = _table_text(s, q, path, args.k)
         outputs["txt"].write_text(text, encoding="utf-8")
         q.to_csv(outputs["csv"])

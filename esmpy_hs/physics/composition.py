@@ -113,6 +113,13 @@ class Quantification:
         of a pixel's abundance the phase reaches in the fit (below :data:`PURE_LEVEL`). Such a
         composition is inferred from mixed pixels, and the priors choose it along directions
         the counts cannot see (docs/choosing.rst, "Phases never seen pure"); the tables say so.
+    errors : str
+        What the 1-σ errors contain (``"counting"``; ``quantify_phases(uncertainty=...)``
+        also adds the spread over count splits and a systematic part); ``print(q)`` says it.
+    error_parts : dict
+        ``{part: (atomic σ, weight σ)}`` (fractions, arrays like ``atomic_fractions``): the
+        parts that ``atomic_errors``/``weight_errors`` add in quadrature, when more than the
+        counting error was asked for (see :meth:`EDSespm.quantify_phases`).
 
     The dictionaries :attr:`atomic_percent`, :attr:`weight_percent` and their ``_error``
     twins give ``{phase name: {element: percent}}``; ``print(q)`` shows both tables.
@@ -129,6 +136,10 @@ class Quantification:
     phase_names: list[str] | None = None
     undetermined: dict[str, str] = field(default_factory=dict)
     never_pure: dict[str, float] = field(default_factory=dict)
+    errors: str = "counting"
+    error_parts: dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]] = field(
+        default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         if self.phase_names is None:
@@ -236,7 +247,8 @@ class Quantification:
         return "\n".join(rows)
 
     def __str__(self) -> str:
-        return self.table("atomic") + "\n\n" + self.table("weight")
+        text = self.table("atomic") + "\n\n" + self.table("weight")
+        return text + f"\n± 1σ: {self.errors}"
 
     def __repr__(self) -> str:
         return f"Quantification(family={self.family!r})\n{self}"

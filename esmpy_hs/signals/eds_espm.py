@@ -272,40 +272,55 @@ class EDSespm(EDSTEMSpectrum):
         return cal
 
     def quantify_phases(self, family: str | None = None, *, uncertainty: str = "counting",
-                        n_splits: int = 2, random_state=0):  # fmt: skip
+                        n_splits: int = 2, random_state=0, budget=None):  # fmt: skip
         """Composition of each phase of the last smart_nmf decomposition.
 
         Parameters
         ----------
         family : {None, "high", "low", "combined"}
             For elements split in two columns: which one to quantify (default: the model's).
-        uncertainty : {"counting", "splits"}
-            ``"counting"``: 1-σ Poisson errors of the counts given to each element.
-            ``"splits"``: the same fit is repeated on the two halves of ``n_splits`` count
-            splits (each count to one half with probability ½; 2 × ``n_splits`` refits) and the
-            spread of the compositions, scaled to the full dose, is added in quadrature to the
-            counting error (the parts are ``counting_atomic_errors`` and
-            ``split_atomic_errors`` of the result; the spread is also stored in
-            ``metadata.SmartNMF_uncertainty``). Not for fits with phase priors. See
-            docs/validation.rst for its coverage.
+        uncertainty : {"counting", "splits", "systematic", "total"}
+            What the 1-σ errors contain (all parts are added in quadrature):
+
+            ``"counting"``: the Poisson errors of the counts given to each element.
+            ``"splits"``: counting ⊕ the spread of refits over count splits (the same fit is
+            repeated on the two halves of ``n_splits`` count splits, each count to one half
+            with probability ½; 2 × ``n_splits`` refits; the spread is scaled to the full
+            dose). Not for fits with phase priors.
+            ``"systematic"``: counting ⊕ the stated accuracy of the physics model
+            (:mod:`esmpy_hs.physics.systematics`: ionisation cross sections, fluorescence
+            yields and line weights per element and line family, detector efficiency,
+            absorption, the detector calibration's own 1σ), propagated to the compositions;
+            no refits of the map, a fraction of a second.
+            ``"total"``: counting ⊕ splits ⊕ systematic.
+
+            The parts are kept in ``error_parts`` of the result (``{part: (atomic σ, weight
+            σ)}``, fractions) and in ``metadata.SmartNMF_uncertainty``. What the errors cover,
+            and their measured coverage, are in docs/choosing.rst and docs/validation.rst.
         n_splits, random_state : int
-            Splits and their seed, for ``uncertainty="splits"``.
+            Splits and their seed, for ``"splits"`` and ``"total"``.
+        budget : esmpy_hs.physics.systematics.SystematicBudget, optional
+            Relative 1σ accuracies for ``"systematic"`` and ``"total"`` (default: the budget
+            cited in :mod:`esmpy_hs.physics.systematics`).
 
         Returns
         -------
         esmpy_hs.physics.Quantification
             ``.atomic_percent`` / ``.weight_percent`` (``{phase: {element: %}}``), their
-            ``_error`` twins (1-σ counting errors), ``.to_csv()``; ``print()`` shows the table.
+            ``_error`` twins (1-σ, in %), ``.to_csv()``; ``print()`` shows the table and what the
+            errors contain.
         """
-        if uncertainty == "splits":
-            from esmpy_hs.signals._uncertainty import split_uncertainty
+        if uncertainty == "counting":
+            if budget is not None:
+                raise ValueError("budget is used with uncertainty='systematic' or 'total' only")
+            from esmpy_hs.signals._decomposition import quantify
 
-            return split_uncertainty(self, family, n_splits=n_splits, random_state=random_state)
-        if uncertainty != "counting":
-            raise ValueError(f"uncertainty must be 'counting' or 'splits', got {uncertainty!r}")
-        from esmpy_hs.signals._decomposition import quantify
+            return quantify(self, family)
+        from esmpy_hs.signals._uncertainty import quantify_with_uncertainty
 
-        return quantify(self, family)
+        return quantify_with_uncertainty(self, family, uncertainty=uncertainty,
+                                         n_splits=n_splits, random_state=random_state,
+                                         budget=budget)  # fmt: skip
 
     def estimate_n_phases(self, max_phases: int = 6, *, n_splits: int = 3,
                           plot: bool = False, **kwargs) -> int:  # fmt: skip
