@@ -23,9 +23,14 @@ and the columns ``B_j``:
   (signed amplitudes): a peak a few eV off or a little too narrow or wide — the non-linear
   energy axis and the width law of a real detector — is absorbed there instead of being read as a
   new line;
-* for each selected element, its Si-escape peaks (lines above the Si K edge, 1.740 keV lower)
-  and its sum peaks with itself and the other selected elements (amplitudes ≥ 0): at millions of
-  counts these detector artefacts are strong enough to pass for another element's line.
+* for each element in the model with ≥ 2000 counts within 0.3 keV of one of its absorption
+  edges on the axis, the continuum times its mass attenuation μ/ρ(E) (signed): the first-order
+  absorption of the continuum in the specimen, a step at each edge that the smooth shape
+  correction cannot follow (large in a bulk SEM specimen);
+* the Si-escape peaks of the model's lines and their sum peaks (one column each), weighted by
+  the lines' fitted counts (escape) or products of counts (sum) and rebuilt after each fit
+  (amplitudes ≥ 0): at millions of counts these detector artefacts pass for another element's
+  line, and their ratios follow the counts (a bulk specimen's absorption), not σ·ε.
 
 Each candidate element enters as ONE column: all its lines (K, L and M families) with their
 tabulated emission cross sections times the detector efficiency (a column of
@@ -51,7 +56,11 @@ candidate, refits, and tests again) and stop at the first step where no candidat
 
 Screening: every candidate's gain is first computed with the other amplitudes held (a
 one-parameter Newton fit, vectorised over all candidates); the few best are refitted with all
-amplitudes free, which gives the exact gain that is tested.
+amplitudes free, which gives the exact gain that is tested. A candidate that passes is
+selected only if its other lines agree: its highest family shows at least half the counts its
+column predicts when that is detectable, and so do its lines above the tested range when the
+caller gives those channels (``beyond``; Br Lα at 1.48 keV with no Br Kα at 11.9 keV is not
+taken for Al Kα's peak).
 
 The false-alarm and detection figures measured on real and independent maps are in
 ``docs/validation.rst``.
@@ -487,15 +496,13 @@ def _artefacts(axis: EnergyAxis, detector: Detector,
     return np.stack(out, axis=1)
 
 
-_MAX_PAIRS = 10  # sum-peak columns: the element pairs with the largest count products
-
-
 def _artefacts_by_counts(axis: EnergyAxis, detector: Detector,
                          groups: dict[str, list[tuple[float, float]]]) -> NDArray:  # fmt: skip
-    """Escape peaks (one column) and sum peaks (one column per pair of elements, the
-    ``_MAX_PAIRS`` pairs with the largest products of counts) of fitted line groups
-    ``{element: [(keV, counts), ...]}``, each peak weighted by its lines' counts (escape) or
-    the product of the two lines' counts (sum). (n, c) with c ≥ 0."""
+    """Escape peaks and sum peaks (one column each) of fitted lines
+    ``{element: [(keV, counts), ...]}`` (lines with ≥ 1 % of the strongest line's counts), each
+    escape peak weighted by its line's counts and each sum peak by the product of the two
+    lines' counts (twice for two different lines): pile-up goes with the product of the count
+    rates. (n, c) with c ≤ 2."""
     e_lo, e_hi = axis.edges[0], axis.edges[-1]
     allc = [n for g in groups.values() for _, n in g]
     if not allc:
@@ -521,9 +528,10 @@ def _artefacts_by_counts(axis: EnergyAxis, detector: Detector,
             w = (na[:, None] * nb[None, :]).ravel()
             ok = (cen > e_lo) & (cen < e_hi)
             if np.any(ok):
-                pairs.append((float(w[ok].sum()), cen[ok], w[ok]))
-    pairs.sort(key=lambda x: -x[0])
-    for _, cen, w in pairs[:_MAX_PAIRS]:
+                pairs.append((float(w[ok].sum()), cen[ok], w[ok] * (1.0 if a == b else 2.0)))
+    if pairs:
+        cen = np.concatenate([p[1] for p in pairs])
+        w = np.concatenate([p[2] for p in pairs])
         out.append(_peaks(axis.edges, cen, detector.fwhm(cen), w,
                           np.zeros(cen.size, dtype=np.intp), 1)[:, 0])  # fmt: skip
     if not out:
@@ -887,11 +895,10 @@ class _State:
         self.a, self.mu = _fit(A, np.isinf(lower), self.y, self.offset, self.a_start(A))
         if not any(b[3] for b in self.blocks):
             return
-        # the escape and sum peaks again, from the fitted counts of each line group instead of
-        # the tabulated σ·ε, one sum column per pair of elements: pile-up goes with the product
-        # of the two lines' count rates in the same pixels, which a bulk specimen's absorption
-        # and the map's phases (two elements in different grains pile up less) set, not σ·ε
-        # (a bulk Al/Ag SEM map: its Al Kα + Ag Lα sum peak at 4.47 keV was read as Ti Kα)
+        # the escape and sum peaks again, from the fitted counts of each line instead of the
+        # tabulated σ·ε: pile-up goes with the product of the two lines' count rates, which a
+        # bulk specimen's absorption sets far from σ·ε (a bulk Al/Ag SEM map: its Al Kα + Ag Lα
+        # sum peak at 4.47 keV was read as Ti Kα)
         groups: dict[str, list[tuple[float, float]]] = {}
         start = 0
         for F, low, owner, artefact in self.blocks:

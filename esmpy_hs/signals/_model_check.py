@@ -18,8 +18,9 @@ the test are reported:
 
 The result is stored in ``metadata.SmartNMF.model_check`` and drawn by
 :meth:`EDSespm.plot_residuals`. An interrupted fit is not checked (``model_check`` is None). The
-check costs a few seconds whatever the map's size (one test of the map's summed spectrum and
-one per phase); the figures are in ``docs/validation.rst``.
+check's cost does not grow with the map (one test of the map's summed spectrum and one per
+phase; the candidates' columns are kept per energy axis); the figures are in
+``docs/validation.rst``.
 """
 
 from __future__ import annotations
