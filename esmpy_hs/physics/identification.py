@@ -468,38 +468,10 @@ def _derivatives(F: NDArray, scale: float) -> NDArray:
     return np.concatenate([d1, d2], axis=1)
 
 
-def _artefacts(axis: EnergyAxis, detector: Detector,
-               lines: Sequence[tuple[str, float, float]]) -> NDArray:  # fmt: skip
-    """Escape and sum peaks of ``lines`` (name, keV, weight): two columns (n, 2) or (n, 0)."""
-    if not lines:
-        return np.zeros((axis.size, 0))
-    E = np.array([x[1] for x in lines])
-    w = np.array([x[2] for x in lines])
-    main = w >= 0.1 * w.max()
-    E, w = E[main], w[main]
-    e_lo, e_hi = axis.edges[0], axis.edges[-1]
-    out = []
-    esc = E > _SI_K_EDGE
-    centres = E[esc] - _SI_KA
-    ok = (centres > e_lo) & (centres < e_hi)
-    if np.any(ok):
-        out.append(_peaks(axis.edges, centres[ok], detector.fwhm(centres[ok]), w[esc][ok],
-                          np.zeros(int(ok.sum()), dtype=np.intp), 1)[:, 0])  # fmt: skip
-    i, j = np.triu_indices(E.size)
-    centres = E[i] + E[j]
-    ok = (centres > e_lo) & (centres < e_hi)
-    if np.any(ok):
-        out.append(_peaks(axis.edges, centres[ok], detector.fwhm(centres[ok]), (w[i] * w[j])[ok],
-                          np.zeros(int(ok.sum()), dtype=np.intp), 1)[:, 0])  # fmt: skip
-    if not out:
-        return np.zeros((axis.size, 0))
-    return np.stack(out, axis=1)
-
-
 def _artefacts_by_counts(axis: EnergyAxis, detector: Detector,
                          groups: dict[str, list[tuple[float, float]]]) -> NDArray:  # fmt: skip
     """Escape peaks and sum peaks (one column each) of fitted lines
-    ``{element: [(keV, counts), ...]}`` (lines with ≥ 1 % of the strongest line's counts), each
+    ``{element: [(keV, counts), ...]}`` (lines with ≥ 3 % of the strongest line's counts), each
     escape peak weighted by its line's counts and each sum peak by the product of the two
     lines' counts (twice for two different lines): pile-up goes with the product of the count
     rates. (n, c) with c ≤ 2."""
@@ -508,7 +480,7 @@ def _artefacts_by_counts(axis: EnergyAxis, detector: Detector,
     if not allc:
         return np.zeros((axis.size, 0))
     top = max(allc)
-    main = {e: [(E, n) for E, n in g if n >= 0.01 * top] for e, g in groups.items()}
+    main = {e: [(E, n) for E, n in g if n >= 0.03 * top] for e, g in groups.items()}
     main = {e: g for e, g in main.items() if g}
     out = []
     E = np.array([x[0] for g in main.values() for x in g])
@@ -881,19 +853,15 @@ class _State:
         edge, near_edge = memo[("edges", element)]
         if edge is not None and float(self.y[near_edge].sum()) >= _RESOLVED:
             self.blocks.append((edge[:, None], np.full(1, -np.inf), [None], False))
-        self.members.append(element)
-        key = ("artefacts", tuple(self.members))
-        if key not in memo:
-            memo[key] = _artefacts(self.axis, self.detector,
-                                   [x for e in self.members for x in self.cols.lines[e]])
-        art = memo[key]
-        if art.shape[1]:
-            self.blocks.append((art, np.zeros(art.shape[1]), [None] * art.shape[1], True))
+        self.members.append(element)  # its escape and sum peaks: at the next fit
 
     def fit(self) -> None:
         A, lower, _ = self.matrix()
-        self.a, self.mu = _fit(A, np.isinf(lower), self.y, self.offset, self.a_start(A))
-        if not any(b[3] for b in self.blocks):
+        # with elements in the model, this first fit gives the line counts that weight their
+        # escape and sum peaks (a few iterations do), then the fit with those
+        self.a, self.mu = _fit(A, np.isinf(lower), self.y, self.offset, self.a_start(A),
+                               n_iter=3 if self.members else 20)  # fmt: skip
+        if not self.members:
             return
         # the escape and sum peaks again, from the fitted counts of each line instead of the
         # tabulated σ·ε: pile-up goes with the product of the two lines' count rates, which a
