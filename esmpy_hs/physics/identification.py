@@ -23,9 +23,14 @@ and the columns ``B_j``:
   (signed amplitudes): a peak a few eV off or a little too narrow or wide — the non-linear
   energy axis and the width law of a real detector — is absorbed there instead of being read as a
   new line;
-* for each selected element, its Si-escape peaks (lines above the Si K edge, 1.740 keV lower)
-  and its sum peaks with itself and the other selected elements (amplitudes ≥ 0): at millions of
-  counts these detector artefacts are strong enough to pass for another element's line.
+* for each element in the model with ≥ 2000 counts within 0.3 keV of one of its absorption
+  edges on the axis, the continuum times its mass attenuation μ/ρ(E) (signed): the first-order
+  absorption of the continuum in the specimen, a step at each edge that the smooth shape
+  correction cannot follow (large in a bulk SEM specimen);
+* the Si-escape peaks of the model's lines and their sum peaks (one column each), weighted by
+  the lines' fitted counts (escape) or products of counts (sum) and rebuilt after each fit
+  (amplitudes ≥ 0): at millions of counts these detector artefacts pass for another element's
+  line, and their ratios follow the counts (a bulk specimen's absorption), not σ·ε.
 
 Each candidate element enters as ONE column: all its lines (K, L and M families) with their
 tabulated emission cross sections times the detector efficiency (a column of
@@ -51,7 +56,11 @@ candidate, refits, and tests again) and stop at the first step where no candidat
 
 Screening: every candidate's gain is first computed with the other amplitudes held (a
 one-parameter Newton fit, vectorised over all candidates); the few best are refitted with all
-amplitudes free, which gives the exact gain that is tested.
+amplitudes free, which gives the exact gain that is tested. A candidate that passes is
+selected only if its other lines agree: its highest family shows at least half the counts its
+column predicts when that is detectable, and so do its lines above the tested range when the
+caller gives those channels (``beyond``; Br Lα at 1.48 keV with no Br Kα at 11.9 keV is not
+taken for Al Kα's peak).
 
 The false-alarm and detection figures measured on real and independent maps are in
 ``docs/validation.rst``.
@@ -60,7 +69,8 @@ The false-alarm and detection figures measured on real and independent maps are 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +80,7 @@ from scipy.stats import chi2
 
 from esmpy_hs.physics._elements import symbol
 from esmpy_hs.physics.calibration import _weighted_nnls
-from esmpy_hs.physics.detector import Detector, peak_matrix
+from esmpy_hs.physics.detector import Detector
 from esmpy_hs.physics.energy_axis import EnergyAxis
 
 __all__ = [
@@ -300,52 +310,129 @@ class _Columns:
     family: dict[str, NDArray[np.float64]]  # element -> (n, f)
     continuum: NDArray[np.float64]  # (n, 2)
     lines: dict[str, list[tuple[str, float, float]]]  # element -> (name, keV, weight)
+    #: line groups per element and artefact columns per set of elements, built once
+    memo: dict[Any, Any] = field(default_factory=dict)
 
 
-_CACHE: dict[str, Any] = {"key": None, "value": None}
+#: candidate columns by (axis, beam energy, elements, detector): a fit's check calls identify
+#: once per phase, and refits of the same map have the same calibrated axis
+_CACHE: dict[str, _Columns] = {}
+_CACHE_SIZE = 8
 
 
 def _columns(axis: EnergyAxis, beam_energy: float, elements: Sequence[str],
              detector: Detector) -> _Columns:  # fmt: skip
-    """:func:`_build_columns`, the last result kept (a model check calls it once per phase)."""
+    """:func:`_build_columns`, the last few results kept."""
     import json
 
     key = json.dumps([axis.to_dict(), float(beam_energy), list(elements), detector.to_dict()],
                      sort_keys=True, default=str)  # fmt: skip
-    if _CACHE["key"] != key:
-        _CACHE["value"] = _build_columns(axis, beam_energy, elements, detector)
-        _CACHE["key"] = key
-    return _CACHE["value"]
+    if key in _CACHE:
+        _CACHE[key] = _CACHE.pop(key)  # most recently used last
+    else:
+        while len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = _build_columns(axis, beam_energy, elements, detector)
+    return _CACHE[key]
+
+
+def _peaks(edges: NDArray, centres: NDArray, fwhm: NDArray, weights: NDArray,
+           column: NDArray, n_columns: int) -> NDArray:  # fmt: skip
+    """Σ over peaks of ``weights`` × the unit-area Gaussian peak (channel integrals, as
+    :func:`~esmpy_hs.physics.detector.peak_matrix`), each peak added to its ``column``:
+    (n, n_columns). Only the channels within 9 σ of each centre are evaluated: beyond them
+    erf is exactly ±1 in double precision, so each peak is the same as peak_matrix's column
+    while the cost follows the peaks' widths rather than the axis length."""
+    from scipy.special import erf
+
+    from esmpy_hs.physics.detector import _FWHM_TO_SIGMA
+
+    n = edges.size - 1
+    out = np.zeros(n * n_columns)
+    if centres.size == 0:
+        return out.reshape(n, n_columns)
+    sig = np.asarray(fwhm, dtype=np.float64) * _FWHM_TO_SIGMA
+    lo = np.clip(np.searchsorted(edges, centres - 9.0 * sig) - 1, 0, n)
+    hi = np.clip(np.searchsorted(edges, centres + 9.0 * sig), 0, n)
+    m = hi - lo + 1  # edges lo..hi of each peak
+    pk = np.repeat(np.arange(centres.size), m)
+    first = np.repeat(np.cumsum(m) - m, m)
+    idx = np.arange(int(m.sum())) - first + lo[pk]
+    cdf = 0.5 * erf((edges[idx] - centres[pk]) / (np.sqrt(2.0) * sig[pk]))
+    inner = np.ones(cdf.size, dtype=bool)
+    inner[np.cumsum(m) - m] = False  # a channel lies between an edge and the one before
+    val = (cdf[1:] - cdf[:-1])[inner[1:]] * weights[pk[1:][inner[1:]]]
+    ch = idx[1:][inner[1:]] - 1
+    np.add.at(out, ch * n_columns + column[pk[1:][inner[1:]]], val)
+    return out.reshape(n, n_columns)
+
+
+_EFFICIENCY: dict[str, dict[float, float]] = {}
+
+
+def _efficiency(detector: Detector, energies: NDArray) -> NDArray:
+    """``detector.efficiency(energies)``, each energy's value kept for the next maps (the
+    candidates' line energies are the same for every map, and the efficiency does not depend
+    on the width law a calibration changes)."""
+    import json
+
+    d = detector.to_dict()
+    fields = ("window", "crystal_thickness", "dead_layer", "grid_open_fraction",
+              "efficiency_curve")  # fmt: skip
+    key = json.dumps([d[k] for k in fields], default=str)
+    memo = _EFFICIENCY.setdefault(key, {})
+    if len(_EFFICIENCY) > 4 or len(memo) > 200_000:
+        _EFFICIENCY.clear()
+        memo = _EFFICIENCY.setdefault(key, {})
+    e = np.asarray(energies, dtype=np.float64).reshape(-1)
+    new = np.array(sorted({float(x) for x in e} - memo.keys()))
+    if new.size:
+        memo.update(zip(new.tolist(), detector.efficiency(new).tolist(), strict=True))
+    return np.array([memo[float(x)] for x in e])
 
 
 def _build_columns(axis: EnergyAxis, beam_energy: float, elements: Sequence[str],
                    detector: Detector) -> _Columns:  # fmt: skip
-    from esmpy_hs.physics.model import build_G
+    """The columns of :func:`~esmpy_hs.physics.build_G` (thin specimen, no absorption, each
+    element split by family) for all candidates, assembled line by line over each peak's
+    channels only (the dense build costs about as much as the whole check)."""
+    from esmpy_hs.physics._columns import BuildOptions, column_layout
+    from esmpy_hs.physics.continuum import continuum_basis
 
+    e0 = float(beam_energy)
+    energy_range = (float(axis.edges[0]), float(min(axis.edges[-1], e0)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # elements without a line on the axis are dropped
-        split = build_G(axis, beam_energy, list(elements), detector=detector,
-                        split={e: None for e in elements})  # fmt: skip
-    kinds = np.array(split.kinds)
-    col_el = np.array([str(c) for c in split.column_elements], dtype=object)
+        layout = column_layout(list(elements), [], {e: None for e in elements}, e0,
+                               energy_range, detector, BuildOptions())  # fmt: skip
+    line_e = np.array([x.energy_keV for x in layout.lines], dtype=np.float64)
+    eff = _efficiency(detector, line_e)
+    base = np.array([x.cross_section for x in layout.lines], dtype=np.float64) * eff
+    G = _peaks(axis.edges, line_e, detector.fwhm(line_e) if line_e.size else line_e, base,
+               np.array(layout.line_columns, dtype=np.intp), layout.n_columns)  # fmt: skip
+    kinds = np.array(layout.kinds)
+    elem = kinds == "element"
+    sums = G.sum(axis=0)
+    if np.any(elem) and sums[elem].mean() > 0:
+        G = G / sums[elem].mean()  # build_G's shared scale of the element columns
+    cont = continuum_basis(axis.energies, e0) * _efficiency(detector, axis.energies)[:, None]
+    cont = cont / np.where(cont.sum(axis=0) > 0, cont.sum(axis=0), 1.0)
+    col_el = np.array([str(c) for c in layout.column_elements], dtype=object)
     names, family, tied = [], {}, []
-    for e in split.elements:
-        idx = np.nonzero((col_el == e) & (kinds == "element"))[0]
-        F = split.G[:, idx]
+    for e in layout.elements:
+        F = G[:, np.nonzero((col_el == e) & elem)[0]]
         if not F.sum() > 0:
             continue
         names.append(e)
         family[e] = F
         tied.append(F.sum(axis=1))  # all families with their tabulated ratios: one column
-    eff = detector.efficiency([x.energy_keV for x in split.lines]) if split.lines else []
     lines: dict[str, list[tuple[str, float, float]]] = {e: [] for e in names}
-    for x, ef in zip(split.lines, eff, strict=True):
+    for x, w in zip(layout.lines, base, strict=True):
         if x.element in lines:
             lines[x.element].append((f"{x.element} {x.siegbahn or x.iupac}", float(x.energy_keV),
-                                     float(x.cross_section * ef)))  # fmt: skip
-    G = np.stack(tied, axis=1) if tied else np.zeros((axis.size, 0))
-    keep = np.ones(len(names), dtype=bool)
-    return _Columns(names, G[:, keep], family, split.G[:, kinds == "continuum"], lines)
+                                     float(w)))  # fmt: skip
+    T = np.stack(tied, axis=1) if tied else np.zeros((axis.size, 0))
+    return _Columns(names, T, family, cont, lines)
 
 
 def _line_groups(axis: EnergyAxis, detector: Detector,
@@ -359,18 +446,19 @@ def _line_groups(axis: EnergyAxis, detector: Detector,
     e_lo, e_hi = float(axis.edges[0]), float(axis.edges[-1])
     ls = sorted((x for x in lines if e_lo < x[1] < e_hi), key=lambda x: x[1])
     if not ls:
-        return np.zeros((axis.size, 0)), np.zeros(0, dtype=bool)
+        return np.zeros((axis.size, 0)), np.zeros(0, dtype=bool), np.zeros((0, 3))
     E = np.array([x[1] for x in ls])
     w = np.array([x[2] for x in ls])
     fw = detector.fwhm(E)
     group = np.concatenate([[0], np.cumsum(np.diff(E) > fw[1:])])
-    P = peak_matrix(axis.edges, E, fw) * w[None, :]
     n_g = int(group[-1]) + 1
-    cols = np.zeros((axis.size, n_g))
-    np.add.at(cols.T, group, P.T)
+    cols = _peaks(axis.edges, E, fw, w, group, n_g)
     weight = np.bincount(group, weights=w, minlength=n_g)
     keep = cols.sum(axis=0) > 0
-    return cols[:, keep], (weight >= 0.02 * weight.sum())[keep]
+    new_index = np.cumsum(keep) - 1
+    # each line: energy, weight, and its column (-1 if that column is empty)
+    line_table = np.stack([E, w, np.where(keep[group], new_index[group], -1)], axis=1)
+    return cols[:, keep], (weight >= 0.02 * weight.sum())[keep], line_table
 
 
 def _derivatives(F: NDArray, scale: float) -> NDArray:
@@ -380,32 +468,72 @@ def _derivatives(F: NDArray, scale: float) -> NDArray:
     return np.concatenate([d1, d2], axis=1)
 
 
-def _artefacts(axis: EnergyAxis, detector: Detector,
-               lines: Sequence[tuple[str, float, float]]) -> NDArray:  # fmt: skip
-    """Escape and sum peaks of ``lines`` (name, keV, weight): two columns (n, 2) or (n, 0)."""
-    if not lines:
-        return np.zeros((axis.size, 0))
-    E = np.array([x[1] for x in lines])
-    w = np.array([x[2] for x in lines])
-    main = w >= 0.1 * w.max()
-    E, w = E[main], w[main]
+def _artefacts_by_counts(axis: EnergyAxis, detector: Detector,
+                         groups: dict[str, list[tuple[float, float]]]) -> NDArray:  # fmt: skip
+    """Escape peaks and sum peaks (one column each) of fitted lines
+    ``{element: [(keV, counts), ...]}`` (lines with ≥ 3 % of the strongest line's counts), each
+    escape peak weighted by its line's counts and each sum peak by the product of the two
+    lines' counts (twice for two different lines): pile-up goes with the product of the count
+    rates. (n, c) with c ≤ 2."""
     e_lo, e_hi = axis.edges[0], axis.edges[-1]
+    allc = [n for g in groups.values() for _, n in g]
+    if not allc:
+        return np.zeros((axis.size, 0))
+    top = max(allc)
+    main = {e: [(E, n) for E, n in g if n >= 0.03 * top] for e, g in groups.items()}
+    main = {e: g for e, g in main.items() if g}
     out = []
-    esc = E > _SI_K_EDGE
-    centres = E[esc] - _SI_KA
-    ok = (centres > e_lo) & (centres < e_hi)
-    if np.any(ok):
-        P = peak_matrix(axis.edges, centres[ok], detector.fwhm(centres[ok]))
-        out.append(P @ w[esc][ok])
-    i, j = np.triu_indices(E.size)
-    centres = E[i] + E[j]
-    ok = (centres > e_lo) & (centres < e_hi)
-    if np.any(ok):
-        P = peak_matrix(axis.edges, centres[ok], detector.fwhm(centres[ok]))
-        out.append(P @ (w[i] * w[j])[ok])
+    E = np.array([x[0] for g in main.values() for x in g])
+    n = np.array([x[1] for g in main.values() for x in g])
+    esc = (E > _SI_K_EDGE) & (E - _SI_KA > e_lo)
+    if np.any(esc):
+        c = E[esc] - _SI_KA
+        out.append(_peaks(axis.edges, c, detector.fwhm(c), n[esc],
+                          np.zeros(c.size, dtype=np.intp), 1)[:, 0])  # fmt: skip
+    els = list(main)
+    pairs = []
+    for i, a in enumerate(els):
+        for b in els[i:]:
+            Ea, na = np.array([x[0] for x in main[a]]), np.array([x[1] for x in main[a]])
+            Eb, nb = np.array([x[0] for x in main[b]]), np.array([x[1] for x in main[b]])
+            cen = (Ea[:, None] + Eb[None, :]).ravel()
+            w = (na[:, None] * nb[None, :]).ravel()
+            ok = (cen > e_lo) & (cen < e_hi)
+            if np.any(ok):
+                pairs.append((float(w[ok].sum()), cen[ok], w[ok] * (1.0 if a == b else 2.0)))
+    if pairs:
+        cen = np.concatenate([p[1] for p in pairs])
+        w = np.concatenate([p[2] for p in pairs])
+        out.append(_peaks(axis.edges, cen, detector.fwhm(cen), w,
+                          np.zeros(cen.size, dtype=np.intp), 1)[:, 0])  # fmt: skip
     if not out:
         return np.zeros((axis.size, 0))
     return np.stack(out, axis=1)
+
+
+def _edge_column(axis: EnergyAxis, continuum: NDArray, element: str
+                 ) -> tuple[NDArray | None, NDArray]:  # fmt: skip
+    """The continuum times the element's mass attenuation μ/ρ(E), and the channels within
+    0.3 keV of its absorption edges on the axis; (None, ...) without an edge there.
+
+    A specimen absorbs its own continuum: exp(−μ(E) ρt) ≈ 1 − μ(E) ρt, a step down above each
+    absorption edge of its elements. A thin specimen hardly does, a bulk (SEM) specimen does
+    by tens of per cent, and a step at the Al K edge (1.56 keV) is no smooth shape the spline
+    correction can follow: the counts it leaves below the edge were read as element lines.
+    The column is signed (its amplitude is −ρt, up to the scale)."""
+    from esmpy_hs.physics._elements import atomic_number
+    from esmpy_hs.physics.attenuation import element_mass_attenuation
+
+    e = axis.energies
+    mu = element_mass_attenuation(atomic_number(element), e)
+    jump = np.nonzero(mu[1:] > 1.2 * mu[:-1])[0]  # an edge: μ rises by > 20 % in one channel
+    near = np.zeros(e.size, dtype=bool)
+    if jump.size == 0:
+        return None, near
+    for j in jump:
+        near |= np.abs(e - e[j]) <= 0.3
+    col = continuum.sum(axis=1) * mu
+    return col / max(float(col.max()), 1e-300), near
 
 
 # ---- Poisson fits -------------------------------------------------------------------------
@@ -416,35 +544,73 @@ def _deviance_terms(y: NDArray, mu: NDArray) -> NDArray:
     return 2.0 * (t - (y - mu))
 
 
+def _mixed_nnls(A: NDArray, y: NDArray, w: NDArray, signed: NDArray,
+                ridge: float = 1e-10) -> NDArray:  # fmt: skip
+    """argmin Σ w (A a − y)² with a ≥ 0 except the ``signed`` entries (free).
+
+    Through the Cholesky factor R of the normalised AᵀWA (plus ``ridge`` on its diagonal) with
+    the free columns first: ``‖R x − z‖² = ‖R₁₁ x_f + R₁₂ x_p − z₁‖² + ‖R₂₂ x_p − z₂‖²``, and
+    the first term is 0 at its minimum over x_f, so only the non-negative part is an NNLS
+    problem (of the size of the non-negative columns; a free column as a positive and a
+    negative copy would make it larger and slower).
+    """
+    order = np.concatenate([np.nonzero(signed)[0], np.nonzero(~signed)[0]])
+    nf = int(signed.sum())
+    Ao = A[:, order]
+    Aw = Ao * w[:, None]
+    M = Ao.T @ Aw
+    b = y @ Aw
+    scale = np.sqrt(np.maximum(np.diag(M), 1e-300))
+    Ms = M / np.outer(scale, scale) + ridge * np.eye(M.shape[0])
+    try:
+        R = np.linalg.cholesky(Ms).T  # Ms = Rᵀ R, R upper triangular
+    except np.linalg.LinAlgError:  # pragma: no cover - the ridge keeps Ms positive definite
+        Ax = np.concatenate([A, -A[:, signed]], axis=1)
+        a = _weighted_nnls(Ax, y, w, ridge=ridge)
+        out = a[: A.shape[1]].copy()
+        out[signed] -= a[A.shape[1]:]
+        return out
+    from scipy.linalg import solve_triangular
+    from scipy.optimize import nnls
+
+    z = solve_triangular(R, b / scale, trans="T")
+    x = np.zeros(M.shape[0])
+    if nf < M.shape[0]:
+        x[nf:], _ = nnls(R[nf:, nf:], z[nf:], maxiter=50 * (M.shape[0] - nf))
+    if nf:
+        x[:nf] = solve_triangular(R[:nf, :nf], z[:nf] - R[:nf, nf:] @ x[nf:])
+    out = np.empty_like(x)
+    out[order] = x / scale
+    return out
+
+
 def _fit(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray, a0: NDArray | None = None,
          n_iter: int = 20) -> tuple[NDArray, NDArray]:  # fmt: skip
     """Poisson ML of ``y`` under ``offset + A a``, ``a ≥ 0`` except the ``signed`` columns
-    (IRLS with weights 1/μ; a signed column enters as a positive and a negative copy).
+    (IRLS with weights 1/μ, each step :func:`_mixed_nnls`).
 
     Returns the amplitudes and μ (floored at a small positive value).
     """
     norm = np.sqrt((A**2).sum(axis=0))
     norm[norm <= 0] = 1.0
     An = A / norm
-    Ax = np.concatenate([An, -An[:, signed]], axis=1)
     floor = 1e-3 * max(float(y.mean()), 1e-9)
     w = 1.0 / np.maximum(y + offset, 1.0) if a0 is None else None
     a = None
     if a0 is not None:
-        a = np.concatenate([np.maximum(a0 * norm, 0), np.maximum(-(a0 * norm)[signed], 0)])
-        w = 1.0 / np.maximum(offset + Ax @ a, floor)
+        a = a0 * norm
+        a[~signed] = np.maximum(a[~signed], 0.0)
+        w = 1.0 / np.maximum(offset + An @ a, floor)
     for _ in range(n_iter):
-        a_new = _weighted_nnls(Ax, y - offset, w, ridge=1e-10)
+        a_new = _mixed_nnls(An, y - offset, w, signed)
         change = np.inf if a is None else (
-            np.abs(Ax @ (a_new - a)).max() / max(float(np.abs(Ax @ a_new).max()), 1e-12))
+            np.abs(An @ (a_new - a)).max() / max(float(np.abs(An @ a_new).max()), 1e-12))
         a = a_new
-        w = 1.0 / np.maximum(offset + Ax @ a, floor)
+        w = 1.0 / np.maximum(offset + An @ a, floor)
         if change < 1e-4:
             break
-    mu = np.maximum(offset + Ax @ a, floor)
-    out = a[: An.shape[1]].copy()
-    out[signed] -= a[An.shape[1]:]
-    return out / norm, mu
+    mu = np.maximum(offset + An @ a, floor)
+    return a / norm, mu
 
 
 def _screen(y: NDArray, mu: NDArray, C: NDArray, n_iter: int = 12) -> tuple[NDArray, NDArray]:
@@ -572,6 +738,63 @@ def _consistent(y: NDArray, mu: NDArray, b: float, column: NDArray,
     return bool(b_hi[0] >= 0.5 * b)
 
 
+class _Beyond:
+    """The channels above the tested range: whether a candidate's lines there show the counts
+    its lines in the range predict (see ``beyond`` in :func:`identify`). Built when first
+    asked (most checks never select a candidate)."""
+
+    def __init__(self, y: ArrayLike | None, axis: EnergyAxis, beam_energy: float,
+                 detector: Detector, cols: _Columns, known: Sequence[str]) -> None:  # fmt: skip
+        self.y = None if y is None else np.asarray(y, dtype=np.float64).reshape(-1)
+        self.axis, self.e0, self.detector, self.cols = axis, beam_energy, detector, cols
+        self.known = [e for e in known if e in cols.lines]
+        self.ready = False
+
+    def _prepare(self) -> None:
+        self.ready = True
+        self.bcols = None
+        if self.y is None or self.y.size < 8 or self.y.sum() <= 0:
+            return
+        ax = self.axis
+        top = float(ax.edges[-1])
+        if top >= self.e0:
+            return
+        n = min(self.y.size, int(np.floor((self.e0 - top) / ax.scale)))
+        if n < 8:
+            return
+        self.y = self.y[:n]
+        self.bax = EnergyAxis(top + 0.5 * ax.scale, ax.scale, n)
+        self.bcols = _columns(self.bax, self.e0, list(self.cols.elements), self.detector)
+        # base: continuum, its shape correction and the known elements' lines there
+        shape, _ = _nuisance(self.bax, self.bcols.continuum, self.y)
+        index = {e: i for i, e in enumerate(self.bcols.elements)}
+        K = self.bcols.tied[:, [index[e] for e in self.known if e in index]]
+        A = np.concatenate([self.bcols.continuum, shape, K], axis=1)
+        signed = np.zeros(A.shape[1], dtype=bool)
+        signed[self.bcols.continuum.shape[1]: self.bcols.continuum.shape[1] + shape.shape[1]] = 1
+        _, self.mu = _fit(A, signed, self.y, np.zeros_like(self.y))
+
+    def consistent(self, element: str, counts: float) -> bool:
+        """Whether ``element``, with ``counts`` in the tested range, is consistent above it."""
+        if self.y is None or not counts > 0:
+            return True
+        if not self.ready:
+            self._prepare()
+        if self.bcols is None or element not in self.bcols.lines:
+            return True
+        w_in = sum(x[2] for x in self.cols.lines[element])
+        w_out = sum(x[2] for x in self.bcols.lines[element])
+        if not (w_in > 0 and w_out > 0):
+            return True
+        predicted = counts * w_out / w_in
+        col = self.bcols.tied[:, self.bcols.elements.index(element)]
+        region = col >= 0.1 * col.max()
+        if predicted <= 5.0 * np.sqrt(self.mu[region].sum()):
+            return True
+        b, _ = _screen(self.y, self.mu, col[:, None])
+        return bool(b[0] * col.sum() >= 0.5 * predicted)
+
+
 class _State:
     """The current model: its column blocks (columns, lower bounds, owners) and its fit."""
 
@@ -590,6 +813,7 @@ class _State:
                             False))  # fmt: skip
         self.blocks.append((tail, np.zeros(tail.shape[1]), [None] * tail.shape[1], False))
         self.members: list[str] = []
+        self.line_tables: dict[str, NDArray] = {}
         self.a: NDArray | None = None
         self.mu = np.maximum(offset, 1e-9)
 
@@ -605,11 +829,17 @@ class _State:
 
     def add(self, element: str) -> None:
         """Add ``element``'s line-group columns and their derivatives; rebuild the artefacts."""
-        F, strong = _line_groups(self.axis, self.detector, self.cols.lines[element])
+        memo = self.cols.memo
+        if ("groups", element) not in memo:
+            memo[("groups", element)] = _line_groups(self.axis, self.detector,
+                                                     self.cols.lines[element])  # fmt: skip
+        F, strong, table = memo[("groups", element)]
         if F.shape[1] == 0:
             F = self.cols.family[element]
             F = F[:, F.sum(axis=0) > 0]
             strong = np.ones(F.shape[1], dtype=bool)
+            table = np.zeros((0, 3))
+        self.line_tables[element] = table
         self.blocks = [b for b in self.blocks if not b[3]]
         self.blocks.append((F, np.zeros(F.shape[1]), [element] * F.shape[1], False))
         # derivatives where the data resolve a position or width error: ≥ _RESOLVED counts
@@ -618,13 +848,45 @@ class _State:
         under = (F / np.maximum(F.max(axis=0), 1e-300) >= 0.1).T.astype(np.float64) @ self.y
         D = _derivatives(F[:, strong & (under >= _RESOLVED)], self.axis.scale)
         self.blocks.append((D, np.full(D.shape[1], -np.inf), [None] * D.shape[1], False))
-        self.members.append(element)
-        art = _artefacts(self.axis, self.detector,
-                         [x for e in self.members for x in self.cols.lines[e]])
-        if art.shape[1]:
-            self.blocks.append((art, np.zeros(art.shape[1]), [None] * art.shape[1], True))
+        if ("edges", element) not in memo:
+            memo[("edges", element)] = _edge_column(self.axis, self.cols.continuum, element)
+        edge, near_edge = memo[("edges", element)]
+        if edge is not None and float(self.y[near_edge].sum()) >= _RESOLVED:
+            self.blocks.append((edge[:, None], np.full(1, -np.inf), [None], False))
+        self.members.append(element)  # its escape and sum peaks: at the next fit
 
     def fit(self) -> None:
+        A, lower, _ = self.matrix()
+        # with elements in the model, this first fit gives the line counts that weight their
+        # escape and sum peaks (a few iterations do), then the fit with those
+        self.a, self.mu = _fit(A, np.isinf(lower), self.y, self.offset, self.a_start(A),
+                               n_iter=3 if self.members else 20)  # fmt: skip
+        if not self.members:
+            return
+        # the escape and sum peaks again, from the fitted counts of each line instead of the
+        # tabulated σ·ε: pile-up goes with the product of the two lines' count rates, which a
+        # bulk specimen's absorption sets far from σ·ε (a bulk Al/Ag SEM map: its Al Kα + Ag Lα
+        # sum peak at 4.47 keV was read as Ti Kα)
+        groups: dict[str, list[tuple[float, float]]] = {}
+        start = 0
+        for F, low, owner, artefact in self.blocks:
+            m = F.shape[1]
+            if not artefact and owner and owner[0] is not None and np.all(low == 0):
+                # each line's counts: its group's fitted amplitude times its weight
+                amp = np.maximum(self.a[start: start + m], 0.0)
+                table = self.line_tables.get(owner[0], np.zeros((0, 3)))
+                g = table[:, 2].astype(np.intp)
+                ok = g >= 0
+                counts = table[ok, 1] * amp[g[ok]]
+                groups.setdefault(owner[0], []).extend(
+                    (float(e), float(n)) for e, n in zip(table[ok, 0], counts, strict=True)
+                    if n > 0)  # fmt: skip
+            start += m
+        art = _artefacts_by_counts(self.axis, self.detector, groups)
+        keep = [b for b in self.blocks if not b[3]]
+        if art.shape[1]:
+            keep.append((art, np.zeros(art.shape[1]), [None] * art.shape[1], True))
+        self.blocks = keep
         A, lower, _ = self.matrix()
         self.a, self.mu = _fit(A, np.isinf(lower), self.y, self.offset, self.a_start(A))
 
@@ -651,17 +913,32 @@ class _State:
 
 def _tied_counts(state: _State, cols: _Columns, elements: Sequence[str]) -> dict[str, NDArray]:
     """Per-channel counts of each of ``elements`` in a fit of the state's other columns
-    (continuum, shape and tail corrections, peak-shape derivatives, artefacts) plus one column
-    per element with all its lines at their tabulated ratios."""
+    (continuum, shape corrections, peak-shape derivatives, artefacts) plus, per element, one
+    column with all its lines at their tabulated ratios and one with its highest family alone
+    (K, else L; amplitudes ≥ 0). Within a family the ratios hold well enough that a weak
+    line cannot take another element's peak (Lu Mζ and Mg Kα). Between families, absorption
+    in the specimen can only lower the low-energy family against the high one, and in a bulk
+    specimen by most of it (Mn L under O Kα and Fe L in an SEM mineral map, with Mn Kα plain
+    at 5.9 keV): the second column lets the high family exceed its tabulated share, never the
+    low one."""
     A, lower, owner = state.matrix()
     keep = np.array([o is None for o in owner], dtype=bool)
     index = {e: i for i, e in enumerate(cols.elements)}
-    T = cols.tied[:, [index[e] for e in elements]]
-    A2 = np.concatenate([A[:, keep], T], axis=1)
-    signed = np.append(np.isinf(lower[keep]), np.zeros(len(elements), dtype=bool))
+    blocks = []
+    for e in elements:
+        tied = cols.tied[:, index[e]][:, None]
+        high = _high_family(cols, e)
+        blocks.append(tied if high is None else np.concatenate([tied, high[0][:, None]], axis=1))
+    A2 = np.concatenate([A[:, keep], *blocks], axis=1)
+    n_el = sum(b.shape[1] for b in blocks)
+    signed = np.append(np.isinf(lower[keep]), np.zeros(n_el, dtype=bool))
     a, _ = _fit(A2, signed, state.y, state.offset)
-    amp = a[int(keep.sum()):]
-    return {e: T[:, i] * max(float(amp[i]), 0.0) for i, e in enumerate(elements)}
+    out = {}
+    j = int(keep.sum())
+    for e, F in zip(elements, blocks, strict=True):
+        out[e] = F @ np.maximum(a[j: j + F.shape[1]], 0.0)
+        j += F.shape[1]
+    return out
 
 
 def _source(element: str, share: float) -> str:
@@ -705,6 +982,7 @@ def identify(
     explained: ArrayLike | None = None,
     alpha: float = DEFAULT_ALPHA,
     max_elements: int = 30,
+    beyond: ArrayLike | None = None,
 ) -> Identification:
     """Find the elements whose lines a spectrum holds (forward selection, quasi-Poisson test).
 
@@ -734,24 +1012,54 @@ def identify(
         candidates; see the module docstring).
     max_elements
         Stop after this many selections.
+    beyond
+        Counts per channel of the same spectrum in the channels just above ``axis`` (same
+        channel width), when the data go further than the tested range (e.g. a fit to 10 keV
+        of a spectrum recorded to 20 keV). A candidate whose lines there are predicted, from its
+        counts in the tested range, to be detectable (> 5 σ of the counts under them) must show
+        at least half of them, or it is not selected at that step: Br (Lα 1.48 keV, Kα 11.9 keV)
+        is not named for the counts of Al Kα (1.49 keV) when 11.9 keV holds no Br Kα.
 
     Returns
     -------
     Identification
         Evidence per candidate; ``.elements`` the elements found in selection order.
     """
-    try:  # one BLAS thread: the matrices are small, and threads on a loaded machine cost more
+    with one_blas_thread():
+        return _identify(spectrum, axis, beam_energy, detector, candidates, known, explained,
+                         alpha, max_elements, beyond)  # fmt: skip
+
+
+_ONE_THREAD = {"depth": 0}
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """One BLAS thread inside (the matrices here are small, and threads on a loaded machine
+    cost more); nested uses set it once (setting it costs a few ms)."""
+    if _ONE_THREAD["depth"]:
+        _ONE_THREAD["depth"] += 1
+        try:
+            yield
+        finally:
+            _ONE_THREAD["depth"] -= 1
+        return
+    try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return _identify(spectrum, axis, beam_energy, detector, candidates, known, explained,
-                         alpha, max_elements)  # fmt: skip
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _identify(spectrum, axis, beam_energy, detector, candidates, known, explained,
-                         alpha, max_elements)  # fmt: skip
+        limits = nullcontext()
+    else:
+        limits = threadpool_limits(limits=1, user_api="blas")
+    with limits:
+        _ONE_THREAD["depth"] += 1
+        try:
+            yield
+        finally:
+            _ONE_THREAD["depth"] -= 1
 
 
 def _identify(spectrum, axis, beam_energy, detector, candidates, known, explained, alpha,
-              max_elements) -> Identification:  # fmt: skip
+              max_elements, beyond=None) -> Identification:  # fmt: skip
     import time
 
     t0 = time.perf_counter()
@@ -784,8 +1092,12 @@ def _identify(spectrum, axis, beam_energy, detector, candidates, known, explaine
     last: dict[str, tuple[float, float, float, float]] = {}
     inconsistent: set[str] = set()
     step = 0
-    near, ring = _neighbourhoods(cols, ax, det)
-    high = {e: _high_family(cols, e) for e in cols.elements}
+    if "neighbourhoods" not in cols.memo:
+        cols.memo["neighbourhoods"] = _neighbourhoods(cols, ax, det)
+        cols.memo["high"] = {e: _high_family(cols, e) for e in cols.elements}
+    near, ring = cols.memo["neighbourhoods"]
+    high = cols.memo["high"]
+    outside = _Beyond(beyond, ax, float(beam_energy), det, cols, known)
     while pool and step < max_elements:
         sel = [index[e] for e in pool]
         C = cols.tied[:, sel]
@@ -804,7 +1116,8 @@ def _identify(spectrum, axis, beam_energy, detector, candidates, known, explaine
                 break
             if T[i] <= threshold:
                 continue
-            if not _consistent(y, state.mu, b[i], C[:, i], high[pool[i]]):
+            if not (_consistent(y, state.mu, b[i], C[:, i], high[pool[i]])
+                    and outside.consistent(pool[i], b[i] * C[:, i].sum())):
                 last[pool[i]] = (float(T[i]), float(gain[i]), float(phi[i]), 0.0)
                 inconsistent.add(pool[i])
                 continue

@@ -438,7 +438,8 @@ def _check(signal, estimator, loadings, model, X, summed, channels, names, print
     c0, c1 = channels
     H = as_numpy(loadings).astype(np.float64)
     S = np.asarray(estimator.components_, dtype=np.float64)  # (k, channels)
-    data_sum = (summed_spectrum(signal) if summed is None else summed)[c0:c1]
+    full = summed_spectrum(signal) if summed is None else summed
+    data_sum = full[c0:c1]
     phase = {}
     if summed is not None and H.shape[0] > 1:  # in memory: the pixels of each phase too
         phase_data, pixels = summed_by_phase(X, H)
@@ -446,7 +447,7 @@ def _check(signal, estimator, loadings, model, X, summed, channels, names, print
         phase_model = np.stack([H[dom == j].sum(axis=0) @ S for j in range(H.shape[1])])
         phase = {"phase_data": phase_data, "phase_model": phase_model,
                  "phase_names": list(names), "phase_pixels": pixels}  # fmt: skip
-    return run_check(model, data_sum, H.sum(axis=0) @ S, print_info, **phase)
+    return run_check(model, data_sum, H.sum(axis=0) @ S, print_info, beyond=full[c1:], **phase)
 
 
 def largest_share(loadings) -> np.ndarray:

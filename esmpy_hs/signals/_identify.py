@@ -62,7 +62,7 @@ def identify_elements(signal, *, add: bool = False, candidates: Sequence[str] | 
             axis, det = cal.axis(acq.axis), cal.detector(det)
     fitted = EnergyAxis(axis.offset + c0 * axis.scale, axis.scale, c1 - c0)
     result = identify(summed[c0:c1], fitted, acq.beam_energy, detector=det,
-                      candidates=candidates, alpha=alpha)  # fmt: skip
+                      candidates=candidates, alpha=alpha, beyond=summed[c1:])  # fmt: skip
     if signal.metadata.get_item(f"{INPUT_NODE}.from_SEM", False):
         result = dataclasses.replace(result, notes=(*result.notes, BULK_NOTE))
     _logger.info("identify_elements:\n%s", result.table())

@@ -1,0 +1,63 @@
+"""Cost of the model check against the fit it checks (issue #13), in one process.
+
+A warm-up fit compiles the kernels; then each map is fitted with
+``decomposition(algorithm="smart_nmf", output_dimension=3)`` and default settings. "fit" is the
+call's wall time less the check's (``metadata.SmartNMF.model_check["seconds"]``).
+
+Run: ``python benchmarks/bench_model_check.py 32 64 real67 real`` (the real map from
+``../shared/data/71GPa_experimental_data.hspy``; ``real67`` is it binned 3 × 3).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "71GPa_experimental_data.hspy"
+
+
+def fit(s, label: str, **kw) -> None:
+    import esmpy_hs
+
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        s.decomposition(algorithm="smart_nmf", output_dimension=3, print_info=False, **kw)
+    total = time.perf_counter() - t0
+    check = json.loads(s.metadata.SmartNMF.model_check)
+    warned = [w for w in caught if issubclass(w.category, esmpy_hs.UnexplainedCountsWarning)]
+    fit_s = total - check["seconds"]
+    print(f"{label}: fit {fit_s:.2f} s, check {check['seconds']:.3f} s = "
+          f"{100 * check['seconds'] / fit_s:.1f} %; warned {check['warned']} "
+          f"({len(warned)} warning); findings "
+          f"{sorted({f['element'] for f in check['findings']})}", flush=True)  # fmt: skip
+
+
+def main(which: list[str]) -> None:
+    from esmpy_hs.datasets import reference_sample
+
+    fit(reference_sample(dose=293, shape=(8, 8), random_state=5), "warm-up", max_iter=5)
+    for w in which:
+        if w in ("32", "64"):
+            n = int(w)
+            for seed in (0, 1):
+                fit(reference_sample(dose=293, shape=(n, n), random_state=seed),
+                    f"reference sample {n}x{n} seed {seed}")  # fmt: skip
+        elif w in ("real67", "real"):
+            import hyperspy.api as hs
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                s = hs.load(REAL)
+            s.set_signal_type("EDS_ESMPY")
+            if w == "real67":
+                fit(s.rebin(scale=(3, 3, 1)), "real map binned 3x3 (67x67)")
+            else:
+                fit(s, "real map, whole")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or ["32", "64", "real67"])
