@@ -82,12 +82,10 @@ def _sim(chem: str, mismatch: str, seed: int = 0):
 
 
 def _truth_of(name: str, s):
-    if name.startswith("independent/"):
-        t = np.load(DATA / name / "truth.npz", allow_pickle=True)
-        els = [str(e) for e in t["elements"]]
-        return [dict(zip(els, row, strict=True)) for row in np.asarray(t["compositions"])]
-    comps = s.metadata.ESMPY_truth.compositions.as_dictionary()
-    return [{e: float(v) for e, v in c.items()} for c in comps.values()]
+    """The true compositions: the same reading as ``bench_n_phases``' (one place)."""
+    from bench_n_phases import _truth
+
+    return _truth(name, s)
 
 
 def score(q, truth: list[dict]) -> dict:

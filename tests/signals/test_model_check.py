@@ -28,6 +28,20 @@ def _fit(s, **kw):
     return [w for w in caught if issubclass(w.category, esmpy_hs.UnexplainedCountsWarning)]
 
 
+def _vendor_map(name: str):
+    """A real vendor file of ``shared/data/vendor`` as an EDS_ESMPY signal (its last signal
+    when the file holds several); skips the test when the file is absent."""
+    import hyperspy.api as hs
+
+    path = SHARED / "data" / "vendor" / name
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    s = hs.load(path)
+    s = s[-1] if isinstance(s, list) else s
+    s.set_signal_type("EDS_ESMPY")
+    return s
+
+
 @pytest.mark.parametrize("dose", [293, 50])
 def test_left_out_element_is_named(dose):
     s = reference_sample(dose=dose, shape=(24, 24))
@@ -200,14 +214,7 @@ def test_sem_map_identification_says_bulk_and_lists_no_empty_element():
     """A real Bruker SEM map (bulk specimen): the table says the thin-specimen model does not
     describe it, and every element it lists as present carries counts (an element selected
     early whose lines the later ones explain is not listed as present with 0 counts)."""
-    import hyperspy.api as hs
-
-    path = SHARED / "data" / "vendor" / "bcf_v2_50x50px.bcf"
-    if not path.exists():
-        pytest.skip(f"{path} not found")
-    s = hs.load(path)
-    s = s[-1] if isinstance(s, list) else s
-    s.set_signal_type("EDS_ESMPY")
+    s = _vendor_map("bcf_v2_50x50px.bcf")
     r = s.identify_elements()
     assert any("bulk specimen" in n for n in r.notes) and "bulk specimen" in r.table()
     assert {"Al", "Ag", "Cu"} <= set(r.elements)
@@ -226,14 +233,7 @@ def test_sem_maps_no_thin_film_artefacts(name, majors, absent, present):
     the Al K edge of the continuum and the absorbed low-energy families of a bulk spectrum are
     not read as As, Ti, Bi, Tl (the Ag/Al file) or Kr, La (the mineral); the mineral's Mn,
     whose Kα stands out at 5.9 keV but whose L lines the bulk absorbs, is listed."""
-    import hyperspy.api as hs
-
-    path = SHARED / "data" / "vendor" / name
-    if not path.exists():
-        pytest.skip(f"{path} not found")
-    s = hs.load(path)
-    s = s[-1] if isinstance(s, list) else s
-    s.set_signal_type("EDS_ESMPY")
+    s = _vendor_map(name)
     r = s.identify_elements()
     assert majors <= set(r.elements), r.table()
     assert not absent & set(r.elements), r.table()
