@@ -145,18 +145,25 @@ def _truth(name: str, s):
     return [{e: float(v) for e, v in c.items()} for c in comps.values()]
 
 
-def coverage_counts(q, truth: list[dict], major: float = 0.05) -> tuple[int, int, int, float]:
-    """(covered by the combined σ, covered by the counting σ, number of major elements, mean
-    |error| in at.%) after matching fitted phases to true ones by composition."""
+def match_by_composition(q, truth: list[dict]):
+    """The true fractions T (elements × true phases, renormalised over ``q.elements``), the
+    fitted ones F, and the matching (rows: true phase, cols: fitted phase) that minimises the
+    summed |T − F|; an element the fit marks undetermined (NaN) counts as 1 in the matching."""
     from scipy.optimize import linear_sum_assignment
 
     els = list(q.elements)
     T = np.array([[c.get(e, 0.0) for c in truth] for e in els])
     T = T / T.sum(axis=0, keepdims=True)
     F = q.atomic_fractions
-    # an element the fit marks undetermined (NaN) counts as missed, and as 1 in the matching
     cost = np.nan_to_num(np.abs(T[:, :, None] - F[:, None, :]), nan=1.0).sum(axis=0)
     rows, cols = linear_sum_assignment(cost)
+    return els, T, F, rows, cols
+
+
+def coverage_counts(q, truth: list[dict], major: float = 0.05) -> tuple[int, int, int, float]:
+    """(covered by the combined σ, covered by the counting σ, number of major elements, mean
+    |error| in at.%) after matching fitted phases to true ones by composition."""
+    els, T, F, rows, cols = match_by_composition(q, truth)
     comb = cnt = n = 0
     errs = []
     for i, j in zip(rows, cols, strict=True):

@@ -90,14 +90,9 @@ def _truth_of(name: str, s):
 
 def score(q, truth: list[dict]) -> dict:
     """Coverage counts of each mode, the errors and the stated σ of the major elements."""
-    from scipy.optimize import linear_sum_assignment
+    from bench_n_phases import match_by_composition
 
-    els = list(q.elements)
-    T = np.array([[c.get(e, 0.0) for c in truth] for e in els])
-    T = T / T.sum(axis=0, keepdims=True)
-    F = q.atomic_fractions
-    cost = np.nan_to_num(np.abs(T[:, :, None] - F[:, None, :]), nan=1.0).sum(axis=0)
-    rows, cols = linear_sum_assignment(cost)
+    els, T, F, rows, cols = match_by_composition(q, truth)
     parts = q.error_parts
     sig = {
         "counting": parts["counting"][0],
