@@ -596,3 +596,42 @@ def extrapolate_simplex(Hn, H, beta, eps, nblocks, out):
 def extrapolate_simplex_serial(Hn, H, beta, eps, out):
     """:func:`extrapolate_simplex` on one thread (small maps: no wake-up of the thread pool)."""
     _extrapolate_rows(Hn, H, beta, eps, 0, Hn.shape[0], out, np.zeros(Hn.shape[1], np.bool_))
+
+
+# ---------------------------------------------------------------------------- compaction
+@njit(parallel=True, cache=True)
+def scan_rows(X, nnz, lo, hi):
+    """Per row of the integer array X (pixels × channels, any strides): the number of nonzero
+    entries, the smallest and the largest value (``nnz``, ``lo``, ``hi``: int64, one per row).
+    One parallel read of X (the NumPy steps it replaces read it four times)."""
+    n, m = X.shape
+    for i in prange(n):
+        c = 0
+        a = np.int64(X[i, 0]) if m > 0 else np.int64(0)
+        b = a
+        for j in range(m):
+            v = np.int64(X[i, j])
+            if v != 0:
+                c += 1
+            if v < a:
+                a = v
+            if v > b:
+                b = v
+        nnz[i] = c
+        lo[i] = a
+        hi[i] = b
+
+
+@njit(parallel=True, cache=True)
+def fill_rows(X, indptr, indices, counts):
+    """The nonzero entries of X by row: ``indices``/``counts`` from ``indptr`` (see
+    :func:`scan_rows` for the counts per row). Rows are independent: in parallel."""
+    n, m = X.shape
+    for i in prange(n):
+        pos = indptr[i]
+        for j in range(m):
+            v = X[i, j]
+            if v != 0:
+                indices[pos] = j
+                counts[pos] = v
+                pos += 1
