@@ -42,6 +42,12 @@ def memory_run(data, hp):
     return run
 
 
+def test_red_black_only_where_the_laplacian_dominates():
+    assert plan_module.colouring((4, 5), plan_module.RED_BLACK_LAMBDA) is not None
+    assert plan_module.colouring((4, 5), 0.5 * plan_module.RED_BLACK_LAMBDA) is None
+    assert plan_module.colouring(None, 100.0) is None
+
+
 def test_colouring_is_proper():
     ip, ix = grid_adjacency((5, 4))
     col = grid_colouring((5, 4))
@@ -85,15 +91,16 @@ def test_each_colour_solves_its_pixels_with_the_neighbours_held(rng):
         np.testing.assert_allclose(out[p], x, rtol=1e-9, atol=1e-13)
 
 
-@pytest.mark.parametrize(("dose", "ratio"), [(1.0, 0.75), (30.0, 1.0)])
-def test_red_black_descends_and_needs_fewer_iterations(rng, dose, ratio, monkeypatch):
+@pytest.mark.parametrize(("dose", "lam", "ratio"), [(1.0, None, 0.75), (30.0, 10.0, 1.0)])
+def test_red_black_descends_and_needs_fewer_iterations(rng, dose, lam, ratio, monkeypatch):
     """Both updates descend to the same minimum (W held); red-black gets there in fewer
     iterations than the simultaneous update, by most where the Laplacian dominates (low
-    dose)."""
+    dose: λ = 60 by default at 1 count per pixel)."""
     G, W, H = synthetic(rng, n=60, shape=(24, 24), k=3, n_peaks=6)
     Y = rng.poisson(dose * (G @ W @ H) / (G @ W @ H).sum(axis=0).mean())
     kw = dict(shape_2d=(24, 24), max_iter=4000, tol=1e-11, angle_tol=0.0, momentum=0.0,
-              progress=False, fixed_W=W, init="random", random_state=1)  # fmt: skip
+              progress=False, fixed_W=W, init="random", random_state=1,
+              lambda_L=lam)  # fmt: skip
     fits = {}
     for rb in (True, False):
         monkeypatch.setattr(plan_module, "RED_BLACK", rb)
