@@ -13,7 +13,10 @@ dask block holding whole spectra) is converted once to the compact by-pixel form
 H (pixels × k) stays whole on the client: a chunk's H step reads the previous H of its own pixels
 and of their grid neighbours (the Laplacian couples pixels across chunk borders), so each task
 gets the rows ``window = [lo, hi)`` of H that cover its pixels and their neighbours. The result
-is the in-memory iteration, up to the order of floating-point sums over chunks.
+is the in-memory iteration, up to the order of floating-point sums over chunks. With the
+red-black sweep (a pixel grid with λ > 0, see :func:`._solver.sweep`) an update is two such
+passes, one per colour, the second reading the first's H: ``"stream"`` then reads the map twice
+per iteration.
 
 Where the chunks live (``persist``):
 
@@ -178,11 +181,12 @@ def _convert_binned(block, float_dtype, blocks):
 def _pass(c: CompactCounts, ctx, D, colsum, Ht_win, flags) -> tuple[PassResult, np.ndarray | None]:
     """H step of one chunk with a window of H (``ctx`` from :meth:`_Engine._contexts`)."""
     start, hp = ctx
-    update_h, accumulate, want_loss = flags
+    update_h, accumulate, want_loss, phase = flags
     Ht_win = np.ascontiguousarray(Ht_win)
     out = np.empty((c.n_pixels, Ht_win.shape[1]), dtype=Ht_win.dtype) if update_h else Ht_win
     res = h_pass(c.chunk(0, c.n_pixels), D, colsum, Ht_win, start, out, hp,
-                 update_h=update_h, accumulate=accumulate, want_loss=want_loss)  # fmt: skip
+                 update_h=update_h, accumulate=accumulate, want_loss=want_loss,
+                 phase=phase)  # fmt: skip
     return res, (out if update_h else None)
 
 
@@ -243,8 +247,9 @@ class _Engine:
             adj_ptr = ip[lo : hi + 1] - ip[lo]
             adj_ix = (ix[ip[lo] : ip[hi]].astype(np.int64) - lo).astype(np.int32)
             fixed = None if hp.fixed_Ht is None else np.ascontiguousarray(hp.fixed_Ht[lo:hi])
+            colour = None if hp.colour is None else np.ascontiguousarray(hp.colour[lo:hi])
             local = replace(hp, adj_indptr=np.ascontiguousarray(adj_ptr), adj_indices=adj_ix,
-                            fixed_Ht=fixed)  # fmt: skip
+                            fixed_Ht=fixed, colour=colour)  # fmt: skip
             out.append((lo, hi, (a - lo, local)))
         return out
 
@@ -275,13 +280,14 @@ class _LocalMemory(_Engine):
     def binned(self, blocks: np.ndarray) -> list:
         return [_binned(c, blocks[a:b]) for c, (a, b) in zip(self.chunks, self.bounds, strict=True)]
 
-    def run(self, D, colsum, Ht, Ht_out, *, update_h, accumulate, want_loss) -> PassResult:
+    def run(self, D, colsum, Ht, Ht_out, *, update_h, accumulate, want_loss,
+            phase=-1) -> PassResult:  # fmt: skip
         parts = []
         for c, (a, b) in zip(self.chunks, self.bounds, strict=True):
             out = Ht_out[a:b] if update_h else Ht
             parts.append(h_pass(c.chunk(0, c.n_pixels), D, colsum, Ht, a, out, self.hp,
                                 update_h=update_h, accumulate=accumulate,
-                                want_loss=want_loss))  # fmt: skip
+                                want_loss=want_loss, phase=phase))  # fmt: skip
         return combine(parts)
 
     def close(self) -> None:
@@ -317,14 +323,15 @@ class _LocalStream(_LocalMemory):
     def binned(self, blocks: np.ndarray) -> list:
         return [_binned(c, blocks[slice(*self.bounds[i])]) for i, c in self._each()]
 
-    def run(self, D, colsum, Ht, Ht_out, *, update_h, accumulate, want_loss) -> PassResult:
+    def run(self, D, colsum, Ht, Ht_out, *, update_h, accumulate, want_loss,
+            phase=-1) -> PassResult:  # fmt: skip
         parts = []
         for i, c in self._each():
             a, b = self.bounds[i]
             out = Ht_out[a:b] if update_h else Ht
             parts.append(h_pass(c.chunk(0, c.n_pixels), D, colsum, Ht, a, out, self.hp,
                                 update_h=update_h, accumulate=accumulate,
-                                want_loss=want_loss))  # fmt: skip
+                                want_loss=want_loss, phase=phase))  # fmt: skip
         return combine(parts)
 
 
@@ -378,11 +385,12 @@ class _Distributed(_Engine):
             who = self.client.who_has(packed)
             self.where = [sorted(who.get(f.key, ()))[:1] or None for f in packed]
 
-    def run(self, D, colsum, Ht, Ht_out, *, update_h, accumulate, want_loss) -> PassResult:
+    def run(self, D, colsum, Ht, Ht_out, *, update_h, accumulate, want_loss,
+            phase=-1) -> PassResult:  # fmt: skip
         import dask
 
         c = self.client
-        flags = (update_h, accumulate, want_loss)
+        flags = (update_h, accumulate, want_loss, phase)
         futs = []
         try:
             for i, (lo, hi, ctx) in enumerate(self.ctx):

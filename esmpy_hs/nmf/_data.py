@@ -23,6 +23,9 @@ import scipy.sparse as sp
 DENSE_THRESHOLD = 0.5
 #: pixels converted at a time from a dense input (bounds the temporaries)
 _BLOCK = 2048
+#: integer inputs of at least this many entries are compacted by compiled code (below it the
+#: NumPy steps cost less than the call; the result is the same)
+_COMPILED_SIZE = 1 << 22
 
 
 @dataclass
@@ -201,8 +204,10 @@ def as_compact(X, *, channels_first: bool = False, float_dtype=np.float64) -> Co
         raise ValueError(f"X must be 2-D (pixels × channels), got shape {X.shape}")
     n_pix, n_ch = (X.shape[1], X.shape[0]) if channels_first else X.shape
     _check_pos_shape(n_pix, n_ch, X.shape)
-    _check_values(X, "X")
     Xp = X.T if channels_first else X  # pixels × channels view, no copy
+    if X.dtype.kind in "iu" and X.size >= _COMPILED_SIZE:
+        return _compact_integers(Xp, float_dtype)
+    _check_values(X, "X")
     nnz = int(np.count_nonzero(Xp))
     cdt = _count_dtype(Xp, float_dtype)
     if nnz > DENSE_THRESHOLD * n_pix * n_ch:
@@ -224,6 +229,36 @@ def as_compact(X, *, channels_first: bool = False, float_dtype=np.float64) -> Co
         indices[pos : pos + vals.size] = cols
         counts[pos : pos + vals.size] = vals
         pos += vals.size
+    return _finish(indptr, indices, counts, None, n_ch, n_pix)
+
+
+def _compact_integers(Xp: np.ndarray, float_dtype) -> CompactCounts:
+    """:func:`as_compact` of a large integer array (pixels × channels view) with the compiled
+    scan and fill of :mod:`._kernels`: two parallel reads of X instead of five NumPy passes
+    (3.7 s → 0.6 s for 512 × 512 × 4096 uint16, see docs/validation.rst)."""
+    from esmpy_hs.nmf import _kernels  # numba: imported when needed
+
+    n_pix, n_ch = Xp.shape
+    nnz_row = np.empty(n_pix, dtype=np.int64)
+    lo = np.empty(n_pix, dtype=np.int64)
+    hi = np.empty(n_pix, dtype=np.int64)
+    _kernels.scan_rows(Xp, nnz_row, lo, hi)
+    if lo.min() < 0:
+        _check_values(Xp, "X")  # raises with the count of negative values
+    big = hi.max() > np.iinfo(np.uint16).max
+    cdt = np.dtype(float_dtype) if big else np.dtype(np.uint16)
+    nnz = int(nnz_row.sum())
+    if nnz > DENSE_THRESHOLD * n_pix * n_ch:
+        dense = np.empty((n_pix, n_ch), dtype=cdt)
+        for a in range(0, n_pix, _BLOCK):
+            dense[a : a + _BLOCK] = Xp[a : a + _BLOCK]
+        return _finish_dense(dense)
+    idt = np.uint16 if n_ch <= 65536 else np.int32
+    indptr = np.zeros(n_pix + 1, dtype=np.int64)
+    np.cumsum(nnz_row, out=indptr[1:])
+    indices = np.empty(nnz, dtype=idt)
+    counts = np.empty(nnz, dtype=cdt)
+    _kernels.fill_rows(Xp, indptr, indices, counts)
     return _finish(indptr, indices, counts, None, n_ch, n_pix)
 
 

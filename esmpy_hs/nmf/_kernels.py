@@ -63,9 +63,15 @@ _LOG_BIG = 200.0 * np.log(2.0)
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _update_pixel(
     p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
-    simplex, fixed, eps, rtol, c, beta, free, hn,
+    simplex, fixed, eps, rtol, c, beta, free, hn, seq,
 ):  # fmt: skip
-    """Solve the surrogate of pixel p (global index) / i (chunk index); write ``hn``."""
+    """Solve the surrogate of pixel p (global index) / i (chunk index); write ``hn``.
+
+    ``seq``: the neighbours are held while p moves (red-black sweep: the Laplacian part is
+    exact, ``(λ/2)·deg·x² − λ·s·x``); otherwise they move at the same time and the Laplacian is
+    majorised per edge (``λ·deg·x² − λ·(deg·h + s)·x``). ``s`` is the sum of the neighbours' h
+    read from ``Ht``.
+    """
     k = h.shape[0]
     has_fixed = fixed.shape[0] > 0
     total = 1.0
@@ -86,30 +92,35 @@ def _update_pixel(
         a1 = adj_indptr[p + 1]
         deg = a1 - a0
         if deg > 0:
-            q = lam * deg
+            q = 0.5 * lam * deg if seq else lam * deg
             for j in range(k):
                 s = 0.0
                 for t in range(a0, a1):
                     s += Ht[adj_indices[t], j]
-                beta[j] -= lam * (deg * h[j] + s)
+                beta[j] -= lam * s if seq else lam * (deg * h[j] + s)
     solve_column(c, beta, q, free, total, eps, simplex, rtol, hn)
 
 
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
-def _reg_loss(p, h, mu, eps_reg, lam, adj_indptr, adj_indices, Ht):
-    """(Σ_k μ_k log(h_k + ε_reg), (λ/4) Σ_{q∈N(p)} ‖h − h_q‖²) of pixel p."""
+def _reg_loss(p, h, mu, eps_reg, lam, adj_indptr, adj_indices, Ht, lfac):
+    """(Σ_k μ_k log(h_k + ε_reg), lfac·λ Σ_{q∈N(p)} ‖h − h_q‖²) of pixel p.
+
+    ``lfac`` is 1/4 when every pixel counts its edges (each edge half from each end), 1/2 for
+    the first colour of a red-black sweep (every edge from its colour-0 end) and 0 for the
+    second.
+    """
     k = h.shape[0]
     lp = 0.0
     for j in range(k):
         lp += mu[j] * np.log(h[j] + eps_reg)
     ll = 0.0
-    if lam > 0.0:
+    if lam > 0.0 and lfac > 0.0:
         for t in range(adj_indptr[p], adj_indptr[p + 1]):
             qn = adj_indices[t]
             for j in range(k):
                 d = h[j] - Ht[qn, j]
                 ll += d * d
-        ll *= 0.25 * lam
+        ll *= lfac * lam
     return lp, ll
 
 
@@ -253,7 +264,7 @@ def _accumulate_dense(i, dense, D, hn, acc, inv_scale, kt):
 @njit(cache=True, fastmath=_FASTMATH)
 def _sparse_block(
     b, nblocks, npx, indptr, indices, counts, D, colsum, Ht, start, Ht_out,
-    inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
+    inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
     blk_acc, hsum_b, loss_b, kt,
 ):  # fmt: skip
@@ -268,9 +279,17 @@ def _sparse_block(
     c = np.empty(k)
     beta = np.empty(k)
     free = np.empty(k, dtype=np.bool_)
+    seq = phase >= 0
+    lfac = 0.25 if not seq else (0.5 if phase == 0 else 0.0)
     for st in range(b, (npx + _STRIPE - 1) // _STRIPE, nblocks):
         for i in range(st * _STRIPE, min((st + 1) * _STRIPE, npx)):
             p = start + i
+            if seq and colour[p] != phase:
+                # the other colour: carried over unchanged (in place when Ht_out is Ht's rows)
+                if update_h:
+                    for j in range(k):
+                        Ht_out[i, j] = Ht[p, j]
+                continue
             for j in range(k):
                 h[j] = Ht[p, j]
                 a[j] = 0.0
@@ -285,13 +304,14 @@ def _sparse_block(
                 if want_loss:
                     for j in range(k):
                         ls[1] += colsum[j] * h[j]
-                    lp, ll = _reg_loss(p, h, mu, eps_reg, lam, adj_indptr, adj_indices, Ht)
+                    lp, ll = _reg_loss(p, h, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
+                                      lfac)  # fmt: skip
                     ls[2] += lp
                     ls[3] += ll
             if update_h:
                 _update_pixel(
                     p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
-                    simplex, fixed, eps, rtol, c, beta, free, hn,
+                    simplex, fixed, eps, rtol, c, beta, free, hn, seq,
                 )  # fmt: skip
                 for j in range(k):
                     Ht_out[i, j] = hn[j]
@@ -312,7 +332,7 @@ def _sparse_block(
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
 def h_pass_sparse(
     indptr, indices, counts, D, colsum, Ht, start, Ht_out,
-    inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
+    inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
     acc, hsum, loss, kt,
 ):  # fmt: skip
@@ -336,7 +356,8 @@ def h_pass_sparse(
     start : int
         Global index of the chunk's first pixel.
     Ht_out : float[npx, k]
-        New H of the chunk (written only when ``update_h``; may alias nothing in ``Ht``).
+        New H of the chunk (written only when ``update_h``; may alias nothing in ``Ht``
+        but in phase 1, see ``phase``).
     inv_scale : float
         1 / data scale.
     mu : float64[k]
@@ -345,6 +366,17 @@ def h_pass_sparse(
         ε_reg and λ.
     adj_indptr, adj_indices : int64[p_total + 1], int32[:]
         Pixel graph (global indices).
+    colour : uint8[p_total] or uint8[0]
+        Colour (0 or 1) of every pixel in a 2-colouring of the pixel graph (no edge joins two
+        pixels of one colour); read only when ``phase`` ≥ 0.
+    phase : int
+        −1: every pixel moves at once (the Laplacian majorised per edge). 0 or 1: one half of a
+        red-black sweep: only the pixels of colour ``phase`` move, with their neighbours held at
+        their values in ``Ht`` (the Laplacian part of their surrogate is exact); the others are
+        copied from ``Ht`` to ``Ht_out``. Phase 1 reads the output of phase 0 (``Ht_out`` may
+        then be rows of ``Ht`` itself: a pixel of colour 1 reads only its own row and those of
+        colour 0). The loss parts of both phases add up to the loss of the iterate entering
+        phase 0 (phase 0 counts every edge from its colour-0 end).
     simplex : bool
         H simplex (Σ_k h_kp = 1).
     fixed : float[npx, k] or float[0, k]
@@ -372,7 +404,7 @@ def h_pass_sparse(
         _sparse_block(
             b, nblocks, npx,
             indptr, indices, counts, D, colsum, Ht, start, Ht_out,
-            inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
+            inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
             acc[b], hsum[b], loss[b], kt,
         )  # fmt: skip
@@ -381,7 +413,7 @@ def h_pass_sparse(
 @njit(cache=True, fastmath=_FASTMATH)
 def _dense_block(
     b, nblocks, npx, dense, D, colsum, Ht, start, Ht_out,
-    inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
+    inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
     blk_acc, hsum_b, loss_b, kt,
 ):  # fmt: skip
@@ -396,9 +428,17 @@ def _dense_block(
     c = np.empty(k)
     beta = np.empty(k)
     free = np.empty(k, dtype=np.bool_)
+    seq = phase >= 0
+    lfac = 0.25 if not seq else (0.5 if phase == 0 else 0.0)
     for st in range(b, (npx + _STRIPE - 1) // _STRIPE, nblocks):
         for i in range(st * _STRIPE, min((st + 1) * _STRIPE, npx)):
             p = start + i
+            if seq and colour[p] != phase:
+                # the other colour: carried over unchanged (in place when Ht_out is Ht's rows)
+                if update_h:
+                    for j in range(k):
+                        Ht_out[i, j] = Ht[p, j]
+                continue
             for j in range(k):
                 h[j] = Ht[p, j]
                 a[j] = 0.0
@@ -410,13 +450,14 @@ def _dense_block(
                 if want_loss:
                     for j in range(k):
                         ls[1] += colsum[j] * h[j]
-                    lp, ll = _reg_loss(p, h, mu, eps_reg, lam, adj_indptr, adj_indices, Ht)
+                    lp, ll = _reg_loss(p, h, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
+                                      lfac)  # fmt: skip
                     ls[2] += lp
                     ls[3] += ll
             if update_h:
                 _update_pixel(
                     p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
-                    simplex, fixed, eps, rtol, c, beta, free, hn,
+                    simplex, fixed, eps, rtol, c, beta, free, hn, seq,
                 )  # fmt: skip
                 for j in range(k):
                     Ht_out[i, j] = hn[j]
@@ -437,7 +478,7 @@ def _dense_block(
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
 def h_pass_dense(
     dense, D, colsum, Ht, start, Ht_out,
-    inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
+    inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
     acc, hsum, loss, kt,
 ):  # fmt: skip
@@ -451,7 +492,7 @@ def h_pass_dense(
         _dense_block(
             b, nblocks, npx,
             dense, D, colsum, Ht, start, Ht_out,
-            inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
+            inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
             acc[b], hsum[b], loss[b], kt,
         )  # fmt: skip
@@ -460,7 +501,7 @@ def h_pass_dense(
 @njit(cache=True, fastmath=_FASTMATH)
 def h_pass_sparse_serial(
     indptr, indices, counts, D, colsum, Ht, start, Ht_out,
-    inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
+    inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
     acc, hsum, loss, kt,
 ):  # fmt: skip
@@ -475,7 +516,7 @@ def h_pass_sparse_serial(
         _sparse_block(
             b, nblocks, npx,
             indptr, indices, counts, D, colsum, Ht, start, Ht_out,
-            inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
+            inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
             acc[b], hsum[b], loss[b], kt,
         )  # fmt: skip
@@ -484,7 +525,7 @@ def h_pass_sparse_serial(
 @njit(cache=True, fastmath=_FASTMATH)
 def h_pass_dense_serial(
     dense, D, colsum, Ht, start, Ht_out,
-    inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
+    inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
     acc, hsum, loss, kt,
 ):  # fmt: skip
@@ -495,7 +536,7 @@ def h_pass_dense_serial(
         _dense_block(
             b, nblocks, npx,
             dense, D, colsum, Ht, start, Ht_out,
-            inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices,
+            inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
             acc[b], hsum[b], loss[b], kt,
         )  # fmt: skip
@@ -555,3 +596,42 @@ def extrapolate_simplex(Hn, H, beta, eps, nblocks, out):
 def extrapolate_simplex_serial(Hn, H, beta, eps, out):
     """:func:`extrapolate_simplex` on one thread (small maps: no wake-up of the thread pool)."""
     _extrapolate_rows(Hn, H, beta, eps, 0, Hn.shape[0], out, np.zeros(Hn.shape[1], np.bool_))
+
+
+# ---------------------------------------------------------------------------- compaction
+@njit(parallel=True, cache=True)
+def scan_rows(X, nnz, lo, hi):
+    """Per row of the integer array X (pixels × channels, any strides): the number of nonzero
+    entries, the smallest and the largest value (``nnz``, ``lo``, ``hi``: int64, one per row).
+    One parallel read of X (the NumPy steps it replaces read it four times)."""
+    n, m = X.shape
+    for i in prange(n):
+        c = 0
+        a = np.int64(X[i, 0]) if m > 0 else np.int64(0)
+        b = a
+        for j in range(m):
+            v = np.int64(X[i, j])
+            if v != 0:
+                c += 1
+            if v < a:
+                a = v
+            if v > b:
+                b = v
+        nnz[i] = c
+        lo[i] = a
+        hi[i] = b
+
+
+@njit(parallel=True, cache=True)
+def fill_rows(X, indptr, indices, counts):
+    """The nonzero entries of X by row: ``indices``/``counts`` from ``indptr`` (see
+    :func:`scan_rows` for the counts per row). Rows are independent: in parallel."""
+    n, m = X.shape
+    for i in prange(n):
+        pos = indptr[i]
+        for j in range(m):
+            v = X[i, j]
+            if v != 0:
+                indices[pos] = j
+                counts[pos] = v
+                pos += 1

@@ -66,6 +66,15 @@ def grid_adjacency(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     return indptr, dst.astype(np.int32)
 
 
+def grid_colouring(shape: tuple[int, ...]) -> np.ndarray:
+    """The 2-colouring of the grid (or chain) of :func:`grid_adjacency`: ``(row + col) mod 2``
+    (uint8, one per pixel, row-major); no edge joins two pixels of one colour."""
+    if len(shape) == 1:
+        shape = (1, shape[0])
+    rows, cols = shape
+    return ((np.arange(rows)[:, None] + np.arange(cols)[None, :]) % 2).astype(np.uint8).ravel()
+
+
 def empty_adjacency(n_pixels: int) -> tuple[np.ndarray, np.ndarray]:
     """Adjacency with no edges (used when λ = 0)."""
     return np.zeros(n_pixels + 1, dtype=np.int64), np.zeros(0, dtype=np.int32)

@@ -190,6 +190,10 @@ def solve_column(c, beta, q, free, total, eps, simplex, rtol, out):
         nu = csum / total - bmax
         if nu <= lo or nu >= hi:
             nu = 0.5 * (lo + hi)
+    # the entries of the last evaluation of φ are written to ``out`` as they are computed: when
+    # it meets the tolerance they are the answer (no sweep to recompute them)
+    converged = False
+    phi = 0.0
     for _ in range(_MAX_NEWTON):
         phi = 0.0
         dphi = 0.0
@@ -204,10 +208,13 @@ def solve_column(c, beta, q, free, total, eps, simplex, rtol, out):
             if v > eps:
                 phi += v
                 dphi += dv
+                out[i] = v
             else:
                 phi += eps
+                out[i] = eps
         f = phi - total
         if abs(f) <= rtol * total:
+            converged = True
             break
         if f > 0.0:
             lo = nu
@@ -224,14 +231,16 @@ def solve_column(c, beta, q, free, total, eps, simplex, rtol, out):
         if hi - lo <= 1e-15 * max(abs(lo), abs(hi), 1e-300):
             break
 
-    s = 0.0
-    for i in range(r):
-        if free[i]:
-            x = beta[i] + nu
-            v = _g(c[i], x, q) if (q > 0.0 or x > 0.0) else total
-            v = v if v > eps else eps
-            out[i] = v
-            s += v
+    s = phi
+    if not converged:
+        s = 0.0
+        for i in range(r):
+            if free[i]:
+                x = beta[i] + nu
+                v = _g(c[i], x, q) if (q > 0.0 or x > 0.0) else total
+                v = v if v > eps else eps
+                out[i] = v
+                s += v
     # remove the last rounding error of the sum on the entries above the floor
     if s != total:
         above = 0.0

@@ -342,8 +342,9 @@ def smart_nmf(
                                                      detector, print_info)  # fmt: skip
         acq = read_acquisition(signal, elements)
         check_counts(signal.data, *fit_channels(acq.axis, acq.beam_energy, energy_range))
-        # one pass over an in-memory map for both the calibration and the check of the range
-        summed = None if lazy else summed_spectrum(signal)
+        # one pass over the map (a read of the file for a lazy one) for both the calibration
+        # and the model check after the fit
+        summed = summed_spectrum(signal)
         calibration = calibrate_signal(
             signal, calibrate, elements=elements, stray_elements=stray_elements,
             energy_range=energy_range, detector=detector, vacancy_transfer=vacancy_transfer,
@@ -441,7 +442,7 @@ def _check(signal, estimator, loadings, model, X, summed, channels, names, print
     full = summed_spectrum(signal) if summed is None else summed
     data_sum = full[c0:c1]
     phase = {}
-    if summed is not None and H.shape[0] > 1:  # in memory: the pixels of each phase too
+    if not hasattr(X, "compute") and H.shape[0] > 1:  # in memory: the pixels of each phase too
         phase_data, pixels = summed_by_phase(X, H)
         dom = np.argmax(H, axis=1)
         phase_model = np.stack([H[dom == j].sum(axis=0) @ S for j in range(H.shape[1])])

@@ -113,3 +113,21 @@ def test_lazy_options_need_a_lazy_signal():
     with pytest.raises(ValueError, match="lazy signals only"):
         s.decomposition(algorithm="smart_nmf", output_dimension=2, persist="memory",
                         print_info=False)  # fmt: skip
+
+
+def test_summed_spectrum_is_read_once(monkeypatch):
+    """The calibration and the model check share one sum over a lazy map (a read of the file
+    each at scale)."""
+    from esmpy_hs.signals import _calibration
+
+    calls = []
+    real = _calibration.summed_spectrum
+
+    def counted(signal):
+        calls.append(bool(getattr(signal, "_lazy", False)))
+        return real(signal)
+
+    monkeypatch.setattr(_calibration, "summed_spectrum", counted)
+    sl = make_map(shape=SHAPE).as_lazy()
+    sl.decomposition(algorithm="smart_nmf", **{**KW, "max_iter": 2})
+    assert calls == [True]
