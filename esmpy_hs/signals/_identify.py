@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
 from esmpy_hs.physics.identification import DEFAULT_ALPHA, Identification, identify
 from esmpy_hs.signals._metadata import INPUT_NODE
@@ -109,9 +110,20 @@ def summed_by_phase(X, loadings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     dom = np.argmax(loadings, axis=1)
     k = loadings.shape[1]
-    out = np.zeros((k, X.shape[1]))
     counts = np.bincount(dom, minlength=k)
-    for j in range(k):
-        if counts[j]:
-            out[j] = np.asarray(X[dom == j].sum(axis=0), dtype=np.float64)
+    if sp.issparse(X):
+        onehot = sp.csr_array((np.ones(dom.size), (dom, np.arange(dom.size))),
+                              shape=(k, dom.size))  # fmt: skip
+        sums = onehot @ X
+        return np.asarray(sums.toarray() if sp.issparse(sums) else sums, dtype=np.float64), counts
+    # one pass over row blocks of a few MB: a phase's rows gathered from the whole map would
+    # copy it once per phase (13.5 s of a 29 s check at 512² × 4096)
+    out = np.zeros((k, X.shape[1]))
+    rows = max(1, (1 << 21) // max(X.shape[1], 1))
+    for start in range(0, dom.size, rows):
+        block = np.asarray(X[start: start + rows], dtype=np.float64)
+        d = dom[start: start + rows]
+        onehot = np.zeros((k, d.size))
+        onehot[d, np.arange(d.size)] = 1.0
+        out += onehot @ block
     return out, counts

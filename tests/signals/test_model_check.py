@@ -252,3 +252,24 @@ def test_check_cost_is_a_small_part_of_a_small_fit():
     total = time.perf_counter() - t0
     check = json.loads(s.metadata.SmartNMF.model_check)["seconds"]
     assert check < 0.3 * (total - check)
+
+
+def test_summed_by_phase_equals_the_sums_over_each_phase_pixels():
+    """Blocked one-pass sums (no copy of a phase's rows) equal the plain gather, for a strided
+    view of a dense uint16 map larger than one block and for a sparse map."""
+    import scipy.sparse as sp
+
+    from esmpy_hs.signals._identify import summed_by_phase
+
+    rng = np.random.default_rng(3)
+    data = rng.poisson(0.5, size=(1500, 1500)).astype(np.uint16)
+    X = data[:, 7:1490]  # the fitted channels: a strided view, as in smart_nmf
+    H = rng.random((1500, 3))
+    H[:, 2] *= 0.2  # a phase that dominates few pixels
+    dom = H.argmax(axis=1)
+    ref = np.stack([X[dom == j].sum(axis=0) for j in range(3)]).astype(np.float64)
+    out, n = summed_by_phase(X, H)
+    assert np.array_equal(out, ref)
+    assert n.tolist() == np.bincount(dom, minlength=3).tolist()
+    out_sparse, _ = summed_by_phase(sp.csr_array(X), H)
+    assert np.array_equal(out_sparse, ref)
