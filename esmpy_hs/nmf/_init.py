@@ -59,6 +59,10 @@ TRACE_SHARE = 1e-3
 #: a phase holding at least this share of the abundance around a minor phase (:func:`surroundings`)
 #: is one of the phases it may be mixed with
 PARTNER_SHARE = 0.1
+#: an element bounds the start's move to the composition bound only where it would fall more
+#: than this many standard errors below zero (:func:`spectra_errors`): the counts do not show
+#: an element of the phase to be present when its estimate is within that of zero
+BOUND_Z = 2.0
 
 
 def to_csr(data: CompactCounts) -> sp.csr_array:
@@ -237,7 +241,7 @@ def surroundings(Ht: np.ndarray, grid: tuple[int, ...] | None, radius: int = 1) 
 def extrapolate_minor_phases(
     W: np.ndarray, Hb: np.ndarray, wp: WParams, anchor: int = 0, gamma: float = 0.5,
     bounds: tuple[float, float] = (0.0, np.inf), movable: np.ndarray | None = None,
-    reference: np.ndarray | None = None,
+    reference: np.ndarray | None = None, errors: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Move every minor phase away from the phases it is mixed with, up to the W ≥ 0 boundary.
 
@@ -252,8 +256,12 @@ def extrapolate_minor_phases(
     ``W @ reference[:, j]`` of the other phases. The regularised fit that follows pulls a phase
     back inside if the bound overshoots (a phase seen pure keeps β ≈ 0 because some element is
     already ≈ 0). A phase whose bound β (before ``gamma``) lies outside ``bounds``, or that
-    ``movable`` (k,) marks False, is not moved; the anchor never moves. Returns ``(W, Hb, β)``
-    with β (k,) the move of each phase (0 for the anchor and unmoved phases).
+    ``movable`` (k,) marks False, is not moved; the anchor never moves. ``errors`` (same shape
+    as W, or None): standard errors of W (:func:`spectra_errors`); an element then bounds the
+    move only where it falls :data:`BOUND_Z` standard errors below zero (a minor element of the
+    matrix whose share in the mixture the counts fix poorly, e.g. under an overlapping line,
+    no longer stops the move early), and is clipped to the floor after it. Returns
+    ``(W, Hb, β)`` with β (k,) the move of each phase (0 for the anchor and unmoved phases).
     """
     rows = np.asarray(wp.simplex_rows, dtype=bool)
     W = W.copy()
@@ -268,7 +276,8 @@ def extrapolate_minor_phases(
         else:
             partners = np.flatnonzero(np.asarray(reference[:, j]) >= PARTNER_SHARE)
             partners = partners[partners != j]
-        v = _largest_move(W, rows, j, partners)
+        slack = None if errors is None else BOUND_Z * np.asarray(errors)[rows, j]
+        v = _largest_move(W, rows, j, partners, slack)
         if v is None:
             continue
         bound = float(v.sum())
@@ -287,18 +296,22 @@ def extrapolate_minor_phases(
     return W, Hb, betas
 
 
-def _largest_move(W: np.ndarray, rows: np.ndarray, j: int, partners: np.ndarray):
+def _largest_move(W: np.ndarray, rows: np.ndarray, j: int, partners: np.ndarray,
+                  slack: np.ndarray | None = None):
     """The largest removal v ≥ 0 (one entry per partner) of the partner phases from phase j
     that keeps every element fraction ≥ 0: maximise Σ v subject to
     W_j + Σ_i v_i (W_j − W_i) ≥ 0 over the element rows. Elements a partner holds at a trace
     level (< TRACE_SHARE of its element sum) do not bound the move (at 1e-6 against a phase at
-    the 1e-10 floor they would stop it at once). None when unbounded or no partner."""
+    the 1e-10 floor they would stop it at once). ``slack`` (elements,): how far below zero each
+    element may go (0 when None). None when unbounded or no partner."""
     from scipy.optimize import linprog
 
     if partners.size == 0:
         return None
     Wj = W[rows, j]
     D = Wj[:, None] - W[rows][:, partners]  # elements × partners
+    if slack is not None:
+        Wj = Wj + np.maximum(slack, 0.0)
     P = W[rows][:, partners]
     trace = P < TRACE_SHARE * P.sum(axis=0, keepdims=True)
     D = np.where(trace & (D < 0), 0.0, D)
@@ -311,6 +324,43 @@ def _largest_move(W: np.ndarray, rows: np.ndarray, j: int, partners: np.ndarray)
     if res.status != 0:
         return None
     return np.asarray(res.x, dtype=np.float64)
+
+
+def spectra_errors(G: np.ndarray, W: np.ndarray, Hb: np.ndarray, counts: np.ndarray,
+                   chunk: int = 512) -> np.ndarray:
+    """Standard errors of W (same shape) from the Poisson counts of the blocks, H held.
+
+    Block b holds ``counts[b]`` counts with the expected spectrum μ_b ∝ Σ_i Hb[b, i] G W_i
+    (``G[i]`` for a 3-D G), scaled to those counts. With the abundances held, the Fisher
+    information of W_j is Gᵀ diag(v) G with v = Σ_b (∂μ_b/∂(G W_j))² / μ_b: a phase seen
+    mixed with another in a block pays for the other's counts too. The errors are the square
+    roots of the diagonal of its inverse over the entries of W_j above 10⁻⁶ of its largest
+    (the others are at the bound W ≥ 0 and get 0). The abundances are held, so these are
+    lower bounds where they are uncertain.
+    """
+    m, k = W.shape
+    D = G @ W if G.ndim == 2 else np.einsum("jnm,mj->nj", G, W)  # channels × k
+    Hb = np.asarray(Hb, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.float64)
+    v = np.zeros((k, D.shape[0]))
+    for s in range(0, Hb.shape[0], chunk):
+        M = Hb[s:s + chunk] @ D.T  # blocks × channels
+        alpha = counts[s:s + chunk] / np.maximum(M.sum(axis=1), 1e-300)
+        inv = np.where(M > 0, 1.0 / np.where(M > 0, M, 1.0), 0.0)
+        # (α h_bj)² / (α M_bc) = α h_bj² / M_bc
+        v += ((alpha[:, None] * Hb[s:s + chunk] ** 2).T) @ inv
+    err = np.zeros((m, k))
+    for j in range(k):
+        Gj = G if G.ndim == 2 else G[j]
+        w = W[:, j]
+        if not np.any(w > 0) or not np.any(v[j] > 0):
+            continue
+        act = np.flatnonzero(w > 1e-6 * w.max())
+        Ga = Gj[:, act]
+        info = (Ga.T * v[j]) @ Ga
+        cov = np.linalg.pinv(info, hermitian=True)
+        err[act, j] = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    return err
 
 
 def fit_W_columns(spectra: np.ndarray, G: np.ndarray | None) -> np.ndarray:
@@ -436,7 +486,10 @@ def auto_init(
             feasible_W(W, wp)
     if physics and extrapolation > 0:
         Hb = np.asarray(Hb, dtype=np.float64)
-        W, Hb, _ = extrapolate_minor_phases(W, Hb, wp, 0, extrapolation)
+        # the counts of the blocks fix how well W is known: a poorly known element does not
+        # bound the move
+        errors = spectra_errors(G, W, Hb, wts)
+        W, Hb, _ = extrapolate_minor_phases(W, Hb, wp, 0, extrapolation, errors=errors)
     Ht = np.ascontiguousarray(Hb[nearest], dtype=dtype)
     if not simplex_H:
         # per-pixel intensity from the pixel's counts

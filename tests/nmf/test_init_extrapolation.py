@@ -83,3 +83,61 @@ def test_a_band_mixed_with_two_grains_goes_back_to_the_true_phase():
     W3, _, _ = extrapolate_minor_phases(W, Hb, _wp(4), anchor=0, gamma=1.0)
     moved3 = W3[:, 2] / W3[:, 2].sum()
     assert moved3 @ film / np.linalg.norm(moved3) / np.linalg.norm(film) < 0.95
+
+
+def test_a_poorly_known_minor_element_of_the_matrix_does_not_stop_the_move():
+    """Matrix (Rb .9, W .1, N 0), particle (N 1) seen as a 50/50 mixture whose W share came out
+    0.04 instead of 0.05 (a minor element under an overlapping line): the first element to
+    reach zero, W, stops the move at β = 2/3, short of the particle; with W known to ± 0.01
+    (2 standard errors cover the 0.02 the move needs), Rb bounds it at β = 1 and the phase
+    is the particle (W clipped to the floor)."""
+    from esmpy_hs.nmf._init import BOUND_Z
+
+    matrix = np.array([0.9, 0.1, 0.0])
+    mixture = np.array([0.45, 0.04, 0.5])
+    W = np.column_stack([matrix, mixture])
+    Hb = np.array([[1.0, 0.0], [0.0, 1.0]])
+    _, _, beta = extrapolate_minor_phases(W, Hb, _wp(3), anchor=0, gamma=1.0)
+    assert beta[1] == pytest.approx(0.04 / 0.06)
+    errors = np.zeros_like(W)
+    errors[1, 1] = 0.02 / BOUND_Z
+    W2, _, beta = extrapolate_minor_phases(W, Hb, _wp(3), anchor=0, gamma=1.0, errors=errors)
+    assert beta[1] == pytest.approx(1.0)
+    np.testing.assert_allclose(W2[:, 1], [0.0, 0.0, 1.0], atol=1e-9)
+    # where the errors are small the first element to reach zero still bounds the move
+    errors[1, 1] = 1e-4
+    _, _, beta = extrapolate_minor_phases(W, Hb, _wp(3), anchor=0, gamma=1.0, errors=errors)
+    assert beta[1] == pytest.approx((0.04 + BOUND_Z * 1e-4) / 0.06)
+
+
+def test_spectra_errors_are_the_poisson_errors_of_the_blocks():
+    """With G the identity each channel is one entry of W. Blocks pure in one phase: phase j,
+    seen pure in blocks of N counts in all, has σ_i = √(w_i Σw / N) (w_i Σw / N is the
+    variance of its counts in channel i, in units of W); entries at zero get no error; the
+    errors scale with W and as 1/√N. A phase seen only mixed, on top of another phase's
+    counts, is known worse than from the same counts of its own; overlapping lines make each
+    worse than separate ones."""
+    from esmpy_hs.nmf._init import spectra_errors
+
+    W = np.array([[2.0, 0.0], [1.0, 3.0], [1.0, 1.0]])
+    Hb = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    counts = np.array([150.0, 250.0, 100.0])
+    err = spectra_errors(np.eye(3), W, Hb, counts, chunk=2)
+    N = np.array([400.0, 100.0])
+    np.testing.assert_allclose(err, np.sqrt(W * W.sum(axis=0) / N), rtol=1e-9)
+    assert err[0, 1] == 0.0
+    np.testing.assert_allclose(spectra_errors(np.eye(3), 5 * W, Hb, 4 * counts), 5 * err / 2,
+                               rtol=1e-9)  # fmt: skip
+    # phase 1 with its 100 counts in a block that also holds 400 counts of phase 0
+    Hm = np.array([[1.0, 0.0], [1.0, 0.25]])  # both spectra sum to 4: 400 + 100 counts
+    mixed = spectra_errors(np.eye(3), W, Hm, np.array([400.0, 500.0]))
+    alone = spectra_errors(np.eye(3), W, np.array([[1.0, 0.0], [0.0, 1.0]]),
+                           np.array([400.0, 100.0]))  # fmt: skip
+    assert np.all(mixed[1:, 1] > 1.2 * alone[1:, 1])
+    # two overlapping lines: each alone is known worse than the sum
+    G = np.array([[1.0, 0.9], [0.0, 0.1], [0.1, 0.0]])
+    w = np.array([[1.0], [1.0]])
+    one = np.ones((1, 1))
+    e2 = spectra_errors(G, w, one, np.array([1000.0]))
+    e_sep = spectra_errors(np.eye(2), w, one, np.array([1000.0]))
+    assert np.all(e2[:, 0] > 2 * e_sep[:, 0])
