@@ -343,12 +343,17 @@ def spectra_errors(G: np.ndarray, W: np.ndarray, Hb: np.ndarray, counts: np.ndar
     Hb = np.asarray(Hb, dtype=np.float64)
     counts = np.asarray(counts, dtype=np.float64)
     v = np.zeros((k, D.shape[0]))
+    # float32 products (errors need no more; half the memory traffic of these thin products),
+    # on the shares of each block's model scaled to its largest (so float32 cannot underflow)
+    Dt = (D / max(float(D.max()), 1e-300)).T.astype(np.float32)
     for s in range(0, Hb.shape[0], chunk):
-        M = Hb[s:s + chunk] @ D.T  # blocks × channels
-        alpha = counts[s:s + chunk] / np.maximum(M.sum(axis=1), 1e-300)
-        inv = np.where(M > 0, 1.0 / np.where(M > 0, M, 1.0), 0.0)
+        h = Hb[s:s + chunk] / np.maximum(Hb[s:s + chunk].max(axis=1, keepdims=True), 1e-300)
+        M = h.astype(np.float32) @ Dt  # blocks × channels, ∝ the blocks' models
+        alpha = counts[s:s + chunk] / np.maximum(M.sum(axis=1, dtype=np.float64), 1e-300)
+        np.divide(np.float32(1.0), M, out=M, where=M > 0)  # 1 / M where M > 0, else 0
         # (α h_bj)² / (α M_bc) = α h_bj² / M_bc
-        v += ((alpha[:, None] * Hb[s:s + chunk] ** 2).T) @ inv
+        v += ((alpha[:, None] * h**2).T).astype(np.float32) @ M
+    v /= max(float(D.max()), 1e-300) ** 2  # back to the units of D (v ∝ 1 / D²)
     err = np.zeros((m, k))
     for j in range(k):
         Gj = G if G.ndim == 2 else G[j]
