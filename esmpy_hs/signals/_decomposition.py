@@ -447,8 +447,29 @@ def _check(signal, estimator, loadings, model, X, summed, channels, names, print
         dom = np.argmax(H, axis=1)
         phase_model = np.stack([H[dom == j].sum(axis=0) @ S for j in range(H.shape[1])])
         phase = {"phase_data": phase_data, "phase_model": phase_model,
-                 "phase_names": list(names), "phase_pixels": pixels}  # fmt: skip
+                 "phase_names": list(names), "phase_pixels": pixels,
+                 "pure": _pure_pixels(X, H, S)}  # fmt: skip
     return run_check(model, data_sum, H.sum(axis=0) @ S, print_info, beyond=full[c1:], **phase)
+
+
+def _pure_pixels(X, H: np.ndarray, S: np.ndarray) -> tuple:
+    """The data summed over the pixels where each phase holds ≥ ``PURE_LEVEL`` of the
+    abundance (k, channels), their number, and each phase's part of the model there
+    (k, k, channels): for the test of the listed elements' presence per phase (a particle that
+    is never pure has few such pixels and is not tested on its own; the matrix's dominant
+    pixels would hold the particles seen through it)."""
+    from esmpy_hs.physics.composition import PURE_LEVEL
+    from esmpy_hs.signals._identify import summed_by_phase
+
+    k = H.shape[1]
+    total = H.sum(axis=1, keepdims=True)
+    share = H / (total + (total <= 0))
+    label = np.where(share.max(axis=1) >= PURE_LEVEL, np.argmax(share, axis=1), k)
+    onehot = np.zeros((H.shape[0], k + 1))
+    onehot[np.arange(H.shape[0]), label] = 1.0
+    data, pixels = summed_by_phase(X, onehot)
+    parts = np.stack([H[label == j].sum(axis=0) for j in range(k)])[:, :, None] * S
+    return data[:k], pixels[:k], parts
 
 
 def largest_share(loadings) -> np.ndarray:
