@@ -367,6 +367,9 @@ def _composition_text(q, k: int, max_elements: int, stray: Sequence[str]) -> str
         lines.append(f"< 0.05: {', '.join(small)}")
     if stray:
         lines.append(f"stray: {', '.join(stray)}")
+    missing = getattr(q, "not_detected", {}).get(name)
+    if missing:
+        lines.append(f"not detected: {', '.join(missing)}")
     if name in q.never_pure:
         lines.append(f"never pure (≤ {100 * q.never_pure[name]:.0f} % of a pixel):")
         lines.append("set by the priors")

@@ -95,10 +95,11 @@ def listed_presence(
         Family-wise probability of calling an absent element's lines needed, Bonferroni over
         the tested elements.
     others
-        (n, f) spectra that are part of the model with a free scale ≥ 0 each (counts per
-        channel): for the pixels where one phase dominates, the other phases' fitted spectra
-        there, so that the counts of an element that another phase holds (a particle seen
-        through the matrix) are not read as this phase's.
+        (n, f) spectra that are a fixed part of the model (counts per channel, summed): for the
+        pixels where one phase is (almost) pure, the other phases' fitted parts there, so that
+        the counts of an element another phase holds are not read as this phase's. Fixed, not
+        scaled: with a free scale, a phase sharing this one's major lines (Mg, O) was scaled
+        up to take this phase's own Fe (reference sample, 18 counts/px).
 
     Returns
     -------
@@ -128,11 +129,6 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
     present_cols = [e for e in [*listed, *stray] if e in cols.elements]
     shape, tail = _nuisance(ax, cols.continuum, y)
     blocks = [(cols.continuum, False, None), (shape, True, None), (tail, False, None)]
-    if others is not None:
-        oth = np.asarray(others, dtype=np.float64).reshape(y.size, -1)
-        oth = oth[:, oth.sum(axis=0) > 0]
-        if oth.shape[1]:
-            blocks.append((oth, False, None))
     index = {e: i for i, e in enumerate(cols.elements)}
     for e in present_cols:
         tied = cols.tied[:, index[e]][:, None]
@@ -151,7 +147,8 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
     owner = np.array([b[2] or "" for b in blocks for _ in range(b[0].shape[1])], dtype=object)
     own_line = np.concatenate([np.full(b[0].shape[1], b[2] is not None and not b[1])
                                for b in blocks])  # fmt: skip
-    zero = np.zeros_like(y)
+    zero = np.zeros_like(y) if others is None else \
+        np.asarray(others, dtype=np.float64).reshape(y.size, -1).sum(axis=1)  # fmt: skip
     a, mu = _fit(A, signed, y, zero)
     d_full = _deviance_terms(y, mu)
     dev_full = float(d_full.sum())

@@ -441,7 +441,7 @@ def _check(signal, estimator, loadings, model, X, summed, channels, names, print
     S = np.asarray(estimator.components_, dtype=np.float64)  # (k, channels)
     full = summed_spectrum(signal) if summed is None else summed
     data_sum = full[c0:c1]
-    phase = {}
+    phase = {"phase_names": list(names)}  # a map's not-detected elements: for every phase
     if not hasattr(X, "compute") and H.shape[0] > 1:  # in memory: the pixels of each phase too
         phase_data, pixels = summed_by_phase(X, H)
         dom = np.argmax(H, axis=1)

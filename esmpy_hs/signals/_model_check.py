@@ -162,9 +162,9 @@ def listed_elements(model, data_sum: np.ndarray, phase_names=(), phase_data=None
     (:func:`esmpy_hs.physics.presence.listed_presence`): on the map's summed spectrum, and on
     the summed spectrum of the pixels where a phase holds ≥ ``PURE_LEVEL`` of the abundance
     (``phase_data``, ``phase_pixels``; tested with at least ``MIN_PIXELS`` of them) with the
-    other phases' fitted parts there (``phase_parts``, (k, k, channels)) as columns of free
-    scale. Not the pixels where a phase merely dominates: those of a matrix hold the
-    particles seen through it (particles_N500_w1: N read in the matrix, T = 20).
+    other phases' fitted parts there (``phase_parts``, (k, k, channels)) as a fixed part.
+    Not the pixels where a phase merely dominates: those of a matrix hold the particles seen
+    through it (particles_N500_w1: N read in the matrix, T = 20).
 
     Returns
     -------
