@@ -16,6 +16,13 @@ the test are reported:
   ``esmpy_hs.physics.identification.STRAY_SOURCES``), or a weaker specimen element: a printed
   note (``print_info``) and the record only.
 
+The other way round, each LISTED element is tested for presence
+(:func:`listed_elements`, :mod:`esmpy_hs.physics.presence`): a drop-one likelihood-ratio test
+with every listed element's whole line set tied at the tabulated ratios and the continuum's
+shape nuisance columns, on the map's summed spectrum and on each phase's (almost) pure pixels.
+An element the data do not need is marked in the phase tables (``Quantification.not_detected``:
+shown as "—", the phase renormalised without it) and in ``plot_phases``.
+
 The result is stored in ``metadata.SmartNMF.model_check`` and drawn by
 :meth:`EDSespm.plot_residuals`. An interrupted fit is not checked (``model_check`` is None). The
 check's cost does not grow with the map (one test of the map's summed spectrum and one per

@@ -106,3 +106,19 @@ def test_other_simulator_matrix_nitrogen_is_flagged():
     for el in ("Rb", "V", "W"):
         assert el not in q.not_detected.get(matrix, {})
     assert q.atomic_percent[matrix]["Rb"] > 80.0
+
+
+def test_summed_by_labels_one_pass_equals_separate_sums():
+    import scipy.sparse as sp
+
+    from esmpy_hs.signals._identify import summed_by_labels
+
+    rng = np.random.default_rng(3)
+    X = rng.poisson(0.3, size=(3000, 40)).astype(np.float32)
+    a, b = rng.integers(0, 3, 3000), rng.integers(0, 4, 3000)
+    for data in (X, sp.csr_array(X)):
+        (sa, sb), (na, nb) = summed_by_labels(data, [a, b], [3, 4])
+        for lab, sums, n, m in ((a, sa, na, 3), (b, sb, nb, 4)):
+            assert n.tolist() == [int((lab == j).sum()) for j in range(m)]
+            want = np.stack([X[lab == j].sum(axis=0) for j in range(m)])
+            assert np.allclose(sums, want)
