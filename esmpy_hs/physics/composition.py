@@ -272,8 +272,9 @@ def never_pure_note(name: str, share: float) -> str:
 
 
 def not_detected_note(name: str, elements: dict[str, float]) -> str:
-    """The table's line for the listed elements whose lines a phase's data do not need."""
-    which = ", ".join(f"{el} (T = {t:.3g})" for el, t in elements.items())
+    """The table's line for the listed elements whose lines a phase's data do not need (``T``
+    the test's statistic or its one-step upper bound, :mod:`esmpy_hs.physics.presence`)."""
+    which = ", ".join(f"{el} (T ≤ {t:.3g})" for el, t in elements.items())
     return (f"{name}: {which} not detected — the data do not need these lines (model check); "
             "not shown, the other elements renormalised without them")
 

@@ -63,8 +63,8 @@ from esmpy_hs.physics.identification import (
 
 __all__ = ["listed_presence"]
 
-#: a drop-one statistic from one least-squares step (an upper bound) below this many times the
-#: threshold is refined by the full refit
+#: a drop-one statistic from one least-squares step (an upper bound) between the threshold and
+#: this many times it is refined by the full refit
 _REFINE = 3.0
 
 
@@ -111,8 +111,8 @@ def listed_presence(
     dict
         ``statistic`` ({element: T}), ``counts`` ({element: counts its lines explain in the full
         fit}), ``not_detected`` (elements with T ≤ threshold, in the listed order),
-        ``upper_bound`` (elements whose T, far above the threshold, is the one-step upper
-        bound rather than the full refit's),
+        ``upper_bound`` (elements whose T is the one-step upper bound rather than the full
+        refit's: T ≤ threshold, or T > ``_REFINE`` × threshold),
         ``threshold``, ``alpha``, ``dispersion`` (deviance per degree of freedom of the full
         fit), ``seconds``. Elements without a line on the axis are left out.
     """
@@ -168,9 +168,9 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
     phi = _dispersion(d_full, cols.tied[:, sel], near[:, sel], ring[:, sel], p) if sel else []
     # each element dropped: first one weighted least-squares step from the full fit (its normal
     # equations, restricted to the kept columns: no pass over the channels per element); the
-    # deviance there is at least the reduced model's minimum, so its T is an upper bound. It
-    # is refined by the full refit (warm start) when it is below ``_REFINE`` × the threshold:
-    # every element flagged, or near the threshold, gets its exact T
+    # deviance there is at least the reduced model's minimum, so its T is an upper bound. A
+    # bound at or below the threshold flags the element as surely as the exact T; a bound far
+    # above it (> ``_REFINE`` × the threshold) is kept; in between, the full refit decides
     norm = np.sqrt((A**2).sum(axis=0))
     norm[norm <= 0] = 1.0
     An = A / norm
@@ -191,8 +191,8 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
             t_e = max(float(_deviance_terms(y, mu_e).sum()) - dev_full, 0.0) / float(phi[i])
         except np.linalg.LinAlgError:  # pragma: no cover - the ridge keeps it definite
             t_e = 0.0
-        if t_e <= _REFINE * threshold:
-            _, mu_e = _fit(A[:, keep], signed[keep], y, zero, a[keep])
+        if threshold < t_e <= _REFINE * threshold:  # the bound cannot decide: refit
+            _, mu_e = _fit(A[:, keep], signed[keep], y, zero, x / norm[keep])
             t_e = max(float(_deviance_terms(y, mu_e).sum()) - dev_full, 0.0) / float(phi[i])
         else:
             approximate.append(e)
