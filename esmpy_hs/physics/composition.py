@@ -117,9 +117,10 @@ class Quantification:
     not_detected : dict
         ``{phase name: {element: T}}``: listed elements whose lines the data do not need in
         that phase (the model check's drop-one test, :mod:`esmpy_hs.physics.presence`; ``T``
-        its statistic, at or below the threshold). Their fractions and errors are NaN, the
-        phase's other elements are renormalised without them (see :func:`mark_not_detected`),
-        and the tables print "—" and a footer line.
+        its statistic, at or below the threshold). Their fractions and errors are 0 in the
+        arrays, the phase's other elements are renormalised without them (see
+        :func:`mark_not_detected`), and the tables and the CSV print "—" (empty) and a footer
+        line.
     errors : str
         What the 1-σ errors contain (``"counting"``; ``quantify_phases(uncertainty=...)``
         also adds the spread over count splits and a systematic part); ``print(q)`` says it.
@@ -199,7 +200,8 @@ class Quantification:
                 writer.writerow(
                     [name, el]
                     + [
-                        "" if name in self.undetermined else f"{100 * a[i, k]:.4f}"
+                        "" if name in self.undetermined or el in self.not_detected.get(name, ())
+                        else f"{100 * a[i, k]:.4f}"
                         for a in (
                             self.atomic_fractions,
                             self.atomic_errors,
@@ -283,8 +285,9 @@ def mark_not_detected(q: Quantification, not_detected: dict[str, dict[str, float
                       ) -> Quantification:  # fmt: skip
     """Record in ``q.not_detected`` the listed elements whose lines a phase's data do not need
     (``{phase name: {element: T}}``, the model check's ``listed["not_detected"]``), set their
-    fractions and errors to NaN and renormalise the phase's other fractions without them (in
-    place; returns ``q``).
+    fractions and errors to 0 and renormalise the phase's other fractions without them (in
+    place; returns ``q``). The tables, the CSV and ``plot_phases`` show "—" for them (the 0 in
+    the arrays keeps each phase's fractions summing to 1; ``q.not_detected`` says which).
 
     Why renormalise rather than print the value with a flag: an element whose lines the data
     do not need has an amount that is not a measurement but whatever the fit put into its
@@ -303,9 +306,9 @@ def mark_not_detected(q: Quantification, not_detected: dict[str, dict[str, float
         rows = [index[el] for el in found]
         for frac, err in ((q.atomic_fractions, q.atomic_errors),
                           (q.weight_fractions, q.weight_errors)):  # fmt: skip
-            rest = 1.0 - float(np.nansum(frac[rows, k]))
-            frac[rows, k] = np.nan
-            err[rows, k] = np.nan
+            rest = 1.0 - float(frac[rows, k].sum())
+            frac[rows, k] = 0.0
+            err[rows, k] = 0.0
             if rest > 0:
                 frac[:, k] /= rest
                 err[:, k] /= rest

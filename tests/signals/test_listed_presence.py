@@ -43,8 +43,10 @@ def test_absent_listed_element_is_flagged_and_majors_are_not():
         if name in q.undetermined:
             continue
         at = q.atomic_percent[name]
-        assert np.isnan(at["Zr"])
-        assert sum(v for v in at.values() if np.isfinite(v)) == pytest.approx(100.0, abs=1e-6)
+        assert at["Zr"] == 0.0
+        assert sum(at.values()) == pytest.approx(100.0, abs=1e-6)
+    csv_rows = [r.split(",") for r in q.to_csv().splitlines()[1:]]
+    assert all(r[2] == "" for r in csv_rows if r[1] == "Zr")
 
 
 def test_record_round_trip_and_older_records():
@@ -71,7 +73,7 @@ def test_mark_not_detected_renormalises_and_prints_a_footer():
                        np.ones_like(at), phase_names=["matrix", "particle"])  # fmt: skip
     mark_not_detected(q, {"matrix": {"N": 3.2}, "other": {"V": 1.0}})
     assert q.not_detected == {"matrix": {"N": 3.2}}
-    assert np.isnan(q.atomic_fractions[0, 0])
+    assert q.atomic_fractions[0, 0] == 0.0
     assert q.atomic_fractions[1:, 0] == pytest.approx([0.6, 0.4])
     assert q.atomic_fractions[:, 1] == pytest.approx([0.2, 0.5, 0.3])  # untouched
     text = q.table()
@@ -80,7 +82,7 @@ def test_mark_not_detected_renormalises_and_prints_a_footer():
     from esmpy_hs.plotting import _composition_text
 
     panel = _composition_text(q, 0, 8, [])
-    assert "not detected: N" in panel and "Rb " in panel
+    assert "not detected: N" in panel and "Rb " in panel and "< 0.05" not in panel
     assert "not detected" not in _composition_text(q, 1, 8, [])
 
 
