@@ -189,10 +189,11 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
             x = _gram_nnls(M[np.ix_(keep, keep)], rhs[keep], signed[keep])
             mu_e = np.maximum(zero + An[:, keep] @ x, floor)
             t_e = max(float(_deviance_terms(y, mu_e).sum()) - dev_full, 0.0) / float(phi[i])
+            start = x / norm[keep]
         except np.linalg.LinAlgError:  # pragma: no cover - the ridge keeps it definite
-            t_e = 0.0
+            t_e, start = 2.0 * threshold, a[keep]  # no bound: the refit decides
         if threshold < t_e <= _REFINE * threshold:  # the bound cannot decide: refit
-            _, mu_e = _fit(A[:, keep], signed[keep], y, zero, x / norm[keep])
+            _, mu_e = _fit(A[:, keep], signed[keep], y, zero, start)
             t_e = max(float(_deviance_terms(y, mu_e).sum()) - dev_full, 0.0) / float(phi[i])
         else:
             approximate.append(e)
