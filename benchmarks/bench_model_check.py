@@ -34,6 +34,10 @@ def fit(s, label: str, **kw) -> None:
           f"{100 * check['seconds'] / fit_s:.1f} %; warned {check['warned']} "
           f"({len(warned)} warning); findings "
           f"{sorted({f['element'] for f in check['findings']})}", flush=True)  # fmt: skip
+    listed = check.get("listed")
+    if listed:
+        print(f"  of which the listed elements' presence test {listed['seconds']:.3f} s; not "
+              f"detected {listed['not_detected']}", flush=True)  # fmt: skip
 
 
 def main(which: list[str]) -> None:

@@ -354,6 +354,8 @@ def _composition_text(q, k: int, max_elements: int, stray: Sequence[str]) -> str
     if name in q.undetermined:
         return "composition:\nnot determined\n" + "\n".join(textwrap.wrap(q.undetermined[name], 28))
     at, err = q.atomic_percent[name], q.atomic_percent_error[name]
+    missing = getattr(q, "not_detected", {}).get(name)
+    at = {el: v for el, v in at.items() if not missing or el not in missing}
     order = sorted(at, key=lambda e: -at[e])
     shown = [el for el in order if at[el] >= 0.05][:max_elements]
     lines = ["at.%  (± 1σ)"]
@@ -367,6 +369,8 @@ def _composition_text(q, k: int, max_elements: int, stray: Sequence[str]) -> str
         lines.append(f"< 0.05: {', '.join(small)}")
     if stray:
         lines.append(f"stray: {', '.join(stray)}")
+    if missing:
+        lines.append(f"not detected: {', '.join(missing)}")
     if name in q.never_pure:
         lines.append(f"never pure (≤ {100 * q.never_pure[name]:.0f} % of a pixel):")
         lines.append("set by the priors")

@@ -268,6 +268,10 @@ def test_decompose_lazy(small_map, tmp_path):
     for a, b in zip(lazy_rows[1:], eager_rows[1:], strict=True):
         va, vb = a.split(","), b.split(",")
         assert va[:2] == vb[:2]
+        if "" in va[2:6] or "" in vb[2:6]:
+            # a listed element not detected: the lazy map is tested on its summed spectrum
+            # only, the eager one also on each phase's pure pixels
+            continue
         np.testing.assert_allclose([float(x) for x in va[2:]], [float(x) for x in vb[2:]],
                                    rtol=1e-6, atol=1e-3)  # fmt: skip
 

@@ -24,6 +24,7 @@ __all__ = [
     "PURE_LEVEL",
     "Quantification",
     "mark_never_pure",
+    "mark_not_detected",
     "mark_undetermined",
     "never_pure_note",
     "normalise_composition",
@@ -113,6 +114,13 @@ class Quantification:
         of a pixel's abundance the phase reaches in the fit (below :data:`PURE_LEVEL`). Such a
         composition is inferred from mixed pixels, and the priors choose it along directions
         the counts cannot see (docs/choosing.rst, "Phases never seen pure"); the tables say so.
+    not_detected : dict
+        ``{phase name: {element: T}}``: listed elements whose lines the data do not need in
+        that phase (the model check's drop-one test, :mod:`esmpy_hs.physics.presence`; ``T``
+        its statistic, at or below the threshold). Their fractions and errors are 0 in the
+        arrays, the phase's other elements are renormalised without them (see
+        :func:`mark_not_detected`), and the tables and the CSV print "—" (empty) and a footer
+        line.
     errors : str
         What the 1-σ errors contain (``"counting"``; ``quantify_phases(uncertainty=...)``
         also adds the spread over count splits and a systematic part); ``print(q)`` says it.
@@ -136,6 +144,7 @@ class Quantification:
     phase_names: list[str] | None = None
     undetermined: dict[str, str] = field(default_factory=dict)
     never_pure: dict[str, float] = field(default_factory=dict)
+    not_detected: dict[str, dict[str, float]] = field(default_factory=dict)
     errors: str = "counting"
     error_parts: dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]] = field(
         default_factory=dict
@@ -191,7 +200,8 @@ class Quantification:
                 writer.writerow(
                     [name, el]
                     + [
-                        "" if name in self.undetermined else f"{100 * a[i, k]:.4f}"
+                        "" if name in self.undetermined or el in self.not_detected.get(name, ())
+                        else f"{100 * a[i, k]:.4f}"
                         for a in (
                             self.atomic_fractions,
                             self.atomic_errors,
@@ -236,7 +246,7 @@ class Quantification:
         rows = [head]
         for i, el in enumerate(self.elements):
             cells = "".join(
-                ("—" if name in self.undetermined
+                ("—" if name in self.undetermined or el in self.not_detected.get(name, ())
                  else f"{100 * frac[i, k]:.2f} ± {100 * err[i, k]:.2f}").rjust(width)
                 for k, name in enumerate(self.phase_names)
             )  # fmt: skip
@@ -244,6 +254,8 @@ class Quantification:
         rows += [f"{name}: not determined — {why}" for name, why in self.undetermined.items()]
         rows += [never_pure_note(name, share) for name, share in self.never_pure.items()
                  if name not in self.undetermined]  # fmt: skip
+        rows += [not_detected_note(name, found) for name, found in self.not_detected.items()
+                 if found and name not in self.undetermined]  # fmt: skip
         return "\n".join(rows)
 
     def __str__(self) -> str:
@@ -259,6 +271,48 @@ def never_pure_note(name: str, share: float) -> str:
     return (f"{name}: never pure in a pixel (at most {100 * share:.0f} % of one): its "
             "composition is inferred from mixtures and set by the priors where the counts "
             "cannot tell (docs/choosing.rst, 'Phases never seen pure')")  # fmt: skip
+
+
+def not_detected_note(name: str, elements: dict[str, float]) -> str:
+    """The table's line for the listed elements whose lines a phase's data do not need (``T``
+    the test's statistic or its one-step upper bound, :mod:`esmpy_hs.physics.presence`)."""
+    which = ", ".join(f"{el} (T ≤ {t:.3g})" for el, t in elements.items())
+    return (f"{name}: {which} not detected — the data do not need these lines (model check); "
+            "not shown, the other elements renormalised without them")
+
+
+def mark_not_detected(q: Quantification, not_detected: dict[str, dict[str, float]]
+                      ) -> Quantification:  # fmt: skip
+    """Record in ``q.not_detected`` the listed elements whose lines a phase's data do not need
+    (``{phase name: {element: T}}``, the model check's ``listed["not_detected"]``), set their
+    fractions and errors to 0 and renormalise the phase's other fractions without them (in
+    place; returns ``q``). The tables, the CSV and ``plot_phases`` show "—" for them (the 0 in
+    the arrays keeps each phase's fractions summing to 1; ``q.not_detected`` says which).
+
+    Why renormalise rather than print the value with a flag: an element whose lines the data
+    do not need has an amount that is not a measurement but whatever the fit put into its
+    column (a broad excess of low-energy counts read as N, tens of at.% for a light element's
+    small fluorescence yield), and the other elements' fractions are shares of a total that
+    includes it. Without it, they are the shares of what the data show. The errors of the others
+    are scaled by the same factor (the counting error of the removed amount is left out).
+    Phases not determined are left as they are.
+    """
+    index = {el: i for i, el in enumerate(q.elements)}
+    for k, name in enumerate(q.phase_names):
+        found = {el: float(t) for el, t in not_detected.get(name, {}).items() if el in index}
+        if not found or name in q.undetermined:
+            continue
+        q.not_detected[name] = found
+        rows = [index[el] for el in found]
+        for frac, err in ((q.atomic_fractions, q.atomic_errors),
+                          (q.weight_fractions, q.weight_errors)):  # fmt: skip
+            rest = 1.0 - float(frac[rows, k].sum())
+            frac[rows, k] = 0.0
+            err[rows, k] = 0.0
+            if rest > 0:
+                frac[:, k] /= rest
+                err[:, k] /= rest
+    return q
 
 
 def mark_never_pure(q: Quantification, largest_share: ArrayLike,

@@ -554,22 +554,27 @@ def _mixed_nnls(A: NDArray, y: NDArray, w: NDArray, signed: NDArray,
     problem (of the size of the non-negative columns; a free column as a positive and a
     negative copy would make it larger and slower).
     """
-    order = np.concatenate([np.nonzero(signed)[0], np.nonzero(~signed)[0]])
-    nf = int(signed.sum())
-    Ao = A[:, order]
-    Aw = Ao * w[:, None]
-    M = Ao.T @ Aw
-    b = y @ Aw
-    scale = np.sqrt(np.maximum(np.diag(M), 1e-300))
-    Ms = M / np.outer(scale, scale) + ridge * np.eye(M.shape[0])
+    Aw = A * w[:, None]
     try:
-        R = np.linalg.cholesky(Ms).T  # Ms = Rᵀ R, R upper triangular
-    except np.linalg.LinAlgError:  # pragma: no cover - the ridge keeps Ms positive definite
+        return _gram_nnls(A.T @ Aw, y @ Aw, signed, ridge)
+    except np.linalg.LinAlgError:  # pragma: no cover - the ridge keeps it positive definite
         Ax = np.concatenate([A, -A[:, signed]], axis=1)
         a = _weighted_nnls(Ax, y, w, ridge=ridge)
         out = a[: A.shape[1]].copy()
         out[signed] -= a[A.shape[1]:]
         return out
+
+
+def _gram_nnls(M: NDArray, b: NDArray, signed: NDArray, ridge: float = 1e-10) -> NDArray:
+    """:func:`_mixed_nnls` from its normal equations: ``M = AᵀWA``, ``b = AᵀWy`` (raises
+    ``LinAlgError`` when the Cholesky factorisation fails)."""
+    order = np.concatenate([np.nonzero(signed)[0], np.nonzero(~signed)[0]])
+    nf = int(signed.sum())
+    M = M[np.ix_(order, order)]
+    b = b[order]
+    scale = np.sqrt(np.maximum(np.diag(M), 1e-300))
+    Ms = M / np.outer(scale, scale) + ridge * np.eye(M.shape[0])
+    R = np.linalg.cholesky(Ms).T  # Ms = Rᵀ R, R upper triangular
     from scipy.linalg import solve_triangular
     from scipy.optimize import nnls
 

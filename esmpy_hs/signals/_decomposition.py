@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import numbers
+import time
 import warnings
 from typing import Any
 
@@ -433,7 +434,7 @@ def _check(signal, estimator, loadings, model, X, summed, channels, names, print
     """The model check of the fit (:mod:`._model_check`): its record entry, or None."""
     from esmpy_hs._learning_results import as_numpy
     from esmpy_hs.signals._calibration import summed_spectrum
-    from esmpy_hs.signals._identify import summed_by_phase
+    from esmpy_hs.signals._identify import summed_by_labels
     from esmpy_hs.signals._model_check import run_check
 
     c0, c1 = channels
@@ -441,14 +442,40 @@ def _check(signal, estimator, loadings, model, X, summed, channels, names, print
     S = np.asarray(estimator.components_, dtype=np.float64)  # (k, channels)
     full = summed_spectrum(signal) if summed is None else summed
     data_sum = full[c0:c1]
-    phase = {}
+    phase = {"phase_names": list(names)}  # a map's not-detected elements: for every phase
+    t_pass = 0.0
     if not hasattr(X, "compute") and H.shape[0] > 1:  # in memory: the pixels of each phase too
-        phase_data, pixels = summed_by_phase(X, H)
+        t0 = time.perf_counter()
+        # one pass over the data: the pixels where each phase dominates, and those where it
+        # is (almost) pure (for the listed elements' presence test)
+        k = H.shape[1]
         dom = np.argmax(H, axis=1)
-        phase_model = np.stack([H[dom == j].sum(axis=0) @ S for j in range(H.shape[1])])
+        pure = _pure_labels(H)
+        (phase_data, pure_data), (pixels, pure_pixels) = summed_by_labels(
+            X, [dom, pure], [k, k + 1])
+        phase_model = np.stack([H[dom == j].sum(axis=0) @ S for j in range(k)])
+        parts = np.stack([H[pure == j].sum(axis=0) for j in range(k)])[:, :, None] * S
         phase = {"phase_data": phase_data, "phase_model": phase_model,
-                 "phase_names": list(names), "phase_pixels": pixels}  # fmt: skip
-    return run_check(model, data_sum, H.sum(axis=0) @ S, print_info, beyond=full[c1:], **phase)
+                 "phase_names": list(names), "phase_pixels": pixels,
+                 "pure": (pure_data[:k], pure_pixels[:k], parts)}  # fmt: skip
+        t_pass = time.perf_counter() - t0
+    check = run_check(model, data_sum, H.sum(axis=0) @ S, print_info, beyond=full[c1:], **phase)
+    if check is not None:  # the pass over the data is the check's too
+        check["seconds"] += t_pass
+    return check
+
+
+def _pure_labels(H: np.ndarray) -> np.ndarray:
+    """(pixels,) the phase that holds ≥ ``PURE_LEVEL`` of each pixel's abundance, or k where
+    none does: each phase's (almost) pure pixels, for the test of the listed elements'
+    presence per phase (a particle that is never pure has few and is not tested on its own;
+    the pixels where the matrix merely dominates hold the particles seen through it)."""
+    from esmpy_hs.physics.composition import PURE_LEVEL
+
+    k = H.shape[1]
+    total = H.sum(axis=1, keepdims=True)
+    share = H / (total + (total <= 0))
+    return np.where(share.max(axis=1) >= PURE_LEVEL, np.argmax(share, axis=1), k)
 
 
 def largest_share(loadings) -> np.ndarray:

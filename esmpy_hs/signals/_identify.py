@@ -108,22 +108,37 @@ def summed_by_phase(X, loadings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     ``X`` is pixels × fitted channels (in memory), ``loadings`` pixels × k.
     """
-    dom = np.argmax(loadings, axis=1)
     k = loadings.shape[1]
-    counts = np.bincount(dom, minlength=k)
+    (sums,), (counts,) = summed_by_labels(X, [np.argmax(loadings, axis=1)], [k])
+    return sums, counts
+
+
+def summed_by_labels(X, labels: Sequence[np.ndarray], sizes: Sequence[int]
+                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:  # fmt: skip
+    """Data summed over the pixels of each label, for several labellings in ONE pass over
+    ``X`` (pixels × channels, in memory, dense or sparse): per labelling ``labels[i]``
+    (pixels,) with values in ``0 … sizes[i] − 1``, the sums (sizes[i], channels) and the
+    number of pixels of each label."""
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    n = X.shape[0]
+    counts = [np.bincount(lab, minlength=m) for lab, m in zip(labels, sizes, strict=True)]
+    total = int(offsets[-1])
     if sp.issparse(X):
-        onehot = sp.csr_array((np.ones(dom.size), (dom, np.arange(dom.size))),
-                              shape=(k, dom.size))  # fmt: skip
+        rows = np.concatenate([lab + o for lab, o in zip(labels, offsets, strict=False)])
+        cols = np.tile(np.arange(n), len(labels))
+        onehot = sp.csr_array((np.ones(rows.size), (rows, cols)), shape=(total, n))
         sums = onehot @ X
-        return np.asarray(sums.toarray() if sp.issparse(sums) else sums, dtype=np.float64), counts
-    # one pass over row blocks of a few MB: a phase's rows gathered from the whole map would
-    # copy it once per phase (13.5 s of a 29 s check at 512² × 4096)
-    out = np.zeros((k, X.shape[1]))
-    rows = max(1, (1 << 21) // max(X.shape[1], 1))
-    for start in range(0, dom.size, rows):
-        block = np.asarray(X[start: start + rows], dtype=np.float64)
-        d = dom[start: start + rows]
-        onehot = np.zeros((k, d.size))
-        onehot[d, np.arange(d.size)] = 1.0
-        out += onehot @ block
-    return out, counts
+        out = np.asarray(sums.toarray() if sp.issparse(sums) else sums, dtype=np.float64)
+    else:
+        # one pass over row blocks of a few MB: a phase's rows gathered from the whole map
+        # would copy it once per phase (13.5 s of a 29 s check at 512² × 4096)
+        out = np.zeros((total, X.shape[1]))
+        step = max(1, (1 << 21) // max(X.shape[1], 1))
+        for start in range(0, n, step):
+            block = np.asarray(X[start: start + step], dtype=np.float64)
+            m = block.shape[0]
+            onehot = np.zeros((total, m))
+            for lab, o in zip(labels, offsets, strict=False):
+                onehot[lab[start: start + step] + o, np.arange(m)] = 1.0
+            out += onehot @ block
+    return [out[offsets[i]: offsets[i + 1]] for i in range(len(labels))], counts

@@ -16,6 +16,13 @@ the test are reported:
   ``esmpy_hs.physics.identification.STRAY_SOURCES``), or a weaker specimen element: a printed
   note (``print_info``) and the record only.
 
+The other way round, each LISTED element is tested for presence
+(:func:`listed_elements`, :mod:`esmpy_hs.physics.presence`): a drop-one likelihood-ratio test
+with every listed element's whole line set tied at the tabulated ratios and the continuum's
+shape nuisance columns, on the map's summed spectrum and on each phase's (almost) pure pixels.
+An element the data do not need is marked in the phase tables (``Quantification.not_detected``:
+shown as "—", the phase renormalised without it) and in ``plot_phases``.
+
 The result is stored in ``metadata.SmartNMF.model_check`` and drawn by
 :meth:`EDSespm.plot_residuals`. An interrupted fit is not checked (``model_check`` is None). The
 check's cost does not grow with the map (one test of the map's summed spectrum and one per
@@ -79,7 +86,7 @@ def _findings(result, where: str) -> list[dict]:
 
 def check_model(model, data_sum: np.ndarray, model_sum: np.ndarray, *, phase_data=None,
                 phase_model=None, phase_names=(), phase_pixels=None,
-                beyond: np.ndarray | None = None) -> dict:  # fmt: skip
+                beyond: np.ndarray | None = None, pure=None) -> dict:  # fmt: skip
     """Test the fitted model against the data; returns the record entry.
 
     Parameters
@@ -93,6 +100,11 @@ def check_model(model, data_sum: np.ndarray, model_sum: np.ndarray, *, phase_dat
     phase_names : sequence of str
     phase_pixels : sequence of int
         Pixels where each phase dominates.
+    pure : tuple, optional
+        ``(data, pixels, parts)``: the data summed over the pixels where each phase holds
+        ≥ ``PURE_LEVEL`` of the abundance (k, channels), their number (k,), and the fitted
+        model's part of each phase i there (k, k, channels); for the test of the listed
+        elements' presence per phase (:func:`listed_elements`).
     beyond : numpy.ndarray, optional
         The summed data in the channels above the fitted ones (counts): an element is not named
         for a peak when its lines there, which the fit did not see, lack the counts that peak
@@ -103,16 +115,19 @@ def check_model(model, data_sum: np.ndarray, model_sum: np.ndarray, *, phase_dat
     -------
     dict
         ``findings`` (list of dicts, one per element and place), ``warned`` (elements in the
-        warning), ``seconds``, ``data`` and ``model`` (the summed spectra, lists).
+        warning), ``listed`` (the test of the listed elements' presence,
+        :func:`listed_elements`), ``seconds``, ``data`` and ``model`` (the summed spectra,
+        lists).
     """
     with one_blas_thread():  # for all the tests, set once
         return _check_model(model, data_sum, model_sum, phase_data, phase_model, phase_names,
-                            phase_pixels, beyond)  # fmt: skip
+                            phase_pixels, beyond, pure)  # fmt: skip
 
 
 def _check_model(model, data_sum, model_sum, phase_data, phase_model, phase_names,
-                 phase_pixels, beyond) -> dict:  # fmt: skip
+                 phase_pixels, beyond, pure=None) -> dict:  # fmt: skip
     t0 = time.perf_counter()
+    listed = listed_elements(model, data_sum, phase_names, *(pure or ()))
     known = [*model.elements, *model.stray_elements]
     kw = {"detector": model.detector, "known": known, "beyond": beyond}
     findings = _findings(identify(data_sum, model.axis, model.beam_energy,
@@ -137,6 +152,7 @@ def _check_model(model, data_sum, model_sum, phase_data, phase_model, phase_name
     return {
         "findings": findings,
         "warned": warned,
+        "listed": listed,
         "min_share": MIN_SHARE,
         "min_unexplained": MIN_UNEXPLAINED,
         "seconds": time.perf_counter() - t0,
@@ -144,6 +160,57 @@ def _check_model(model, data_sum, model_sum, phase_data, phase_model, phase_name
         "model": [float(v) for v in model_sum],
         "offset": float(model.axis.offset),
         "scale": float(model.axis.scale),
+    }
+
+
+def listed_elements(model, data_sum: np.ndarray, phase_names=(), phase_data=None,
+                    phase_pixels=None, phase_parts=None) -> dict:  # fmt: skip
+    """Whether the data need each listed element's lines
+    (:func:`esmpy_hs.physics.presence.listed_presence`): on the map's summed spectrum, and on
+    the summed spectrum of the pixels where a phase holds ≥ ``PURE_LEVEL`` of the abundance
+    (``phase_data``, ``phase_pixels``; tested with at least ``MIN_PIXELS`` of them) with the
+    other phases' fitted parts there (``phase_parts``, (k, k, channels)) as a fixed part.
+    Not the pixels where a phase merely dominates: those of a matrix hold the particles seen
+    through it (particles_N500_w1: N read in the matrix, T = 20).
+
+    Returns
+    -------
+    dict
+        ``map`` ({element: T}), ``phases`` ({phase name: {element: T}}, the phases tested),
+        ``threshold``, ``not_detected`` ({phase name: {element: T}}: an element not detected on
+        the map is not detected in every phase; one not detected in a tested phase's pixels is
+        not detected in that phase), ``seconds``.
+    """
+    from esmpy_hs.physics.presence import listed_presence
+
+    t0 = time.perf_counter()
+    kw = {"stray_elements": model.stray_elements, "detector": model.detector}
+    whole = listed_presence(data_sum, model.axis, model.beam_energy, model.elements, **kw)
+    names = list(phase_names)
+    k = len(names) if phase_data is None else max(len(names), phase_data.shape[0])
+    names += [f"phase {j}" for j in range(len(names), k)]
+    phases: dict[str, dict[str, float]] = {}
+    not_detected: dict[str, dict[str, float]] = {n: {} for n in names}
+    for j in range(k if phase_data is not None else 0):
+        if phase_pixels is not None and phase_pixels[j] < MIN_PIXELS:
+            continue
+        others = None
+        if phase_parts is not None and phase_parts.shape[0] > 1:
+            others = np.delete(phase_parts[j], j, axis=0).T
+        r = listed_presence(phase_data[j], model.axis, model.beam_energy, model.elements,
+                            others=others, **kw)  # fmt: skip
+        phases[names[j]] = r["statistic"]
+        not_detected[names[j]].update({e: r["statistic"][e] for e in r["not_detected"]})
+    for e in whole["not_detected"]:
+        for n in names:
+            not_detected[n].setdefault(e, whole["statistic"][e])
+    return {
+        "map": whole["statistic"],
+        "phases": phases,
+        "threshold": whole["threshold"],
+        "alpha": whole["alpha"],
+        "not_detected": {n: v for n, v in not_detected.items() if v},
+        "seconds": time.perf_counter() - t0,
     }
 
 

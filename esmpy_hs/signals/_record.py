@@ -36,8 +36,11 @@ What is stored in ``metadata.SmartNMF``
     ``calibrate=False``. ``model`` already holds the calibrated axis and width law.
 ``model_check``
     JSON text of the check of the fit (:mod:`._model_check`): elements whose lines the model
-    leaves unexplained, with the summed data and model; ``null`` when the check did not run
-    (records written before it read as ``None``).
+    leaves unexplained, with the summed data and model, and ``listed``: the test of each
+    listed element's presence (:func:`._model_check.listed_elements`), whose ``not_detected``
+    elements the record's quantification marks; ``null`` when the check did not run
+    (records written before it read as ``None``; before the presence test, without
+    ``listed``: nothing marked).
 ``data_shape``
     The shape of ``signal.data`` that was fitted: a cropped or rebinned copy, or a later
     decomposition (``learning_results.decomposition_algorithm`` no longer ``"smart_nmf"``),
@@ -114,6 +117,11 @@ class FitRecord:
         q = mark_undetermined(q, self.H_sums)
         if self.largest_share is not None:
             q = mark_never_pure(q, self.largest_share)
+        listed = (self.model_check or {}).get("listed")  # records before it: no test
+        if listed and listed.get("not_detected"):
+            from esmpy_hs.physics.composition import mark_not_detected
+
+            q = mark_not_detected(q, listed["not_detected"])
         return q
 
 

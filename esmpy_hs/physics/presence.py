@@ -1,0 +1,210 @@
+"""Whether each LISTED element's lines are in a spectrum: a drop-one likelihood-ratio test.
+HyperSpy-free.
+
+The spectrum ``y`` (counts per channel; a map's summed spectrum, or the summed spectrum of the
+pixels where one phase dominates) is fitted by Poisson maximum likelihood with
+
+* the continuum columns of :func:`~esmpy_hs.physics.build_G` (amplitudes ≥ 0), the continuum
+  times a cubic B-spline basis with knots every 1 keV (signed) and three exponential tails from
+  the first channel (≥ 0) — the nuisance columns of :mod:`esmpy_hs.physics.identification`,
+  which let a broad excess at the lowest energies (a detector more efficient there than the
+  model's, the noise peak's tail) be read as continuum shape rather than as a light element's
+  line;
+* for each listed element (specimen and stray): ONE column with ALL its lines at their
+  tabulated ratios (σ·ε, no absorption), plus one with its highest family alone (K, else L)
+  so that absorption in the specimen may lower the low-energy families (as in the
+  identification's final tied fit); amplitudes ≥ 0;
+* for each family with ≥ 2000 counts under its peak, its first and second derivative along the
+  energy axis (signed): a peak a few eV off or a little too wide is no evidence for another
+  element.
+
+Each listed specimen element is then dropped (its two columns and its derivatives) and the
+spectrum refitted. The statistic is the identification's quasi-Poisson one,
+``T = (D(without e) − D(all)) / φ_e``, with ``φ_e`` the deviance per degree of freedom of the
+full fit away from the element's lines and in the ring around them (floored at 1), and the
+threshold that of :func:`~esmpy_hs.physics.identification.detection_threshold` with a
+Bonferroni bound over the listed specimen elements. An element with ``T`` at or below it is
+*not detected*: the spectrum does not need its lines.
+
+Whole line sets matter: with each element's lines in free groups (the identification's model),
+another element's weak line takes an absent element's peak, or a present element's (Yb Mα
+the counts of Al Kα; other elements' groups the counts of Mg Kα) and a present major would
+read as not needed. Tied at the tabulated ratios, a line is only explained by an element whose
+other lines agree.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from esmpy_hs.physics._elements import symbol
+from esmpy_hs.physics.detector import Detector
+from esmpy_hs.physics.energy_axis import EnergyAxis
+from esmpy_hs.physics.identification import (
+    _RESOLVED,
+    DEFAULT_ALPHA,
+    _columns,
+    _derivatives,
+    _deviance_terms,
+    _dispersion,
+    _fit,
+    _gram_nnls,
+    _high_family,
+    _neighbourhoods,
+    _nuisance,
+    detection_threshold,
+    one_blas_thread,
+)
+
+__all__ = ["listed_presence"]
+
+#: a drop-one statistic from one least-squares step (an upper bound) between the threshold and
+#: this many times it is refined by the full refit
+_REFINE = 3.0
+
+
+def listed_presence(
+    spectrum: ArrayLike,
+    axis: Any,
+    beam_energy: float,
+    elements: Sequence[str],
+    *,
+    stray_elements: Sequence[str] = (),
+    detector: Detector | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    others: ArrayLike | None = None,
+) -> dict[str, Any]:
+    """Drop-one likelihood-ratio test of each listed element's lines (module docstring).
+
+    Parameters
+    ----------
+    spectrum
+        Counts per channel (n,).
+    axis
+        Energy axis of ``spectrum`` (:class:`EnergyAxis` or ``(offset, scale, size)``, keV);
+        the calibrated one when there is one.
+    beam_energy
+        E0 (keV).
+    elements
+        The listed specimen elements (each is tested).
+    stray_elements
+        Listed elements that are not part of the specimen: in the model, not tested.
+    detector
+        Width law and efficiency (default ``Detector()``).
+    alpha
+        Family-wise probability of calling an absent element's lines needed, Bonferroni over
+        the tested elements.
+    others
+        (n, f) spectra that are a fixed part of the model (counts per channel, summed): for the
+        pixels where one phase is (almost) pure, the other phases' fitted parts there, so that
+        the counts of an element another phase holds are not read as this phase's. Fixed, not
+        scaled: with a free scale, a phase sharing this one's major lines (Mg, O) was scaled
+        up to take this phase's own Fe (reference sample, 18 counts/px).
+
+    Returns
+    -------
+    dict
+        ``statistic`` ({element: T}), ``counts`` ({element: counts its lines explain in the full
+        fit}), ``not_detected`` (elements with T ≤ threshold, in the listed order),
+        ``upper_bound`` (elements whose T is the one-step upper bound rather than the full
+        refit's: T ≤ threshold, or T > ``_REFINE`` × threshold),
+        ``threshold``, ``alpha``, ``dispersion`` (deviance per degree of freedom of the full
+        fit), ``seconds``. Elements without a line on the axis are left out.
+    """
+    with one_blas_thread():
+        return _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, alpha,
+                         others)  # fmt: skip
+
+
+def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, alpha,
+              others) -> dict:  # fmt: skip
+    t0 = time.perf_counter()
+    ax = EnergyAxis.from_any(axis)
+    y = np.asarray(spectrum, dtype=np.float64).reshape(-1)
+    if y.size != ax.size:
+        raise ValueError(f"spectrum has {y.size} channels, the axis {ax.size}")
+    det = Detector() if detector is None else detector
+    listed = list(dict.fromkeys(symbol(e) for e in elements))
+    stray = [e for e in dict.fromkeys(symbol(e) for e in stray_elements) if e not in listed]
+    cols = _columns(ax, float(beam_energy), [*listed, *stray], det)
+    tested = [e for e in listed if e in cols.elements]
+    present_cols = [e for e in [*listed, *stray] if e in cols.elements]
+    shape, tail = _nuisance(ax, cols.continuum, y)
+    blocks = [(cols.continuum, False, None), (shape, True, None), (tail, False, None)]
+    index = {e: i for i, e in enumerate(cols.elements)}
+    for e in present_cols:
+        tied = cols.tied[:, index[e]][:, None]
+        high = _high_family(cols, e)
+        own = tied if high is None else np.concatenate([tied, high[0][:, None]], axis=1)
+        blocks.append((own, False, e))
+        F = cols.family[e]
+        F = F[:, F.sum(axis=0) > 0]
+        under = (F / np.maximum(F.max(axis=0), 1e-300) >= 0.1).T.astype(np.float64) @ y
+        strong = F.sum(axis=0) >= 0.02 * F.sum()
+        D = _derivatives(F[:, strong & (under >= _RESOLVED)], ax.scale)
+        if D.shape[1]:
+            blocks.append((D, True, e))
+    A = np.concatenate([b[0] for b in blocks], axis=1)
+    signed = np.concatenate([np.full(b[0].shape[1], b[1]) for b in blocks])
+    owner = np.array([b[2] or "" for b in blocks for _ in range(b[0].shape[1])], dtype=object)
+    own_line = np.concatenate([np.full(b[0].shape[1], b[2] is not None and not b[1])
+                               for b in blocks])  # fmt: skip
+    zero = np.zeros_like(y) if others is None else \
+        np.asarray(others, dtype=np.float64).reshape(y.size, -1).sum(axis=1)  # fmt: skip
+    a, mu = _fit(A, signed, y, zero)
+    d_full = _deviance_terms(y, mu)
+    dev_full = float(d_full.sum())
+    p = A.shape[1]
+    threshold = detection_threshold(len(tested), alpha)
+    if "neighbourhoods" not in cols.memo:
+        cols.memo["neighbourhoods"] = _neighbourhoods(cols, ax, det)
+    near, ring = cols.memo["neighbourhoods"]
+    sel = [index[e] for e in tested]
+    phi = _dispersion(d_full, cols.tied[:, sel], near[:, sel], ring[:, sel], p) if sel else []
+    # each element dropped: first one weighted least-squares step from the full fit (its normal
+    # equations, restricted to the kept columns: no pass over the channels per element); the
+    # deviance there is at least the reduced model's minimum, so its T is an upper bound. A
+    # bound at or below the threshold flags the element as surely as the exact T; a bound far
+    # above it (> ``_REFINE`` × the threshold) is kept; in between, the full refit decides
+    norm = np.sqrt((A**2).sum(axis=0))
+    norm[norm <= 0] = 1.0
+    An = A / norm
+    Aw = An / mu[:, None]
+    M, rhs = An.T @ Aw, (y - zero) @ Aw
+    floor = 1e-3 * max(float(y.mean()), 1e-9)
+    statistic, counts, approximate = {}, {}, []
+    for i, e in enumerate(tested):
+        keep = owner != e
+        mine = (owner == e) & own_line
+        counts[e] = float((A[:, mine] @ a[mine]).sum())
+        if not counts[e] > 0:
+            statistic[e] = 0.0
+            continue
+        try:
+            x = _gram_nnls(M[np.ix_(keep, keep)], rhs[keep], signed[keep])
+            mu_e = np.maximum(zero + An[:, keep] @ x, floor)
+            t_e = max(float(_deviance_terms(y, mu_e).sum()) - dev_full, 0.0) / float(phi[i])
+            start = x / norm[keep]
+        except np.linalg.LinAlgError:  # pragma: no cover - the ridge keeps it definite
+            t_e, start = 2.0 * threshold, a[keep]  # no bound: the refit decides
+        if threshold < t_e <= _REFINE * threshold:  # the bound cannot decide: refit
+            _, mu_e = _fit(A[:, keep], signed[keep], y, zero, start)
+            t_e = max(float(_deviance_terms(y, mu_e).sum()) - dev_full, 0.0) / float(phi[i])
+        else:
+            approximate.append(e)
+        statistic[e] = t_e
+    return {
+        "statistic": statistic,
+        "counts": counts,
+        "not_detected": [e for e in tested if statistic[e] <= threshold],
+        "upper_bound": approximate,
+        "threshold": float(threshold),
+        "alpha": float(alpha),
+        "dispersion": dev_full / max(y.size - p, 1),
+        "seconds": time.perf_counter() - t0,
+    }
