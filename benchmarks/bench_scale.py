@@ -21,6 +21,9 @@ Not a test: ``python benchmarks/bench_scale.py CASE`` and read the figures. Case
     ``--max-iter`` below what the fit needs, the figures are the set-up time, the seconds per
     iteration and the iterations run; ``--before`` fits with the old settings too (slow).
 
+``--refine-blocks N`` (both cases) sets ``esmpy_hs.nmf._init.MAX_REFINE_BLOCKS``, the most binned
+blocks the start refines W on (a huge N: every block, the start before that bound).
+
 Printed per fit: wall time of ``decomposition`` (s; it includes the calibration before the
 fit and the model check after it), the fit itself (``fit``: set-up + iterations of the
 estimator), set-up time (compaction of the counts, start, warm-up), iterations (main loop + refit
