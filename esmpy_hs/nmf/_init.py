@@ -31,9 +31,9 @@
    blocks, e.g. 65 536 at 1024² and 290 counts per pixel) W is refined on a subset of the
    blocks that keeps every cluster of step 2 — all the blocks of a small one, an evenly spread
    share of a large one (:func:`refine_subset`) — and then all the blocks' abundances are
-   refitted with W held (:data:`H_REFIT_ITER` iterations): the refinement's cost no longer
-   grows with the map. The spectra estimate of ``spectra_from="blocks"`` always uses every
-   block.
+   refitted with W held (:data:`H_REFIT_ITER` iterations, the subset's blocks from their
+   refined abundances): the refinement's cost no longer grows with the map. The spectra
+   estimate of ``spectra_from="blocks"`` always uses every block.
 5. **Extrapolate** (physics G only): minor phases are moved away from the anchor up to the
    bound set by non-negative compositions (:func:`extrapolate_minor_phases`), since particles
    thinner than the specimen are only seen mixed with the matrix.
@@ -69,7 +69,7 @@ PARTNER_SHARE = 0.1
 #: most binned blocks the refinement of W works on (step 4; :func:`refine_subset`)
 MAX_REFINE_BLOCKS = 4096
 #: iterations refitting the blocks' abundances with W held after a grouped refinement
-H_REFIT_ITER = 10
+H_REFIT_ITER = 30
 
 
 def to_csr(data: CompactCounts) -> sp.csr_array:
@@ -429,9 +429,13 @@ def auto_init(
             # many blocks (a large map): W is refined on a subset of them that keeps every
             # cluster (all the blocks of a small one), then all the blocks' abundances are
             # refitted with W held (step 4 of the module docstring)
-            W, _ = _refine(sp.csr_array(Xb[chosen]), wts[chosen], Hb[chosen], per_block, W, G,
-                           k, scale=scale, simplex_H=simplex_H, wp=wp, mu=hmu, eps_reg=eps_reg,
-                           n_iter=n_refine, update_W=True)  # fmt: skip
+            W, Hc = _refine(sp.csr_array(Xb[chosen]), wts[chosen], Hb[chosen], per_block, W, G,
+                            k, scale=scale, simplex_H=simplex_H, wp=wp, mu=hmu, eps_reg=eps_reg,
+                            n_iter=n_refine, update_W=True)  # fmt: skip
+            # the refitted blocks start from their refined abundances (as fractions)
+            Hb = np.array(Hb, dtype=np.float64)
+            Hc = np.asarray(Hc, dtype=np.float64)
+            Hb[chosen] = Hc / np.maximum(Hc.sum(axis=1, keepdims=True), 1e-300)
             _, Hb = _refine(Xb, wts, Hb, per_block, W, G, k, scale=scale, simplex_H=simplex_H,
                             wp=wp, mu=hmu, eps_reg=eps_reg, n_iter=min(n_refine, H_REFIT_ITER),
                             update_W=False)  # fmt: skip
