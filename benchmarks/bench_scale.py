@@ -21,6 +21,9 @@ Not a test: ``python benchmarks/bench_scale.py CASE`` and read the figures. Case
     ``--max-iter`` below what the fit needs, the figures are the set-up time, the seconds per
     iteration and the iterations run; ``--before`` fits with the old settings too (slow).
 
+``--refine-blocks N`` (both cases) sets ``esmpy_hs.nmf._init.MAX_REFINE_BLOCKS``, the most binned
+blocks the start refines W on (a huge N: every block, the start before that bound).
+
 Printed per fit: wall time of ``decomposition`` (s; it includes the calibration before the
 fit and the model check after it), the fit itself (``fit``: set-up + iterations of the
 estimator), set-up time (compaction of the counts, start, warm-up), iterations (main loop + refit
@@ -213,9 +216,17 @@ def main(argv=None) -> None:
     ap.add_argument("--baselines", default="before,simultaneous",
                     help="memory512: the fits before the default, comma-separated")
     ap.add_argument("--dir", default="/tmp/esmpy_bench")
+    ap.add_argument("--refine-blocks", type=int, default=None,
+                    help="most blocks of the start's refinement "
+                         "(esmpy_hs.nmf._init.MAX_REFINE_BLOCKS; a huge value: the start "
+                         "before the grouping)")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore", message="Importing `")
     Path(args.dir).mkdir(parents=True, exist_ok=True)
+    if args.refine_blocks is not None:
+        import esmpy_hs.nmf._init as init_module
+
+        init_module.MAX_REFINE_BLOCKS = args.refine_blocks
     if args.case == "memory512":
         args.size = args.size or 512
         args.dose = 1.0 if args.dose is None else args.dose

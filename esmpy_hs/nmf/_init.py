@@ -27,6 +27,13 @@
    being explained as a mixture. When the full-resolution fit follows, the refinement stays
    unregularised (the prior there can merge a minor phase into the matrix before the
    full-resolution data are seen). docs/validation.rst gives the measurements.
+   On a large map whose full-resolution fit follows (more than :data:`MAX_REFINE_BLOCKS`
+   blocks, e.g. 65 536 at 1024² and 290 counts per pixel) W is refined on a subset of the
+   blocks that keeps every cluster of step 2 — all the blocks of a small one, an evenly spread
+   share of a large one (:func:`refine_subset`) — and then all the blocks' abundances are
+   refitted with W held (:data:`H_REFIT_ITER` iterations, the subset's blocks from their
+   refined abundances): the refinement's cost no longer grows with the map. The spectra
+   estimate of ``spectra_from="blocks"`` always uses every block.
 5. **Extrapolate** (physics G only): minor phases are moved away from the anchor up to the
    bound set by non-negative compositions (:func:`extrapolate_minor_phases`), since particles
    thinner than the specimen are only seen mixed with the matrix.
@@ -63,6 +70,10 @@ PARTNER_SHARE = 0.1
 #: than this many standard errors below zero (:func:`spectra_errors`): the counts do not show
 #: an element of the phase to be present when its estimate is within that of zero
 BOUND_Z = 2.0
+#: most binned blocks the refinement of W works on (step 4; :func:`refine_subset`)
+MAX_REFINE_BLOCKS = 4096
+#: iterations refitting the blocks' abundances with W held after a grouped refinement
+H_REFIT_ITER = 30
 
 
 def to_csr(data: CompactCounts) -> sp.csr_array:
@@ -467,28 +478,26 @@ def auto_init(
                                             extrapolation, movable=others.any(axis=0),
                                             reference=around)  # fmt: skip
     if refine:
-        bdata = as_compact(Xb)
-        bscale = bdata.total / (nb * k)
-        if bdata.total > 0:
-            fac = scale * per_block / bscale
-            Wb = W / fac if (simplex_H or not wp.simplex) else W.copy()
-            if not simplex_H:
-                Hb = Hb * (wts / max(wts.mean(), 1e-300))[:, None]
-            feasible_W(Wb, wp)
-            feasible_H(Hb, simplex_H, None, wp.eps)
-            hp = HParams(
-                1.0 / bscale, bdata.total / bscale,
-                np.zeros(k) if mu is None else np.asarray(mu, dtype=np.float64), eps_reg, 0.0,
-                *empty_adjacency(nb), simplex_H, None, wp.eps, 1e-13,
-            )  # fmt: skip
-            res = solve(bdata, G, Wb, Hb.astype(np.float64), hp, wp, max_iter=n_refine, tol=0.0,
-                        loss_every=n_refine)  # fmt: skip
-            if res.stop_reason == "interrupted":
-                # Ctrl-C during the start: no fit to keep yet, so the interrupt ends the fit
-                raise KeyboardInterrupt("interrupted during the start (binned refinement)")
-            W = res.W * fac if (simplex_H or not wp.simplex) else res.W
-            Hb = res.Ht
-            feasible_W(W, wp)
+        hmu = np.zeros(k) if mu is None else np.asarray(mu, dtype=np.float64)
+        chosen = refine_subset(labels, MAX_REFINE_BLOCKS) if mu is None else None
+        if chosen is not None:
+            # many blocks (a large map): W is refined on a subset of them that keeps every
+            # cluster (all the blocks of a small one), then all the blocks' abundances are
+            # refitted with W held (step 4 of the module docstring)
+            W, Hc = _refine(sp.csr_array(Xb[chosen]), wts[chosen], Hb[chosen], per_block, W, G,
+                            k, scale=scale, simplex_H=simplex_H, wp=wp, mu=hmu, eps_reg=eps_reg,
+                            n_iter=n_refine, update_W=True)  # fmt: skip
+            # the refitted blocks start from their refined abundances (as fractions)
+            Hb = np.array(Hb, dtype=np.float64)
+            Hc = np.asarray(Hc, dtype=np.float64)
+            Hb[chosen] = Hc / np.maximum(Hc.sum(axis=1, keepdims=True), 1e-300)
+            _, Hb = _refine(Xb, wts, Hb, per_block, W, G, k, scale=scale, simplex_H=simplex_H,
+                            wp=wp, mu=hmu, eps_reg=eps_reg, n_iter=min(n_refine, H_REFIT_ITER),
+                            update_W=False)  # fmt: skip
+        else:
+            W, Hb = _refine(Xb, wts, Hb, per_block, W, G, k, scale=scale, simplex_H=simplex_H,
+                            wp=wp, mu=hmu, eps_reg=eps_reg, n_iter=n_refine,
+                            update_W=True)  # fmt: skip
     if physics and extrapolation > 0:
         Hb = np.asarray(Hb, dtype=np.float64)
         # the counts of the blocks fix how well W is known: a poorly known element does not
@@ -503,6 +512,77 @@ def auto_init(
         model = Ht.astype(np.float64) @ D.sum(axis=0)
         Ht = Ht * (ratio / np.maximum(model, 1e-300))[:, None].astype(dtype)
     return W, Ht
+
+
+def refine_subset(labels: np.ndarray, max_blocks: int) -> np.ndarray | None:
+    """The blocks W is refined on when there are more than ``max_blocks`` (None otherwise).
+
+    Every cluster of ``labels`` (−1, unlabelled, counts as one) keeps ``min(size, q)`` of its
+    blocks, evenly spaced in block order, with the largest quota q that keeps the total within
+    ``max_blocks``: a small cluster (particles) keeps all its blocks, the matrix is thinned.
+    Deterministic; returns the chosen block indices, increasing.
+    """
+    n = labels.size
+    if n <= max_blocks:
+        return None
+    groups = [np.flatnonzero(labels == v) for v in np.unique(labels)]
+    sizes = np.array([g.size for g in groups])
+    q = 0
+    lo, hi = 0, int(sizes.max())
+    while lo <= hi:  # largest q with sum(min(size, q)) <= max_blocks
+        mid = (lo + hi) // 2
+        if np.minimum(sizes, mid).sum() <= max_blocks:
+            q, lo = mid, mid + 1
+        else:
+            hi = mid - 1
+    picks = []
+    for g in groups:
+        m = min(g.size, q)
+        if m > 0:
+            picks.append(g[np.floor((np.arange(m) + 0.5) * g.size / m).astype(np.int64)])
+    return np.sort(np.concatenate(picks))
+
+
+def _refine(
+    Xb: sp.csr_array, wts: np.ndarray, Hb: np.ndarray, per_block: float, W: np.ndarray,
+    G: np.ndarray | None, k: int, *, scale: float, simplex_H: bool, wp: WParams,
+    mu: np.ndarray, eps_reg: float, n_iter: int, update_W: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 4: ``n_iter`` iterations of the solver on binned blocks of ``per_block`` pixels.
+
+    ``W`` in the fit's internal units (``scale``), ``Hb`` (blocks × k) block abundances as
+    fractions; ``update_W=False`` holds W. Returns (W in the fit's units, Hb).
+
+    Raises
+    ------
+    KeyboardInterrupt
+        When the solver was interrupted.
+    """
+    nb = Xb.shape[0]
+    bdata = as_compact(Xb)
+    bscale = bdata.total / (nb * k)
+    if not bdata.total > 0:
+        return W, Hb
+    fac = scale * per_block / bscale
+    Wb = W / fac if (simplex_H or not wp.simplex) else W.copy()
+    if not simplex_H:
+        Hb = Hb * (wts / max(wts.mean(), 1e-300))[:, None]
+    feasible_W(Wb, wp)
+    feasible_H(Hb, simplex_H, None, wp.eps)
+    hp = HParams(
+        1.0 / bscale, bdata.total / bscale, mu, eps_reg, 0.0,
+        *empty_adjacency(nb), simplex_H, None, wp.eps, 1e-13,
+    )  # fmt: skip
+    res = solve(bdata, G, Wb, Hb.astype(np.float64), hp, wp, max_iter=n_iter, tol=0.0,
+                loss_every=n_iter, update_W_=update_W)  # fmt: skip
+    if res.stop_reason == "interrupted":
+        # Ctrl-C during the start: no fit to keep yet, so the interrupt ends the fit
+        raise KeyboardInterrupt("interrupted during the start (binned refinement)")
+    if not update_W:
+        return W, res.Ht
+    W = res.W * fac if (simplex_H or not wp.simplex) else res.W
+    feasible_W(W, wp)
+    return W, res.Ht
 
 
 def random_init(
