@@ -211,10 +211,7 @@ def as_compact(X, *, channels_first: bool = False, float_dtype=np.float64) -> Co
     nnz = int(np.count_nonzero(Xp))
     cdt = _count_dtype(Xp, float_dtype)
     if nnz > DENSE_THRESHOLD * n_pix * n_ch:
-        dense = np.empty((n_pix, n_ch), dtype=cdt)
-        for a in range(0, n_pix, _BLOCK):
-            dense[a : a + _BLOCK] = Xp[a : a + _BLOCK]
-        return _finish_dense(dense)
+        return _dense_copy(Xp, cdt)
     idt = np.uint16 if n_ch <= 65536 else np.int32
     indptr = np.zeros(n_pix + 1, dtype=np.int64)
     indices = np.empty(nnz, dtype=idt)
@@ -230,6 +227,15 @@ def as_compact(X, *, channels_first: bool = False, float_dtype=np.float64) -> Co
         counts[pos : pos + vals.size] = vals
         pos += vals.size
     return _finish(indptr, indices, counts, None, n_ch, n_pix)
+
+
+def _dense_copy(Xp: np.ndarray, cdt) -> CompactCounts:
+    """Dense counts of ``dtype`` ``cdt``, copied from the pixels × channels view block by block
+    (a conversion of the whole array at once would hold a second full copy)."""
+    dense = np.empty(Xp.shape, dtype=cdt)
+    for a in range(0, Xp.shape[0], _BLOCK):
+        dense[a : a + _BLOCK] = Xp[a : a + _BLOCK]
+    return _finish_dense(dense)
 
 
 def _compact_integers(Xp: np.ndarray, float_dtype) -> CompactCounts:
@@ -249,10 +255,7 @@ def _compact_integers(Xp: np.ndarray, float_dtype) -> CompactCounts:
     cdt = np.dtype(float_dtype) if big else np.dtype(np.uint16)
     nnz = int(nnz_row.sum())
     if nnz > DENSE_THRESHOLD * n_pix * n_ch:
-        dense = np.empty((n_pix, n_ch), dtype=cdt)
-        for a in range(0, n_pix, _BLOCK):
-            dense[a : a + _BLOCK] = Xp[a : a + _BLOCK]
-        return _finish_dense(dense)
+        return _dense_copy(Xp, cdt)
     idt = np.uint16 if n_ch <= 65536 else np.int32
     indptr = np.zeros(n_pix + 1, dtype=np.int64)
     np.cumsum(nnz_row, out=indptr[1:])
