@@ -434,14 +434,13 @@ def _check(signal, estimator, loadings, model, X, summed, channels, names, print
     """The model check of the fit (:mod:`._model_check`): its record entry, or None."""
     from esmpy_hs._learning_results import as_numpy
     from esmpy_hs.physics.identification import one_blas_thread
-    from esmpy_hs.signals._calibration import summed_spectrum
     from esmpy_hs.signals._identify import summed_by_labels
     from esmpy_hs.signals._model_check import run_check
 
     c0, c1 = channels
     H = as_numpy(loadings).astype(np.float64)
     S = np.asarray(estimator.components_, dtype=np.float64)  # (k, channels)
-    full = summed_spectrum(signal) if summed is None else summed
+    full = summed  # the map's summed spectrum, read once before the calibration
     data_sum = full[c0:c1]
     phase = {"phase_names": list(names)}  # a map's not-detected elements: for every phase
     t_pass = 0.0
@@ -475,18 +474,21 @@ def _pure_labels(H: np.ndarray) -> np.ndarray:
     the pixels where the matrix merely dominates hold the particles seen through it)."""
     from esmpy_hs.physics.composition import PURE_LEVEL
 
-    k = H.shape[1]
-    total = H.sum(axis=1, keepdims=True)
-    share = H / (total + (total <= 0))
-    return np.where(share.max(axis=1) >= PURE_LEVEL, np.argmax(share, axis=1), k)
+    share = _pixel_shares(H)
+    return np.where(share.max(axis=1) >= PURE_LEVEL, np.argmax(share, axis=1), H.shape[1])
+
+
+def _pixel_shares(loadings):
+    """Loadings (pixels × k, NumPy or dask) normalised per pixel to shares of the pixel's
+    abundance; a pixel with no abundance keeps its zeros."""
+    total = loadings.sum(axis=1, keepdims=True)
+    return loadings / (total + (total <= 0))
 
 
 def largest_share(loadings) -> np.ndarray:
-    """(k,) the largest share of a pixel's abundance each phase reaches: loadings (pixels × k,
-    NumPy or dask) normalised per pixel; pixels with no abundance do not count."""
-    total = loadings.sum(axis=1, keepdims=True)
-    share = loadings / (total + (total <= 0))
-    return np.asarray(share.max(axis=0), dtype=np.float64)
+    """(k,) the largest share of a pixel's abundance each phase reaches (loadings pixels × k,
+    NumPy or dask); pixels with no abundance do not count."""
+    return np.asarray(_pixel_shares(loadings).max(axis=0), dtype=np.float64)
 
 
 def _store(signal, estimator, factors, loadings, W, model, priors, channels, params,

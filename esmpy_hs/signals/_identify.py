@@ -103,16 +103,6 @@ def auto_elements(signal, stray_elements, energy_range, detector, print_info: bo
     return list(result.specimen_elements), tuple(strays)
 
 
-def summed_by_phase(X, loadings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Data summed over the pixels where each phase dominates, (k, channels), and their count.
-
-    ``X`` is pixels × fitted channels (in memory), ``loadings`` pixels × k.
-    """
-    k = loadings.shape[1]
-    (sums,), (counts,) = summed_by_labels(X, [np.argmax(loadings, axis=1)], [k])
-    return sums, counts
-
-
 def summed_by_labels(X, labels: Sequence[np.ndarray], sizes: Sequence[int]
                      ) -> tuple[list[np.ndarray], list[np.ndarray]]:  # fmt: skip
     """Data summed over the pixels of each label, for several labellings in ONE pass over
