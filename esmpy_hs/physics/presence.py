@@ -57,6 +57,7 @@ from esmpy_hs.physics.identification import (
     _high_family,
     _neighbourhoods,
     _nuisance,
+    candidate_elements,
     detection_threshold,
     one_blas_thread,
 )
@@ -131,7 +132,12 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
     det = Detector() if detector is None else detector
     listed = list(dict.fromkeys(symbol(e) for e in elements))
     stray = [e for e in dict.fromkeys(symbol(e) for e in stray_elements) if e not in listed]
-    cols = _columns(ax, float(beam_energy), [*listed, *stray], det)
+    # the columns of the identification's candidates, listed elements first: the model check
+    # tests the same spectrum's candidates next, on the same axis, and finds them built (each
+    # element's columns differ from those of the listed elements alone by one scale factor,
+    # which every fit here normalises away)
+    pool = list(dict.fromkeys([*listed, *stray, *candidate_elements()]))
+    cols = _columns(ax, float(beam_energy), pool, det)
     tested = [e for e in listed if e in cols.elements]
     present_cols = [e for e in [*listed, *stray] if e in cols.elements]
     shape, tail = _nuisance(ax, cols.continuum, y)
