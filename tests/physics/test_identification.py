@@ -132,3 +132,61 @@ def test_sum_peaks_follow_fitted_counts_per_pair():
     y = np.random.default_rng(1).poisson(mu + pile).astype(float)
     r = idm.identify(y, ax, 20, known=["Al", "Ag"])
     assert not {"Ti", "Ba"} & set(r.elements), r.table()
+
+
+def test_gram_by_row_blocks_and_sparse_screen_equal_the_dense_sums():
+    """The check's cheaper sums (issue #13): the Gram matrix summed over row blocks and each
+    block's nonzero columns, and the screen over each column's nonzero channels, equal the
+    dense products (a matrix of local peaks, a dense column and an all-zero column)."""
+    rng = np.random.default_rng(0)
+    n, m = 700, 30
+    A = np.zeros((n, m))
+    for j in range(m - 2):
+        c = rng.integers(0, n)
+        A[max(c - 15, 0): c + 15, j] = rng.random(min(c + 15, n) - max(c - 15, 0))
+    A[:, m - 2] = rng.random(n)  # dense (the continuum)
+    B = A * np.sqrt(rng.random(n) + 0.5)[:, None]
+    M = idm._gram(B, idm._row_blocks(A))
+    assert np.allclose(M, B.T @ B, rtol=1e-12, atol=1e-12 * np.abs(B.T @ B).max())
+    mu = 50.0 + 10.0 * rng.random(n)
+    y = rng.poisson(mu + 40.0 * A[:, 3]).astype(float)
+    b, gain = idm._screen(y, mu, A)
+    # the dense Newton steps, written out
+    w = 1.0 / mu
+    bd = np.maximum((A * ((y - mu) * w)[:, None]).sum(0)
+                    / np.maximum((A**2 * w[:, None]).sum(0), 1e-300), 0.0)
+    for _ in range(12):
+        mm = mu[:, None] + A * bd
+        r = y[:, None] / mm
+        bd = np.maximum(bd + (A * (r - 1.0)).sum(0) / np.maximum((A**2 * r / mm).sum(0), 1e-300),
+                        0.0)
+    mm = mu[:, None] + A * bd
+    gd = np.maximum(2.0 * (np.where(y[:, None] > 0, y[:, None] * np.log(mm / mu[:, None]), 0.0)
+                           - A * bd).sum(0), 0.0)
+    assert np.allclose(b, bd, rtol=1e-10, atol=1e-12) and np.allclose(gain, gd, rtol=1e-9,
+                                                                      atol=1e-9)
+    assert b[3] > 10 and gain[3] > 100 and b[m - 1] == 0 and gain[m - 1] == 0
+
+
+def test_low_family_alone_is_not_consistent_without_its_high_family():
+    """An excess at an element's low-energy lines only (its M lines, say) is not that element
+    when its high family, predicted from the low lines' counts, would be detectable and shows
+    nothing — also when the tied column's amplitude, a compromise between the excess and the
+    empty high lines, would predict the high family below detection (a bulk Al/Ag SEM map:
+    an excess at 1.35 keV read as Ho Mα with nothing at Ho Lα). With both families present,
+    the element is consistent."""
+    n = 2000
+    ch = np.arange(n, dtype=float)
+    g_lo = np.exp(-0.5 * ((ch - 500) / 3.0) ** 2)
+    g_hi = np.exp(-0.5 * ((ch - 1500) / 3.0) ** 2)
+    lo, hi = 0.67 * g_lo / g_lo.sum(), 0.33 * g_hi / g_hi.sum()  # the tied column: lo + hi
+    column = lo + hi
+    mu = np.where(ch < 1000, 700.0, 100.0)  # a strong neighbour under the low lines
+    high = (hi, 0.33)
+    for counts in (500.0, 5000.0):  # low lines only: inconsistent
+        y = mu + counts * lo / lo.sum()
+        b, _ = idm._screen(y, mu, column[:, None])
+        assert not idm._consistent(y, mu, float(b[0]), column, high), counts
+    y = mu + 1500.0 * column  # both families: consistent
+    b, _ = idm._screen(y, mu, column[:, None])
+    assert idm._consistent(y, mu, float(b[0]), column, high)
