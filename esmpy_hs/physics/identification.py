@@ -770,30 +770,18 @@ def _high_family(cols: _Columns, element: str) -> tuple[NDArray, float] | None:
 
 def _consistent(y: NDArray, mu: NDArray, b: float, column: NDArray,
                 high: tuple[NDArray, float] | None) -> bool:  # fmt: skip
-    """Whether the element's highest-energy family shows at least half the counts that its
-    other families predict, when that prediction is detectable (> 5 σ of the counts under
-    it): an element is never found from a low-energy line (M or L) alone that another line
-    explains.
-
-    The prediction is from the larger of the tied column's amplitude ``b`` and that of the
-    low families alone: with the whole tied column, a peak at a low line with nothing at the
-    high lines gets a compromise amplitude whose high-family prediction can fall below
-    detection (an excess at 1.35 keV on a bulk Al/Ag SEM map, 700 counts at Ho Mα with
-    nothing at Ho Lα, passed so and was then fitted by Ho's M group alone). Absorption in a
-    thick specimen lowers the low families against the high one, never the other way, so a
-    real element's high family shows at least this prediction."""
+    """Whether the element's highest-energy family shows at least half the counts its tied
+    column predicts, when that prediction is detectable (> 5 σ of the counts under it): an
+    element is never found from a low-energy line (M or L) alone that another line explains."""
     if high is None or not b > 0:
         return True
     F_hi, _ = high
-    F_lo = np.maximum(column - F_hi, 0.0)
-    b_lo = float(_screen(y, mu, F_lo[:, None])[0][0]) if F_lo.any() else 0.0
-    b_ref = max(b, b_lo)
-    predicted = b_ref * F_hi
+    predicted = b * F_hi
     region = F_hi >= 0.1 * F_hi.max()
     if predicted[region].sum() <= 5.0 * np.sqrt(mu[region].sum()):
         return True
     b_hi, _ = _screen(y, mu, F_hi[:, None])
-    return bool(b_hi[0] >= 0.5 * b_ref)
+    return bool(b_hi[0] >= 0.5 * b)
 
 
 class _Beyond:
