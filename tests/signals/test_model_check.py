@@ -256,7 +256,9 @@ def test_check_cost_is_a_small_part_of_a_small_fit():
 
 def test_summed_by_phase_equals_the_sums_over_each_phase_pixels():
     """Blocked one-pass sums (no copy of a phase's rows) equal the plain gather, for a strided
-    view of a dense uint16 map larger than one block and for a sparse map."""
+    view of a dense uint16 map larger than one block (converted block by block into one kept
+    buffer), the same map as contiguous float64 (its blocks used as they are) and a sparse
+    map."""
     import scipy.sparse as sp
 
     from esmpy_hs.signals._identify import summed_by_labels
@@ -277,3 +279,5 @@ def test_summed_by_phase_equals_the_sums_over_each_phase_pixels():
     assert n.tolist() == np.bincount(dom, minlength=3).tolist()
     out_sparse, _ = summed_by_phase(sp.csr_array(X), H)
     assert np.array_equal(out_sparse, ref)
+    out_dense, _ = summed_by_phase(np.ascontiguousarray(X, dtype=np.float64), H)  # no copy
+    assert np.array_equal(out_dense, ref)
