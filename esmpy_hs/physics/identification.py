@@ -1097,6 +1097,8 @@ def _blas_limit() -> Any:
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
         return nullcontext()
     if _ONE_THREAD["controller"] is None:
+        import scipy.linalg  # noqa: F401  (SciPy's own BLAS loaded before the look-up)
+
         _ONE_THREAD["controller"] = ThreadpoolController()
     return _ONE_THREAD["controller"].limit(limits=1, user_api="blas")
 

@@ -243,7 +243,8 @@ def test_sem_maps_no_thin_film_artefacts(name, majors, absent, present):
 def test_check_cost_is_a_small_part_of_a_small_fit():
     """Issue #13: the check of a 32 × 32 fit (reference sample, default settings) costs a
     small part of the fit (50–70 % before its columns were built line by line and cached, 16–18 %
-    after; docs/validation.rst). The bound, 30 %, is loose: the machine is shared."""
+    after, 13–15 % since its fixed cost was cut; docs/validation.rst). The bound, 30 %, is loose:
+    the machine is shared."""
     s = reference_sample(dose=293, shape=(32, 32), random_state=3)
     import time
 
