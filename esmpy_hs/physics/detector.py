@@ -36,7 +36,14 @@ from scipy.special import erf
 from esmpy_hs._units import to_float
 from esmpy_hs.physics.attenuation import mass_attenuation
 
-__all__ = ["GRID_OPEN_FRACTION", "WINDOW_PRESETS", "Detector", "Layer", "peak_matrix"]
+__all__ = [
+    "DEFAULT_WINDOW",
+    "GRID_OPEN_FRACTION",
+    "WINDOW_PRESETS",
+    "Detector",
+    "Layer",
+    "peak_matrix",
+]
 
 _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 _MNKA_KEV = 5.8987
@@ -74,6 +81,8 @@ WINDOW_PRESETS: dict[str, tuple[Layer, ...]] = {
     "polymer": (Layer("C10H8O4N", 300.0, 1.39), Layer("Al", 40.0, 2.70)),
     "Be": (Layer("Be", 8000.0, 1.85),),
 }
+#: The window assumed when none is stated (a modern thin-window SDD).
+DEFAULT_WINDOW = "Si3N4"
 #: Open fraction of the window support grid for presets that have one.
 GRID_OPEN_FRACTION: dict[str, float] = {"polymer": 0.77}
 
@@ -110,8 +119,11 @@ class Detector:
     Parameters
     ----------
     window
-        Window preset name (see ``WINDOW_PRESETS``; default ``"Si3N4"``) or a sequence of
-        :class:`Layer` (or ``(material, thickness_nm, density)`` tuples / dicts).
+        Window preset name (see ``WINDOW_PRESETS``) or a sequence of :class:`Layer` (or
+        ``(material, thickness_nm, density)`` tuples / dicts). ``None`` (default): the window
+        is not stated and :data:`DEFAULT_WINDOW` is assumed; ``window_stated`` is then False,
+        and the stated systematic uncertainty (:mod:`esmpy_hs.physics.systematics`) includes
+        the range of window types in use.
     resolution_mnka
         FWHM at Mn Kα (eV, or a string such as ``"130 eV"``); used by ``fwhm_model="fiori"``.
     fwhm_model
@@ -135,7 +147,7 @@ class Detector:
 
     def __init__(
         self,
-        window: str | Sequence[Layer | tuple | Mapping] = "Si3N4",
+        window: str | Sequence[Layer | tuple | Mapping] | None = None,
         *,
         resolution_mnka: float | str = 130.0,
         fwhm_model: str = "fiori",
@@ -146,6 +158,10 @@ class Detector:
         grid_open_fraction: float | None = None,
         efficiency_curve: tuple[ArrayLike, ArrayLike] | None = None,
     ) -> None:
+        #: whether the window was given (False: the default preset is an assumption)
+        self.window_stated: bool = window is not None
+        if window is None:
+            window = DEFAULT_WINDOW
         if isinstance(window, str):
             if window not in WINDOW_PRESETS:
                 raise ValueError(
@@ -238,7 +254,9 @@ class Detector:
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict description (lists, floats, str) for metadata; see :meth:`from_dict`."""
         d: dict[str, Any] = {
-            "window": self.window_name
+            "window": None
+            if not self.window_stated
+            else self.window_name
             if self.window_name is not None
             else [[x.material, x.thickness_nm, x.density] for x in self.layers],
             "resolution_mnka": self.resolution_mnka_eV,
@@ -261,10 +279,12 @@ class Detector:
     def from_dict(cls, d: Mapping[str, Any]) -> Detector:
         """Rebuild a detector from :meth:`to_dict` output."""
         d = dict(d)
-        return cls(d.pop("window", "Si3N4"), **d)
+        return cls(d.pop("window", None), **d)
 
     def __repr__(self) -> str:
         win = self.window_name or list(self.layers)
+        if not self.window_stated:
+            win = f"{win} (assumed)"
         return (
             f"Detector(window={win!r}, fwhm_model={self.fwhm_model!r}, "
             f"resolution_mnka={self.resolution_mnka_eV} eV, "

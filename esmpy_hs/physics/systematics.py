@@ -22,7 +22,13 @@ and the systematic variance of c is the sum over the sources of (Δc)². Indepen
   the Si dead layer, the crystal) and an unmodelled contamination layer (ice) on the window:
   a thickness error t → t + σ_t changes ln ε(E) by −(μ/ρ)(E) ρ σ_t (the crystal:
   ∂ ln[1 − e^(−μρt)]), which moves low-energy lines most; shared by all elements, so it acts
-  through the differences between their energies;
+  through the differences between their energies. When the window was **not stated** (neither
+  the file's metadata nor the call named one: ``Detector.window_stated`` is False), the
+  default window is an assumption, and its layers' thickness errors are replaced by one source
+  for the window *type*: the window is taken as uniformly distributed between the thinnest and
+  the thickest of :attr:`SystematicBudget.unstated_window` (windowless and the polymer
+  preset), so ln ε(E) has the 1σ (ln T_thick(E) − ln T_thin(E)) / √12 (T: the layers'
+  transmission; a support grid's open fraction is the same at every energy and cancels);
 * **absorption** in the specimen (with a thickness only): the mass thickness ρt (one source
   shared by all lines) and the mass attenuation coefficients (one source per element and family):
   ∂ ln A/∂ ln χ × the relative error, A = (1 − e^(−χ))/χ;
@@ -66,7 +72,10 @@ Relative 1σ, dimensionless (thicknesses in nm):
   manufacturers do not state layer thicknesses to better than this and the efficiency of a
   real detector below ~1 keV is known only roughly unless measured. These figures are this
   module's judgement of typical ranges, not a measurement; pass your own budget when the
-  detector is characterised.
+  detector is characterised. A window not stated: between windowless (the large
+  multi-detector systems of current STEMs record without a window) and a 300 nm polymer +
+  40 nm Al window (a common light-element window of SDDs; the presets of
+  :mod:`esmpy_hs.physics.detector`); for O Kα against Si Kα that is a 1σ of about 10 %.
 * absorption: ρt ±20 % (a thickness from the EELS log-ratio method is accurate to about ±20 %:
   T. Malis, S. C. Cheng, R. F. Egerton, J. Electron Microsc. Tech. 8 (1988) 193), mass
   attenuation coefficients ±10 % (tabulations such as XCOM / FFAST state a few per cent above
@@ -93,6 +102,7 @@ from numpy.typing import NDArray
 
 from esmpy_hs.physics._elements import atomic_number
 from esmpy_hs.physics.attenuation import mass_attenuation
+from esmpy_hs.physics.detector import WINDOW_PRESETS
 
 __all__ = [
     "DEFAULT_BUDGET",
@@ -131,6 +141,10 @@ class SystematicBudget:
         Relative 1σ of the Si crystal thickness.
     ice_nm : float
         1σ of an ice layer (H2O, 0.92 g/cm³) on the window that the model omits (nm).
+    unstated_window : tuple of str, or None
+        ``(thinnest, thickest)`` window presets spanning the windows in use, for a detector
+        whose window was not stated (uniform between them); None: the assumed window's layer
+        thicknesses are used as if stated.
     mass_thickness : float
         Relative 1σ of the specimen's ρt (absorption; used only with a thickness).
     attenuation : float
@@ -149,6 +163,7 @@ class SystematicBudget:
     dead_layer_nm: float = 30.0
     crystal_relative: float = 0.10
     ice_nm: float = 20.0
+    unstated_window: tuple[str, str] | None = ("windowless", "polymer")
     mass_thickness: float = 0.20
     attenuation: float = 0.10
     calibration: bool = True
@@ -164,12 +179,20 @@ class SystematicBudget:
             raise ValueError("cross_section needs K, L and M; emission needs L and M")
         if not self.emission_K:
             raise ValueError("emission_K needs at least one (Z_max, r) entry")
+        if self.unstated_window is not None:
+            if len(self.unstated_window) != 2 or not set(self.unstated_window) <= set(
+                WINDOW_PRESETS
+            ):
+                raise ValueError(
+                    "unstated_window must be two window presets "
+                    f"({sorted(WINDOW_PRESETS)}) or None, got {self.unstated_window!r}"
+                )
 
     @classmethod
     def zero(cls) -> SystematicBudget:
         """A budget of zeros (no systematic error, no calibration refits)."""
         return cls({"K": 0.0, "L": 0.0, "M": 0.0}, ((999, 0.0),), {"L": 0.0, "M": 0.0},
-                   0.0, 0.0, 0.0, 0.0, 0.0, 0.0, False)  # fmt: skip
+                   0.0, 0.0, 0.0, 0.0, None, 0.0, 0.0, False)  # fmt: skip
 
     def family_error(self, element: str, family: str) -> float:
         """Relative 1σ of the atomic data of ``element``'s ``family`` lines (cross section ⊕
@@ -188,6 +211,8 @@ class SystematicBudget:
         d["cross_section"] = dict(self.cross_section)
         d["emission"] = dict(self.emission)
         d["emission_K"] = [list(x) for x in self.emission_K]
+        if self.unstated_window is not None:
+            d["unstated_window"] = list(self.unstated_window)
         return d
 
 
@@ -276,6 +301,17 @@ def _dlnA_dlnchi(chi: NDArray) -> NDArray[np.float64]:
     return np.where(small, -0.5 * chi, val)
 
 
+def _window_type_sigma(presets: tuple[str, str], energies: NDArray) -> NDArray[np.float64]:
+    """1σ of ln ε at ``energies`` (keV) for a window uniform between two presets' layers."""
+    def log_t(name: str) -> NDArray[np.float64]:
+        out = np.zeros_like(energies, dtype=np.float64)
+        for layer in WINDOW_PRESETS[name]:
+            out += np.log(layer.transmission(energies))
+        return out
+
+    return (log_t(presets[1]) - log_t(presets[0])) / np.sqrt(12.0)
+
+
 def sensitivity_perturbations(
     model, W: NDArray, budget: SystematicBudget = DEFAULT_BUDGET, family: str | None = None
 ) -> dict[str, list[tuple[str, NDArray[np.float64]]]]:
@@ -321,11 +357,15 @@ def sensitivity_perturbations(
     det = model.detector
     if det.efficiency_curve is None and L:
         srcs: list[tuple[str, NDArray]] = []
-        for layer in det.layers:
-            mu = np.asarray(mass_attenuation(layer.material, energies), dtype=np.float64)
-            t_cm = layer.thickness_nm * 1e-7
-            srcs.append((f"window {layer.material}",
-                         -mu * layer.density * t_cm * budget.window_relative))  # fmt: skip
+        if budget.unstated_window is not None and not det.window_stated:
+            srcs.append(("window (not stated)", _window_type_sigma(budget.unstated_window,
+                                                                   energies)))  # fmt: skip
+        else:
+            for layer in det.layers:
+                mu = np.asarray(mass_attenuation(layer.material, energies), dtype=np.float64)
+                t_cm = layer.thickness_nm * 1e-7
+                srcs.append((f"window {layer.material}",
+                             -mu * layer.density * t_cm * budget.window_relative))  # fmt: skip
         mu_si = np.asarray(mass_attenuation("Si", energies), dtype=np.float64)
         srcs.append(("dead layer", -mu_si * _SI_DENSITY * budget.dead_layer_nm * 1e-7))
         x = mu_si * _SI_DENSITY * det.crystal_thickness_um * 1e-4

@@ -110,16 +110,58 @@ def test_family_budget_reads_the_cited_table():
 
 def test_window_term_is_the_derivative_of_the_efficiency():
     """δ of the Si3N4 window for O equals Δ ln ε(O Kα) for a window 25 % thicker (first order:
-    compared with a 0.1 % finite difference, scaled)."""
-    model = _model()
+    compared with a 0.1 % finite difference, scaled). The window is stated, so its layers'
+    thicknesses are the sources."""
+    model = _model(detector=Detector("Si3N4"))
     W = _W(model)
     sources = dict(sensitivity_perturbations(model, W)["detector efficiency"])
+    assert "window (not stated)" not in sources
     d_o = sources["window Si3N4"][model_index(model, "O"), 0]
     e = np.array([0.5249])
     thick = Detector(window=[Layer("Si3N4", 40.0 * 1.001, 3.44), Layer("Al", 30.0, 2.70)])
     finite = np.log(thick.efficiency(e)[0] / Detector().efficiency(e)[0]) / 0.001 * 0.25
     assert d_o == pytest.approx(finite, rel=2e-2)
     assert d_o < -0.01  # a thicker window loses O counts
+
+
+def test_a_window_not_stated_spans_the_window_types():
+    """With the window not stated (the default Detector()), one source replaces the layers':
+    ln ε uniform between windowless and the polymer window, 1σ = range / √12, checked at O Kα
+    against the two presets' efficiencies (the polymer's grid, the same at every energy,
+    divided out); O's stated error grows against a stated window."""
+    model = _model()
+    assert not model.detector.window_stated
+    W = _W(model)
+    sources = dict(sensitivity_perturbations(model, W)["detector efficiency"])
+    assert not any(label.startswith("window Si3N4") for label in sources)
+    e = np.array([0.5249])
+    poly = Detector("polymer")
+    span = np.log(poly.efficiency(e)[0] / poly.grid_open_fraction
+                  / Detector("windowless").efficiency(e)[0])  # fmt: skip
+    d_o = sources["window (not stated)"][model_index(model, "O"), 0]
+    assert d_o == pytest.approx(span / np.sqrt(12.0), rel=1e-2)
+    assert -0.2 < d_o < -0.05  # about 10 % for O Kα: the size the module docstring states
+    q = model.composition(W)
+    stated = _model(detector=Detector("Si3N4"))
+    err = systematic_errors(model, W, q.atomic_fractions, q.weight_fractions)
+    err_stated = systematic_errors(stated, W, q.atomic_fractions, q.weight_fractions)
+    i = q.elements.index("O")
+    assert err["detector efficiency"][0][i, 0] > 1.5 * err_stated["detector efficiency"][0][i, 0]
+    # a budget that does not ask for it keeps the assumed window's layers
+    keep = SystematicBudget(unstated_window=None)
+    labels = [lab for lab, _ in sensitivity_perturbations(model, W, keep)["detector efficiency"]]
+    assert "window Si3N4" in labels and "window (not stated)" not in labels
+    with pytest.raises(ValueError, match="unstated_window"):
+        SystematicBudget(unstated_window=("windowless", "glass"))
+
+
+def test_a_detector_keeps_whether_its_window_was_stated():
+    for det, stated in ((Detector(), False), (Detector("Si3N4"), True),
+                        (Detector([Layer("Al", 30, 2.7)]), True)):  # fmt: skip
+        back = Detector.from_dict(det.to_dict())
+        assert back.window_stated is stated
+        np.testing.assert_allclose(back.efficiency([0.5, 2.0]), det.efficiency([0.5, 2.0]))
+    assert "assumed" in repr(Detector()) and "assumed" not in repr(Detector("Si3N4"))
 
 
 def model_index(model, element):

@@ -35,6 +35,21 @@ def test_systematic_adds_a_part_in_quadrature(fitted):
     assert "systematic" in str(q) and "counting" in str(fitted.quantify_phases())
 
 
+def test_a_window_is_stated_by_the_file_or_assumed(fitted):
+    """The fitted map names no window: the model's detector says so and the budget carries the
+    window-type source; a window named in the metadata is stated (and the signal's own metadata
+    is not touched by building the model)."""
+    from esmpy_hs.signals._model import build_model
+    from esmpy_hs.signals._record import read_record
+
+    assert not read_record(fitted).physics_model().detector.window_stated
+    s = fitted.deepcopy()
+    s.metadata.set_item("Acquisition_instrument.TEM.Detector.EDS.efficiency", "windowless")
+    model = build_model(s)[0]
+    assert model.detector.window_stated and model.detector.window_name == "windowless"
+    assert fitted.metadata.get_item("Acquisition_instrument.TEM.Detector.EDS.efficiency") is None
+
+
 def test_zero_budget_gives_the_counting_errors(fitted):
     q0 = fitted.quantify_phases()
     q = fitted.quantify_phases(uncertainty="systematic", budget=SystematicBudget.zero())
