@@ -160,6 +160,25 @@ def _convert_stats(block, float_dtype) -> _Stats:
     return _stats(_convert(block, float_dtype))
 
 
+def _column_sums(block: np.ndarray) -> np.ndarray:
+    """Σ over the pixels of every column of ``block``, float64 (integers summed exactly)."""
+    acc = np.int64 if block.dtype.kind in "biu" else np.float64
+    return block.sum(axis=0, dtype=acc).astype(np.float64)
+
+
+def _convert_columns(block, float_dtype, columns) -> tuple[CompactCounts, np.ndarray]:
+    """Compact form of the columns ``[c0, c1)`` of a block holding every column, and the
+    pixel sums of all its columns (read once: the summed spectrum comes with the chunk)."""
+    block = np.asarray(block)
+    c0, c1 = columns
+    c = _convert(block[:, c0:c1], float_dtype)
+    full = np.empty(block.shape[1])
+    full[:c0] = _column_sums(block[:, :c0])
+    full[c0:c1] = c.channel_sums
+    full[c1:] = _column_sums(block[:, c1:])
+    return c, full
+
+
 def _binned(c: CompactCounts, blocks: np.ndarray) -> tuple[np.ndarray, sp.csr_array]:
     """Per-block sums of one chunk: (block ids, CSR of their sums), blocks ``-1`` left out."""
     inside = np.flatnonzero(blocks >= 0)
@@ -208,15 +227,35 @@ class _Engine:
 
     mode = "memory"
 
-    def __init__(self, X, float_dtype) -> None:
+    def __init__(self, X, float_dtype, columns: tuple[int, int] | None = None) -> None:
         self.X = X
         self.float_dtype = np.dtype(float_dtype)
         self.blocks = list(X.to_delayed().ravel())
         sizes = X.chunks[0]
         edges = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.bounds = [(int(edges[i]), int(edges[i + 1])) for i in range(len(sizes))]
-        self.n_pixels, self.n_channels = int(X.shape[0]), int(X.shape[1])
+        # with ``columns`` X holds every column; only [c0, c1) are fitted, and the first read
+        # of each chunk also sums all its columns (``column_sums``)
+        self.columns = columns
+        self.column_sums: np.ndarray | None = None
+        c0, c1 = (0, int(X.shape[1])) if columns is None else columns
+        self.n_pixels, self.n_channels = int(X.shape[0]), int(c1 - c0)
         self.hp: HParams | None = None
+
+    def _add_column_sums(self, parts: list[np.ndarray]) -> None:
+        total = np.zeros(int(self.X.shape[1]))
+        for q in parts:  # in chunk order
+            total += q
+        self.column_sums = total
+
+    def _first_read(self, block) -> CompactCounts:
+        """Convert a block on its first read (its column sums kept when ``columns`` is set)."""
+        if self.columns is None:
+            return _convert(block, self.float_dtype)
+        c, full = _convert_columns(block, self.float_dtype, self.columns)
+        self._sums.append(full)
+        return c
+
 
     # set-up ---------------------------------------------------------------------------
     def collect_stats(self, stats: list[_Stats]) -> CompactCounts:
@@ -262,8 +301,8 @@ class _LocalMemory(_Engine):
 
     mode = "memory"
 
-    def __init__(self, X, float_dtype, scheduler=None) -> None:
-        super().__init__(X, float_dtype)
+    def __init__(self, X, float_dtype, scheduler=None, columns=None) -> None:
+        super().__init__(X, float_dtype, columns)
         self.scheduler = scheduler
         self.chunks: list[CompactCounts] = []
 
@@ -271,10 +310,20 @@ class _LocalMemory(_Engine):
         import dask
 
         batch = max(1, _n_threads())
+        sums = []
         for i in range(0, len(self.blocks), batch):
             blocks = self.blocks[i : i + batch]
-            tasks = [dask.delayed(_convert)(b, self.float_dtype) for b in blocks]
-            self.chunks += list(dask.compute(*tasks, scheduler=self.scheduler))
+            if self.columns is None:
+                tasks = [dask.delayed(_convert)(b, self.float_dtype) for b in blocks]
+                self.chunks += list(dask.compute(*tasks, scheduler=self.scheduler))
+            else:
+                tasks = [dask.delayed(_convert_columns)(b, self.float_dtype, self.columns)
+                         for b in blocks]  # fmt: skip
+                for c, full in dask.compute(*tasks, scheduler=self.scheduler):
+                    self.chunks.append(c)
+                    sums.append(full)
+        if self.columns is not None:
+            self._add_column_sums(sums)
         return [_stats(c) for c in self.chunks]
 
     def binned(self, blocks: np.ndarray) -> list:
@@ -299,26 +348,42 @@ class _LocalStream(_LocalMemory):
 
     mode = "stream"
 
-    def _read(self, i: int) -> CompactCounts:
+    def _read(self, i: int, first: bool = False) -> CompactCounts:
         import dask
 
-        (block,) = dask.compute(self.blocks[i], scheduler=self.scheduler)
+        if first:
+            (block,) = dask.compute(self.blocks[i], scheduler=self.scheduler)
+            return self._first_read(block)
+        # the later passes read the fitted columns only
+        (block,) = dask.compute(self._fit_blocks()[i], scheduler=self.scheduler)
         return _convert(block, self.float_dtype)
 
-    def _each(self):
+    def _fit_blocks(self) -> list:
+        if self.columns is None:
+            return self.blocks
+        if not hasattr(self, "_fit_blocks_list"):
+            c0, c1 = self.columns
+            self._fit_blocks_list = list(self.X[:, c0:c1].to_delayed().ravel())
+        return self._fit_blocks_list
+
+    def _each(self, first: bool = False):
         """Yield ``(i, compact chunk)`` in order, reading the next chunk while one is used."""
         n = len(self.blocks)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            fut = pool.submit(self._read, 0)
+            fut = pool.submit(self._read, 0, first)
             for i in range(n):
                 c = fut.result()
                 if i + 1 < n:
-                    fut = pool.submit(self._read, i + 1)
+                    fut = pool.submit(self._read, i + 1, first)
                 yield i, c
                 del c
 
     def load(self) -> list[_Stats]:
-        return [_stats(c) for _, c in self._each()]
+        self._sums: list[np.ndarray] = []
+        out = [_stats(c) for _, c in self._each(first=True)]
+        if self.columns is not None:
+            self._add_column_sums(self._sums)
+        return out
 
     def binned(self, blocks: np.ndarray) -> list:
         return [_binned(c, blocks[slice(*self.bounds[i])]) for i, c in self._each()]
@@ -339,7 +404,7 @@ class _Distributed(_Engine):
     """Chunks on the workers of a ``dask.distributed`` client, one task per chunk and pass."""
 
     def __init__(self, X, float_dtype, client, mode: str) -> None:
-        super().__init__(X, float_dtype)
+        super().__init__(X, float_dtype)  # every column fitted (no ``columns``)
         self.client = client
         self.mode = mode
         self.futures: list = []
@@ -453,13 +518,13 @@ def _available_memory(client) -> int:
     return local
 
 
-def choose_mode(X, float_dtype, persist: str, client) -> str:
+def choose_mode(X, float_dtype, persist: str, client, columns=None) -> str:
     """Resolve ``persist="auto"`` from the compact size of the first chunk (see module doc)."""
     if persist != "auto":
         return persist
     import dask
 
-    first = X.blocks[0]
+    first = X.blocks[0] if columns is None else X.blocks[0][:, columns[0] : columns[1]]
     if client is not None:
         st = client.compute(dask.delayed(_convert_stats)(first, float_dtype)).result()
     else:
@@ -468,19 +533,31 @@ def choose_mode(X, float_dtype, persist: str, client) -> str:
     return "memory" if estimate < MEMORY_FRACTION * _available_memory(client) else "stream"
 
 
-def make_engine(X, float_dtype, persist: str = "auto", client=None) -> _Engine:
-    """The engine for X (prepared by :func:`prepare_array`) and the chosen persistence."""
+def make_engine(X, float_dtype, persist: str = "auto", client=None,
+                columns: tuple[int, int] | None = None) -> _Engine:  # fmt: skip
+    """The engine for X (prepared by :func:`prepare_array`) and the chosen persistence.
+
+    ``columns`` (c0, c1): X holds every column, only ``[c0, c1)`` are fitted, and the first
+    read of the chunks sums every column (``engine.column_sums``); local schedulers only.
+    """
     if persist not in PERSIST_MODES:
         raise ValueError(f"persist must be one of {PERSIST_MODES}, got {persist!r}")
     client = detect_client(client)
-    mode = choose_mode(X, float_dtype, persist, client)
+    if columns is not None:
+        c0, c1 = (int(c) for c in columns)
+        if client is not None:
+            raise ValueError("columns= needs a local scheduler (no dask.distributed client)")
+        if not 0 <= c0 < c1 <= X.shape[1]:
+            raise ValueError(f"columns must be 0 ≤ c0 < c1 ≤ {X.shape[1]}, got {columns}")
+        columns = (c0, c1)
+    mode = choose_mode(X, float_dtype, persist, client, columns)
     if client is not None:
         return _Distributed(X, float_dtype, client, mode)
     # no client: dask's default local scheduler (threads unless configured otherwise); if a
     # distributed client is the default but client=False was asked, run on local threads
     scheduler = "threads" if "distributed" in sys.modules and _default_is_distributed() else None
     cls = _LocalMemory if mode == "memory" else _LocalStream
-    return cls(X, float_dtype, scheduler)
+    return cls(X, float_dtype, scheduler, columns)
 
 
 def _default_is_distributed() -> bool:
@@ -541,19 +618,28 @@ class ChunkedSource:
     Opening it reads every chunk once (to convert it, or only for its statistics when
     streaming); the fit then runs :mod:`._fit`'s path with the engine's pass. ``details``
     reports ``persist`` (``"memory"`` or ``"stream"``), ``n_chunks`` and ``compact_bytes``.
+
+    With ``columns=(c0, c1)`` X holds every column and only ``[c0, c1)`` are fitted; the same
+    first read sums every column over the pixels (``column_sums``, float64; exact for integer
+    counts): a caller that needs the summed spectrum before the fit (the calibration) opens
+    the source first and passes it to :meth:`~esmpy_hs.nmf.SmartNMF.fit_transform` instead of
+    summing the array in a second read. Local schedulers only.
     """
 
     desc = "SmartNMF (chunked)"
 
-    def __init__(self, X, float_dtype, persist: str = "auto", client=None) -> None:
+    def __init__(self, X, float_dtype, persist: str = "auto", client=None,
+                 columns: tuple[int, int] | None = None) -> None:  # fmt: skip
         if persist not in PERSIST_MODES:
             raise ValueError(f"persist must be one of {PERSIST_MODES}, got {persist!r}")
-        self.engine = make_engine(X, float_dtype, persist, client)
+        self.engine = make_engine(X, float_dtype, persist, client, columns)
         try:
             self.stats = self.engine.collect_stats(self.engine.load())
         except BaseException:
             self.engine.close()
             raise
+        self.column_sums = self.engine.column_sums
+        self.float_dtype = self.engine.float_dtype
         self.details = {
             "persist": self.engine.mode,
             "n_chunks": len(self.engine.bounds),

@@ -9,6 +9,7 @@ plan of the fit.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -336,6 +337,9 @@ class SmartNMF:
         memory), see :func:`esmpy_hs.nmf.fit_chunked` for ``persist`` (``"auto"``, ``"memory"`` or
         ``"stream"``) and ``client`` (None: a ``dask.distributed`` client if one is open;
         False: never). Both are ignored for in-memory X. The result is a NumPy array.
+
+        X may also be a :class:`esmpy_hs.nmf._chunked.ChunkedSource` its caller opened (its
+        chunks already read, e.g. with the summed spectrum of all channels); the fit closes it.
         """
         if (W is None) != (H is None):
             raise ValueError("pass both W and H to fit_transform, or neither")
@@ -345,7 +349,15 @@ class SmartNMF:
         """The fit behind ``fit`` and ``fit_transform``: check, open, plan, start, iterate."""
         t0 = time.perf_counter()
         params = self.get_params()
-        if is_dask_array(X):
+        chunked = sys.modules.get("esmpy_hs.nmf._chunked")  # imported with dask, when needed
+        if chunked is not None and isinstance(X, chunked.ChunkedSource):
+            # a source the caller opened (its chunks read once already)
+            if np.dtype(X.float_dtype) != np.dtype(params["dtype"]):
+                raise ValueError(f"the source holds {X.float_dtype} counts, the fit dtype is "
+                                 f"{np.dtype(params['dtype'])}")  # fmt: skip
+            settings = settle(params, X.stats.n_channels, X.stats.n_pixels)
+            source = X
+        elif is_dask_array(X):
             from esmpy_hs.nmf._chunked import ChunkedSource, prepare_array
 
             X = prepare_array(X, channels_first=bool(self.channels_first))

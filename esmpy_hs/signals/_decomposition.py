@@ -342,10 +342,18 @@ def smart_nmf(
             elements, stray_elements = auto_elements(signal, stray_elements, energy_range,
                                                      detector, print_info)  # fmt: skip
         acq = read_acquisition(signal, elements)
-        check_counts(signal.data, *fit_channels(acq.axis, acq.beam_energy, energy_range))
-        # one pass over the map (a read of the file for a lazy one) for both the calibration
-        # and the model check after the fit
-        summed = summed_spectrum(signal)
+        fitted = fit_channels(acq.axis, acq.beam_energy, energy_range)
+        check_counts(signal.data, *fitted)
+        opened = None
+        if lazy:  # one read of the file: the fit's chunks and the summed spectrum together
+            from esmpy_hs.nmf import SmartNMF
+            from esmpy_hs.signals._lazy import open_source
+
+            dtype = estimator_params.get("dtype", SmartNMF(None, int(k)).dtype)
+            opened = open_source(signal.data, signal.axes_manager.navigation_dimension,
+                                 fitted, dtype, persist, client)  # fmt: skip
+        # one pass over the map for both the calibration and the model check after the fit
+        summed = summed_spectrum(signal) if opened is None else opened[1]
         calibration = calibrate_signal(
             signal, calibrate, elements=elements, stray_elements=stray_elements,
             energy_range=energy_range, detector=detector, vacancy_transfer=vacancy_transfer,
@@ -395,7 +403,9 @@ def smart_nmf(
             from esmpy_hs.signals._lazy import unfold
 
             X = unfold(data, nav_dim, c0, c1)
-            loadings = estimator.fit_transform(X, **lazy_kw)
+            if opened is not None and (c0, c1) != tuple(fitted):  # pragma: no cover
+                raise RuntimeError("the model's channels differ from those read")
+            loadings = estimator.fit_transform(X if opened is None else opened[0], **lazy_kw)
         else:
             X = data.reshape(-1, data.shape[-1]) if nav_dim else data.reshape(1, -1)
             X = X[:, c0:c1]

@@ -56,3 +56,44 @@ def unfold(data, nav_dim: int, c0: int, c1: int):
     target = {0: rows, **{ax: -1 for ax in range(1, X.ndim)}}
     X = X.rechunk(target)
     return X.reshape(-1, shape[-1])
+
+
+#: ``smart_nmf`` on a lazy signal reads the file once: the summed spectrum of every channel
+#: (for the calibration, before the fit) comes from the same read that converts the chunks for
+#: the fit (:func:`open_source`). False: the summed spectrum is a separate ``dask`` sum (a
+#: second read of the whole file; the benchmarks' baseline).
+ONE_READ = True
+
+
+def open_source(data, nav_dim: int, channels: tuple[int, int], dtype, persist=None, client=None):
+    """Read a lazy map once for both the fit and its summed spectrum.
+
+    Parameters
+    ----------
+    data : dask array
+        The signal's data, ``(nav..., channels)``.
+    nav_dim : int
+        Number of navigation axes.
+    channels : (int, int)
+        The fitted channels ``[c0, c1)``.
+    dtype : numpy float dtype
+        The fit's working dtype (``SmartNMF(dtype=...)``).
+    persist, client
+        As for ``decomposition``; None: the defaults.
+
+    Returns
+    -------
+    (ChunkedSource, numpy.ndarray) or None
+        The opened source of the fit (every chunk read and converted, fitted channels only) and
+        the counts summed over the pixels on every channel (float64, shape (channels,)); None
+        when :data:`ONE_READ` is off, with a ``dask.distributed`` client (the chunks then live
+        on the workers) or on a single spectrum: the caller sums the map itself.
+    """
+    from esmpy_hs.nmf._chunked import ChunkedSource, detect_client, prepare_array
+
+    if not ONE_READ or nav_dim == 0 or detect_client(client) is not None:
+        return None
+    X = prepare_array(unfold(data, nav_dim, 0, int(data.shape[-1])))
+    source = ChunkedSource(X, dtype, "auto" if persist is None else persist, False,
+                           columns=(int(channels[0]), int(channels[1])))  # fmt: skip
+    return source, source.column_sums

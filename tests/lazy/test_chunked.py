@@ -160,3 +160,31 @@ def test_errors(problem):
         SmartNMF(G, 3, progress=False).fit_transform(da.zeros((50, 120), chunks=(20, -1)))
     with pytest.raises(TypeError, match="dask array"):
         fit_chunked(Y, G, 3)
+
+
+@pytest.mark.parametrize("persist", ["memory", "stream"])
+def test_source_with_columns_sums_every_channel_in_its_one_read(problem, eager, persist):
+    """A source opened on every channel fits the columns [c0, c1) only, as a source of those
+    columns, and its first read gives the exact summed spectrum of every channel."""
+    G, Y = problem
+    ref, H_ref = eager["H-simplex"]
+    rng = np.random.default_rng(3)
+    pad = lambda n: rng.poisson(5.0, size=(Y.shape[0], n)).astype(Y.dtype)  # noqa: E731
+    full = np.hstack([pad(7), Y, pad(4)])  # 7 channels below the fitted ones, 4 above
+    c0, c1 = 7, 7 + Y.shape[1]
+    X = _chunked.prepare_array(da.from_array(full, chunks=(CHUNKS, -1)))
+    source = _chunked.ChunkedSource(X, np.float64, persist, False, columns=(c0, c1))
+    assert np.array_equal(source.column_sums, full.sum(axis=0).astype(np.float64))
+    assert source.stats.n_channels == Y.shape[1]
+    assert np.array_equal(source.stats.channel_sums, Y.sum(axis=0).astype(np.float64))
+    est = SmartNMF(G, 3, **settings("H-simplex"))
+    H = est.fit_transform(source)
+    assert est.persist_ == persist and est.n_iter_ == ref.n_iter_
+    assert rel(H, H_ref) < TOL
+    assert rel(est.components_, ref.components_) < TOL
+    np.testing.assert_allclose(est.loss_history_, ref.loss_history_, rtol=1e-9)
+    with pytest.raises(ValueError, match="columns must be"):
+        _chunked.ChunkedSource(X, np.float64, persist, False, columns=(5, full.shape[1] + 1))
+    with pytest.raises(ValueError, match="dtype"):
+        SmartNMF(G, 3, **settings("H-simplex", dtype="float32")).fit_transform(
+            _chunked.ChunkedSource(X, np.float64, persist, False, columns=(c0, c1)))

@@ -125,19 +125,55 @@ def test_lazy_options_need_a_lazy_signal():
                         print_info=False)  # fmt: skip
 
 
-def test_summed_spectrum_is_read_once(monkeypatch):
-    """The calibration and the model check share one sum over a lazy map (a read of the file
-    each at scale)."""
+def _bytes_read(monkeypatch, call):
+    """Values read from the HDF5 file of a lazy map while ``call()`` runs."""
+    reads = []
+    original = h5py.Dataset.__getitem__
+
+    def spy(self, key):
+        out = original(self, key)
+        if self.ndim == 3:
+            reads.append(np.size(out))
+        return out
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
+    try:
+        call()
+    finally:
+        monkeypatch.setattr(h5py.Dataset, "__getitem__", original)
+    return sum(reads)
+
+
+def test_file_is_read_once_for_the_summed_spectrum_and_the_fit(eager_fit, tmp_path,
+                                                              monkeypatch):  # fmt: skip
+    """The calibration's summed spectrum comes from the read that converts the chunks for the
+    fit: every value of the file is read exactly once (before: a dask sum of the whole map,
+    then the fitted channels again for the fit), and the fit is the eager one."""
     from esmpy_hs.signals import _calibration
 
-    calls = []
-    real = _calibration.summed_spectrum
+    fname = tmp_path / "map.hspy"
+    make_map(shape=SHAPE).save(fname, chunks=(5, 11, 1000))
+    kw = {**KW, "persist": "memory"}
+    sums = []
+    real = _calibration.calibrate_detector
 
-    def counted(signal):
-        calls.append(bool(getattr(signal, "_lazy", False)))
-        return real(signal)
+    def spy(axis, summed, *args, **kwargs):
+        sums.append(np.array(summed))
+        return real(axis, summed, *args, **kwargs)
 
-    monkeypatch.setattr(_calibration, "summed_spectrum", counted)
-    sl = make_map(shape=SHAPE).as_lazy()
-    sl.decomposition(algorithm="smart_nmf", **{**KW, "max_iter": 2})
-    assert calls == [True]
+    monkeypatch.setattr(_calibration, "calibrate_detector", spy)
+    sl = hs.load(fname, lazy=True)
+    total = int(np.prod(sl.data.shape))
+    assert _bytes_read(monkeypatch, lambda: sl.decomposition(algorithm="smart_nmf", **kw)) \
+        == total  # fmt: skip
+    _same(sl, eager_fit)
+    # the summed spectrum of the single read is exactly the dask sum of the map
+    dask_sum = np.asarray(sl.data.sum(axis=(0, 1)).compute(), dtype=np.float64)
+    assert np.array_equal(sums[0], dask_sum)
+    # the counter works: with the summed spectrum read apart, the map is read more than once
+    monkeypatch.setattr(_lazy, "ONE_READ", False)
+    old = hs.load(fname, lazy=True)
+    assert _bytes_read(monkeypatch, lambda: old.decomposition(algorithm="smart_nmf", **kw)) \
+        > total  # fmt: skip
+    assert np.array_equal(sums[1], sums[0])
+    _same(old, eager_fit)
