@@ -92,6 +92,9 @@ def test_chosen_only_at_low_dose_with_w_held(rng, monkeypatch):
     assert [b for b, _ in est.coarse_iter_] == [4, 2]
     assert fit(G, Y.T, max_iter=30, spectra_from="pixels").coarse_iter_ == []  # W moves
     assert fit(G, Y.T, max_iter=30, lambda_L=1.0).coarse_iter_ == []  # λ below red-black
+    lam = 0.5 * (plan_module.RED_BLACK_LAMBDA + plan_module.COARSE_TO_FINE_LAMBDA)
+    est = fit(G, Y.T, max_iter=30, lambda_L=lam)  # red-black, λ below the coarse start's
+    assert est.plan_.hp.colour is not None and est.coarse_iter_ == []
     G2, Y2 = low_dose(rng, dose=300.0)
     assert fit(G2, Y2.T, max_iter=30).coarse_iter_ == []  # spectra from the pixels
     monkeypatch.setattr(plan_module, "COARSE_TO_FINE", False)
