@@ -25,7 +25,8 @@ hold fewer pixels: their counts are scaled up to b² pixels' worth.
 
 Only the start of the full-resolution iterations changes: their objective, stopping rule and
 monotone updates are the fit's own. The binned counts come from the data source
-(``source.binned``), so an in-memory and a chunked fit start from the same H.
+(``source.binned``, one read for all the levels), so an in-memory and a chunked fit start from
+the same H.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from esmpy_hs.nmf._data import CompactCounts, _finish_sparse
+from esmpy_hs.nmf._init import to_csr
 from esmpy_hs.nmf._laplacian import grid_adjacency, grid_colouring
 from esmpy_hs.nmf._solver import HParams, iterate, memory_pass
 
@@ -90,6 +92,14 @@ def binned_counts(parts: list[tuple[np.ndarray, sp.csr_array]], n_blocks: int,
                           float_dtype)  # fmt: skip
 
 
+def block_sums(data: CompactCounts, block: np.ndarray) -> tuple[np.ndarray, sp.csr_array]:
+    """``(block ids, CSR of their sums)`` of in-memory counts, every pixel in a block ≥ 0."""
+    nb = int(block.max()) + 1
+    A = sp.csr_array((np.ones(block.size), (block, np.arange(block.size))),
+                     shape=(nb, data.n_pixels))  # fmt: skip
+    return np.arange(nb), sp.csr_array(A @ to_csr(data))
+
+
 def restrict(Ht: np.ndarray, block: np.ndarray, n_blocks: int) -> np.ndarray:
     """Mean of H over every block (pixels × k → blocks × k, float64)."""
     cnt = np.bincount(block, minlength=n_blocks).astype(np.float64)
@@ -141,6 +151,12 @@ def coarse_start(plan, source, W: np.ndarray, Ht: np.ndarray, factors: list[int]
     """
     s = plan.settings
     shape = s.shape
+    # one read of the data: the sums over the finest level's blocks, binned further for the
+    # coarser levels (their blocks are unions of the finest ones)
+    fine = factors[-1]
+    fshape = coarse_shape(shape, fine)
+    nf = fshape[0] * fshape[1]
+    sums = binned_counts(source.binned(block_of(shape, fine)), nf, np.ones(nf), s.n, s.dtype)
     H = None
     prev = None
     info: list[tuple[int, int]] = []
@@ -153,7 +169,8 @@ def coarse_start(plan, source, W: np.ndarray, Ht: np.ndarray, factors: list[int]
         else:
             H = prolong(H, coarse_shape(shape, prev), cs, prev // b)
         cnt = np.bincount(block, minlength=nb).astype(np.float64)
-        data = binned_counts(source.binned(block), nb, (b * b) / cnt, s.n, s.dtype)
+        parts = [block_sums(sums, block_of(fshape, b // fine))]
+        data = binned_counts(parts, nb, (b * b) / cnt, s.n, s.dtype)
         hp = level_params(plan.hp, b, cs, data.total, red_black_lambda)
         r = iterate(memory_pass(data, hp), s.G, W, np.ascontiguousarray(H, dtype=s.dtype), hp,
                     plan.wp, max_iter=COARSE_MAX_ITER, tol=s.tol, move_tol=plan.move_tol,

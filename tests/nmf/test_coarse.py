@@ -12,6 +12,7 @@ from esmpy_hs.nmf._chunked import _binned
 from esmpy_hs.nmf._coarse import (
     binned_counts,
     block_of,
+    block_sums,
     coarse_shape,
     levels,
     prolong,
@@ -66,6 +67,13 @@ def test_binning_restriction_and_interpolation(rng):
     A = sp.csr_array((np.ones(70), (block, np.arange(70))), shape=(nb, 70))
     expect = (A @ X) * ((b * b) / cnt)[:, None]
     np.testing.assert_allclose(data.to_dense().T, expect)
+    # the same from the sums over 2 × 2 blocks (one read of the data for every level)
+    f2 = coarse_shape(shape, 2)
+    n2 = f2[0] * f2[1]
+    sums = binned_counts([_binned(as_compact(X), block_of(shape, 2))], n2, np.ones(n2), 30,
+                         np.float64)  # fmt: skip
+    again = binned_counts([block_sums(sums, block_of(f2, 2))], nb, (b * b) / cnt, 30, np.float64)
+    np.testing.assert_allclose(again.to_dense(), data.to_dense())
     # a constant map stays constant; simplex vectors stay on the simplex
     Hc = rng.dirichlet(np.ones(3), size=nb)
     Hf = prolong(Hc, cs, shape, b)
