@@ -402,7 +402,7 @@ def colouring(shape: tuple[int, ...] | None, lam: float) -> np.ndarray | None:
 #: before, kept for the benchmarks' same-process baselines, see docs/validation.rst)
 COARSE_TO_FINE = True
 #: smallest λ (scaled units) of the coarse-to-fine start: 20, at k = 3 about 3 counts per pixel
-#: and below (measured: 0.24–0.63 of the fit's time at λ = 20–60; at λ ≈ 12, 5 counts per
+#: and below (measured: 0.23–0.75 of the fit's time at λ = 20–60; at λ ≈ 12, 5 counts per
 #: pixel, it saved nothing on two seeds; see docs/validation.rst)
 COARSE_TO_FINE_LAMBDA = 20.0
 
