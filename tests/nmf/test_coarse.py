@@ -135,3 +135,23 @@ def test_chunked_and_in_memory_agree(rng):
     lazy = fit(G, da.from_array(Y.T, chunks=(1000, Y.shape[0])), max_iter=60)
     assert lazy.coarse_iter_ == mem.coarse_iter_
     np.testing.assert_allclose(lazy.H_, mem.H_, atol=1e-9)
+
+
+def test_interrupt_during_the_coarse_start(rng, monkeypatch):
+    """An interrupt in a coarse level ends the fit on the start's abundances (a feasible
+    iterate, no iterations counted), as an interrupt of the warm-up does."""
+    import esmpy_hs.nmf._coarse as coarse_module
+
+    G, Y = low_dose(rng)
+
+    def interrupted(data, hp):
+        def run(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        return run
+
+    monkeypatch.setattr(coarse_module, "memory_pass", interrupted)
+    est = fit(G, Y.T, max_iter=30)
+    assert est.stop_reason_ == "interrupted" and est.n_iter_ == 0 and est.coarse_iter_ == []
+    np.testing.assert_allclose(est.H_.sum(axis=0), 1.0)
+    assert np.all(est.H_ > 0)
