@@ -46,8 +46,8 @@ from esmpy_hs.nmf._solver import HParams, iterate, memory_pass
 #: pixels a side
 COARSE_LAMBDA = 0.2
 COARSE_MIN_SIDE = 16
-#: iterations at most per coarse level (a level run to its own stopping rule saved fewer
-#: full-resolution iterations than it cost at 256² × 4096; see docs/validation.rst)
+#: iterations at most per coarse level (levels run to their own stopping rule, at most 300
+#: iterations, cost more than they saved at 512² × 4096; see docs/validation.rst)
 COARSE_MAX_ITER = 100
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from esmpy_hs.nmf import _plan
-from esmpy_hs.nmf._coarse import coarse_start
+from esmpy_hs.nmf._coarse import block_sums, coarse_start
 from esmpy_hs.nmf._data import CompactCounts
 from esmpy_hs.nmf._init import auto_init, extrapolate_minor_phases, random_init
 from esmpy_hs.nmf._plan import COLLAPSE_SHARE, Plan, coarse_levels
@@ -65,9 +65,7 @@ class InMemory:
     def binned(self, block: np.ndarray) -> list:
         """Sums of the counts over blocks of pixels (``block``: one id ≥ 0 per pixel) as
         ``[(block ids, CSR of their sums)]`` (see :func:`._coarse.binned_counts`)."""
-        from esmpy_hs.nmf._chunked import _binned
-
-        return [_binned(self.stats, block)]
+        return [block_sums(self.stats, block)]
 
     def close(self) -> None:
         pass
