@@ -650,6 +650,10 @@ class ChunkedSource:
         s = plan.settings
         return binned_stand_in(self.engine, self.stats, s.shape, s.k)
 
+    def binned(self, block: np.ndarray) -> list:
+        """Per-chunk sums over blocks of pixels, as :meth:`._fit.InMemory.binned`."""
+        return self.engine.binned(block)
+
     def bind(self, hp: HParams):
         self.engine.set_params(hp)
         return self.engine.run

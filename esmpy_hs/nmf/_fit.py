@@ -25,9 +25,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from esmpy_hs.nmf import _plan
+from esmpy_hs.nmf._coarse import block_sums, coarse_start
 from esmpy_hs.nmf._data import CompactCounts
 from esmpy_hs.nmf._init import auto_init, extrapolate_minor_phases, random_init
-from esmpy_hs.nmf._plan import COLLAPSE_SHARE, Plan
+from esmpy_hs.nmf._plan import COLLAPSE_SHARE, Plan, coarse_levels
 from esmpy_hs.nmf._solver import PassFn, SolveResult, feasible_H, feasible_W, iterate, memory_pass
 
 #: the move to the composition bound after a fit (:func:`to_bound`) is made when the bound puts
@@ -59,6 +61,11 @@ class InMemory:
 
     def bind(self, hp) -> PassFn:
         return memory_pass(self.stats, hp)
+
+    def binned(self, block: np.ndarray) -> list:
+        """Sums of the counts over blocks of pixels (``block``: one id ≥ 0 per pixel) as
+        ``[(block ids, CSR of their sums)]`` (see :func:`._coarse.binned_counts`)."""
+        return [block_sums(self.stats, block)]
 
     def close(self) -> None:
         pass
@@ -136,7 +143,16 @@ def run(
     G = s.G
     run_pass = source.bind(plan.hp)
     Ht = start.Ht
-    if start.warmup > 0:
+    factors = coarse_levels(plan) if start.warmup > 0 and not update_W else []
+    coarse: list[tuple[int, int]] = []
+    if factors:
+        # the "auto" start's abundances, W held: fitted on binned maps from coarse to fine
+        # instead of the warm-up (see _coarse)
+        Ht, coarse, stopped = coarse_start(plan, source, start.W, Ht, factors,
+                                             _plan.RED_BLACK_LAMBDA)  # fmt: skip
+        if stopped:
+            return SolveResult(start.W, Ht, G, 0, stop_reason="interrupted", coarse=coarse)
+    elif start.warmup > 0:
         r0 = iterate(run_pass, G, start.W, Ht, plan.hp, plan.wp, max_iter=start.warmup,
                      tol=0.0, update_W_=False, losses=False)  # fmt: skip
         if r0.stop_reason == "interrupted":
@@ -149,6 +165,7 @@ def run(
         callback_owner=owner, out_scale=plan.scale, progress=progress,
         desc=source.desc, timings=timings,
     )  # fmt: skip
+    res = replace(res, coarse=coarse)
     if not update_W or res.stop_reason == "interrupted":
         return res
     moved = to_bound(plan, res)

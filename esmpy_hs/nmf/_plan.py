@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from esmpy_hs.nmf._coarse import levels
 from esmpy_hs.nmf._init import bin_factor
 from esmpy_hs.nmf._laplacian import (
     empty_adjacency,
@@ -394,6 +395,33 @@ def colouring(shape: tuple[int, ...] | None, lam: float) -> np.ndarray | None:
     if not RED_BLACK or shape is None or lam < RED_BLACK_LAMBDA:
         return None
     return grid_colouring(shape)
+
+
+#: start the full-resolution iterations from a coarse-to-fine fit of the abundances
+#: (:mod:`._coarse`) where :func:`coarse_levels` says so; False: the H-only warm-up (the start
+#: before, kept for the benchmarks' same-process baselines, see docs/validation.rst)
+COARSE_TO_FINE = True
+#: smallest λ (scaled units) of the coarse-to-fine start: 20, at k = 3 about 3 counts per pixel
+#: and below (measured: 0.23–0.75 of the fit's time at λ = 20–60; at λ ≈ 12, 5 counts per
+#: pixel, it saved nothing on two seeds; see docs/validation.rst)
+COARSE_TO_FINE_LAMBDA = 20.0
+
+
+def coarse_levels(plan: Plan) -> list[int]:
+    """Bin factors of the coarse-to-fine start (coarsest first), or [] for the warm-up.
+
+    Used where W is held (``spectra_from="blocks"``: the main loop fits H alone, so the binned
+    fits solve the same problem on coarser grids), the H step sweeps red-black on a 2-D grid,
+    λ ≥ :data:`COARSE_TO_FINE_LAMBDA` (the maps converge like a diffusion) and no H entry is
+    fixed. Where W moves (above 100 counts per pixel) a coarse-to-fine schedule was tried
+    and rejected (docs/validation.rst).
+    """
+    s = plan.settings
+    if not (COARSE_TO_FINE and plan.hold_W and plan.hp.colour is not None
+            and plan.lam >= COARSE_TO_FINE_LAMBDA and s.fixed_Ht is None
+            and s.shape is not None and len(s.shape) == 2):  # fmt: skip
+        return []
+    return levels(s.shape, plan.lam)
 
 
 def resolve(s: Settings, total: float) -> Plan:

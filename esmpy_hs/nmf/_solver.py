@@ -242,6 +242,8 @@ class SolveResult:
     move_history: list[tuple[int, float, float, float]] = field(default_factory=list)
     # returns to the last checked iterate because F rose after extrapolations (see iterate)
     restarts: int = 0
+    # the coarse-to-fine start (see _fit.run): (bin factor, iterations) of each level
+    coarse: list[tuple[int, int]] = field(default_factory=list)
 
 
 def evaluate_loss(data, G, W, Ht, hp: HParams) -> float:

@@ -229,6 +229,10 @@ class SmartNMF:
         W_j ← W_j + β (W_j − W_dominant) (0: not moved; see ``final_extrapolation``).
     final_iter_ : int
         Iterations of the refit of H after that move (not counted in ``n_iter_``).
+    coarse_iter_ : list of (int, int)
+        The coarse-to-fine start (low dose, W held; see :mod:`esmpy_hs.nmf._coarse`): the bin
+        factor and the iterations of each binned level, coarsest first ([] when the start was
+        the H-only warm-up). Not counted in ``n_iter_``.
 
     Notes
     -----
@@ -413,6 +417,7 @@ class SmartNMF:
         self.init_extrapolation_ = plan.extrapolation
         self.final_shift_ = np.zeros(plan.settings.k) if res.shift is None else res.shift
         self.final_iter_ = int(res.final_iter)
+        self.coarse_iter_ = list(res.coarse)
         self.G_ = res.G
         self.W_ = res.W * scale
         self.H_ = np.array(res.Ht.T, dtype=np.float64)
