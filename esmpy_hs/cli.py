@@ -201,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="beam energy in keV, if the file lacks it or it is wrong",
     )
     dec.add_argument(
+        "--window",
+        choices=("windowless", "Si3N4", "polymer", "Be"),
+        help="the detector's window, if the file does not say (default: Si3N4 40 nm + Al 30 nm "
+        "assumed, and the stated uncertainty spans windowless to polymer)",
+    )
+    dec.add_argument(
         "--energy-range",
         nargs=2,
         type=float,
@@ -346,6 +352,10 @@ def _prepare(signal, args):
             raise CLIError(f"--elements: {_one_line(exc)}") from exc
     if args.beam_energy is not None:
         s.metadata.set_item("Acquisition_instrument.TEM.beam_energy", float(args.beam_energy))
+    if getattr(args, "window", None) is not None:
+        from esmpy_hs.signals._metadata import EDS
+
+        s.metadata.set_item(f"{EDS}.efficiency", args.window)
     if args.thickness is not None:
         s.metadata.set_item("Sample.thickness", args.thickness)
     if args.density is not None:
@@ -423,6 +433,7 @@ def decompose(
     thickness: str | None = None,
     density: str | None = None,
     beam_energy: float | None = None,
+    window: str | None = None,
     energy_range: tuple[float, float] | None = None,
     max_iter: int | None = None,
     seed: int | None = None,
@@ -457,6 +468,7 @@ def decompose(
         thickness=thickness,
         density=density,
         beam_energy=beam_energy,
+        window=window,
         energy_range=energy_range,
         max_iter=max_iter,
         seed=seed,

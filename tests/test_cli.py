@@ -40,6 +40,7 @@ def test_help_lists_every_option(capsys):
         "--thickness",
         "--density",
         "--beam-energy",
+        "--window",
         "--lazy",
         "--output",
         "--max-iter",
@@ -128,6 +129,8 @@ def test_decompose_default_output_and_overrides(small_map, tmp_path, monkeypatch
             "Cu",
             "--beam-energy",
             "200",
+            "--window",
+            "windowless",
             "--energy-range",
             "0.3",
             "10",
@@ -153,6 +156,21 @@ def test_decompose_default_output_and_overrides(small_map, tmp_path, monkeypatch
     fitted = hs.load(tmp_path / "small_esmpy.hspy")
     labels = list(fitted.metadata.SmartNMF.labels)
     assert "Al" not in labels and any(label.startswith("Cu_") for label in labels)
+    # --window states the detector's window: written to the copy, used by the model
+    from esmpy_hs.signals._record import read_record
+
+    assert fitted.metadata.Acquisition_instrument.TEM.Detector.EDS.efficiency == "windowless"
+    detector = read_record(fitted).physics_model().detector
+    assert detector.window_stated and detector.window_name == "windowless"
+    assert "efficiency" not in hs.load(small_map).metadata.Acquisition_instrument.TEM.Detector.EDS
+
+
+def test_window_choices_are_the_presets():
+    from esmpy_hs.physics.detector import WINDOW_PRESETS
+
+    sub = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    (action,) = [a for a in sub["decompose"]._actions if a.dest == "window"]
+    assert set(action.choices) == set(WINDOW_PRESETS)
 
 
 def test_missing_file(tmp_path, capsys):
