@@ -80,18 +80,8 @@ def test_hspy_file_is_never_loaded_whole(eager_fit, tmp_path, monkeypatch):
     make_map(shape=SHAPE).save(fname, chunks=(5, 11, 1000))
     sl = hs.load(fname, lazy=True)
     assert isinstance(sl, LazyEDSespm)
-    reads = []
-    original = h5py.Dataset.__getitem__
-
-    def spy(self, key):
-        out = original(self, key)
-        if self.ndim == 3:
-            reads.append(np.size(out))
-        return out
-
-    monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
-    sl.decomposition(algorithm="smart_nmf", persist="stream", **KW)
-    monkeypatch.setattr(h5py.Dataset, "__getitem__", original)
+    reads = _reads(monkeypatch, lambda: sl.decomposition(algorithm="smart_nmf", persist="stream",
+                                                         **KW))  # fmt: skip
     total = int(np.prod(sl.data.shape))
     assert reads and max(reads) <= 5 * 11 * 1000 < total // 4
     _same(sl, eager_fit)
@@ -127,6 +117,11 @@ def test_lazy_options_need_a_lazy_signal():
 
 def _bytes_read(monkeypatch, call):
     """Values read from the HDF5 file of a lazy map while ``call()`` runs."""
+    return sum(_reads(monkeypatch, call))
+
+
+def _reads(monkeypatch, call):
+    """The size of each read of a 3-D HDF5 dataset while ``call()`` runs."""
     reads = []
     original = h5py.Dataset.__getitem__
 
@@ -141,7 +136,7 @@ def _bytes_read(monkeypatch, call):
         call()
     finally:
         monkeypatch.setattr(h5py.Dataset, "__getitem__", original)
-    return sum(reads)
+    return reads
 
 
 def test_file_is_read_once_for_the_summed_spectrum_and_the_fit(eager_fit, tmp_path,
