@@ -71,6 +71,9 @@ def _update_pixel(
 ):  # fmt: skip
     """Solve the surrogate of pixel p (global index) / i (chunk index); write ``hn``.
 
+    A pixel without counts (every ``c`` zero) with q > 0 under the simplex is solved in closed
+    form (:func:`_project_empty`), the same way in the sparse and the dense pass.
+
     ``seq``: the neighbours are held while p moves (red-black sweep: the Laplacian part is
     exact, ``(λ/2)·deg·x² − λ·s·x``); otherwise they move at the same time and the Laplacian is
     majorised per edge (``λ·deg·x² − λ·(deg·h + s)·x``). ``s`` is the sum of the neighbours' h
@@ -102,7 +105,72 @@ def _update_pixel(
                 for t in range(a0, a1):
                     s += Ht[adj_indices[t], j]
                 beta[j] -= lam * s if seq else lam * (deg * h[j] + s)
-    solve_column(c, beta, q, free, total, eps, simplex, rtol, hn)
+    if not (simplex and q > 0.0 and _project_empty(c, beta, q, free, total, eps, hn)):
+        solve_column(c, beta, q, free, total, eps, simplex, rtol, hn)
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _project_empty(c, beta, q, free, total, eps, hn):
+    """The surrogate's exact minimiser for a pixel without counts (every ``c`` zero), q > 0,
+    under the simplex; returns False (nothing written) when it does not apply.
+
+    Without counts the surrogate of the free entries is ``Σ β_j x_j + q x_j²``: its minimiser on
+    ``{x ≥ ε, Σ x = T}`` is the Euclidean projection of ``u = −β / (2q)`` on that set,
+    ``x_j = max(u_j − ν, ε)``, found exactly by floor-and-rescale rounds (the entries that fall
+    below ε in a round stay there at the solution; at most k rounds): no square roots or Newton
+    steps (:func:`._simplex.solve_column` reaches the same point to its tolerance ``rtol``).
+    """
+    k = c.shape[0]
+    if k > 62:
+        return False
+    for j in range(k):
+        if free[j] and c[j] != 0.0:
+            return False
+    inv2q = 0.5 / q
+    fl = 0  # bit j: entry j floored
+    nfl = 0
+    nu = 0.0
+    done = False
+    for _ in range(k + 1):
+        # ν over the entries not floored: Σ (u_j − ν) = T − ε·(number floored)
+        usum = 0.0
+        nact = 0
+        for j in range(k):
+            if free[j] and not (fl >> j) & 1:
+                usum -= beta[j] * inv2q
+                nact += 1
+        if nact == 0 or total <= 0.0:
+            return False
+        nu = (usum - (total - eps * nfl)) / nact
+        new = False
+        for j in range(k):
+            if free[j] and not (fl >> j) & 1 and -beta[j] * inv2q - nu < eps:
+                fl |= 1 << j
+                nfl += 1
+                new = True
+        if not new:
+            done = True
+            break
+    if not done:
+        return False
+    s = 0.0
+    above = 0.0
+    for j in range(k):
+        if free[j]:
+            if (fl >> j) & 1:
+                hn[j] = eps
+            else:
+                hn[j] = -beta[j] * inv2q - nu
+                above += hn[j]
+            s += hn[j]
+    # the last rounding error of the sum on the entries above the floor (as solve_column)
+    if s != total and above > 0.0:
+        fac = (total - (s - above)) / above
+        if fac > 0.0:
+            for j in range(k):
+                if free[j] and hn[j] > eps:
+                    hn[j] *= fac
+    return True
 
 
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
