@@ -105,7 +105,7 @@ def one_iteration(mod, d, adj, colour, lam, red_black, want_loss):
     out = Ht.copy()
     r0 = call(mod, d, adj, colour, lam, 0, True, True, want_loss, Ht, out)
     r1 = call(mod, d, adj, colour, lam, 1, True, True, want_loss, out, out)
-    return out, tuple(a + b for a, b in zip(r0, r1))
+    return out, tuple(a + b for a, b in zip(r0, r1, strict=True))
 
 
 def loss_only(mod, d, adj, colour, lam):
@@ -142,24 +142,30 @@ def main():
         empty = float(np.mean(np.diff(d["indptr"]) == 0))
         print(f"\n{name}: {d['p']} px × {d['n']} ch, {nnz / d['p']:.1f} nonzeros/px, "
               f"{100 * empty:.0f} % empty pixels, λ = {s['lam']}, red-black {s['red_black']}")
-        cases = {
-            "pass": lambda m: one_iteration(m, d, adj, colour, s["lam"], s["red_black"], False),
-            "pass+loss": lambda m: one_iteration(m, d, adj, colour, s["lam"], s["red_black"], True),
-            "loss only": lambda m: loss_only(m, d, adj, colour, s["lam"]),
-        }
-        for case, f in cases.items():
-            ro, rn = f(old), f(new)  # compile and compare
-            if case == "loss only":
-                diffs = [reldiff(x, y) for x, y in zip(rn, ro)]
-            else:
-                diffs = [reldiff(rn[0], ro[0])] + [reldiff(x, y) for x, y in zip(rn[1], ro[1])]
-            t_old, t_new = [], []
-            for _ in range(2):  # alternate, to share the load's drift
-                t_old.append(fastest(lambda: f(old), args.repeat))
-                t_new.append(fastest(lambda: f(new), args.repeat))
-            to, tn = min(t_old), min(t_new)
-            print(f"  {case:10s} old {1e3 * to:8.2f} ms  new {1e3 * tn:8.2f} ms  "
-                  f"ratio {tn / to:.3f}   max rel diff {max(diffs):.2e}")
+        run_shape(d, adj, colour, s["lam"], s["red_black"], args.repeat)
+
+
+def run_shape(d, adj, colour, lam, red_black, repeat):
+    """Time the three cases of one shape, old and new kernels alternated."""
+    cases = {
+        "pass": lambda m: one_iteration(m, d, adj, colour, lam, red_black, False),
+        "pass+loss": lambda m: one_iteration(m, d, adj, colour, lam, red_black, True),
+        "loss only": lambda m: loss_only(m, d, adj, colour, lam),
+    }
+    for case, f in cases.items():
+        ro, rn = f(old), f(new)  # compile and compare
+        if case == "loss only":
+            diffs = [reldiff(x, y) for x, y in zip(rn, ro, strict=True)]
+        else:
+            diffs = [reldiff(rn[0], ro[0])]
+            diffs += [reldiff(x, y) for x, y in zip(rn[1], ro[1], strict=True)]
+        t_old, t_new = [], []
+        for _ in range(2):  # alternate, to share the load's drift
+            t_old.append(fastest(lambda f=f: f(old), repeat))
+            t_new.append(fastest(lambda f=f: f(new), repeat))
+        to, tn = min(t_old), min(t_new)
+        print(f"  {case:10s} old {1e3 * to:8.2f} ms  new {1e3 * tn:8.2f} ms  "
+              f"ratio {tn / to:.3f}   max rel diff {max(diffs):.2e}")
 
 
 if __name__ == "__main__":
