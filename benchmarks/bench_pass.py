@@ -131,7 +131,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shape", nargs="*", default=list(SHAPES))
     ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--fit", action="store_true", help="whole 64² fits, old vs new kernels")
     args = ap.parse_args()
+    if args.fit:
+        compare_fits()
+        return
     print(f"numba threads {numba.get_num_threads()}")
     for name in args.shape:
         s = SHAPES[name]
@@ -168,5 +172,37 @@ def run_shape(d, adj, colour, lam, red_black, repeat):
               f"ratio {tn / to:.3f}   max rel diff {max(diffs):.2e}")
 
 
+def compare_fits(doses=(1.0, 3.0, 293.0), shape=(64, 64), seed=0):
+    """Whole default fits (``SmartNMF``, k = 3, a known G) of synthetic 64² maps with the
+    baseline kernels and with this tree's, in one process: iterations and the largest
+    differences of the answers (``python benchmarks/bench_pass.py --fit``)."""
+    import sys
+
+    from esmpy_hs.nmf import SmartNMF, _solver
+
+    sys.path.insert(0, str(_HERE.parent / "tests" / "nmf"))
+    from conftest import synthetic
+
+    for dose in doses:
+        rng = np.random.default_rng(seed)
+        G, W, H = synthetic(rng, n=300, shape=shape, k=3, n_peaks=10)
+        m = G @ W @ H
+        Y = rng.poisson(dose * m / m.sum(axis=0).mean()).T  # pixels × channels
+        res = {}
+        for name, mod in (("old", old), ("new", new)):
+            _solver._kernels = mod
+            est = SmartNMF(G, 3, shape_2d=shape, random_state=0, progress=False)
+            t = time.perf_counter()
+            est.fit(Y)
+            res[name] = (est.n_iter_, est.components_, est.H_, time.perf_counter() - t)
+        _solver._kernels = new
+        (io, Wo, Ho, to), (i_n, Wn, Hn, tn) = res["old"], res["new"]
+        print(f"dose {dose:6.1f}/px ({100 * np.mean(Y.sum(axis=1) == 0):.0f} % empty, "
+              f"λ = {est.lambda_L_ if hasattr(est, 'lambda_L_') else '?'}): iterations old "
+              f"{io} new {i_n}; max |ΔH| {np.abs(Ho - Hn).max():.2e}, max rel Δspectra "
+              f"{reldiff(Wn, Wo):.2e}; fit {to:.2f} s → {tn:.2f} s (compilation included)")
+
+
 if __name__ == "__main__":
     main()
+
