@@ -100,10 +100,34 @@ def _update_pixel(
         deg = a1 - a0
         if deg > 0:
             q = 0.5 * lam * deg if seq else lam * deg
+            # the neighbours' sums, each neighbour's row read once (the first four components
+            # in local scalars; the same sums in the same order as one component at a time)
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            for t in range(a0, a1):
+                qn = adj_indices[t]
+                s0 += Ht[qn, 0]
+                if k > 1:
+                    s1 += Ht[qn, 1]
+                if k > 2:
+                    s2 += Ht[qn, 2]
+                if k > 3:
+                    s3 += Ht[qn, 3]
             for j in range(k):
-                s = 0.0
-                for t in range(a0, a1):
-                    s += Ht[adj_indices[t], j]
+                if j == 0:
+                    s = s0
+                elif j == 1:
+                    s = s1
+                elif j == 2:
+                    s = s2
+                elif j == 3:
+                    s = s3
+                else:
+                    s = 0.0
+                    for t in range(a0, a1):
+                        s += Ht[adj_indices[t], j]
                 beta[j] -= lam * s if seq else lam * (deg * h[j] + s)
     if not (simplex and q > 0.0 and _project_empty(c, beta, q, free, total, eps, hn)):
         solve_column(c, beta, q, free, total, eps, simplex, rtol, hn)
