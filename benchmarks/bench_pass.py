@@ -15,7 +15,10 @@ Shapes (``--shape``):
 For each: the plain pass (H step + R Hᵀ), the pass with the loss, the loss-only pass; and the
 largest relative difference of the outputs (new H, R Hᵀ, H 1, loss parts) between the kernels.
 
-Run: ``nice -n 10 python benchmarks/bench_pass.py [--shape ...] [--repeat N]``.
+Run from the repository root with ``PYTHONPATH=.`` (so that this tree's package is measured):
+``nice -n 10 python benchmarks/bench_pass.py [--shape ...] [--repeat N]``; ``--fit``: whole
+default fits of 64² maps with either kernel (iterations, largest differences); ``--fit512``:
+whole ``smart_nmf`` fits of ``bench_coarse.py``'s 512² × 4096 map at 1 count/px.
 """
 
 from __future__ import annotations
@@ -132,9 +135,13 @@ def main():
     ap.add_argument("--shape", nargs="*", default=list(SHAPES))
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--fit", action="store_true", help="whole 64² fits, old vs new kernels")
+    ap.add_argument("--fit512", action="store_true", help="whole 512² × 4096 fits at 1 count/px")
     args = ap.parse_args()
     if args.fit:
         compare_fits()
+        return
+    if args.fit512:
+        compare_512()
         return
     print(f"numba threads {numba.get_num_threads()}")
     for name in args.shape:
@@ -200,7 +207,39 @@ def compare_fits(doses=(1.0, 3.0, 293.0), shape=(64, 64), seed=0):
         print(f"dose {dose:6.1f}/px ({100 * np.mean(Y.sum(axis=1) == 0):.0f} % empty, "
               f"λ = {est.lambda_L_ if hasattr(est, 'lambda_L_') else '?'}): iterations old "
               f"{io} new {i_n}; max |ΔH| {np.abs(Ho - Hn).max():.2e}, max rel Δspectra "
-              f"{reldiff(Wn, Wo):.2e}; fit {to:.2f} s → {tn:.2f} s (compilation included)")
+              f"{reldiff(Wn, Wo):.2e}; fit {to:.2f} s → {tn:.2f} s (one run each)")
+
+
+def compare_512(rounds=2, folder="/tmp/esmpy_bench"):
+    """Whole ``smart_nmf(s, 3)`` fits of ``bench_coarse.py``'s ``mem512`` map (512² × 4096, 1
+    count/px), baseline and new kernels alternated in one process (``--fit512``)."""
+    import sys
+    import warnings
+
+    sys.path.insert(0, str(_HERE))
+    import bench_coarse as bc
+    import bench_iterations as bi
+
+    from esmpy_hs.nmf import _solver
+
+    warnings.filterwarnings("ignore", message="Importing `")
+    pathlib.Path(folder).mkdir(parents=True, exist_ok=True)
+    s, spectra, maps, kw = bc.load_map("mem512", pathlib.Path(folder))
+    ests = {}
+    for _ in range(rounds):
+        for name, mod in (("old", old), ("new", new)):
+            _solver._kernels = mod
+            est, wall = bi.fit(s, kw)
+            fit_s = est.setup_time_ + float(np.sum(est.iteration_times_))
+            angles, mse = bi.against_truth(est, spectra, maps, *bi.channels(s))
+            print(f"  {name}: iterations {est.n_iter_}+{est.final_iter_}, fit {fit_s:.1f} s "
+                  f"(set-up {est.setup_time_:.1f} s, median iteration "
+                  f"{1e3 * np.median(est.iteration_times_):.0f} ms), smart_nmf {wall:.1f} s, "
+                  f"truth {', '.join(f'{a:.2f}' for a in angles)}° MSE {mse:.5f}", flush=True)
+            ests[name] = est
+    _solver._kernels = new
+    a, m = bi.between(ests["new"], ests["old"])
+    print(f"  new vs old: {a:.3g}°, map MSE {m:.2e}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ pixel p, while its counts are in cache, it
 2. updates h_p by exact minimisation of the majorising surrogate (see :mod:`._simplex`): the
    Kullback-Leibler part (Jensen), the tangent of the log prior, the separable quadratic majoriser
    of the Laplacian (which needs the *previous* h of the neighbours, read from the global ``Ht``),
-   the H simplex and the fixed entries;
+   the H simplex and the fixed entries (a pixel without counts in closed form: a projection on
+   the simplex, see :func:`_project_empty`);
 3. recomputes the ratios with the new h_p and accumulates ``R Hᵀ`` (channels × k) and ``H 1``
    into per-block accumulators.
 
