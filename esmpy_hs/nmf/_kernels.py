@@ -10,7 +10,8 @@ pixel p, while its counts are in cache, it
 2. updates h_p by exact minimisation of the majorising surrogate (see :mod:`._simplex`): the
    Kullback-Leibler part (Jensen), the tangent of the log prior, the separable quadratic majoriser
    of the Laplacian (which needs the *previous* h of the neighbours, read from the global ``Ht``),
-   the H simplex and the fixed entries;
+   the H simplex and the fixed entries (a pixel without counts in closed form: a projection on
+   the simplex, see :func:`_project_empty`);
 3. recomputes the ratios with the new h_p and accumulates ``R Hᵀ`` (channels × k) and ``H 1``
    into per-block accumulators.
 
@@ -71,6 +72,9 @@ def _update_pixel(
 ):  # fmt: skip
     """Solve the surrogate of pixel p (global index) / i (chunk index); write ``hn``.
 
+    A pixel without counts (every ``c`` zero) with q > 0 under the simplex is solved in closed
+    form (:func:`_project_empty`), the same way in the sparse and the dense pass.
+
     ``seq``: the neighbours are held while p moves (red-black sweep: the Laplacian part is
     exact, ``(λ/2)·deg·x² − λ·s·x``); otherwise they move at the same time and the Laplacian is
     majorised per edge (``λ·deg·x² − λ·(deg·h + s)·x``). ``s`` is the sum of the neighbours' h
@@ -97,12 +101,101 @@ def _update_pixel(
         deg = a1 - a0
         if deg > 0:
             q = 0.5 * lam * deg if seq else lam * deg
+            # the neighbours' sums, each neighbour's row read once (the first four components
+            # in local scalars; the same sums in the same order as one component at a time)
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            for t in range(a0, a1):
+                qn = adj_indices[t]
+                s0 += Ht[qn, 0]
+                if k > 1:
+                    s1 += Ht[qn, 1]
+                if k > 2:
+                    s2 += Ht[qn, 2]
+                if k > 3:
+                    s3 += Ht[qn, 3]
             for j in range(k):
-                s = 0.0
-                for t in range(a0, a1):
-                    s += Ht[adj_indices[t], j]
+                if j == 0:
+                    s = s0
+                elif j == 1:
+                    s = s1
+                elif j == 2:
+                    s = s2
+                elif j == 3:
+                    s = s3
+                else:
+                    s = 0.0
+                    for t in range(a0, a1):
+                        s += Ht[adj_indices[t], j]
                 beta[j] -= lam * s if seq else lam * (deg * h[j] + s)
-    solve_column(c, beta, q, free, total, eps, simplex, rtol, hn)
+    if not (simplex and q > 0.0 and _project_empty(c, beta, q, free, total, eps, hn)):
+        solve_column(c, beta, q, free, total, eps, simplex, rtol, hn)
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _project_empty(c, beta, q, free, total, eps, hn):
+    """The surrogate's exact minimiser for a pixel without counts (every ``c`` zero), q > 0,
+    under the simplex; returns False (nothing written) when it does not apply.
+
+    Without counts the surrogate of the free entries is ``Σ β_j x_j + q x_j²``: its minimiser on
+    ``{x ≥ ε, Σ x = T}`` is the Euclidean projection of ``u = −β / (2q)`` on that set,
+    ``x_j = max(u_j − ν, ε)``, found exactly by floor-and-rescale rounds (the entries that fall
+    below ε in a round stay there at the solution; at most k rounds): no square roots or Newton
+    steps (:func:`._simplex.solve_column` reaches the same point to its tolerance ``rtol``).
+    """
+    k = c.shape[0]
+    if k > 62:
+        return False
+    for j in range(k):
+        if free[j] and c[j] != 0.0:
+            return False
+    inv2q = 0.5 / q
+    fl = 0  # bit j: entry j floored
+    nfl = 0
+    nu = 0.0
+    done = False
+    for _ in range(k + 1):
+        # ν over the entries not floored: Σ (u_j − ν) = T − ε·(number floored)
+        usum = 0.0
+        nact = 0
+        for j in range(k):
+            if free[j] and not (fl >> j) & 1:
+                usum -= beta[j] * inv2q
+                nact += 1
+        if nact == 0 or total <= 0.0:
+            return False
+        nu = (usum - (total - eps * nfl)) / nact
+        new = False
+        for j in range(k):
+            if free[j] and not (fl >> j) & 1 and -beta[j] * inv2q - nu < eps:
+                fl |= 1 << j
+                nfl += 1
+                new = True
+        if not new:
+            done = True
+            break
+    if not done:
+        return False
+    s = 0.0
+    above = 0.0
+    for j in range(k):
+        if free[j]:
+            if (fl >> j) & 1:
+                hn[j] = eps
+            else:
+                hn[j] = -beta[j] * inv2q - nu
+                above += hn[j]
+            s += hn[j]
+    # the last rounding error of the sum on the entries above the floor (as solve_column)
+    if s != total and above > 0.0:
+        fac = (total - (s - above)) / above
+        if fac > 0.0:
+            for j in range(k):
+                if free[j] and hn[j] > eps:
+                    hn[j] *= fac
+    return True
 
 
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
