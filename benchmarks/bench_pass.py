@@ -1,6 +1,7 @@
 """Micro-benchmark of the compiled per-iteration pass (issue 18): the kernel of this tree
-against the kernel of main before the change (``benchmarks/_kernels_baseline.py``, a copy of
-``esmpy_hs/nmf/_kernels.py`` at e17524e, used only here), in one process, fastest of N calls.
+against the kernel of an earlier commit (``--baseline REV``, default e17524e, the kernel before
+the change: ``esmpy_hs/nmf/_kernels.py`` read with ``git show`` into a temporary module), in one
+process, fastest of N calls.
 
 Synthetic data (seeded): k = 3 phases with smooth random spectra, Dirichlet abundances, Poisson
 counts stored sparse by pixel (uint16 channels and counts) as the fit stores them.
@@ -36,9 +37,22 @@ from esmpy_hs.nmf._laplacian import grid_adjacency, grid_colouring
 from esmpy_hs.nmf._solver import n_blocks
 
 _HERE = pathlib.Path(__file__).parent
-_spec = importlib.util.spec_from_file_location("_kernels_baseline", _HERE / "_kernels_baseline.py")
-old = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(old)
+old = None  # the baseline kernel module, loaded by main() from --baseline
+
+
+def load_baseline(rev: str):
+    """``esmpy_hs/nmf/_kernels.py`` at git revision ``rev``, imported as a module of its own."""
+    import subprocess
+    import tempfile
+
+    text = subprocess.run(["git", "show", f"{rev}:esmpy_hs/nmf/_kernels.py"], cwd=_HERE,
+                          check=True, capture_output=True, text=True).stdout  # fmt: skip
+    path = pathlib.Path(tempfile.mkdtemp()) / "_kernels_baseline.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location("_kernels_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 SHAPES = {
     "chunk1024": dict(rows=128, cols=128, n=1980, dose=290.0, lam=0.5, red_black=False),
@@ -136,7 +150,11 @@ def main():
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--fit", action="store_true", help="whole 64² fits, old vs new kernels")
     ap.add_argument("--fit512", action="store_true", help="whole 512² × 4096 fits at 1 count/px")
+    ap.add_argument("--baseline", default="e17524e",
+                    help="git revision whose esmpy_hs/nmf/_kernels.py is the baseline")  # fmt: skip
     args = ap.parse_args()
+    global old
+    old = load_baseline(args.baseline)
     if args.fit:
         compare_fits()
         return
