@@ -53,7 +53,8 @@ def _g_dg(c, x, q):
     s = np.sqrt(x * x + 8.0 * q * c)
     inv = 1.0 / (x + s) if x > 0.0 else 0.0
     g = 2.0 * c * inv if x > 0.0 else (s - x) / (4.0 * q)
-    return g, -g / s
+    # s = 0 only where c = 0 and x = 0, the kink of g = max(−x, 0)/(2q): its left slope
+    return g, (-g / s if s > 0.0 else -0.5 / q)
 
 
 @njit(cache=True)

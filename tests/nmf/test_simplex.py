@@ -41,6 +41,19 @@ def test_simplex_column_matches_brute_force(q, seed):
     assert surrogate(out, c, beta, q) <= surrogate(ref, c, beta, q) + 1e-9
 
 
+def test_no_counts_from_a_start_off_the_simplex():
+    """c = 0 (a pixel without counts), q > 0, a start whose entries do not sum to the total: the
+    fallback start ν = −max β puts one entry at the kink of g (x = 0), where the derivative
+    was 0/0; the solve must still land on the simplex at the minimum."""
+    beta = np.array([0.3, -0.2, 0.1])
+    q = 0.5
+    out = np.array([0.9, 0.9, 0.9])
+    solve_column(np.zeros(3), beta, q, np.ones(3, bool), 1.0, 1e-12, True, 1e-12, out)
+    assert out.sum() == pytest.approx(1.0, abs=1e-10)
+    ref = brute(np.zeros(3), beta, q, 1.0, 1e-12)
+    assert surrogate(out, np.zeros(3), beta, q) <= surrogate(ref, np.zeros(3), beta, q) + 1e-9
+
+
 def test_unconstrained_closed_form():
     c = np.array([1.0, 2.0, 0.0])
     beta = np.array([2.0, 1.0, 1.0])
