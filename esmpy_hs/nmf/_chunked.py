@@ -50,6 +50,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.sparse as sp
 
+from esmpy_hs.nmf._blocksum import sum_blocks, table_fits
 from esmpy_hs.nmf._data import CompactCounts, as_compact
 from esmpy_hs.nmf._init import bin_factor, block_index, to_csr
 from esmpy_hs.nmf._solver import HParams, PassResult, combine, h_pass
@@ -185,12 +186,15 @@ def _convert_columns(block, float_dtype, columns) -> tuple[CompactCounts, np.nda
 def _binned(c: CompactCounts, blocks: np.ndarray) -> tuple[np.ndarray, sp.csr_array]:
     """Per-block sums of one chunk: (block ids, CSR of their sums), blocks ``-1`` left out."""
     inside = np.flatnonzero(blocks >= 0)
-    X = to_csr(c)
     if inside.size == 0:
         return np.zeros(0, dtype=np.int64), sp.csr_array((0, c.n_channels))
     ids, inv = np.unique(blocks[inside], return_inverse=True)
+    if table_fits(ids.size, c):  # one compiled pass into a dense table (identical sums)
+        local = np.full(c.n_pixels, -1, dtype=np.int64)
+        local[inside] = inv
+        return ids, sum_blocks(c, local, ids.size)
     A = sp.csr_array((np.ones(inside.size), (inv, inside)), shape=(ids.size, c.n_pixels))
-    part = sp.csr_array(A @ X)
+    part = sp.csr_array(A @ to_csr(c))
     part.sum_duplicates()
     part.sort_indices()
     return ids, part
