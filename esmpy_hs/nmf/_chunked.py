@@ -50,10 +50,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.sparse as sp
 
+from esmpy_hs.nmf._blocksum import sum_blocks, table_fits
 from esmpy_hs.nmf._data import CompactCounts, as_compact
 from esmpy_hs.nmf._init import bin_factor, block_index, to_csr
 from esmpy_hs.nmf._solver import HParams, PassResult, combine, h_pass
 
+#: ``persist="auto"``: the first chunk converted for the size estimate is kept as the engine's
+#: first read of it (False: read and converted again, as before; for the benchmark's baseline)
+REUSE_FIRST_CHUNK = True
 #: ``persist="auto"`` keeps the chunks in memory when their estimated compact size is below this
 #: fraction of the available memory (or of the workers' total memory limit)
 MEMORY_FRACTION = 0.5
@@ -182,12 +186,15 @@ def _convert_columns(block, float_dtype, columns) -> tuple[CompactCounts, np.nda
 def _binned(c: CompactCounts, blocks: np.ndarray) -> tuple[np.ndarray, sp.csr_array]:
     """Per-block sums of one chunk: (block ids, CSR of their sums), blocks ``-1`` left out."""
     inside = np.flatnonzero(blocks >= 0)
-    X = to_csr(c)
     if inside.size == 0:
         return np.zeros(0, dtype=np.int64), sp.csr_array((0, c.n_channels))
     ids, inv = np.unique(blocks[inside], return_inverse=True)
+    if table_fits(ids.size, c):  # one compiled pass into a dense table (identical sums)
+        local = np.full(c.n_pixels, -1, dtype=np.int64)
+        local[inside] = inv
+        return ids, sum_blocks(c, local, ids.size)
     A = sp.csr_array((np.ones(inside.size), (inv, inside)), shape=(ids.size, c.n_pixels))
-    part = sp.csr_array(A @ X)
+    part = sp.csr_array(A @ to_csr(c))
     part.sum_duplicates()
     part.sort_indices()
     return ids, part
@@ -241,6 +248,10 @@ class _Engine:
         c0, c1 = (0, int(X.shape[1])) if columns is None else columns
         self.n_pixels, self.n_channels = int(X.shape[0]), int(c1 - c0)
         self.hp: HParams | None = None
+        # the first chunk as converted by ``persist="auto"``'s estimate (its first read, with
+        # its column sums when ``columns`` is set), used once by ``load`` instead of a second
+        # read; None: read it there
+        self.first: tuple[CompactCounts, np.ndarray | None] | None = None
 
     def _add_column_sums(self, parts: list[np.ndarray]) -> None:
         total = np.zeros(int(self.X.shape[1]))
@@ -311,7 +322,15 @@ class _LocalMemory(_Engine):
 
         batch = max(1, _n_threads())
         sums = []
-        for i in range(0, len(self.blocks), batch):
+        skip = 0
+        if self.first is not None:  # converted by the estimate of ``persist="auto"``
+            c, full = self.first
+            self.first = None
+            self.chunks.append(c)
+            if self.columns is not None:
+                sums.append(full)
+            skip = 1
+        for i in range(skip, len(self.blocks), batch):
             blocks = self.blocks[i : i + batch]
             if self.columns is None:
                 tasks = [dask.delayed(_convert)(b, self.float_dtype) for b in blocks]
@@ -352,6 +371,12 @@ class _LocalStream(_LocalMemory):
         import dask
 
         if first:
+            if i == 0 and self.first is not None:  # converted by the estimate of "auto"
+                c, full = self.first
+                self.first = None
+                if self.columns is not None:
+                    self._sums.append(full)
+                return c
             (block,) = dask.compute(self.blocks[i], scheduler=self.scheduler)
             return self._first_read(block)
         # the later passes read the fitted columns only
@@ -518,19 +543,33 @@ def _available_memory(client) -> int:
     return local
 
 
-def choose_mode(X, float_dtype, persist: str, client, columns=None) -> str:
-    """Resolve ``persist="auto"`` from the compact size of the first chunk (see module doc)."""
+def choose_mode(X, float_dtype, persist: str, client, columns=None
+                ) -> tuple[str, tuple[CompactCounts, np.ndarray | None] | None]:  # fmt: skip
+    """Resolve ``persist="auto"`` from the compact size of the first chunk (see module doc).
+
+    Returns the mode and, without a client, the first chunk as converted for the estimate
+    (``(compact, column sums or None)``, what the engine's first read of it would give) so
+    that the engine does not read and convert it again; None otherwise.
+    """
     if persist != "auto":
-        return persist
+        return persist, None
     import dask
 
-    first = X.blocks[0] if columns is None else X.blocks[0][:, columns[0] : columns[1]]
+    first = None
     if client is not None:
-        st = client.compute(dask.delayed(_convert_stats)(first, float_dtype)).result()
+        block = X.blocks[0] if columns is None else X.blocks[0][:, columns[0] : columns[1]]
+        st = client.compute(dask.delayed(_convert_stats)(block, float_dtype)).result()
     else:
-        st = _stats(_convert(first.compute(scheduler="threads"), float_dtype))
+        block = X.blocks[0].compute(scheduler="threads")
+        if columns is None:
+            first = (_convert(block, float_dtype), None)
+        else:
+            first = _convert_columns(block, float_dtype, columns)
+        del block
+        st = _stats(first[0])
     estimate = st.nbytes / max(st.n_pixels, 1) * X.shape[0] * 1.1
-    return "memory" if estimate < MEMORY_FRACTION * _available_memory(client) else "stream"
+    mode = "memory" if estimate < MEMORY_FRACTION * _available_memory(client) else "stream"
+    return mode, (first if REUSE_FIRST_CHUNK else None)
 
 
 def make_engine(X, float_dtype, persist: str = "auto", client=None,
@@ -550,14 +589,16 @@ def make_engine(X, float_dtype, persist: str = "auto", client=None,
         if not 0 <= c0 < c1 <= X.shape[1]:
             raise ValueError(f"columns must be 0 ≤ c0 < c1 ≤ {X.shape[1]}, got {columns}")
         columns = (c0, c1)
-    mode = choose_mode(X, float_dtype, persist, client, columns)
+    mode, first = choose_mode(X, float_dtype, persist, client, columns)
     if client is not None:
         return _Distributed(X, float_dtype, client, mode)
     # no client: dask's default local scheduler (threads unless configured otherwise); if a
     # distributed client is the default but client=False was asked, run on local threads
     scheduler = "threads" if "distributed" in sys.modules and _default_is_distributed() else None
     cls = _LocalMemory if mode == "memory" else _LocalStream
-    return cls(X, float_dtype, scheduler, columns)
+    engine = cls(X, float_dtype, scheduler, columns)
+    engine.first = first
+    return engine
 
 
 def _default_is_distributed() -> bool:

@@ -172,3 +172,38 @@ def test_file_is_read_once_for_the_summed_spectrum_and_the_fit(eager_fit, tmp_pa
         > total  # fmt: skip
     assert np.array_equal(sums[1], sums[0])
     _same(old, eager_fit)
+
+
+@pytest.mark.parametrize("mode", ["memory", "stream"])
+def test_auto_persist_estimate_does_not_read_the_first_chunk_again(eager_fit, tmp_path,
+                                                                   monkeypatch, mode):  # fmt: skip
+    """``persist="auto"`` estimates the compact size from the first chunk, converted once: the
+    engine keeps that conversion as its first read, so the file is still read exactly once
+    (before: the first chunk twice), in either mode the estimate picks, and the fit is the
+    eager one."""
+    from esmpy_hs.nmf import _chunked
+
+    fname = tmp_path / "map.hspy"
+    make_map(shape=SHAPE).save(fname, chunks=(5, 11, 1000))
+    if mode == "stream":  # the estimate picks streaming when almost no memory is allowed
+        monkeypatch.setattr(_chunked, "MEMORY_FRACTION", 1e-12)
+    kw = {**KW, "persist": "auto"}
+    sl = hs.load(fname, lazy=True)
+    total = int(np.prod(sl.data.shape))
+    out = {}
+
+    def fit():
+        out["est"] = sl.decomposition(algorithm="smart_nmf", return_info=True, **kw)
+
+    if mode == "memory":
+        assert _bytes_read(monkeypatch, fit) == total
+    else:  # streaming reads the fitted channels again at every pass; the first read once
+        fit()
+    assert out["est"].persist_ == mode
+    _same(sl, eager_fit)
+    # the counter sees the second conversion of the first chunk when it is not kept
+    monkeypatch.setattr(_chunked, "REUSE_FIRST_CHUNK", False)
+    if mode == "memory":
+        old = hs.load(fname, lazy=True)
+        assert _bytes_read(monkeypatch,
+                           lambda: old.decomposition(algorithm="smart_nmf", **kw)) > total
