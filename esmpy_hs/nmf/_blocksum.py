@@ -3,9 +3,9 @@ the coarse levels, issue 18).
 
 The sparse product ``A @ to_csr(c)`` (A: blocks × pixels, ones) that it replaces converted the
 counts to float64 and the indices to int32 first, then built the product's rows entry by entry;
-here every nonzero is added once into a dense (blocks × channels) table, read back as CSR. The
-sums are those of the product exactly (integers summed in float64; for float counts the order of
-the additions over a block's pixels is the pixels' order in both).
+here every nonzero is added once into a dense (blocks × channels) table, read back as CSR (by
+SciPy). The sums are those of the product exactly (integers summed in float64; for float counts
+the order of the additions over a block's pixels is the pixels' order in both).
 """
 
 from __future__ import annotations
@@ -35,29 +35,6 @@ def _add_into(indptr, indices, counts, local, out):  # pragma: no cover - compil
             row[indices[q]] += counts[q]
 
 
-@njit(cache=True)
-def _to_csr(out):  # pragma: no cover - compiled
-    n, m = out.shape
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    for b in range(n):
-        k = 0
-        for j in range(m):
-            if out[b, j] != 0.0:
-                k += 1
-        indptr[b + 1] = indptr[b] + k
-    indices = np.empty(indptr[n], dtype=np.int32)
-    data = np.empty(indptr[n], dtype=np.float64)
-    for b in range(n):
-        q = indptr[b]
-        for j in range(m):
-            v = out[b, j]
-            if v != 0.0:
-                indices[q] = j
-                data[q] = v
-                q += 1
-    return indptr, indices, data
-
-
 def table_fits(n_blocks: int, c: CompactCounts) -> bool:
     """Whether the dense table is used for ``n_blocks`` blocks of ``c``."""
     if not COMPILED or c.dense is not None or c.counts is None:
@@ -72,5 +49,4 @@ def sum_blocks(c: CompactCounts, local: np.ndarray, n_blocks: int) -> sp.csr_arr
     sorted indices, no explicit zeros. Call only where :func:`table_fits`."""
     out = np.zeros((n_blocks, c.n_channels))
     _add_into(c.indptr, c.indices, c.counts, np.ascontiguousarray(local, dtype=np.int64), out)
-    indptr, indices, data = _to_csr(out)
-    return sp.csr_array((data, indices, indptr), shape=out.shape)
+    return sp.csr_array(out)  # sorted indices, no explicit zeros
