@@ -30,6 +30,7 @@ import numba
 import numpy as np
 
 from esmpy_hs.nmf import _kernels
+from esmpy_hs.nmf._blas import with_one_blas_thread
 from esmpy_hs.nmf._objective import assemble
 from esmpy_hs.nmf._updates import compute_D, g_colsums, update_W
 
@@ -302,6 +303,7 @@ def solve(data, G, W, Ht, hp: HParams, wp: WParams, **options) -> SolveResult:
     return iterate(memory_pass(data, hp), G, W, Ht, hp, wp, **options)
 
 
+@with_one_blas_thread  # BLAS threads spinning between passes slow the passes (see _blas)
 def iterate(
     run_pass: PassFn,
     G: np.ndarray | None,

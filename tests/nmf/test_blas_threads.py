@@ -1,0 +1,58 @@
+"""The fit loops run with one BLAS thread (esmpy_hs.nmf._blas) and give the thread count back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from esmpy_hs.nmf import SmartNMF, _blas
+
+from .conftest import synthetic
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+
+
+def _blas_threads() -> list[int]:
+    return [d["num_threads"] for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"]
+
+
+def _fit_seeing_threads(rng, enabled: bool) -> tuple[list[list[int]], np.ndarray]:
+    G, W, H = synthetic(rng, n=80, shape=(8, 8), k=2, n_peaks=6)
+    X = rng.poisson(200 * (G @ W @ H).T)
+    seen: list[list[int]] = []
+
+    def cb(est, it, W, H):
+        seen.append(_blas_threads())
+
+    old = _blas.ENABLED
+    _blas.ENABLED = enabled
+    try:
+        est = SmartNMF(G, 2, shape_2d=(8, 8), max_iter=6, tol=0.0, callback=cb, progress=False)
+        est.fit(X)
+    finally:
+        _blas.ENABLED = old
+    return seen, est.components_
+
+
+def test_one_blas_thread_inside_the_loop_and_restored_after():
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        if not before or max(before) < 2:
+            pytest.skip("no BLAS library with threads to limit")
+        seen, comp_on = _fit_seeing_threads(np.random.default_rng(3), True)
+        assert seen and all(max(s) == 1 for s in seen)
+        assert _blas_threads() == before
+        seen_off, comp_off = _fit_seeing_threads(np.random.default_rng(3), False)
+        assert all(s == before for s in seen_off)
+    # the thread count of thin products does not change the answer beyond rounding
+    np.testing.assert_allclose(comp_on, comp_off, rtol=1e-12)
+
+
+def test_nested_uses_set_the_limit_once():
+    with _blas.one_blas_thread():
+        inner = _blas._STATE["controller"]
+        with _blas.one_blas_thread():
+            assert _blas._STATE["depth"] == 2
+        assert _blas._STATE["depth"] == 1
+        assert _blas._STATE["controller"] is inner
+    assert _blas._STATE["depth"] == 0
