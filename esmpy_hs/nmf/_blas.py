@@ -2,10 +2,9 @@
 
 The loops alternate the compiled passes over the counts (numba threads on every core) with small
 NumPy products (``G·W``, the W update, the refresh callbacks). OpenBLAS's threads keep spinning for
-a while after a product and then compete with numba's for the cores: on the 2-core machine the
-128² × 1980 pass took 9.2 ms (median, 5.1–16 ms) inside a default fit against 5.2 ms with one
-BLAS thread (docs/validation.rst, issue 18). The products here are thin (k columns), so one
-thread costs them nothing.
+a while after a product and then compete with numba's for the cores, which slowed the passes
+inside a fit (measured in docs/validation.rst, issue 18). The products here are thin (k
+columns), so one thread costs them nothing.
 """
 
 from __future__ import annotations

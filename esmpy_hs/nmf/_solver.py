@@ -47,6 +47,9 @@ MOMENTUM_MAX = 1.0
 #: below this much work (≈ nonzeros) a chunk is processed on one thread: waking the thread pool
 #: costs up to milliseconds on a loaded machine. The blocks, hence the results, are the same.
 SERIAL_WORK = 200_000
+#: below this many pixels the extrapolation of H runs on one thread. It follows a pass, whose
+#: threads are then awake (identical results; measured in docs/validation.rst, issue 18)
+EXTRAPOLATE_SERIAL_ROWS = 8192
 
 
 def h_rtol(dtype) -> float:
@@ -571,7 +574,7 @@ def extrapolate(
         # the common case in one compiled pass (the NumPy steps below cost as much as a pass
         # over the counts on a large map at low dose)
         Hy = np.empty(Ht.shape, dtype=np.float64)
-        if Ht.size < SERIAL_WORK:
+        if Ht.shape[0] < EXTRAPOLATE_SERIAL_ROWS:
             _kernels.extrapolate_simplex_serial(Ht_new, Ht, float(beta), float(hp.eps), Hy)
         else:
             _kernels.extrapolate_simplex(Ht_new, Ht, float(beta), float(hp.eps),
