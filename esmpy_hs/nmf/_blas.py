@@ -10,6 +10,8 @@ columns), so one thread costs them nothing.
 from __future__ import annotations
 
 import functools
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
@@ -22,9 +24,35 @@ _STATE: dict[str, Any] = {"depth": 0, "controller": None}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _look_up(factory: Callable[[], Any]) -> Any:
+    """``factory()`` with Ctrl-C held back until it returns.
+
+    threadpoolctl finds the loaded libraries through a C callback (``dl_iterate_phdr``), and a
+    KeyboardInterrupt raised inside a ctypes callback is printed and dropped: a Ctrl-C in those
+    milliseconds would be lost and the fit run on. In the main thread SIGINT is caught here
+    during the look-up and handed to the previous handler after it.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return factory()
+    caught: list[Any] = []
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    try:
+        out = factory()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        if callable(previous):
+            previous(signal.SIGINT, caught[0])
+        elif previous == signal.SIG_DFL:  # pragma: no cover - Python installs its own handler
+            raise KeyboardInterrupt
+    return out
+
+
 def _limit() -> Any:
     """A context setting the BLAS libraries to one thread. The libraries are looked up once
-    (``threadpoolctl.ThreadpoolController``, 10–25 ms) and the controller kept (≈ 10 µs a use)."""
+    (``threadpoolctl.ThreadpoolController``, milliseconds) and the controller kept (≈ 10 µs a
+    use)."""
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
@@ -32,7 +60,7 @@ def _limit() -> Any:
     if _STATE["controller"] is None:
         import scipy.linalg  # noqa: F401  (SciPy's own BLAS loaded before the look-up)
 
-        _STATE["controller"] = ThreadpoolController()
+        _STATE["controller"] = _look_up(ThreadpoolController)
     return _STATE["controller"].limit(limits=1, user_api="blas")
 
 

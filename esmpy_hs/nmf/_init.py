@@ -53,6 +53,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import nnls
 
+from esmpy_hs.nmf._blas import one_blas_thread
 from esmpy_hs.nmf._data import CompactCounts, as_compact
 from esmpy_hs.nmf._laplacian import empty_adjacency
 from esmpy_hs.nmf._solver import HParams, WParams, feasible_H, feasible_W, solve
@@ -337,19 +338,6 @@ def _largest_move(W: np.ndarray, rows: np.ndarray, j: int, partners: np.ndarray,
     return np.asarray(res.x, dtype=np.float64)
 
 
-def _one_blas_thread():
-    """One BLAS thread inside (threadpoolctl; nothing without it). The products of
-    :func:`spectra_errors` at 65 536 blocks × 1 900 channels took 2.3–4.1 s with the default
-    threads on the loaded 2-core machine, 0.22 s on one (docs/validation.rst, issue 18)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        from contextlib import nullcontext
-
-        return nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def spectra_errors(G: np.ndarray, W: np.ndarray, Hb: np.ndarray, counts: np.ndarray,
                    chunk: int = 512) -> np.ndarray:
     """Standard errors of W (same shape) from the Poisson counts of the blocks, H held.
@@ -370,7 +358,9 @@ def spectra_errors(G: np.ndarray, W: np.ndarray, Hb: np.ndarray, counts: np.ndar
     # float32 products (errors need no more; half the memory traffic of these thin products),
     # on the shares of each block's model scaled to its largest (so float32 cannot underflow)
     Dt = (D / max(float(D.max()), 1e-300)).T.astype(np.float32)
-    with _one_blas_thread():  # thin products: BLAS threads cost more than they give
+    # thin products: BLAS threads cost more than they give (at 65 536 blocks × 1 900
+    # channels, docs/validation.rst, issue 18)
+    with one_blas_thread():
         for s in range(0, Hb.shape[0], chunk):
             h = Hb[s:s + chunk] / np.maximum(Hb[s:s + chunk].max(axis=1, keepdims=True), 1e-300)
             M = h.astype(np.float32) @ Dt  # blocks × channels, ∝ the blocks' models

@@ -56,3 +56,26 @@ def test_nested_uses_set_the_limit_once():
         assert _blas._STATE["depth"] == 1
         assert _blas._STATE["controller"] is inner
     assert _blas._STATE["depth"] == 0
+
+
+def test_ctrl_c_during_the_library_look_up_is_not_lost():
+    """threadpoolctl looks the libraries up through a C callback, where a KeyboardInterrupt is
+    printed and dropped; the look-up holds SIGINT back and raises it after."""
+    import ctypes
+    import signal
+
+    done = []
+
+    def in_callback():
+        signal.raise_signal(signal.SIGINT)  # a Ctrl-C arriving inside the C callback
+        done.append("callback")
+
+    def factory():
+        ctypes.CFUNCTYPE(None)(in_callback)()
+        done.append("factory")
+        return "controller"
+
+    with pytest.raises(KeyboardInterrupt):
+        _blas._look_up(factory)
+    assert done == ["callback", "factory"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
