@@ -69,8 +69,7 @@ The false-alarm and detection figures measured on real and independent maps are 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +77,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.stats import chi2
 
+# one BLAS thread around the small products of the tests (the libraries looked up once per
+# process, Ctrl-C kept during the look-up); shared with the fit loops, re-exported for callers
+from esmpy_hs.nmf._blas import one_blas_thread
 from esmpy_hs.physics._elements import symbol
 from esmpy_hs.physics.calibration import _weighted_nnls
 from esmpy_hs.physics.detector import Detector
@@ -1082,44 +1084,6 @@ def identify(
     with one_blas_thread():
         return _identify(spectrum, axis, beam_energy, detector, candidates, known, explained,
                          alpha, max_elements, beyond)  # fmt: skip
-
-
-_ONE_THREAD: dict[str, Any] = {"depth": 0, "controller": None}
-
-
-def _blas_limit() -> Any:
-    """A context that sets the BLAS libraries to one thread. The libraries are looked up once
-    (``threadpoolctl.ThreadpoolController``) and kept: looking them up on every call reads the
-    process's loaded libraries again, 10–25 ms right after a fit (with the compiled kernels and
-    their libraries loaded) against ≈ 10 µs to set the limit on the kept controller."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return nullcontext()
-    if _ONE_THREAD["controller"] is None:
-        import scipy.linalg  # noqa: F401  (SciPy's own BLAS loaded before the look-up)
-
-        _ONE_THREAD["controller"] = ThreadpoolController()
-    return _ONE_THREAD["controller"].limit(limits=1, user_api="blas")
-
-
-@contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """One BLAS thread inside (the matrices here are small, and threads on a loaded machine
-    cost more); nested uses set it once."""
-    if _ONE_THREAD["depth"]:
-        _ONE_THREAD["depth"] += 1
-        try:
-            yield
-        finally:
-            _ONE_THREAD["depth"] -= 1
-        return
-    with _blas_limit():
-        _ONE_THREAD["depth"] += 1
-        try:
-            yield
-        finally:
-            _ONE_THREAD["depth"] -= 1
 
 
 def _identify(spectrum, axis, beam_energy, detector, candidates, known, explained, alpha,
