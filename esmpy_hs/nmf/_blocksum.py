@@ -15,6 +15,7 @@ import scipy.sparse as sp
 from numba import njit
 
 from esmpy_hs.nmf._data import CompactCounts
+from esmpy_hs.nmf._init import to_csr
 
 #: the dense table is used while blocks × channels is at most this many times the chunk's
 #: nonzeros (and ≤ MAX_TABLE entries); otherwise the sparse product (few counts per block)
@@ -50,3 +51,22 @@ def sum_blocks(c: CompactCounts, local: np.ndarray, n_blocks: int) -> sp.csr_arr
     out = np.zeros((n_blocks, c.n_channels))
     _add_into(c.indptr, c.indices, c.counts, np.ascontiguousarray(local, dtype=np.int64), out)
     return sp.csr_array(out)  # sorted indices, no explicit zeros
+
+
+def block_sums(c: CompactCounts, blocks: np.ndarray) -> tuple[np.ndarray, sp.csr_array]:
+    """Per-block sums of the counts ``c``: ``(block ids, CSR of their sums)`` (float64,
+    sorted indices), one id per pixel in ``blocks``, pixels of block ``-1`` left out. One
+    compiled pass into a dense table where :func:`table_fits`, else the sparse product."""
+    inside = np.flatnonzero(blocks >= 0)
+    if inside.size == 0:
+        return np.zeros(0, dtype=np.int64), sp.csr_array((0, c.n_channels))
+    ids, inv = np.unique(blocks[inside], return_inverse=True)
+    if table_fits(ids.size, c):  # one compiled pass into a dense table (identical sums)
+        local = np.full(c.n_pixels, -1, dtype=np.int64)
+        local[inside] = inv
+        return ids, sum_blocks(c, local, ids.size)
+    A = sp.csr_array((np.ones(inside.size), (inv, inside)), shape=(ids.size, c.n_pixels))
+    part = sp.csr_array(A @ to_csr(c))
+    part.sum_duplicates()
+    part.sort_indices()
+    return ids, part

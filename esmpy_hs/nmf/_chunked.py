@@ -46,13 +46,14 @@ import math
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
 
-from esmpy_hs.nmf._blocksum import sum_blocks, table_fits
+from esmpy_hs.nmf._blocksum import block_sums
 from esmpy_hs.nmf._data import CompactCounts, as_compact
-from esmpy_hs.nmf._init import bin_factor, block_index, to_csr
+from esmpy_hs.nmf._init import bin_factor, block_index
 from esmpy_hs.nmf._solver import HParams, PassResult, combine, h_pass
 
 #: ``persist="auto"``: the first chunk converted for the size estimate is kept as the engine's
@@ -170,9 +171,13 @@ def _column_sums(block: np.ndarray) -> np.ndarray:
     return block.sum(axis=0, dtype=acc).astype(np.float64)
 
 
-def _convert_columns(block, float_dtype, columns) -> tuple[CompactCounts, np.ndarray]:
-    """Compact form of the columns ``[c0, c1)`` of a block holding every column, and the
-    pixel sums of all its columns (read once: the summed spectrum comes with the chunk)."""
+def _convert_first(block, float_dtype, columns
+                   ) -> tuple[CompactCounts, np.ndarray | None]:  # fmt: skip
+    """A chunk on its first read: its compact form and, with ``columns`` (c0, c1) (the block
+    holds every column, ``[c0, c1)`` are fitted), the pixel sums of all its columns (read
+    once: the summed spectrum comes with the chunk); None without ``columns``."""
+    if columns is None:
+        return _convert(block, float_dtype), None
     block = np.asarray(block)
     c0, c1 = columns
     c = _convert(block[:, c0:c1], float_dtype)
@@ -183,25 +188,8 @@ def _convert_columns(block, float_dtype, columns) -> tuple[CompactCounts, np.nda
     return c, full
 
 
-def _binned(c: CompactCounts, blocks: np.ndarray) -> tuple[np.ndarray, sp.csr_array]:
-    """Per-block sums of one chunk: (block ids, CSR of their sums), blocks ``-1`` left out."""
-    inside = np.flatnonzero(blocks >= 0)
-    if inside.size == 0:
-        return np.zeros(0, dtype=np.int64), sp.csr_array((0, c.n_channels))
-    ids, inv = np.unique(blocks[inside], return_inverse=True)
-    if table_fits(ids.size, c):  # one compiled pass into a dense table (identical sums)
-        local = np.full(c.n_pixels, -1, dtype=np.int64)
-        local[inside] = inv
-        return ids, sum_blocks(c, local, ids.size)
-    A = sp.csr_array((np.ones(inside.size), (inv, inside)), shape=(ids.size, c.n_pixels))
-    part = sp.csr_array(A @ to_csr(c))
-    part.sum_duplicates()
-    part.sort_indices()
-    return ids, part
-
-
 def _convert_binned(block, float_dtype, blocks):
-    return _binned(_convert(block, float_dtype), blocks)
+    return block_sums(_convert(block, float_dtype), blocks)
 
 
 def _pass(c: CompactCounts, ctx, D, colsum, Ht_win, flags) -> tuple[PassResult, np.ndarray | None]:
@@ -253,19 +241,26 @@ class _Engine:
         # read; None: read it there
         self.first: tuple[CompactCounts, np.ndarray | None] | None = None
 
+    @staticmethod
+    def _keep(first: tuple[CompactCounts, np.ndarray | None], sums: list) -> CompactCounts:
+        """The compact chunk of a first read; its column sums (if any) appended to ``sums``."""
+        c, full = first
+        if full is not None:
+            sums.append(full)
+        return c
+
+    def _take_first(self) -> tuple[CompactCounts, np.ndarray | None] | None:
+        """The first chunk as converted by ``persist="auto"``'s estimate, once (else None)."""
+        first, self.first = self.first, None
+        return first
+
     def _add_column_sums(self, parts: list[np.ndarray]) -> None:
+        if self.columns is None:
+            return
         total = np.zeros(int(self.X.shape[1]))
         for q in parts:  # in chunk order
             total += q
         self.column_sums = total
-
-    def _first_read(self, block) -> CompactCounts:
-        """Convert a block on its first read (its column sums kept when ``columns`` is set)."""
-        if self.columns is None:
-            return _convert(block, self.float_dtype)
-        c, full = _convert_columns(block, self.float_dtype, self.columns)
-        self._sums.append(full)
-        return c
 
 
     # set-up ---------------------------------------------------------------------------
@@ -321,32 +316,21 @@ class _LocalMemory(_Engine):
         import dask
 
         batch = max(1, _n_threads())
-        sums = []
-        skip = 0
-        if self.first is not None:  # converted by the estimate of ``persist="auto"``
-            c, full = self.first
-            self.first = None
-            self.chunks.append(c)
-            if self.columns is not None:
-                sums.append(full)
-            skip = 1
-        for i in range(skip, len(self.blocks), batch):
-            blocks = self.blocks[i : i + batch]
-            if self.columns is None:
-                tasks = [dask.delayed(_convert)(b, self.float_dtype) for b in blocks]
-                self.chunks += list(dask.compute(*tasks, scheduler=self.scheduler))
-            else:
-                tasks = [dask.delayed(_convert_columns)(b, self.float_dtype, self.columns)
-                         for b in blocks]  # fmt: skip
-                for c, full in dask.compute(*tasks, scheduler=self.scheduler):
-                    self.chunks.append(c)
-                    sums.append(full)
-        if self.columns is not None:
-            self._add_column_sums(sums)
+        sums: list[np.ndarray] = []
+        first = self._take_first()
+        if first is not None:
+            self.chunks.append(self._keep(first, sums))
+        for i in range(len(self.chunks), len(self.blocks), batch):
+            tasks = [dask.delayed(_convert_first)(b, self.float_dtype, self.columns)
+                     for b in self.blocks[i : i + batch]]  # fmt: skip
+            self.chunks += [self._keep(out, sums)
+                            for out in dask.compute(*tasks, scheduler=self.scheduler)]  # fmt: skip
+        self._add_column_sums(sums)
         return [_stats(c) for c in self.chunks]
 
     def binned(self, blocks: np.ndarray) -> list:
-        return [_binned(c, blocks[a:b]) for c, (a, b) in zip(self.chunks, self.bounds, strict=True)]
+        return [block_sums(c, blocks[a:b])
+                for c, (a, b) in zip(self.chunks, self.bounds, strict=True)]  # fmt: skip
 
     def run(self, D, colsum, Ht, Ht_out, *, update_h, accumulate, want_loss,
             phase=-1) -> PassResult:  # fmt: skip
@@ -371,25 +355,22 @@ class _LocalStream(_LocalMemory):
         import dask
 
         if first:
-            if i == 0 and self.first is not None:  # converted by the estimate of "auto"
-                c, full = self.first
-                self.first = None
-                if self.columns is not None:
-                    self._sums.append(full)
-                return c
-            (block,) = dask.compute(self.blocks[i], scheduler=self.scheduler)
-            return self._first_read(block)
+            out = self._take_first() if i == 0 else None
+            if out is None:
+                (block,) = dask.compute(self.blocks[i], scheduler=self.scheduler)
+                out = _convert_first(block, self.float_dtype, self.columns)
+            return self._keep(out, self._sums)
         # the later passes read the fitted columns only
-        (block,) = dask.compute(self._fit_blocks()[i], scheduler=self.scheduler)
+        (block,) = dask.compute(self._fit_blocks[i], scheduler=self.scheduler)
         return _convert(block, self.float_dtype)
 
+    @cached_property
     def _fit_blocks(self) -> list:
+        """The chunks restricted to the fitted columns (the reads after the first)."""
         if self.columns is None:
             return self.blocks
-        if not hasattr(self, "_fit_blocks_list"):
-            c0, c1 = self.columns
-            self._fit_blocks_list = list(self.X[:, c0:c1].to_delayed().ravel())
-        return self._fit_blocks_list
+        c0, c1 = self.columns
+        return list(self.X[:, c0:c1].to_delayed().ravel())
 
     def _each(self, first: bool = False):
         """Yield ``(i, compact chunk)`` in order, reading the next chunk while one is used."""
@@ -406,12 +387,11 @@ class _LocalStream(_LocalMemory):
     def load(self) -> list[_Stats]:
         self._sums: list[np.ndarray] = []
         out = [_stats(c) for _, c in self._each(first=True)]
-        if self.columns is not None:
-            self._add_column_sums(self._sums)
+        self._add_column_sums(self._sums)
         return out
 
     def binned(self, blocks: np.ndarray) -> list:
-        return [_binned(c, blocks[slice(*self.bounds[i])]) for i, c in self._each()]
+        return [block_sums(c, blocks[slice(*self.bounds[i])]) for i, c in self._each()]
 
     def run(self, D, colsum, Ht, Ht_out, *, update_h, accumulate, want_loss,
             phase=-1) -> PassResult:  # fmt: skip
@@ -453,7 +433,7 @@ class _Distributed(_Engine):
         c = self.client
         sl = [blocks[a:b] for a, b in self.bounds]
         if self.mode == "memory":
-            return c.gather([c.submit(_binned, f, s, pure=False)
+            return c.gather([c.submit(block_sums, f, s, pure=False)
                              for f, s in zip(self.futures, sl, strict=True)])  # fmt: skip
         tasks = [dask.delayed(_convert_binned)(b, self.float_dtype, s)
                  for b, s in zip(self.blocks, sl, strict=True)]  # fmt: skip
@@ -561,10 +541,7 @@ def choose_mode(X, float_dtype, persist: str, client, columns=None
         st = client.compute(dask.delayed(_convert_stats)(block, float_dtype)).result()
     else:
         block = X.blocks[0].compute(scheduler="threads")
-        if columns is None:
-            first = (_convert(block, float_dtype), None)
-        else:
-            first = _convert_columns(block, float_dtype, columns)
+        first = _convert_first(block, float_dtype, columns)
         del block
         st = _stats(first[0])
     estimate = st.nbytes / max(st.n_pixels, 1) * X.shape[0] * 1.1

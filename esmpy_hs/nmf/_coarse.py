@@ -36,8 +36,8 @@ from dataclasses import replace
 import numpy as np
 import scipy.sparse as sp
 
+from esmpy_hs.nmf._blocksum import block_sums
 from esmpy_hs.nmf._data import CompactCounts, _finish_sparse
-from esmpy_hs.nmf._init import to_csr
 from esmpy_hs.nmf._laplacian import grid_adjacency, grid_colouring
 from esmpy_hs.nmf._solver import HParams, iterate, memory_pass
 
@@ -90,14 +90,6 @@ def binned_counts(parts: list[tuple[np.ndarray, sp.csr_array]], n_blocks: int,
         data = data.astype(float_dtype)
     return _finish_sparse(X.indptr.astype(np.int64), X.indices, data, n_channels, n_blocks,
                           float_dtype)  # fmt: skip
-
-
-def block_sums(data: CompactCounts, block: np.ndarray) -> tuple[np.ndarray, sp.csr_array]:
-    """``(block ids, CSR of their sums)`` of in-memory counts, every pixel in a block ≥ 0."""
-    nb = int(block.max()) + 1
-    A = sp.csr_array((np.ones(block.size), (block, np.arange(block.size))),
-                     shape=(nb, data.n_pixels))  # fmt: skip
-    return np.arange(nb), sp.csr_array(A @ to_csr(data))
 
 
 def restrict(Ht: np.ndarray, block: np.ndarray, n_blocks: int) -> np.ndarray:

@@ -26,7 +26,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from esmpy_hs.nmf import _plan
-from esmpy_hs.nmf._coarse import block_sums, coarse_start
+from esmpy_hs.nmf._blocksum import block_sums
+from esmpy_hs.nmf._coarse import coarse_start
 from esmpy_hs.nmf._data import CompactCounts
 from esmpy_hs.nmf._init import auto_init, extrapolate_minor_phases, random_init
 from esmpy_hs.nmf._plan import COLLAPSE_SHARE, Plan, coarse_levels

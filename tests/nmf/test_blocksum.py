@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from esmpy_hs.nmf import _blocksum
-from esmpy_hs.nmf._chunked import _binned
+from esmpy_hs.nmf._blocksum import block_sums
 from esmpy_hs.nmf._data import as_compact
 
 
@@ -29,9 +29,9 @@ def test_binned_table_equals_the_sparse_product(dtype, monkeypatch):
     blocks = rng.integers(-1, 40, size=600)  # −1: pixels outside every full block
     blocks[blocks == 7] = -1  # a block id missing
     assert _blocksum.table_fits(39, c)
-    ids, fast = _binned(c, blocks)
+    ids, fast = block_sums(c, blocks)
     monkeypatch.setattr(_blocksum, "COMPILED", False)
-    ids0, slow = _binned(c, blocks)
+    ids0, slow = block_sums(c, blocks)
     assert np.array_equal(ids, ids0)
     _same_csr(fast, slow)
     # and the sums are the plain ones
@@ -44,5 +44,5 @@ def test_table_not_used_when_it_would_dwarf_the_counts():
     Y = (rng.random((400, 500)) < 0.002).astype(np.uint16)  # ≈ 400 nonzeros
     c = as_compact(Y, float_dtype=np.float64)
     assert not _blocksum.table_fits(400, c)  # one block per pixel: 200 000 entries
-    ids, part = _binned(c, np.arange(400))  # the sparse product
+    ids, part = block_sums(c, np.arange(400))  # the sparse product
     assert np.array_equal(part.toarray(), Y.astype(np.float64)[ids])

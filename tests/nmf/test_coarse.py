@@ -8,11 +8,10 @@ import scipy.sparse as sp
 
 import esmpy_hs.nmf._plan as plan_module
 from esmpy_hs.nmf import SmartNMF
-from esmpy_hs.nmf._chunked import _binned
+from esmpy_hs.nmf._blocksum import block_sums
 from esmpy_hs.nmf._coarse import (
     binned_counts,
     block_of,
-    block_sums,
     coarse_shape,
     levels,
     prolong,
@@ -63,14 +62,14 @@ def test_binning_restriction_and_interpolation(rng):
     assert cs == (2, 3) and block.max() == nb - 1
     X = rng.poisson(0.7, size=(70, 30))
     cnt = np.bincount(block, minlength=nb)
-    data = binned_counts([_binned(as_compact(X), block)], nb, (b * b) / cnt, 30, np.float64)
+    data = binned_counts([block_sums(as_compact(X), block)], nb, (b * b) / cnt, 30, np.float64)
     A = sp.csr_array((np.ones(70), (block, np.arange(70))), shape=(nb, 70))
     expect = (A @ X) * ((b * b) / cnt)[:, None]
     np.testing.assert_allclose(data.to_dense().T, expect)
     # the same from the sums over 2 × 2 blocks (one read of the data for every level)
     f2 = coarse_shape(shape, 2)
     n2 = f2[0] * f2[1]
-    sums = binned_counts([_binned(as_compact(X), block_of(shape, 2))], n2, np.ones(n2), 30,
+    sums = binned_counts([block_sums(as_compact(X), block_of(shape, 2))], n2, np.ones(n2), 30,
                          np.float64)  # fmt: skip
     again = binned_counts([block_sums(sums, block_of(f2, 2))], nb, (b * b) / cnt, 30, np.float64)
     np.testing.assert_allclose(again.to_dense(), data.to_dense())
