@@ -135,27 +135,15 @@ def summed_by_labels(X, labels: Sequence[np.ndarray], sizes: Sequence[int]
         rows = np.stack([lab + o for lab, o in zip(labels, offsets, strict=False)])
         out = label_sums(X, rows, total)
     else:
-        # one pass over row blocks of a few MB: a phase's rows gathered from the whole map
-        # would copy it once per phase (13.5 s of a 29 s check at 512² × 4096)
-        # each block converted into one buffer of 2 MB, kept: a fresh 16 MB float64 block per
-        # step is fresh memory from the system each time (its first writes fault every page:
-        # 0.03–0.08 s at 64 × 64 right after a fit, against ≈ 0.01 s with the kept buffer)
+        # one pass over row blocks of a few MB (other dtypes, or COMPILED_SUMS off): a
+        # phase's rows gathered from the whole map would copy it once per phase
         out = np.zeros((total, X.shape[1]))
-        step = max(1, (1 << 18) // max(X.shape[1], 1))
-        buf = np.empty((min(step, n), X.shape[1]))
-        onehot = np.empty((total, buf.shape[0]))
+        step = max(1, (1 << 21) // max(X.shape[1], 1))
         for start in range(0, n, step):
-            part = X[start: start + step]
-            m = part.shape[0]
-            if (isinstance(part, np.ndarray) and part.dtype == np.float64
-                    and part.flags.c_contiguous):
-                block = part
-            else:
-                block = buf[:m]
-                np.copyto(block, part, casting="unsafe")
-            oh = onehot[:, :m]
-            oh.fill(0.0)
+            block = np.asarray(X[start: start + step], dtype=np.float64)
+            m = block.shape[0]
+            onehot = np.zeros((total, m))
             for lab, o in zip(labels, offsets, strict=False):
-                oh[lab[start: start + step] + o, np.arange(m)] = 1.0
-            out += oh @ block
+                onehot[lab[start: start + step] + o, np.arange(m)] = 1.0
+            out += onehot @ block
     return [out[offsets[i]: offsets[i + 1]] for i in range(len(labels))], counts

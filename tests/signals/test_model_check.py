@@ -256,10 +256,8 @@ def test_check_cost_is_a_small_part_of_a_small_fit():
 
 
 def test_summed_by_phase_equals_the_sums_over_each_phase_pixels():
-    """Blocked one-pass sums (no copy of a phase's rows) equal the plain gather, for a strided
-    view of a dense uint16 map larger than one block (converted block by block into one kept
-    buffer), the same map as contiguous float64 (its blocks used as they are) and a sparse
-    map."""
+    """One-pass sums (no copy of a phase's rows) equal the plain gather, for a strided view of
+    a dense uint16 map, the same map as contiguous float64 and a sparse map."""
     import scipy.sparse as sp
 
     from esmpy_hs.signals._identify import summed_by_labels
