@@ -10,14 +10,18 @@ columns), so one thread costs them nothing.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
 
-#: False: leave the BLAS threads alone (the behaviour before; for measurements)
+#: False: the fit loops (:func:`with_one_blas_thread`) leave the BLAS threads alone (the
+#: behaviour before; for measurements). :func:`one_blas_thread` itself always limits them.
 ENABLED = True
+#: whether threadpoolctl, which sets the limit, is installed (without it nothing is limited)
+AVAILABLE = importlib.util.find_spec("threadpoolctl") is not None
 
 _STATE: dict[str, Any] = {"depth": 0, "controller": None}
 
@@ -66,9 +70,9 @@ def _limit() -> Any:
 
 @contextmanager
 def one_blas_thread() -> Iterator[None]:
-    """One BLAS thread inside (nothing without threadpoolctl, or with :data:`ENABLED` False);
-    nested uses set the limit once."""
-    if _STATE["depth"] or not ENABLED:
+    """One BLAS thread inside (nothing without threadpoolctl); nested uses set the limit
+    once."""
+    if _STATE["depth"]:
         _STATE["depth"] += 1
         try:
             yield
@@ -84,10 +88,13 @@ def one_blas_thread() -> Iterator[None]:
 
 
 def with_one_blas_thread(func: F) -> F:
-    """Decorator: ``func`` runs inside :func:`one_blas_thread`."""
+    """Decorator for the fit loops: ``func`` runs inside :func:`one_blas_thread` (unless
+    :data:`ENABLED` is False)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not ENABLED:
+            return func(*args, **kwargs)
         with one_blas_thread():
             return func(*args, **kwargs)
 

@@ -59,15 +59,15 @@ from scipy.optimize import curve_fit, minimize, nnls
 from scipy.special import erf
 
 from esmpy_hs._units import to_float
+
+# one BLAS thread for the small linear algebra (threadpoolctl, installed with scikit-learn;
+# the libraries looked up once per process)
+from esmpy_hs.nmf._blas import AVAILABLE as _ONE_THREAD_AVAILABLE
+from esmpy_hs.nmf._blas import one_blas_thread
 from esmpy_hs.physics.absorption import Specimen, absorption_factor
 from esmpy_hs.physics.continuum import continuum_basis
 from esmpy_hs.physics.detector import Detector
 from esmpy_hs.physics.model import EnergyAxis, build_G
-
-try:  # optional (installed with scikit-learn): one BLAS thread for the small linear algebra
-    from threadpoolctl import threadpool_limits as _threadpool_limits
-except ImportError:  # pragma: no cover - depends on the environment
-    _threadpool_limits = None
 
 __all__ = ["REPORT_LINES", "Calibration", "calibrate_detector"]
 
@@ -267,7 +267,7 @@ def _weighted_nnls(A: NDArray, y: NDArray, w: NDArray, ridge: float = 1e-12) -> 
     Aw = A * w[:, None]
     # a threaded BLAS on these small matrices can be 1000× slower on a loaded machine (thread
     # oversubscription): BLAS is limited to one thread when threadpoolctl is there, else einsum
-    M = A.T @ Aw if _threadpool_limits is not None else np.einsum("ij,ik->jk", A, Aw)
+    M = A.T @ Aw if _ONE_THREAD_AVAILABLE else np.einsum("ij,ik->jk", A, Aw)
     b = y @ Aw
     scale = np.sqrt(np.maximum(np.diag(M), 1e-300))
     Ms = M / np.outer(scale, scale) + ridge * np.eye(M.shape[0])
@@ -523,10 +523,7 @@ def calibrate_detector(
         The fitted values and their 1σ uncertainties; ``applied`` False (recorded values kept)
         when the spectrum cannot calibrate them (see the module notes).
     """
-    if _threadpool_limits is None:
-        return _calibrate(axis, spectrum, beam_energy, elements, detector, specimen,
-                          stray_elements, channels, fixed, vacancy_transfer, units)  # fmt: skip
-    with _threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         return _calibrate(axis, spectrum, beam_energy, elements, detector, specimen,
                           stray_elements, channels, fixed, vacancy_transfer, units)  # fmt: skip
 

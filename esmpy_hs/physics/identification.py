@@ -78,7 +78,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.stats import chi2
 
 # one BLAS thread around the small products of the tests (the libraries looked up once per
-# process, Ctrl-C kept during the look-up); shared with the fit loops, re-exported for callers
+# process, Ctrl-C kept during the look-up)
 from esmpy_hs.nmf._blas import one_blas_thread
 from esmpy_hs.physics._elements import symbol
 from esmpy_hs.physics.calibration import _weighted_nnls

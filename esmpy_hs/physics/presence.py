@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from esmpy_hs.nmf._blas import one_blas_thread
 from esmpy_hs.physics._elements import symbol
 from esmpy_hs.physics.detector import Detector
 from esmpy_hs.physics.energy_axis import EnergyAxis
@@ -59,7 +60,6 @@ from esmpy_hs.physics.identification import (
     _nuisance,
     candidate_elements,
     detection_threshold,
-    one_blas_thread,
 )
 
 __all__ = ["listed_presence"]

@@ -443,7 +443,7 @@ def smart_nmf(
 def _check(signal, estimator, loadings, model, X, summed, channels, names, print_info):
     """The model check of the fit (:mod:`._model_check`): its record entry, or None."""
     from esmpy_hs._learning_results import as_numpy
-    from esmpy_hs.physics.identification import one_blas_thread
+    from esmpy_hs.nmf._blas import one_blas_thread
     from esmpy_hs.signals._identify import summed_by_labels
     from esmpy_hs.signals._model_check import run_check
 

@@ -38,7 +38,8 @@ import warnings
 
 import numpy as np
 
-from esmpy_hs.physics.identification import identify, one_blas_thread
+from esmpy_hs.nmf._blas import one_blas_thread
+from esmpy_hs.physics.identification import identify
 
 _logger = logging.getLogger("esmpy_hs.signals")
 
