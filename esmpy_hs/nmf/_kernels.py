@@ -43,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from esmpy_hs.nmf._simplex import solve_column
+from esmpy_hs.nmf._simplex import fix_sum, solve_column
 
 #: LLVM fast-math flags of the kernels: fused multiply-add, reassociation of the sums over a
 #: pixel's counts and x/y → x·(1/y). No "no-NaN/no-inf" assumptions (the fixed entries are NaN
@@ -179,22 +179,11 @@ def _project_empty(c, beta, q, free, total, eps, hn):
     if not done:
         return False
     s = 0.0
-    above = 0.0
     for j in range(k):
         if free[j]:
-            if (fl >> j) & 1:
-                hn[j] = eps
-            else:
-                hn[j] = -beta[j] * inv2q - nu
-                above += hn[j]
+            hn[j] = eps if (fl >> j) & 1 else -beta[j] * inv2q - nu
             s += hn[j]
-    # the last rounding error of the sum on the entries above the floor (as solve_column)
-    if s != total and above > 0.0:
-        fac = (total - (s - above)) / above
-        if fac > 0.0:
-            for j in range(k):
-                if free[j] and hn[j] > eps:
-                    hn[j] *= fac
+    fix_sum(hn, free, total, eps, s)  # the last rounding error of the sum, as solve_column
     return True
 
 

@@ -242,19 +242,26 @@ def solve_column(c, beta, q, free, total, eps, simplex, rtol, out):
                 v = v if v > eps else eps
                 out[i] = v
                 s += v
-    # remove the last rounding error of the sum on the entries above the floor
-    if s != total:
-        above = 0.0
-        for i in range(r):
-            if free[i] and out[i] > eps:
-                above += out[i]
-        if above > 0.0:
-            fac = (total - (s - above)) / above
-            if fac > 0.0:
-                for i in range(r):
-                    if free[i] and out[i] > eps:
-                        out[i] *= fac
+    fix_sum(out, free, total, eps, s)
     return nu
+
+
+@njit(cache=True, inline="always")
+def fix_sum(out, free, total, eps, s):
+    """Remove the last rounding error of ``s``, the sum of the free entries of ``out``: the
+    entries above the floor ``eps`` are scaled so that the free entries sum to ``total``."""
+    if s == total:
+        return
+    above = 0.0
+    for i in range(free.shape[0]):
+        if free[i] and out[i] > eps:
+            above += out[i]
+    if above > 0.0:
+        fac = (total - (s - above)) / above
+        if fac > 0.0:
+            for i in range(free.shape[0]):
+                if free[i] and out[i] > eps:
+                    out[i] *= fac
 
 
 @njit(cache=True)
