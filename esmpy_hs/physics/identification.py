@@ -757,7 +757,8 @@ class _BlockMatrix:
 
 
 def _fit_blocks(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray,
-                a0: NDArray | None = None, n_iter: int = 20) -> tuple[NDArray, NDArray]:  # fmt: skip
+                a0: NDArray | None = None, n_iter: int = 20
+                ) -> tuple[NDArray, NDArray]:  # fmt: skip
     """:func:`_fit`'s IRLS, the products on :class:`_BlockMatrix` and each weighted NNLS
     step started from the previous step's set of positive amplitudes (:func:`_gram_nnls`'s
     ``passive``): the same steps, the same stopping rule, the same solution of each step
@@ -1114,15 +1115,9 @@ class _State:
         keep = [b for b in self.blocks if not b[3]]
         if art.shape[1]:
             keep.append((art, np.zeros(art.shape[1]), [None] * art.shape[1], True))
-        first = None if any(b[3] for b in self.blocks) else self.a  # the columns kept, in order
         self.blocks = keep
         A, lower, _ = self.matrix()
-        start = self.a_start(A)
-        if start is None and FAST_PATH and first is not None:
-            # the same problem started from the fit just made, the new artefact columns at 0
-            # (the same optimum; the same stopping rule)
-            start = np.concatenate([first, np.zeros(A.shape[1] - first.size)])
-        self.a, self.mu = _fit(A, np.isinf(lower), self.y, self.offset, start)
+        self.a, self.mu = _fit(A, np.isinf(lower), self.y, self.offset, self.a_start(A))
 
     def trial(self, column: NDArray) -> float:
         """Deviance with ``column`` (amplitude ≥ 0) added and all amplitudes refitted."""
