@@ -56,7 +56,11 @@ candidate, refits, and tests again) and stop at the first step where no candidat
 
 Screening: every candidate's gain is first computed with the other amplitudes held (a
 one-parameter Newton fit, vectorised over all candidates); the few best are refitted with all
-amplitudes free, which gives the exact gain that is tested. A candidate that passes is
+amplitudes free, which gives the exact gain that is tested. The held gain is a lower bound of
+the refitted one (the refit maximises over more amplitudes, from the same point), and a
+candidate whose score (the log-likelihood's slope in its amplitude at b = 0, at the current
+fit) is ≤ 0 has a held gain of exactly 0 (the log-likelihood is concave in b), so its Newton
+steps are skipped (:data:`FAST_PATH`). A candidate that passes is
 selected only if its other lines agree: its highest family shows at least half the counts its
 column predicts when that is detectable, and so do its lines above the tested range when the
 caller gives those channels (``beyond``; Br Lα at 1.48 keV with no Br Kα at 11.9 keV is not
