@@ -841,20 +841,32 @@ def _nuisance(axis: EnergyAxis, continuum: NDArray, y: NDArray) -> tuple[NDArray
     * exponential tails from the first channel (decay 0.05, 0.1 and 0.2 keV, ≥ 0): the tail of
       the detector's noise peak and incomplete charge collection at the lowest energies.
     """
-    from scipy.interpolate import BSpline
+    key = (axis.offset, axis.scale, axis.size)
+    kept = _NUISANCE.get("last")
+    if FAST_PATH and kept is not None and kept[0] == key and kept[1] is continuum:
+        shape, inside, nonzero, tail = kept[2]  # the same axis and continuum (the same object)
+    else:
+        from scipy.interpolate import BSpline
 
-    e = axis.energies
-    lo, hi = float(e[0]), float(e[-1])
-    inner = np.linspace(lo, hi, max(int(np.ceil((hi - lo) / _KNOT_KEV)), 1) + 1)
-    t = np.concatenate([[lo] * 3, inner, [hi] * 3])
-    basis = BSpline.design_matrix(np.clip(e, lo, hi), t, 3).toarray()
-    cont = continuum.sum(axis=1)
-    shape = basis * cont[:, None]
+        e = axis.energies
+        lo, hi = float(e[0]), float(e[-1])
+        inner = np.linspace(lo, hi, max(int(np.ceil((hi - lo) / _KNOT_KEV)), 1) + 1)
+        t = np.concatenate([[lo] * 3, inner, [hi] * 3])
+        basis = BSpline.design_matrix(np.clip(e, lo, hi), t, 3).toarray()
+        cont = continuum.sum(axis=1)
+        shape = basis * cont[:, None]
+        inside = (basis > 0.05).T.astype(np.float64)
+        nonzero = shape.sum(axis=0) > 0
+        tail = np.stack([np.exp(-(e - lo) / tau) for tau in (0.05, 0.1, 0.2)], axis=1)
+        _NUISANCE["last"] = (key, continuum, (shape, inside, nonzero, tail))
     # only where the data resolve a shape error: ≥ _RESOLVED counts under the basis function
-    support = (basis > 0.05).T.astype(np.float64) @ y
-    shape = shape[:, (shape.sum(axis=0) > 0) & (support >= _RESOLVED)]
-    tail = np.stack([np.exp(-(e - lo) / tau) for tau in (0.05, 0.1, 0.2)], axis=1)
-    return shape, tail
+    support = inside @ y
+    return shape[:, nonzero & (support >= _RESOLVED)], tail
+
+
+#: the last axis's spline basis and tails of :func:`_nuisance` (a check asks for them once per
+#: spectrum tested, twice per spectrum with the presence test, on the same axis)
+_NUISANCE: dict[str, Any] = {}
 
 
 def _testable(cols: _Columns, axis: EnergyAxis, detector: Detector) -> set[str]:

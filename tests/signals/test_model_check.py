@@ -306,8 +306,9 @@ def test_cheaper_check_drops_no_detection(dose, monkeypatch):
     """The check's cheaper path (``identification.FAST_PATH``: the score screen, warm-started
     NNLS steps, block products) on the inputs of a real fit with Ca left out: the same
     warning, findings and not-detected flags as the path before it, and the identification's
-    T of every candidate on the map the same to 1e-6 (of max(T, 1)); the screen never drops a
-    candidate that the full test detects."""
+    T of every candidate on the map the same to 1e-4 of max(T, 1) (measured: ≤ 1e-11 here,
+    ≤ 1.6e-5 on the real map; docs/validation.rst); the screen never drops a candidate that
+    the full test detects."""
     import esmpy_hs.signals._model_check as mc
     from esmpy_hs.physics import identification as idm
 
@@ -341,7 +342,7 @@ def test_cheaper_check_drops_no_detection(dose, monkeypatch):
         {p: sorted(v) for p, v in old["listed"]["not_detected"].items()}  # fmt: skip
     assert stats[0].keys() == stats[1].keys() and len(stats[0]) > 50
     for e, t in stats[0].items():
-        assert abs(stats[1][e] - t) <= 1e-6 * max(abs(t), 1.0), e
+        assert abs(stats[1][e] - t) <= 1e-4 * max(abs(t), 1.0), e
     threshold = r.threshold
     assert {e for e, t in stats[0].items() if t > threshold} == \
         {e for e, t in stats[1].items() if t > threshold}  # fmt: skip
