@@ -125,16 +125,18 @@ _SI_K_EDGE = 1.839  # keV
 _SI_KA = 1.740  # keV
 _AWAY = 0.01  # a channel is "away" from a column where it is below 1 % of its maximum
 _N_REFIT = 3  # candidates refitted exactly at each step
-
-#: The cheaper path of the same tests (issue #13; docs/validation.rst, the model check's
-#: cost): the Poisson fits on the nonzero blocks of their matrix with warm-started NNLS steps,
-#: the screen over the candidates with a positive score only, the identification's evidence
-#: of the candidates not found left out where the caller asks. False: the path before it
-#: (for the same-process benchmark and the comparison of both).
-FAST_PATH = True
 _KNOT_KEV = 1.0  # knot spacing of the continuum shape correction
 _RESOLVED = 2000.0  # counts above which a peak's position/width or the continuum's shape is
 # resolved well enough to need a correction column
+
+#: The same tests with less work (issue #13; docs/validation.rst, "The same tests with less
+#: work"): the Poisson fits on the nonzero row blocks of their matrix with each NNLS step
+#: started from the previous step's support, the screen's Newton steps over the candidates with
+#: a positive score only, the peaks and the lines' neighbourhoods in fewer passes, the testable
+#: candidates and the nuisance columns' basis kept per axis, and (``identify(absent=False)``)
+#: no evidence for the candidates not found. False: the path before it, for the same-process
+#: benchmark and the comparison of both (``benchmarks/compare_model_check.py``).
+FAST_PATH = True
 
 
 def candidate_elements() -> list[str]:
@@ -817,7 +819,10 @@ def _screen(y: NDArray, mu: NDArray, C: NDArray, n_iter: int = 12) -> tuple[NDAr
         # a positive score only (each column's sums over the same channels, in the same order)
         keep = (score > 0)[j]
         i, j, c, yy, mm, w = i[keep], j[keep], c[keep], yy[keep], mm[keep], w[keep]
-    b = np.maximum(score / np.maximum(np.bincount(j, c * c * w, m), 1e-300), 0.0)
+        info = np.maximum(np.bincount(j, c * c * w, m), 1e-300)
+        b = np.divide(score, info, out=np.zeros(m), where=score > 0)  # (no 0/0 or −x/1e-300)
+    else:
+        b = np.maximum(score / np.maximum(np.bincount(j, c * c * w, m), 1e-300), 0.0)
     for _ in range(n_iter):
         mt = mm + c * b[j]
         r = yy / mt
