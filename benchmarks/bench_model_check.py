@@ -5,7 +5,11 @@ A warm-up fit compiles the kernels; then each map is fitted with
 call's wall time less the check's (``metadata.SmartNMF.model_check["seconds"]``).
 
 Run: ``python benchmarks/bench_model_check.py 32 64 real67 real`` (the real map from
-``../shared/data/71GPa_experimental_data.hspy``; ``real67`` is it binned 3 × 3).
+``../shared/data/71GPa_experimental_data.hspy``; ``real67`` is it binned 3 × 3). With ``--both``
+each map is fitted twice in the same process, the check on the path before its cheaper one
+(``esmpy_hs.physics.identification.FAST_PATH = False``, "old") and on it ("new"), in turn
+(which goes first alternates from map to map; the candidates' columns are built anew for
+each fit, as for a new map).
 """
 
 from __future__ import annotations
@@ -40,16 +44,34 @@ def fit(s, label: str, **kw) -> None:
               f"detected {listed['not_detected']}", flush=True)  # fmt: skip
 
 
-def main(which: list[str]) -> None:
+def main(which: list[str], both: bool = False) -> None:
     from esmpy_hs.datasets import reference_sample
+    from esmpy_hs.physics import identification
+
+    turn = [0]
+
+    def paths(make, label):
+        if not both:
+            fit(make(), label)
+            return
+        order = (False, True) if turn[0] % 2 == 0 else (True, False)
+        turn[0] += 1
+        for fast in order:
+            identification.FAST_PATH = fast
+            # the second fit of a map has the first's calibrated axis: its candidates' columns
+            # would be found built (a refit's case, not a new map's); built anew for each
+            identification._CACHE.clear()
+            fit(make(), f"{label} [{'new' if fast else 'old'}]")
+        identification.FAST_PATH = True
 
     fit(reference_sample(dose=293, shape=(8, 8), random_state=5), "warm-up", max_iter=5)
     for w in which:
         if w in ("32", "64"):
             n = int(w)
             for seed in (0, 1):
-                fit(reference_sample(dose=293, shape=(n, n), random_state=seed),
-                    f"reference sample {n}x{n} seed {seed}")  # fmt: skip
+                paths(lambda n=n, seed=seed: reference_sample(dose=293, shape=(n, n),
+                                                              random_state=seed),
+                      f"reference sample {n}x{n} seed {seed}")  # fmt: skip
         elif w in ("real67", "real"):
             import hyperspy.api as hs
 
@@ -58,10 +80,11 @@ def main(which: list[str]) -> None:
                 s = hs.load(REAL)
             s.set_signal_type("EDS_ESMPY")
             if w == "real67":
-                fit(s.rebin(scale=(3, 3, 1)), "real map binned 3x3 (67x67)")
+                paths(lambda s=s: s.rebin(scale=(3, 3, 1)), "real map binned 3x3 (67x67)")
             else:
-                fit(s, "real map, whole")
+                paths(lambda s=s: s.deepcopy(), "real map, whole")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["32", "64", "real67"])
+    args = sys.argv[1:]
+    main([a for a in args if a != "--both"] or ["32", "64", "real67"], "--both" in args)

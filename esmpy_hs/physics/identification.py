@@ -56,7 +56,11 @@ candidate, refits, and tests again) and stop at the first step where no candidat
 
 Screening: every candidate's gain is first computed with the other amplitudes held (a
 one-parameter Newton fit, vectorised over all candidates); the few best are refitted with all
-amplitudes free, which gives the exact gain that is tested. A candidate that passes is
+amplitudes free, which gives the exact gain that is tested. The held gain is a lower bound of
+the refitted one (the refit maximises over more amplitudes, from the same point), and a
+candidate whose score (the log-likelihood's slope in its amplitude at b = 0, at the current
+fit) is ≤ 0 has a held gain of exactly 0 (the log-likelihood is concave in b), so its Newton
+steps are skipped (:data:`FAST_PATH`). A candidate that passes is
 selected only if its other lines agree: its highest family shows at least half the counts its
 column predicts when that is detectable, and so do its lines above the tested range when the
 caller gives those channels (``beyond``; Br Lα at 1.48 keV with no Br Kα at 11.9 keV is not
@@ -124,6 +128,15 @@ _N_REFIT = 3  # candidates refitted exactly at each step
 _KNOT_KEV = 1.0  # knot spacing of the continuum shape correction
 _RESOLVED = 2000.0  # counts above which a peak's position/width or the continuum's shape is
 # resolved well enough to need a correction column
+
+#: The same tests with less work (issue #13; docs/validation.rst, "The same tests with less
+#: work"): the Poisson fits on the nonzero row blocks of their matrix with each NNLS step
+#: started from the previous step's support, the screen's Newton steps over the candidates with
+#: a positive score only, the peaks and the lines' neighbourhoods in fewer passes, the testable
+#: candidates and the nuisance columns' basis kept per axis, and (``identify(absent=False)``)
+#: no evidence for the candidates not found. False: the path before it, for the same-process
+#: benchmark and the comparison of both (``benchmarks/compare_model_check.py``).
+FAST_PATH = True
 
 
 def candidate_elements() -> list[str]:
@@ -357,6 +370,18 @@ def _peaks(edges: NDArray, centres: NDArray, fwhm: NDArray, weights: NDArray,
     lo = np.clip(np.searchsorted(edges, centres - 9.0 * sig) - 1, 0, n)
     hi = np.clip(np.searchsorted(edges, centres + 9.0 * sig), 0, n)
     m = hi - lo + 1  # edges lo..hi of each peak
+    if FAST_PATH:  # the same numbers with fewer passes over the peaks' channels
+        starts = np.cumsum(m) - m
+        pk = np.repeat(np.arange(centres.size), m)
+        idx = np.arange(int(m.sum())) + np.repeat(lo - starts, m)
+        cdf = 0.5 * erf((edges[idx] - centres[pk]) / (np.sqrt(2.0) * sig)[pk])
+        inner = np.ones(cdf.size, dtype=bool)
+        inner[starts] = False  # a channel lies between an edge and the one before
+        inner = inner[1:]
+        pk_in = pk[1:][inner]
+        val = (cdf[1:] - cdf[:-1])[inner] * weights[pk_in]
+        keys = (idx[1:][inner] - 1) * n_columns + column[pk_in]
+        return np.bincount(keys, weights=val, minlength=n * n_columns).reshape(n, n_columns)
     pk = np.repeat(np.arange(centres.size), m)
     first = np.repeat(np.cumsum(m) - m, m)
     idx = np.arange(int(m.sum())) - first + lo[pk]
@@ -496,10 +521,10 @@ def _artefacts_by_counts(axis: EnergyAxis, detector: Detector,
                           np.zeros(c.size, dtype=np.intp), 1)[:, 0])  # fmt: skip
     els = list(main)
     pairs = []
+    arr = {e: (np.array([x[0] for x in g]), np.array([x[1] for x in g])) for e, g in main.items()}
     for i, a in enumerate(els):
         for b in els[i:]:
-            Ea, na = np.array([x[0] for x in main[a]]), np.array([x[1] for x in main[a]])
-            Eb, nb = np.array([x[0] for x in main[b]]), np.array([x[1] for x in main[b]])
+            (Ea, na), (Eb, nb) = arr[a], arr[b]
             cen = (Ea[:, None] + Eb[None, :]).ravel()
             w = (na[:, None] * nb[None, :]).ravel()
             ok = (cen > e_lo) & (cen < e_hi)
@@ -599,20 +624,35 @@ def _mixed_nnls(A: NDArray, y: NDArray, w: NDArray, signed: NDArray,
         return out
 
 
-def _gram_nnls(M: NDArray, b: NDArray, signed: NDArray, ridge: float = 1e-10) -> NDArray:
+def _gram_nnls(M: NDArray, b: NDArray, signed: NDArray, ridge: float = 1e-10,
+               passive: NDArray | None = None) -> NDArray:  # fmt: skip
     """:func:`_mixed_nnls` from its normal equations: ``M = AᵀWA``, ``b = AᵀWy`` (raises
-    ``LinAlgError`` when the Cholesky factorisation fails)."""
+    ``LinAlgError`` when the Cholesky factorisation fails).
+
+    ``passive`` (bool, one per column; with :data:`FAST_PATH`): a guess of the non-negative
+    columns with amplitude > 0 at the solution (the previous IRLS step's). The problem is
+    ``min ½ xᵀMx − bᵀx`` with ``x ≥ 0`` off the signed columns, strictly convex (the ridge):
+    its solution is unique, and when the guess's equality solution is ≥ 0 on the guess and the
+    gradient is ≥ 0 on the columns held at 0 (the optimality conditions), that solution is it;
+    otherwise the full NNLS below runs."""
     order = np.concatenate([np.nonzero(signed)[0], np.nonzero(~signed)[0]])
     nf = int(signed.sum())
     M = M[np.ix_(order, order)]
     b = b[order]
     scale = np.sqrt(np.maximum(np.diag(M), 1e-300))
     Ms = M / np.outer(scale, scale) + ridge * np.eye(M.shape[0])
+    bs = b / scale
+    if passive is not None and FAST_PATH:
+        x = _guess_nnls(Ms, bs, nf, np.asarray(passive, dtype=bool)[order])
+        if x is not None:
+            out = np.empty_like(x)
+            out[order] = x / scale
+            return out
     R = np.linalg.cholesky(Ms).T  # Ms = Rᵀ R, R upper triangular
     from scipy.linalg import solve_triangular
     from scipy.optimize import nnls
 
-    z = solve_triangular(R, b / scale, trans="T")
+    z = solve_triangular(R, bs, trans="T")
     x = np.zeros(M.shape[0])
     if nf < M.shape[0]:
         x[nf:], _ = nnls(R[nf:, nf:], z[nf:], maxiter=50 * (M.shape[0] - nf))
@@ -623,13 +663,41 @@ def _gram_nnls(M: NDArray, b: NDArray, signed: NDArray, ridge: float = 1e-10) ->
     return out
 
 
+def _guess_nnls(Ms: NDArray, bs: NDArray, nf: int, passive: NDArray) -> NDArray | None:
+    """The solution of ``min ½ xᵀ Ms x − bsᵀ x``, x ≥ 0 beyond the first ``nf`` (free)
+    entries, if the set ``free ∪ passive`` is its support (the KKT conditions hold); else
+    None."""
+    from scipy.linalg import cho_factor, cho_solve
+
+    on = passive.copy()
+    on[:nf] = True
+    idx = np.nonzero(on)[0]
+    x = np.zeros(bs.size)
+    if idx.size:
+        try:
+            x[idx] = cho_solve(cho_factor(Ms[np.ix_(idx, idx)], check_finite=False), bs[idx],
+                               check_finite=False)  # fmt: skip
+        except np.linalg.LinAlgError:  # pragma: no cover - the ridge keeps it definite
+            return None
+    if np.any(x[nf:][on[nf:]] <= 0.0):
+        return None
+    grad = Ms @ x - bs  # ≥ 0 where an amplitude is held at 0
+    tol = 1e-12 * max(float(np.abs(bs).max()), 1e-300)
+    if np.any(grad[~on] < -tol):
+        return None
+    return x
+
+
 def _fit(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray, a0: NDArray | None = None,
          n_iter: int = 20) -> tuple[NDArray, NDArray]:  # fmt: skip
     """Poisson ML of ``y`` under ``offset + A a``, ``a ≥ 0`` except the ``signed`` columns
     (IRLS with weights 1/μ, each step :func:`_mixed_nnls`).
 
-    Returns the amplitudes and μ (floored at a small positive value).
+    Returns the amplitudes and μ (floored at a small positive value). With :data:`FAST_PATH`,
+    :func:`_fit_blocks` (the same steps on the matrix's nonzero blocks).
     """
+    if FAST_PATH:
+        return _fit_blocks(A, signed, y, offset, a0, n_iter)
     norm = np.sqrt((A**2).sum(axis=0))
     norm[norm <= 0] = 1.0
     An = A / norm
@@ -653,6 +721,83 @@ def _fit(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray, a0: NDArray |
     return a / norm, mu
 
 
+class _BlockMatrix:
+    """An (n, p) matrix kept as its blocks of ``_ROW_BLOCK`` rows, each with only the columns
+    not zero in it (line groups and their derivatives end at ±9 σ of their lines: 85 % of the
+    entries of a check's fit are 0). The products of an IRLS step (``Aᵀ W A``, ``Aᵀ v``,
+    ``A a``) over the blocks give the same sums as the dense ones (the Gram matrix block by
+    block as :func:`_gram`; the others in another order, equal to rounding) at a fraction of
+    the passes over the matrix, which is built once per fit."""
+
+    def __init__(self, A: NDArray) -> None:
+        self.n, self.p = A.shape
+        nz = A != 0
+        self.parts = []
+        for start in range(0, self.n, _ROW_BLOCK):
+            stop = min(start + _ROW_BLOCK, self.n)
+            cols = np.nonzero(nz[start:stop].any(axis=0))[0]
+            flat = (cols[:, None] * self.p + cols[None, :]).reshape(-1)
+            self.parts.append((start, stop, cols, np.ascontiguousarray(A[start:stop, cols]), flat))
+
+    def gram(self, sqrt_w: NDArray) -> NDArray:
+        """``Aᵀ diag(w) A`` from ``sqrt_w`` = √w (n,)."""
+        M = np.zeros(self.p * self.p)
+        for start, stop, _, Ab, flat in self.parts:
+            Bb = Ab * sqrt_w[start:stop, None]
+            M[flat] += (Bb.T @ Bb).reshape(-1)
+        return M.reshape(self.p, self.p)
+
+    def rmatvec(self, v: NDArray) -> NDArray:
+        """``Aᵀ v``."""
+        out = np.zeros(self.p)
+        for start, stop, cols, Ab, _ in self.parts:
+            out[cols] += v[start:stop] @ Ab
+        return out
+
+    def matvec(self, a: NDArray) -> NDArray:
+        """``A a``."""
+        out = np.empty(self.n)
+        for start, stop, cols, Ab, _ in self.parts:
+            out[start:stop] = Ab @ a[cols]
+        return out
+
+
+def _fit_blocks(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray,
+                a0: NDArray | None = None, n_iter: int = 20
+                ) -> tuple[NDArray, NDArray]:  # fmt: skip
+    """:func:`_fit`'s IRLS, the products on :class:`_BlockMatrix` and each weighted NNLS
+    step started from the previous step's set of positive amplitudes (:func:`_gram_nnls`'s
+    ``passive``): the same steps, the same stopping rule, the same solution of each step
+    (each is a strictly convex problem; the warm set is only taken when it satisfies the
+    optimality conditions)."""
+    norm = np.sqrt((A**2).sum(axis=0))
+    norm[norm <= 0] = 1.0
+    An = A / norm
+    op = _BlockMatrix(An)
+    floor = 1e-3 * max(float(y.mean()), 1e-9)
+    r = y - offset
+    w = 1.0 / np.maximum(y + offset, 1.0) if a0 is None else None
+    a = None
+    fitted = None
+    if a0 is not None:
+        a = a0 * norm
+        a[~signed] = np.maximum(a[~signed], 0.0)
+        fitted = op.matvec(a)
+        w = 1.0 / np.maximum(offset + fitted, floor)
+    for _ in range(n_iter):
+        passive = None if a is None else (a > 0) & ~signed
+        a_new = _gram_nnls(op.gram(np.sqrt(w)), op.rmatvec(r * w), signed, passive=passive)
+        new = op.matvec(a_new)
+        change = np.inf if a is None else (
+            np.abs(new - fitted).max() / max(float(np.abs(new).max()), 1e-12))
+        a, fitted = a_new, new
+        w = 1.0 / np.maximum(offset + fitted, floor)
+        if change < 1e-4:
+            break
+    mu = np.maximum(offset + fitted, floor)
+    return a / norm, mu
+
+
 def _screen(y: NDArray, mu: NDArray, C: NDArray, n_iter: int = 12) -> tuple[NDArray, NDArray]:
     """Best amplitude b ≥ 0 of each column of ``C`` added to ``mu`` (others held) and the
     Poisson gain 2ΔlogL of it; vectorised Newton steps.
@@ -665,8 +810,19 @@ def _screen(y: NDArray, mu: NDArray, C: NDArray, n_iter: int = 12) -> tuple[NDAr
     c = C[i, j]
     yy, mm = y[i], mu[i]
     w = 1.0 / mm
-    b = np.maximum(np.bincount(j, c * (yy - mm) * w, m)
-                   / np.maximum(np.bincount(j, c * c * w, m), 1e-300), 0.0)  # fmt: skip
+    score = np.bincount(j, c * (yy - mm) * w, m)  # the score dℓ/db at b = 0
+    if FAST_PATH:
+        # the log-likelihood is concave in b: a score ≤ 0 at b = 0 puts the maximum over
+        # b ≥ 0 at b = 0, gain 0 (what the Newton steps below give from there, exactly:
+        # their first b is max(score / information, 0) = 0 and every step keeps it, so every
+        # sum of such a column is 0); the steps run over the channels of the candidates with
+        # a positive score only (each column's sums over the same channels, in the same order)
+        keep = (score > 0)[j]
+        i, j, c, yy, mm, w = i[keep], j[keep], c[keep], yy[keep], mm[keep], w[keep]
+        info = np.maximum(np.bincount(j, c * c * w, m), 1e-300)
+        b = np.divide(score, info, out=np.zeros(m), where=score > 0)  # (no 0/0 or −x/1e-300)
+    else:
+        b = np.maximum(score / np.maximum(np.bincount(j, c * c * w, m), 1e-300), 0.0)
     for _ in range(n_iter):
         mt = mm + c * b[j]
         r = yy / mt
@@ -690,20 +846,32 @@ def _nuisance(axis: EnergyAxis, continuum: NDArray, y: NDArray) -> tuple[NDArray
     * exponential tails from the first channel (decay 0.05, 0.1 and 0.2 keV, ≥ 0): the tail of
       the detector's noise peak and incomplete charge collection at the lowest energies.
     """
-    from scipy.interpolate import BSpline
+    key = (axis.offset, axis.scale, axis.size)
+    kept = _NUISANCE.get("last")
+    if FAST_PATH and kept is not None and kept[0] == key and kept[1] is continuum:
+        shape, inside, nonzero, tail = kept[2]  # the same axis and continuum (the same object)
+    else:
+        from scipy.interpolate import BSpline
 
-    e = axis.energies
-    lo, hi = float(e[0]), float(e[-1])
-    inner = np.linspace(lo, hi, max(int(np.ceil((hi - lo) / _KNOT_KEV)), 1) + 1)
-    t = np.concatenate([[lo] * 3, inner, [hi] * 3])
-    basis = BSpline.design_matrix(np.clip(e, lo, hi), t, 3).toarray()
-    cont = continuum.sum(axis=1)
-    shape = basis * cont[:, None]
+        e = axis.energies
+        lo, hi = float(e[0]), float(e[-1])
+        inner = np.linspace(lo, hi, max(int(np.ceil((hi - lo) / _KNOT_KEV)), 1) + 1)
+        t = np.concatenate([[lo] * 3, inner, [hi] * 3])
+        basis = BSpline.design_matrix(np.clip(e, lo, hi), t, 3).toarray()
+        cont = continuum.sum(axis=1)
+        shape = basis * cont[:, None]
+        inside = (basis > 0.05).T.astype(np.float64)
+        nonzero = shape.sum(axis=0) > 0
+        tail = np.stack([np.exp(-(e - lo) / tau) for tau in (0.05, 0.1, 0.2)], axis=1)
+        _NUISANCE["last"] = (key, continuum, (shape, inside, nonzero, tail))
     # only where the data resolve a shape error: ≥ _RESOLVED counts under the basis function
-    support = (basis > 0.05).T.astype(np.float64) @ y
-    shape = shape[:, (shape.sum(axis=0) > 0) & (support >= _RESOLVED)]
-    tail = np.stack([np.exp(-(e - lo) / tau) for tau in (0.05, 0.1, 0.2)], axis=1)
-    return shape, tail
+    support = inside @ y
+    return shape[:, nonzero & (support >= _RESOLVED)], tail
+
+
+#: the last axis's spline basis and tails of :func:`_nuisance` (a check asks for them once per
+#: spectrum tested, twice per spectrum with the presence test, on the same axis)
+_NUISANCE: dict[str, Any] = {}
 
 
 def _testable(cols: _Columns, axis: EnergyAxis, detector: Detector) -> set[str]:
@@ -732,6 +900,32 @@ def _neighbourhoods(cols: _Columns, axis: EnergyAxis, detector: Detector
     near = np.zeros((n, m), dtype=bool)
     wide = np.zeros((n, m), dtype=bool)
     e = axis.energies
+    if FAST_PATH:
+        # all elements' main lines at once, each compared with the channels within 4 FWHM
+        # (and one channel more) of it only: the same comparisons where they can hold
+        E_all, owner = [], []
+        for j, el in enumerate(cols.elements):
+            ls = cols.lines[el]
+            if not ls:
+                continue
+            w = np.array([x[2] for x in ls])
+            E = np.array([x[1] for x in ls])[w >= 0.1 * w.max()]
+            E_all.append(E)
+            owner.append(np.full(E.size, j))
+        if not E_all:
+            return near, wide
+        E = np.concatenate(E_all)
+        j = np.concatenate(owner)
+        fw = detector.fwhm(E)
+        lo = np.clip(np.searchsorted(e, E - 4.0 * fw) - 1, 0, n)
+        hi = np.clip(np.searchsorted(e, E + 4.0 * fw) + 1, 0, n)
+        m_ = hi - lo
+        pk = np.repeat(np.arange(E.size), m_)
+        ch = np.arange(int(m_.sum())) - np.repeat(np.cumsum(m_) - m_, m_) + lo[pk]
+        dist = np.abs(e[ch] - E[pk]) / fw[pk]
+        near[ch[dist <= 1.5], j[pk][dist <= 1.5]] = True
+        wide[ch[dist <= 4.0], j[pk][dist <= 4.0]] = True
+        return near, wide & ~near
     for j, el in enumerate(cols.elements):
         ls = cols.lines[el]
         if not ls:
@@ -1039,6 +1233,7 @@ def identify(
     alpha: float = DEFAULT_ALPHA,
     max_elements: int = 30,
     beyond: ArrayLike | None = None,
+    absent: bool = True,
 ) -> Identification:
     """Find the elements whose lines a spectrum holds (forward selection, quasi-Poisson test).
 
@@ -1075,6 +1270,10 @@ def identify(
         counts in the tested range, to be detectable (> 5 σ of the counts under them) must show
         at least half of them, or it is not selected at that step: Br (Lα 1.48 keV, Kα 11.9 keV)
         is not named for the counts of Al Kα (1.49 keV) when 11.9 keV holds no Br Kα.
+    absent
+        Whether ``evidence`` also lists the candidates not found (their counts, statistic and
+        lines); False lists the found ones only (what the model check reads), the same
+        selection and statistics.
 
     Returns
     -------
@@ -1083,11 +1282,11 @@ def identify(
     """
     with one_blas_thread():
         return _identify(spectrum, axis, beam_energy, detector, candidates, known, explained,
-                         alpha, max_elements, beyond)  # fmt: skip
+                         alpha, max_elements, beyond, absent)  # fmt: skip
 
 
 def _identify(spectrum, axis, beam_energy, detector, candidates, known, explained, alpha,
-              max_elements, beyond=None) -> Identification:  # fmt: skip
+              max_elements, beyond=None, absent=True) -> Identification:  # fmt: skip
     import time
 
     t0 = time.perf_counter()
@@ -1110,7 +1309,12 @@ def _identify(spectrum, axis, beam_energy, detector, candidates, known, explaine
         if e in cols.family:
             state.add(e)
     state.fit()
-    testable = _testable(cols, ax, det)
+    if FAST_PATH:  # a property of the columns (axis, detector), kept with them
+        if "testable" not in cols.memo:
+            cols.memo["testable"] = _testable(cols, ax, det)
+        testable = cols.memo["testable"]
+    else:
+        testable = _testable(cols, ax, det)
     untested = [e for e in cands if e in cols.elements and e not in testable]
     pool = [e for e in cands if e in testable]
     index = {e: i for i, e in enumerate(cols.elements)}
@@ -1196,7 +1400,8 @@ def _identify(spectrum, axis, beam_energy, detector, candidates, known, explaine
         kept = mu0 is not None or float(c.sum()) > 0
         evidence.append(Evidence(e, kept, float(c.sum()), frac, T_e, g_e, phi_e, energy, line,
                                  used, _source(e, share), st, share))  # fmt: skip
-    rest = sorted((e for e in last if e not in found), key=lambda e: -last[e][0])
+    rest = sorted((e for e in last if e not in found), key=lambda e: -last[e][0]) if absent \
+        else []  # fmt: skip
     for e in rest:
         T_e, g_e, phi_e, n_e = last[e]
         col = cols.tied[:, index[e]]

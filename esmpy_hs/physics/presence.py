@@ -43,6 +43,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from esmpy_hs.nmf._blas import one_blas_thread
+from esmpy_hs.physics import identification as _ident
 from esmpy_hs.physics._elements import symbol
 from esmpy_hs.physics.detector import Detector
 from esmpy_hs.physics.energy_axis import EnergyAxis
@@ -180,8 +181,13 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
     norm = np.sqrt((A**2).sum(axis=0))
     norm[norm <= 0] = 1.0
     An = A / norm
-    Aw = An / mu[:, None]
-    M, rhs = An.T @ Aw, (y - zero) @ Aw
+    op = None
+    if _ident.FAST_PATH:  # the same normal equations from the matrix's nonzero blocks
+        op = _ident._BlockMatrix(An)
+        M, rhs = op.gram(1.0 / np.sqrt(mu)), op.rmatvec((y - zero) / mu)
+    else:
+        Aw = An / mu[:, None]
+        M, rhs = An.T @ Aw, (y - zero) @ Aw
     floor = 1e-3 * max(float(y.mean()), 1e-9)
     statistic, counts, approximate = {}, {}, []
     for i, e in enumerate(tested):
@@ -192,8 +198,14 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
             statistic[e] = 0.0
             continue
         try:
-            x = _gram_nnls(M[np.ix_(keep, keep)], rhs[keep], signed[keep])
-            mu_e = np.maximum(zero + An[:, keep] @ x, floor)
+            x = _gram_nnls(M[np.ix_(keep, keep)], rhs[keep], signed[keep],
+                           passive=(a[keep] > 0) & ~signed[keep])  # the full fit's set
+            if op is None:
+                mu_e = np.maximum(zero + An[:, keep] @ x, floor)
+            else:
+                full = np.zeros(An.shape[1])
+                full[keep] = x
+                mu_e = np.maximum(zero + op.matvec(full), floor)
             t_e = max(float(_deviance_terms(y, mu_e).sum()) - dev_full, 0.0) / float(phi[i])
             start = x / norm[keep]
         except np.linalg.LinAlgError:  # pragma: no cover - the ridge keeps it definite

@@ -39,6 +39,7 @@ import warnings
 import numpy as np
 
 from esmpy_hs.nmf._blas import one_blas_thread
+from esmpy_hs.physics import identification
 from esmpy_hs.physics.identification import identify
 
 _logger = logging.getLogger("esmpy_hs.signals")
@@ -131,6 +132,8 @@ def _check_model(model, data_sum, model_sum, phase_data, phase_model, phase_name
     listed = listed_elements(model, data_sum, phase_names, *(pure or ()))
     known = [*model.elements, *model.stray_elements]
     kw = {"detector": model.detector, "known": known, "beyond": beyond}
+    if identification.FAST_PATH:  # the findings read only the candidates found
+        kw["absent"] = False
     findings = _findings(identify(data_sum, model.axis, model.beam_energy,
                                   explained=model_sum, **kw), "map")  # fmt: skip
     on_map = {g["element"] for g in findings}

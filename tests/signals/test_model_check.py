@@ -299,3 +299,50 @@ def test_summed_by_labels_compiled_equals_the_blocked_products(monkeypatch):
         for a, b in zip(new + n_new, old + n_old, strict=True):
             assert np.array_equal(a, b)
         assert new[1].sum() == float(X.astype(np.float64).sum())
+
+
+@pytest.mark.parametrize("dose", [293, 50])
+def test_cheaper_check_drops_no_detection(dose, monkeypatch):
+    """The check's cheaper path (``identification.FAST_PATH``: the score screen, warm-started
+    NNLS steps, block products) on the inputs of a real fit with Ca left out: the same
+    warning, findings and not-detected flags as the path before it, and the identification's
+    T of every candidate on the map the same to 1e-4 of max(T, 1) (measured: ≤ 1e-11 here,
+    ≤ 1.6e-5 on the real map; docs/validation.rst); the screen never drops a candidate that
+    the full test detects."""
+    import esmpy_hs.signals._model_check as mc
+    from esmpy_hs.physics import identification as idm
+
+    got = []
+    original = mc.check_model
+
+    def keep(*args, **kw):
+        got.append((args, kw))
+        return original(*args, **kw)
+
+    monkeypatch.setattr(mc, "check_model", keep)
+    s = reference_sample(dose=dose, shape=(24, 24))
+    s.metadata.Sample.elements = [e for e in s.metadata.Sample.elements if e != "Ca"]
+    _fit(s)
+    args, kw = got[-1]
+    model, data_sum, model_sum = args[:3]
+    out, stats = [], []
+    for fast in (False, True):
+        monkeypatch.setattr(idm, "FAST_PATH", fast)
+        idm._CACHE.clear()
+        out.append(original(*args, **kw))
+        r = idm.identify(data_sum, model.axis, model.beam_energy, detector=model.detector,
+                         known=[*model.elements, *model.stray_elements], explained=model_sum,
+                         beyond=kw.get("beyond"))  # fmt: skip
+        stats.append({e.element: e.statistic for e in r.evidence})
+    old, new = out
+    assert old["warned"] == new["warned"] == ["Ca"]
+    assert [(f["element"], f["where"]) for f in new["findings"]] == \
+        [(f["element"], f["where"]) for f in old["findings"]]  # fmt: skip
+    assert {p: sorted(v) for p, v in new["listed"]["not_detected"].items()} == \
+        {p: sorted(v) for p, v in old["listed"]["not_detected"].items()}  # fmt: skip
+    assert stats[0].keys() == stats[1].keys() and len(stats[0]) > 50
+    for e, t in stats[0].items():
+        assert abs(stats[1][e] - t) <= 1e-4 * max(abs(t), 1.0), e
+    threshold = r.threshold
+    assert {e for e, t in stats[0].items() if t > threshold} == \
+        {e for e, t in stats[1].items() if t > threshold}  # fmt: skip
