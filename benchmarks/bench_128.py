@@ -1,12 +1,25 @@
-"""The 128² target of issue 18: a default ``decomposition`` of ``paper_N293_s1`` (128 × 128 × 1980,
-293 counts/px, the other simulator's map in ``../shared/data/independent/``) end to end, with a
-switch measured in one process (alternated, fastest of ``--repeat`` rounds).
+"""The 128² target of issue 18: default ``decomposition`` fits end to end, with a switch
+measured in one process (alternated, fastest of ``--repeat`` rounds).
 
-Switch ``blas``: the fit loops with one BLAS thread (:mod:`esmpy_hs.nmf._blas`, the default) or
-with the BLAS libraries' own threads (before). Per fit: the wall time of ``decomposition``, the
-main loop's iterations and its seconds per iteration (the longest loop of the fit), the median
-pass over the counts (plain H step + R Hᵀ); and the largest difference of the answer between
-the two settings (spectral angle in degrees, loadings' largest absolute difference).
+Maps (``--maps``): ``paper_N293_s1`` (128 × 128 × 1980, 293 counts/px, the other simulator's map
+in ``../shared/data/independent/``, fitted as loaded, like the first version of this benchmark)
+and the reference sample at 293 and 18 counts/px (``ref293_s0``, ``ref18_s0``, see
+``bench_iterations.load``).
+
+Switches (``--switch``):
+
+- ``blas``: the fit loops with one BLAS thread (:mod:`esmpy_hs.nmf._blas`, the default) or
+  with the BLAS libraries' own threads (before);
+- ``loop``: the main loop's work outside the plain pass (issue 18):
+  :data:`esmpy_hs.nmf._solver.FUSED_EXTRAPOLATION` (H extrapolated inside the pass) and
+  :data:`esmpy_hs.nmf._solver.FOLD_CLOSING_LOSS` (the old G's F at an absorption refresh
+  evaluated by the next pass), all on (after) or all off (before).
+
+Per fit: the wall time of ``decomposition``, the main loop's iterations and its seconds per
+iteration (the longest loop of the fit), the median plain pass over the counts (H step +
+R Hᵀ), the 1-minute load average of the machine; and per map the largest difference of the
+answer between the two settings (spectral angle in degrees over the components, the largest
+per-phase MSE of the abundance maps, the iterations).
 
 Run from the repository root: ``PYTHONPATH=. nice -n 10 python benchmarks/bench_128.py``.
 """
@@ -14,6 +27,7 @@ Run from the repository root: ``PYTHONPATH=. nice -n 10 python benchmarks/bench_
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -30,6 +44,16 @@ import esmpy_hs.nmf._fit as fit
 import esmpy_hs.nmf._solver as solver
 
 _record: dict[str, list] = {"loop": [], "pass": []}
+#: the module switches of ``--switch loop`` (all set together)
+LOOP_SWITCHES = ("FUSED_EXTRAPOLATION", "FOLD_CLOSING_LOSS")
+
+
+def set_switch(name: str, on: bool) -> None:
+    if name == "blas":
+        blas.ENABLED = on
+    else:
+        for attr in LOOP_SWITCHES:
+            setattr(solver, attr, on)
 
 
 def _timed_iterate(orig):
@@ -65,7 +89,8 @@ def one_fit(s):
     W = np.asarray(t.learning_results.factors, dtype=float)
     H = np.asarray(t.learning_results.loadings, dtype=float)
     return dict(wall=wall, n_iter=n_iter, per_iter=loop / max(n_iter, 1),
-                pass_ms=1e3 * float(np.median(_record["pass"])), W=W, H=H)  # fmt: skip
+                pass_ms=1e3 * float(np.median(_record["pass"])), W=W, H=H,
+                load=os.getloadavg()[0])  # fmt: skip
 
 
 def angle(a, b):
@@ -74,32 +99,44 @@ def angle(a, b):
     return float(np.degrees(np.arccos(np.clip(np.sum(a * b, axis=0), -1, 1))).max())
 
 
+def map_mse(a, b):
+    """Largest per-phase MSE of the abundance fractions (loadings: pixels × k)."""
+    fa = a / np.maximum(a.sum(axis=1, keepdims=True), 1e-300)
+    fb = b / np.maximum(b.sum(axis=1, keepdims=True), 1e-300)
+    return float(((fa - fb) ** 2).mean(axis=0).max())
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--map", default="paper_N293_s1")
+    ap.add_argument("--maps", nargs="*", default=["paper_N293_s1", "ref293_s0", "ref18_s0"])
+    ap.add_argument("--switch", choices=("blas", "loop"), default="loop")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     fit.iterate = _timed_iterate(fit.iterate)
     solver.h_pass = _timed_pass(solver.h_pass)
-    s = load(args.map)[0]
-    one_fit(s)  # compile / warm the caches
-    best: dict[bool, dict] = {}
-    for rnd in range(args.repeat):
-        for on in (False, True):
-            blas.ENABLED = on
-            r = one_fit(s)
-            print(f"round {rnd} one_blas_thread={on}: {r['wall']:.2f} s, {r['n_iter']} iterations, "
-                  f"{1e3 * r['per_iter']:.2f} ms/iteration, pass median {r['pass_ms']:.2f} ms",
-                  flush=True)  # fmt: skip
-            if on not in best or r["wall"] < best[on]["wall"]:
-                best[on] = r
-    old, new = best[False], best[True]
-    print(f"fastest: before {old['wall']:.2f} s ({1e3 * old['per_iter']:.2f} ms/it), "
-          f"after {new['wall']:.2f} s ({1e3 * new['per_iter']:.2f} ms/it)")
-    print(f"answer: largest angle {angle(old['W'], new['W']):.3g}°, "
-          f"loadings max |Δ| {np.abs(old['H'] - new['H']).max():.3g}, "
-          f"factors max rel |Δ| {np.abs(old['W'] - new['W']).max() / np.abs(old['W']).max():.3g}")
+    for name in args.maps:
+        s = load(name)[0]
+        one_fit(s)  # compile / warm the caches
+        best: dict[bool, dict] = {}
+        print(f"\n{name}, switch {args.switch}", flush=True)
+        for rnd in range(args.repeat):
+            for on in (False, True):
+                set_switch(args.switch, on)
+                r = one_fit(s)
+                print(f"round {rnd} {args.switch}={on}: {r['wall']:.2f} s, {r['n_iter']} "
+                      f"iterations, {1e3 * r['per_iter']:.2f} ms/iteration, pass median "
+                      f"{r['pass_ms']:.2f} ms, load {r['load']:.2f}", flush=True)  # fmt: skip
+                if on not in best or r["per_iter"] < best[on]["per_iter"]:
+                    best[on] = r
+        old, new = best[False], best[True]
+        print(f"fastest: before {old['wall']:.2f} s ({1e3 * old['per_iter']:.2f} ms/it), "
+              f"after {new['wall']:.2f} s ({1e3 * new['per_iter']:.2f} ms/it), "
+              f"ratio per iteration {new['per_iter'] / old['per_iter']:.3f}")
+        print(f"answer: largest angle {angle(old['W'], new['W']):.3g}°, "
+              f"map MSE {map_mse(old['H'], new['H']):.3g}, "
+              f"loadings max |Δ| {np.abs(old['H'] - new['H']).max():.3g}, "
+              f"iterations {old['n_iter']} → {new['n_iter']}")
 
 
 if __name__ == "__main__":
