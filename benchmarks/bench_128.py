@@ -11,9 +11,10 @@ Switches (``--switch``):
 - ``blas``: the fit loops with one BLAS thread (:mod:`esmpy_hs.nmf._blas`, the default) or
   with the BLAS libraries' own threads (before);
 - ``loop``: the main loop's work outside the plain pass (issue 18):
-  :data:`esmpy_hs.nmf._solver.FUSED_EXTRAPOLATION` (H extrapolated inside the pass) and
+  :data:`esmpy_hs.nmf._solver.FUSED_EXTRAPOLATION` (H extrapolated inside the pass),
   :data:`esmpy_hs.nmf._solver.FOLD_CLOSING_LOSS` (the old G's F at an absorption refresh
-  evaluated by the next pass), all on (after) or all off (before).
+  evaluated by the next pass) and :data:`esmpy_hs.nmf._updates.BATCHED_PRODUCTS` (G·W, Gᵀ·(R Hᵀ)
+  and 1ᵀD as BLAS products), all on (after) or all off (before).
 
 Per fit: the wall time of ``decomposition``, the main loop's iterations and its seconds per
 iteration (the longest loop of the fit), the median plain pass over the counts (H step +
@@ -42,6 +43,7 @@ from bench_iterations import load
 import esmpy_hs.nmf._blas as blas
 import esmpy_hs.nmf._fit as fit
 import esmpy_hs.nmf._solver as solver
+import esmpy_hs.nmf._updates as updates
 
 _record: dict[str, list] = {"loop": [], "pass": []}
 #: the module switches of ``--switch loop`` (all set together)
@@ -54,6 +56,7 @@ def set_switch(name: str, on: bool) -> None:
     else:
         for attr in LOOP_SWITCHES:
             setattr(solver, attr, on)
+        updates.BATCHED_PRODUCTS = on
 
 
 def _timed_iterate(orig):

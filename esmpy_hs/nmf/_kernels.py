@@ -545,7 +545,7 @@ def h_pass_sparse(
     Hy_out : float[npx, k] or float[0, k]
         With rows (and ``update_h``, H simplex, no fixed entries): receives the extrapolation
         of every updated pixel, ``hn + beta_x (hn − h)`` projected on the simplex (the rows of
-        :func:`extrapolate_simplex`, same arithmetic) — the start of the next pass, made while
+        :func:`extrapolate_simplex`, to the last unit) — the start of the next pass, made while
         the pixel's values are in registers instead of in a pass of its own. Rows of the
         other colour of a red-black phase are not written (their phase writes them).
     beta_x : float
@@ -717,8 +717,9 @@ def h_pass_dense_serial(
 def _extrapolate_pixel(hn, h, beta, eps, y, floored):
     """``y = hn + β (hn − h)`` projected on the H simplex without fixed entries (float64
     scalars; the steps and the order of :func:`_extrapolate_rows` for one row). Compiled
-    without fast-math and called (not inlined by numba) from the fast-math passes, so it
-    keeps its own exact arithmetic there."""
+    without fast-math and called (not inlined by numba) from the fast-math passes; once LLVM
+    inlines it there a multiply-add may be fused: it agrees with :func:`extrapolate_simplex` to
+    the last unit (tests/nmf/test_loop_switches.py)."""
     k = hn.shape[0]
     for j in range(k):
         v = np.float64(hn[j]) + beta * (np.float64(hn[j]) - np.float64(h[j]))

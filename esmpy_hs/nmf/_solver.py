@@ -32,7 +32,7 @@ import numpy as np
 from esmpy_hs.nmf import _kernels
 from esmpy_hs.nmf._blas import with_one_blas_thread
 from esmpy_hs.nmf._objective import assemble
-from esmpy_hs.nmf._updates import compute_D, g_colsums, update_W
+from esmpy_hs.nmf._updates import colsums, compute_D, g_colsums, update_W
 
 #: minimum number of pixel blocks per pass (fixed so results do not depend on the thread count)
 MIN_BLOCKS = 16
@@ -219,7 +219,7 @@ def h_pass(
         raise ValueError("the fused extrapolation needs update_h, the H simplex and no fixed H")
     if two:
         D2 = np.ascontiguousarray(D2, dtype=D.dtype)
-        colsum2 = D2.sum(axis=0, dtype=np.float64)
+        colsum2 = colsums(D2)
     else:
         D2, colsum2 = np.empty((0, k), dtype=D.dtype), colsum
     fixed = (
@@ -293,7 +293,7 @@ class SolveResult:
 def evaluate_loss(data, G, W, Ht, hp: HParams) -> float:
     """F(W, H) with one loss-only kernel pass."""
     D = compute_D(G, W, Ht.dtype)
-    colsum = D.sum(axis=0, dtype=np.float64)
+    colsum = colsums(D)
     res = h_pass(
         data.chunk(0, data.n_pixels), D, colsum, Ht, 0, Ht, hp,
         update_h=False, accumulate=False, want_loss=True,
@@ -487,7 +487,7 @@ def iterate(
 
     def loss_of(G_, W_, Ht_) -> float:
         D_ = compute_D(G_, W_, Ht_.dtype)
-        r = run_pass(D_, D_.sum(axis=0, dtype=np.float64), Ht_, None,
+        r = run_pass(D_, colsums(D_), Ht_, None,
                      update_h=False, accumulate=False, want_loss=True)  # fmt: skip
         return assemble(r.loss, hp.total_scaled)
 
@@ -498,7 +498,7 @@ def iterate(
             want = losses and (it % loss_every == 0 or force_loss or (check and watch))
             force_loss = False
             D = compute_D(G, W, Ht.dtype)
-            colsum = D.sum(axis=0, dtype=np.float64)
+            colsum = colsums(D)
             Hy = np.empty_like(Ht) if fuse else None
             D2 = None if pending is None else compute_D(pending[0], pending[1], Ht.dtype)
             res = sweep(run_pass, hp, D, colsum, Ht, Ht_new, update_h=True,
@@ -641,6 +641,7 @@ def iterate(
                     W, Ht = safe_old
                     if not update_W_:
                         W = hold_spectra(G_old, G, W, wp)
+                    restarts += 1
             F = loss_of(G, W, Ht)
             if safe is not None and not F <= F_acc:
                 # extrapolated since the last evaluation and F rose: keep the last safe iterate
