@@ -14,7 +14,8 @@ Switches (``--switch``):
   :data:`esmpy_hs.nmf._solver.FUSED_EXTRAPOLATION` (H extrapolated inside the pass),
   :data:`esmpy_hs.nmf._solver.FOLD_CLOSING_LOSS` (the old G's F at an absorption refresh
   evaluated by the next pass) and :data:`esmpy_hs.nmf._updates.BATCHED_PRODUCTS` (G·W, Gᵀ·(R Hᵀ)
-  and 1ᵀD as BLAS products), all on (after) or all off (before).
+  and 1ᵀD as BLAS products) and :data:`esmpy_hs.physics._response.GROUPED_LINES` (the
+  refreshed G summed per column), all on (after) or all off (before).
 
 Per fit: the wall time of ``decomposition``, the main loop's iterations and its seconds per
 iteration (the longest loop of the fit), the median plain pass over the counts (H step +
@@ -44,6 +45,7 @@ import esmpy_hs.nmf._blas as blas
 import esmpy_hs.nmf._fit as fit
 import esmpy_hs.nmf._solver as solver
 import esmpy_hs.nmf._updates as updates
+import esmpy_hs.physics._response as response
 
 _record: dict[str, list] = {"loop": [], "pass": []}
 #: the module switches of ``--switch loop`` (all set together)
@@ -57,6 +59,7 @@ def set_switch(name: str, on: bool) -> None:
         for attr in LOOP_SWITCHES:
             setattr(solver, attr, on)
         updates.BATCHED_PRODUCTS = on
+        response.GROUPED_LINES = on
 
 
 def _timed_iterate(orig):
