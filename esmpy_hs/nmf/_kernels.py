@@ -63,6 +63,76 @@ _LOG_BIG = 200.0 * np.log(2.0)
 _PROD_MAX = 7
 _BIG_R = 2.0**100
 _SMALL_R = 2.0**-100
+#: up to 4 components, the sweeps over a pixel's nonzeros keep h and the sums ``Dᵀ r`` in
+#: scalars (registers): the stores to the arrays ``a``/``acc`` might alias ``h`` or ``D``, so
+#: LLVM reloads and stores array entries at every count. The plain pass −9 % (issue 18,
+#: docs/validation.rst); the same sums in the same order. Read at compile time: the baseline
+#: is measured with ``benchmarks/bench_pass.py --baseline REV`` (the kernels of a revision
+#: before, in the same process).
+SCALAR_SUMS = True
+
+
+@njit(cache=True, inline="always")
+def _h4(h, kt):
+    """The first (up to) four components of h as scalars (0 beyond k)."""
+    k = len(kt)
+    return (h[0], h[1] if k > 1 else 0.0, h[2] if k > 2 else 0.0, h[3] if k > 3 else 0.0)
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _model4(D, ch, h0, h1, h2, h3, kt):
+    """``max(D[ch] · h, _TINY)`` for k ≤ 4 (h in scalars)."""
+    k = len(kt)
+    m = D[ch, 0] * h0
+    if k > 1:
+        m += D[ch, 1] * h1
+    if k > 2:
+        m += D[ch, 2] * h2
+    if k > 3:
+        m += D[ch, 3] * h3
+    if m < _TINY:
+        m = _TINY
+    return m
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _axpy4(D, ch, r, a0, a1, a2, a3, kt):
+    """``(a0, …, a3) + r · D[ch]`` for k ≤ 4."""
+    k = len(kt)
+    a0 += D[ch, 0] * r
+    if k > 1:
+        a1 += D[ch, 1] * r
+    if k > 2:
+        a2 += D[ch, 2] * r
+    if k > 3:
+        a3 += D[ch, 3] * r
+    return a0, a1, a2, a3
+
+
+@njit(cache=True, inline="always")
+def _add4(a, a0, a1, a2, a3, kt):
+    """``a += (a0, …, a3)`` for k ≤ 4."""
+    k = len(kt)
+    a[0] += a0
+    if k > 1:
+        a[1] += a1
+    if k > 2:
+        a[2] += a2
+    if k > 3:
+        a[3] += a3
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _scatter4(acc, ch, r, h0, h1, h2, h3, kt):
+    """``acc[ch] += r · h`` for k ≤ 4."""
+    k = len(kt)
+    acc[ch, 0] += r * h0
+    if k > 1:
+        acc[ch, 1] += r * h1
+    if k > 2:
+        acc[ch, 2] += r * h2
+    if k > 3:
+        acc[ch, 3] += r * h3
 
 
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
@@ -214,6 +284,15 @@ def _reg_loss(p, h, mu, eps_reg, lam, adj_indptr, adj_indices, Ht, lfac):
 def _ratios_sparse(i0, i1, indices, counts, D, h, a, inv_scale, kt):
     """``a += Dᵀ r`` over nonzeros ``i0:i1`` with ``r = y' / (D h)``."""
     k = len(kt)
+    if SCALAR_SUMS and k <= 4:
+        h0, h1, h2, h3 = _h4(h, kt)
+        a0 = a1 = a2 = a3 = 0.0
+        for t in range(i0, i1):
+            ch = indices[t]
+            r = counts[t] * inv_scale / _model4(D, ch, h0, h1, h2, h3, kt)
+            a0, a1, a2, a3 = _axpy4(D, ch, r, a0, a1, a2, a3, kt)
+        _add4(a, a0, a1, a2, a3, kt)
+        return
     for t in range(i0, i1):
         ch = indices[t]
         m = 0.0
@@ -260,6 +339,17 @@ def _ratios_loss_sparse(i0, i1, indices, counts, D, h, a, inv_scale, kt):
     lraw = 0.0
     prod = 1.0
     pexp = 0
+    if SCALAR_SUMS and k <= 4:
+        h0, h1, h2, h3 = _h4(h, kt)
+        a0 = a1 = a2 = a3 = 0.0
+        for t in range(i0, i1):
+            ch = indices[t]
+            yc = counts[t]
+            r = yc * inv_scale / _model4(D, ch, h0, h1, h2, h3, kt)
+            prod, pexp, lraw = _log_product_step(yc, r, prod, pexp, lraw)
+            a0, a1, a2, a3 = _axpy4(D, ch, r, a0, a1, a2, a3, kt)
+        _add4(a, a0, a1, a2, a3, kt)
+        return lraw + np.log(prod) + pexp * _LOG_BIG
     for t in range(i0, i1):
         ch = indices[t]
         yc = counts[t]
@@ -300,6 +390,13 @@ def _loss_at_sparse(i0, i1, indices, counts, D2, h, inv_scale, kt):
 def _accumulate_sparse(i0, i1, indices, counts, D, hn, acc, inv_scale, kt):
     """``acc[c] += r_c · hn`` over nonzeros ``i0:i1`` with ``r = y' / (D hn)``."""
     k = len(kt)
+    if SCALAR_SUMS and k <= 4:
+        h0, h1, h2, h3 = _h4(hn, kt)
+        for t in range(i0, i1):
+            ch = indices[t]
+            r = counts[t] * inv_scale / _model4(D, ch, h0, h1, h2, h3, kt)
+            _scatter4(acc, ch, r, h0, h1, h2, h3, kt)
+        return
     for t in range(i0, i1):
         ch = indices[t]
         m = 0.0
@@ -316,6 +413,17 @@ def _accumulate_sparse(i0, i1, indices, counts, D, hn, acc, inv_scale, kt):
 def _ratios_dense(i, dense, D, h, a, inv_scale, kt):
     """Dense counterpart of :func:`_ratios_sparse` (zero counts skipped)."""
     k = len(kt)
+    if SCALAR_SUMS and k <= 4:
+        h0, h1, h2, h3 = _h4(h, kt)
+        a0 = a1 = a2 = a3 = 0.0
+        for ch in range(dense.shape[1]):
+            yc = dense[i, ch]
+            if yc == 0:
+                continue
+            r = yc * inv_scale / _model4(D, ch, h0, h1, h2, h3, kt)
+            a0, a1, a2, a3 = _axpy4(D, ch, r, a0, a1, a2, a3, kt)
+        _add4(a, a0, a1, a2, a3, kt)
+        return
     for ch in range(dense.shape[1]):
         yc = dense[i, ch]
         if yc == 0:
@@ -337,6 +445,18 @@ def _ratios_loss_dense(i, dense, D, h, a, inv_scale, kt):
     lraw = 0.0
     prod = 1.0
     pexp = 0
+    if SCALAR_SUMS and k <= 4:
+        h0, h1, h2, h3 = _h4(h, kt)
+        a0 = a1 = a2 = a3 = 0.0
+        for ch in range(dense.shape[1]):
+            yc = dense[i, ch]
+            if yc == 0:
+                continue
+            r = yc * inv_scale / _model4(D, ch, h0, h1, h2, h3, kt)
+            prod, pexp, lraw = _log_product_step(yc, r, prod, pexp, lraw)
+            a0, a1, a2, a3 = _axpy4(D, ch, r, a0, a1, a2, a3, kt)
+        _add4(a, a0, a1, a2, a3, kt)
+        return lraw + np.log(prod) + pexp * _LOG_BIG
     for ch in range(dense.shape[1]):
         yc = dense[i, ch]
         if yc == 0:
@@ -378,6 +498,15 @@ def _loss_at_dense(i, dense, D2, h, inv_scale, kt):
 def _accumulate_dense(i, dense, D, hn, acc, inv_scale, kt):
     """Dense counterpart of :func:`_accumulate_sparse`."""
     k = len(kt)
+    if SCALAR_SUMS and k <= 4:
+        h0, h1, h2, h3 = _h4(hn, kt)
+        for ch in range(dense.shape[1]):
+            yc = dense[i, ch]
+            if yc == 0:
+                continue
+            r = yc * inv_scale / _model4(D, ch, h0, h1, h2, h3, kt)
+            _scatter4(acc, ch, r, h0, h1, h2, h3, kt)
+        return
     for ch in range(dense.shape[1]):
         yc = dense[i, ch]
         if yc == 0:
