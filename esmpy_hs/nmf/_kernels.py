@@ -842,13 +842,12 @@ def h_pass_dense_serial(
         )  # fmt: skip
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _extrapolate_pixel(hn, h, beta, eps, y, floored):
     """``y = hn + β (hn − h)`` projected on the H simplex without fixed entries (float64
-    scalars; the steps and the order of :func:`_extrapolate_rows` for one row). Compiled
-    without fast-math and called (not inlined by numba) from the fast-math passes; once LLVM
-    inlines it there a multiply-add may be fused: it agrees with :func:`extrapolate_simplex` to
-    the last unit (tests/nmf/test_loop_switches.py)."""
+    scalars; the steps and the order of :func:`_extrapolate_rows` for one row). Inlined into
+    the fast-math passes (a call per pixel cost more than the arithmetic at low dose): it
+    agrees with :func:`extrapolate_simplex` to the last unit (tests/nmf/test_loop_switches.py)."""
     k = hn.shape[0]
     for j in range(k):
         v = np.float64(hn[j]) + beta * (np.float64(hn[j]) - np.float64(h[j]))

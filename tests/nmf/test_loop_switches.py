@@ -54,7 +54,7 @@ def test_the_pass_extrapolates_as_the_separate_kernel(red_black, dose):
     ref = np.empty_like(Ht)
     _kernels.extrapolate_simplex(plain, Ht, beta, hp.eps, n_blocks(Ht.shape[0]), ref)
     # every row written (both colours of a sweep), as the separate kernel to the last unit
-    # (LLVM may fuse a multiply-add once the helper is inlined into the fast-math pass)
+    # (the helper is compiled with the pass's fast-math flags)
     np.testing.assert_allclose(Hy, ref, rtol=0, atol=1e-15)
     np.testing.assert_allclose(Hy.sum(axis=1), 1.0, rtol=0, atol=1e-14)
     # and it moved: the extrapolation is not the update
