@@ -161,19 +161,29 @@ class ResponseTables:
         np.maximum(out, 0.0, out=out)
         return out
 
-    def _line_groups(self) -> list[tuple[int, NDArray[np.intp], NDArray[np.float64]]]:
+    def _line_groups(self) -> list[tuple[int, NDArray[np.intp] | slice, NDArray[np.float64]]]:
         """``(column, its lines, their peaks (n × lines))`` for every column with lines; kept
-        until ``peaks`` or ``line_columns`` is replaced."""
+        until ``peaks`` or ``line_columns`` is replaced (not pickled). Where a column's lines
+        are consecutive (the layout lists them so) the peaks are a view of ``peaks``."""
         cached = self.__dict__.get("_groups")
         key = self.line_columns.tobytes()
         if cached is None or cached[0] is not self.peaks or cached[1] != key:
-            groups = []
+            groups: list = []
             for c in np.unique(self.line_columns):
                 idx = np.flatnonzero(self.line_columns == c)
-                groups.append((int(c), idx, np.ascontiguousarray(self.peaks[:, idx])))
+                if idx[-1] - idx[0] + 1 == idx.size:
+                    sel = slice(int(idx[0]), int(idx[-1]) + 1)
+                    groups.append((int(c), sel, self.peaks[:, sel]))
+                else:
+                    groups.append((int(c), idx, np.ascontiguousarray(self.peaks[:, idx])))
             cached = (self.peaks, key, groups)
             self.__dict__["_groups"] = cached
         return cached[2]
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_groups", None)
+        return state
 
     def scaled(self, scales: NDArray[np.float64]) -> ResponseTables:
         """The same tables with the column scales ``scales`` (m,) applied (to unit-scale

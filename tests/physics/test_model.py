@@ -387,3 +387,12 @@ def test_grouped_line_sums_match_the_dense_product(monkeypatch):
     assert grouped.shape == (3, model.n_channels, model.n_columns)
     # absorption differs between the phases, so the per-phase weights were applied
     assert np.abs(grouped[0] - grouped[1]).max() > 1e-6 * np.abs(grouped).max()
+    # the kept groups are not pickled; a copy builds its own
+    import copy
+    import pickle
+
+    monkeypatch.setattr(response, "GROUPED_LINES", True)
+    tables = model._response
+    assert "_groups" in vars(tables)
+    assert "_groups" not in vars(pickle.loads(pickle.dumps(tables)))
+    np.testing.assert_array_equal(copy.deepcopy(model).G_for_phases(W), grouped)
