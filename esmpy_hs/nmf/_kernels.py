@@ -63,6 +63,76 @@ _LOG_BIG = 200.0 * np.log(2.0)
 _PROD_MAX = 7
 _BIG_R = 2.0**100
 _SMALL_R = 2.0**-100
+#: up to 4 components, the sweeps over a pixel's nonzeros keep h and the sums ``Dᵀ r`` in
+#: scalars (registers): the stores to the arrays ``a``/``acc`` might alias ``h`` or ``D``, so
+#: LLVM reloads and stores array entries at every count. The plain pass −9 % (issue 18,
+#: docs/validation.rst); the same sums in the same order. Read at compile time: the baseline
+#: is measured with ``benchmarks/bench_pass.py --baseline REV`` (the kernels of a revision
+#: before, in the same process).
+SCALAR_SUMS = True
+
+
+@njit(cache=True, inline="always")
+def _h4(h, kt):
+    """The first (up to) four components of h as scalars (0 beyond k)."""
+    k = len(kt)
+    return (h[0], h[1] if k > 1 else 0.0, h[2] if k > 2 else 0.0, h[3] if k > 3 else 0.0)
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _model4(D, ch, h0, h1, h2, h3, kt):
+    """``max(D[ch] · h, _TINY)`` for k ≤ 4 (h in scalars)."""
+    k = len(kt)
+    m = D[ch, 0] * h0
+    if k > 1:
+        m += D[ch, 1] * h1
+    if k > 2:
+        m += D[ch, 2] * h2
+    if k > 3:
+        m += D[ch, 3] * h3
+    if m < _TINY:
+        m = _TINY
+    return m
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _axpy4(D, ch, r, a0, a1, a2, a3, kt):
+    """``(a0, …, a3) + r · D[ch]`` for k ≤ 4."""
+    k = len(kt)
+    a0 += D[ch, 0] * r
+    if k > 1:
+        a1 += D[ch, 1] * r
+    if k > 2:
+        a2 += D[ch, 2] * r
+    if k > 3:
+        a3 += D[ch, 3] * r
+    return a0, a1, a2, a3
+
+
+@njit(cache=True, inline="always")
+def _add4(a, a0, a1, a2, a3, kt):
+    """``a += (a0, …, a3)`` for k ≤ 4."""
+    k = len(kt)
+    a[0] += a0
+    if k > 1:
+        a[1] += a1
+    if k > 2:
+        a[2] += a2
+    if k > 3:
+        a[3] += a3
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _scatter4(acc, ch, r, h0, h1, h2, h3, kt):
+    """``acc[ch] += r · h`` for k ≤ 4."""
+    k = len(kt)
+    acc[ch, 0] += r * h0
+    if k > 1:
+        acc[ch, 1] += r * h1
+    if k > 2:
+        acc[ch, 2] += r * h2
+    if k > 3:
+        acc[ch, 3] += r * h3
 
 
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
@@ -214,6 +284,15 @@ def _reg_loss(p, h, mu, eps_reg, lam, adj_indptr, adj_indices, Ht, lfac):
 def _ratios_sparse(i0, i1, indices, counts, D, h, a, inv_scale, kt):
     """``a += Dᵀ r`` over nonzeros ``i0:i1`` with ``r = y' / (D h)``."""
     k = len(kt)
+    if SCALAR_SUMS and k <= 4:
+        h0, h1, h2, h3 = _h4(h, kt)
+        a0 = a1 = a2 = a3 = 0.0
+        for t in range(i0, i1):
+            ch = indices[t]
+            r = counts[t] * inv_scale / _model4(D, ch, h0, h1, h2, h3, kt)
+            a0, a1, a2, a3 = _axpy4(D, ch, r, a0, a1, a2, a3, kt)
+        _add4(a, a0, a1, a2, a3, kt)
+        return
     for t in range(i0, i1):
         ch = indices[t]
         m = 0.0
@@ -260,6 +339,17 @@ def _ratios_loss_sparse(i0, i1, indices, counts, D, h, a, inv_scale, kt):
     lraw = 0.0
     prod = 1.0
     pexp = 0
+    if SCALAR_SUMS and k <= 4:
+        h0, h1, h2, h3 = _h4(h, kt)
+        a0 = a1 = a2 = a3 = 0.0
+        for t in range(i0, i1):
+            ch = indices[t]
+            yc = counts[t]
+            r = yc * inv_scale / _model4(D, ch, h0, h1, h2, h3, kt)
+            prod, pexp, lraw = _log_product_step(yc, r, prod, pexp, lraw)
+            a0, a1, a2, a3 = _axpy4(D, ch, r, a0, a1, a2, a3, kt)
+        _add4(a, a0, a1, a2, a3, kt)
+        return lraw + np.log(prod) + pexp * _LOG_BIG
     for t in range(i0, i1):
         ch = indices[t]
         yc = counts[t]
@@ -276,9 +366,37 @@ def _ratios_loss_sparse(i0, i1, indices, counts, D, h, a, inv_scale, kt):
 
 
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _loss_at_sparse(i0, i1, indices, counts, D2, h, inv_scale, kt):
+    """``Σ y log r`` over nonzeros ``i0:i1`` with ``r = y' / (D2 h)`` (the loss term of
+    :func:`_ratios_loss_sparse` at another D, without the numerator)."""
+    k = len(kt)
+    lraw = 0.0
+    prod = 1.0
+    pexp = 0
+    for t in range(i0, i1):
+        ch = indices[t]
+        yc = counts[t]
+        m = 0.0
+        for j in range(k):
+            m += D2[ch, j] * h[j]
+        if m < _TINY:
+            m = _TINY
+        r = yc * inv_scale / m
+        prod, pexp, lraw = _log_product_step(yc, r, prod, pexp, lraw)
+    return lraw + np.log(prod) + pexp * _LOG_BIG
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _accumulate_sparse(i0, i1, indices, counts, D, hn, acc, inv_scale, kt):
     """``acc[c] += r_c · hn`` over nonzeros ``i0:i1`` with ``r = y' / (D hn)``."""
     k = len(kt)
+    if SCALAR_SUMS and k <= 4:
+        h0, h1, h2, h3 = _h4(hn, kt)
+        for t in range(i0, i1):
+            ch = indices[t]
+            r = counts[t] * inv_scale / _model4(D, ch, h0, h1, h2, h3, kt)
+            _scatter4(acc, ch, r, h0, h1, h2, h3, kt)
+        return
     for t in range(i0, i1):
         ch = indices[t]
         m = 0.0
@@ -295,6 +413,17 @@ def _accumulate_sparse(i0, i1, indices, counts, D, hn, acc, inv_scale, kt):
 def _ratios_dense(i, dense, D, h, a, inv_scale, kt):
     """Dense counterpart of :func:`_ratios_sparse` (zero counts skipped)."""
     k = len(kt)
+    if SCALAR_SUMS and k <= 4:
+        h0, h1, h2, h3 = _h4(h, kt)
+        a0 = a1 = a2 = a3 = 0.0
+        for ch in range(dense.shape[1]):
+            yc = dense[i, ch]
+            if yc == 0:
+                continue
+            r = yc * inv_scale / _model4(D, ch, h0, h1, h2, h3, kt)
+            a0, a1, a2, a3 = _axpy4(D, ch, r, a0, a1, a2, a3, kt)
+        _add4(a, a0, a1, a2, a3, kt)
+        return
     for ch in range(dense.shape[1]):
         yc = dense[i, ch]
         if yc == 0:
@@ -316,6 +445,18 @@ def _ratios_loss_dense(i, dense, D, h, a, inv_scale, kt):
     lraw = 0.0
     prod = 1.0
     pexp = 0
+    if SCALAR_SUMS and k <= 4:
+        h0, h1, h2, h3 = _h4(h, kt)
+        a0 = a1 = a2 = a3 = 0.0
+        for ch in range(dense.shape[1]):
+            yc = dense[i, ch]
+            if yc == 0:
+                continue
+            r = yc * inv_scale / _model4(D, ch, h0, h1, h2, h3, kt)
+            prod, pexp, lraw = _log_product_step(yc, r, prod, pexp, lraw)
+            a0, a1, a2, a3 = _axpy4(D, ch, r, a0, a1, a2, a3, kt)
+        _add4(a, a0, a1, a2, a3, kt)
+        return lraw + np.log(prod) + pexp * _LOG_BIG
     for ch in range(dense.shape[1]):
         yc = dense[i, ch]
         if yc == 0:
@@ -333,9 +474,39 @@ def _ratios_loss_dense(i, dense, D, h, a, inv_scale, kt):
 
 
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _loss_at_dense(i, dense, D2, h, inv_scale, kt):
+    """Dense counterpart of :func:`_loss_at_sparse`."""
+    k = len(kt)
+    lraw = 0.0
+    prod = 1.0
+    pexp = 0
+    for ch in range(dense.shape[1]):
+        yc = dense[i, ch]
+        if yc == 0:
+            continue
+        m = 0.0
+        for j in range(k):
+            m += D2[ch, j] * h[j]
+        if m < _TINY:
+            m = _TINY
+        r = yc * inv_scale / m
+        prod, pexp, lraw = _log_product_step(yc, r, prod, pexp, lraw)
+    return lraw + np.log(prod) + pexp * _LOG_BIG
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _accumulate_dense(i, dense, D, hn, acc, inv_scale, kt):
     """Dense counterpart of :func:`_accumulate_sparse`."""
     k = len(kt)
+    if SCALAR_SUMS and k <= 4:
+        h0, h1, h2, h3 = _h4(hn, kt)
+        for ch in range(dense.shape[1]):
+            yc = dense[i, ch]
+            if yc == 0:
+                continue
+            r = yc * inv_scale / _model4(D, ch, h0, h1, h2, h3, kt)
+            _scatter4(acc, ch, r, h0, h1, h2, h3, kt)
+        return
     for ch in range(dense.shape[1]):
         yc = dense[i, ch]
         if yc == 0:
@@ -355,14 +526,18 @@ def _sparse_block(
     b, nblocks, npx, indptr, indices, counts, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    blk_acc, hsum_b, loss_b, kt,
+    blk_acc, hsum_b, loss_b, kt, Hy_out, beta_x, D2, colsum2,
 ):  # fmt: skip
     """Block ``b`` of ``nblocks``, its stripes serially (see :func:`h_pass_sparse`)."""
     k = len(kt)  # compile-time constant (see the kernel's docstring)
     blk_acc[:] = 0.0
     hs = np.zeros(k)
-    ls = np.zeros(4)
+    ls = np.zeros(6)
     h = np.empty(k)
+    y = np.empty(k)
+    floored = np.empty(k, dtype=np.bool_)
+    extrap = Hy_out.shape[0] > 0
+    two = want_loss and D2.shape[0] > 0
     a = np.empty(k)
     hn = np.empty(k)
     c = np.empty(k)
@@ -388,11 +563,16 @@ def _sparse_block(
                 if want_loss:
                     ls[0] += inv_scale * _ratios_loss_sparse(i0, i1, indices, counts, D, h, a,
                                                              inv_scale, kt)  # fmt: skip
+                    if two:
+                        ls[4] += inv_scale * _loss_at_sparse(i0, i1, indices, counts, D2, h,
+                                                             inv_scale, kt)  # fmt: skip
                 else:
                     _ratios_sparse(i0, i1, indices, counts, D, h, a, inv_scale, kt)
                 if want_loss:
                     for j in range(k):
                         ls[1] += colsum[j] * h[j]
+                        if two:
+                            ls[5] += colsum2[j] * h[j]
                     lp, ll = _reg_loss(p, h, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
                                       lfac)  # fmt: skip
                     ls[2] += lp
@@ -405,6 +585,10 @@ def _sparse_block(
                 for j in range(k):
                     Ht_out[i, j] = hn[j]
                     hn[j] = Ht_out[i, j]  # accumulate with the stored (rounded) value
+                if extrap:
+                    _extrapolate_pixel(hn, h, beta_x, eps, y, floored)
+                    for j in range(k):
+                        Hy_out[i, j] = y[j]
             else:
                 for j in range(k):
                     hn[j] = h[j]
@@ -414,7 +598,7 @@ def _sparse_block(
                 _accumulate_sparse(i0, i1, indices, counts, D, hn, blk_acc, inv_scale, kt)
     for j in range(k):
         hsum_b[j] = hs[j]
-    for j in range(4):
+    for j in range(loss_b.shape[0]):
         loss_b[j] = ls[j]
 
 
@@ -423,7 +607,7 @@ def h_pass_sparse(
     indptr, indices, counts, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    acc, hsum, loss, kt,
+    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2,
 ):  # fmt: skip
     """Fused pass over pixels ``start … start + len(indptr) − 2`` stored sparse by pixel.
 
@@ -481,11 +665,26 @@ def h_pass_sparse(
         Per-block ``R Hᵀ`` (zeroed here).
     hsum : float64[nblocks, k]
         Per-block ``H 1`` of the new H (zeroed here).
-    loss : float64[nblocks, 4]
-        Per-block loss parts (zeroed here); see the module docstring.
+    loss : float64[nblocks, 4] or float64[nblocks, 6]
+        Per-block loss parts (zeroed here); see the module docstring. Six columns with ``D2``:
+        columns 4 and 5 are the parts 0 and 1 at ``D2`` (parts 2 and 3 do not depend on D).
     kt : tuple of k ints
         ``(0,) * k``: makes k a compile-time constant (one compiled version per k), which lets
         LLVM unroll the loops over components — twice as fast as a run-time k.
+    Hy_out : float[npx, k] or float[0, k]
+        With rows (and ``update_h``, H simplex, no fixed entries): receives the extrapolation
+        of every updated pixel, ``hn + beta_x (hn − h)`` projected on the simplex (the rows of
+        :func:`extrapolate_simplex`, to the last unit) — the start of the next pass, made while
+        the pixel's values are in registers instead of in a pass of its own. Rows of the
+        other colour of a red-black phase are not written (their phase writes them).
+    beta_x : float
+        The extrapolation's β.
+    D2 : float[n, k] or float[0, k]
+        With rows (and ``want_loss``): a second D at which the loss parts 0 and 1 of the
+        entering H are also computed (``loss[:, 4:6]``), e.g. the objective of the previous
+        G at the iterate where the solver replaced G, in the pass that evaluates the new one.
+    colsum2 : float64[k]
+        ``1ᵀ D2`` (any length-k array when D2 has no rows).
     """
     npx = indptr.shape[0] - 1
     nblocks = acc.shape[0]
@@ -495,7 +694,7 @@ def h_pass_sparse(
             indptr, indices, counts, D, colsum, Ht, start, Ht_out,
             inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-            acc[b], hsum[b], loss[b], kt,
+            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2,
         )  # fmt: skip
 
 
@@ -504,14 +703,18 @@ def _dense_block(
     b, nblocks, npx, dense, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    blk_acc, hsum_b, loss_b, kt,
+    blk_acc, hsum_b, loss_b, kt, Hy_out, beta_x, D2, colsum2,
 ):  # fmt: skip
     """Block ``b`` of ``nblocks``, its stripes serially (see :func:`h_pass_dense`)."""
     k = len(kt)  # compile-time constant (see the kernel's docstring)
     blk_acc[:] = 0.0
     hs = np.zeros(k)
-    ls = np.zeros(4)
+    ls = np.zeros(6)
     h = np.empty(k)
+    y = np.empty(k)
+    floored = np.empty(k, dtype=np.bool_)
+    extrap = Hy_out.shape[0] > 0
+    two = want_loss and D2.shape[0] > 0
     a = np.empty(k)
     hn = np.empty(k)
     c = np.empty(k)
@@ -534,11 +737,15 @@ def _dense_block(
             if update_h or want_loss:
                 if want_loss:
                     ls[0] += inv_scale * _ratios_loss_dense(i, dense, D, h, a, inv_scale, kt)
+                    if two:
+                        ls[4] += inv_scale * _loss_at_dense(i, dense, D2, h, inv_scale, kt)
                 else:
                     _ratios_dense(i, dense, D, h, a, inv_scale, kt)
                 if want_loss:
                     for j in range(k):
                         ls[1] += colsum[j] * h[j]
+                        if two:
+                            ls[5] += colsum2[j] * h[j]
                     lp, ll = _reg_loss(p, h, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
                                       lfac)  # fmt: skip
                     ls[2] += lp
@@ -551,6 +758,10 @@ def _dense_block(
                 for j in range(k):
                     Ht_out[i, j] = hn[j]
                     hn[j] = Ht_out[i, j]
+                if extrap:
+                    _extrapolate_pixel(hn, h, beta_x, eps, y, floored)
+                    for j in range(k):
+                        Hy_out[i, j] = y[j]
             else:
                 for j in range(k):
                     hn[j] = h[j]
@@ -560,7 +771,7 @@ def _dense_block(
                 _accumulate_dense(i, dense, D, hn, blk_acc, inv_scale, kt)
     for j in range(k):
         hsum_b[j] = hs[j]
-    for j in range(4):
+    for j in range(loss_b.shape[0]):
         loss_b[j] = ls[j]
 
 
@@ -569,7 +780,7 @@ def h_pass_dense(
     dense, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    acc, hsum, loss, kt,
+    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2,
 ):  # fmt: skip
     """As :func:`h_pass_sparse` for counts stored dense, ``dense[i, c]`` (chunk pixels × channels).
 
@@ -583,7 +794,7 @@ def h_pass_dense(
             dense, D, colsum, Ht, start, Ht_out,
             inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-            acc[b], hsum[b], loss[b], kt,
+            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2,
         )  # fmt: skip
 
 
@@ -592,7 +803,7 @@ def h_pass_sparse_serial(
     indptr, indices, counts, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    acc, hsum, loss, kt,
+    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2,
 ):  # fmt: skip
     """:func:`h_pass_sparse` on one thread (same blocks, bit-identical results).
 
@@ -607,7 +818,7 @@ def h_pass_sparse_serial(
             indptr, indices, counts, D, colsum, Ht, start, Ht_out,
             inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-            acc[b], hsum[b], loss[b], kt,
+            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2,
         )  # fmt: skip
 
 
@@ -616,7 +827,7 @@ def h_pass_dense_serial(
     dense, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    acc, hsum, loss, kt,
+    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2,
 ):  # fmt: skip
     """:func:`h_pass_dense` on one thread (same blocks, bit-identical results)."""
     npx = dense.shape[0]
@@ -627,8 +838,41 @@ def h_pass_dense_serial(
             dense, D, colsum, Ht, start, Ht_out,
             inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-            acc[b], hsum[b], loss[b], kt,
+            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2,
         )  # fmt: skip
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _extrapolate_pixel(hn, h, beta, eps, y, floored):
+    """``y = hn + β (hn − h)`` projected on the H simplex without fixed entries (float64
+    scalars; the steps and the order of :func:`_extrapolate_rows` for one row). Inlined into
+    the fast-math passes (a call per pixel cost more than the arithmetic at low dose): it
+    agrees with :func:`extrapolate_simplex` to the last unit (tests/nmf/test_loop_switches.py)."""
+    k = hn.shape[0]
+    for j in range(k):
+        v = np.float64(hn[j]) + beta * (np.float64(hn[j]) - np.float64(h[j]))
+        y[j] = v if v > eps else eps
+        floored[j] = False
+    nfl = 0
+    for _ in range(k + 1):
+        msum = 0.0
+        for j in range(k):
+            if not floored[j]:
+                msum += y[j]
+        rest = 1.0 - eps * nfl
+        fac = rest / max(msum, 1e-300) if msum > 0 else 1.0
+        for j in range(k):
+            if not floored[j]:
+                y[j] = y[j] * fac
+        new = False
+        for j in range(k):
+            if not floored[j] and y[j] < eps:
+                floored[j] = True
+                y[j] = eps
+                nfl += 1
+                new = True
+        if not new:
+            break
 
 
 @njit(cache=True, inline="always")

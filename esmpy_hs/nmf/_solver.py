@@ -32,7 +32,7 @@ import numpy as np
 from esmpy_hs.nmf import _kernels
 from esmpy_hs.nmf._blas import with_one_blas_thread
 from esmpy_hs.nmf._objective import assemble
-from esmpy_hs.nmf._updates import compute_D, g_colsums, update_W
+from esmpy_hs.nmf._updates import colsums, compute_D, g_colsums, update_W
 
 #: minimum number of pixel blocks per pass (fixed so results do not depend on the thread count)
 MIN_BLOCKS = 16
@@ -50,6 +50,16 @@ SERIAL_WORK = 200_000
 #: below this many pixels the extrapolation of H runs on one thread. It follows a pass, whose
 #: threads are then awake (identical results; measured in docs/validation.rst, issue 18)
 EXTRAPOLATE_SERIAL_ROWS = 8192
+#: extrapolate H inside the pass that updates it (the ``Hy_out`` of the kernels: while a pixel's
+#: values are in registers) where the pass offers it (:func:`memory_pass`); False: a pass of its
+#: own after each update (:func:`extrapolate`, the loop before; kept for same-process
+#: baselines, see docs/validation.rst, issue 18). The same iterates.
+FUSED_EXTRAPOLATION = True
+#: evaluate F of the old G where the callback replaced G (the end of an epoch, see
+#: :func:`iterate`) in the next pass, which evaluates F of the new G at the same iterate (the
+#: kernels' ``D2``), instead of in a loss-only pass of its own; False: the loss-only pass (the
+#: loop before; same decisions, same iterates)
+FOLD_CLOSING_LOSS = True
 
 
 def h_rtol(dtype) -> float:
@@ -131,6 +141,7 @@ class PassResult:
     RHt: np.ndarray  # channels × k, float64
     hsum: np.ndarray  # k, float64
     loss: np.ndarray  # 4, float64 (see _kernels)
+    loss2: np.ndarray | None = None  # 4, float64: the loss parts at D2 (see h_pass)
 
 
 _NO_COLOUR = np.zeros(0, dtype=np.uint8)
@@ -154,6 +165,9 @@ def h_pass(
     accumulate: bool = True,
     want_loss: bool = False,
     phase: int = -1,
+    Hy_out: np.ndarray | None = None,
+    beta: float = 0.0,
+    D2: np.ndarray | None = None,
 ) -> PassResult:
     """H step of one pixel chunk and its partial sums.
 
@@ -178,16 +192,36 @@ def h_pass(
     phase : int
         −1 (every pixel moves), or 0 / 1: the half of a red-black sweep (needs ``hp.colour``),
         see :func:`._kernels.h_pass_sparse`.
+    Hy_out : ndarray (chunk pixels × k), working dtype, or None
+        Receives the extrapolation ``H⁺ + beta (H⁺ − H)`` of the chunk's updated pixels,
+        projected on the simplex (needs ``update_h``, the H simplex and no fixed entries; see
+        :func:`._kernels.h_pass_sparse`).
+    beta : float
+        The extrapolation's β (with ``Hy_out``).
+    D2 : ndarray (channels × k), working dtype, or None
+        With ``want_loss``: the loss parts of the entering H are also computed at ``D2``
+        (``loss2`` of the result).
     """
     k = D.shape[1]
     n = D.shape[0]
     npx = chunk[1].shape[0] - 1 if chunk[0] == "sparse" else chunk[1].shape[0]
     nb = n_blocks(npx)
+    two = D2 is not None and want_loss
     acc = np.empty((nb, n, k), dtype=D.dtype)
     hsum = np.empty((nb, k))
-    loss = np.empty((nb, 4))
+    loss = np.empty((nb, 6 if two else 4))
     if npx == 0:
-        return PassResult(np.zeros((n, k)), np.zeros(k), np.zeros(4))
+        return PassResult(np.zeros((n, k)), np.zeros(k), np.zeros(4),
+                          np.zeros(4) if two else None)  # fmt: skip
+    if Hy_out is None:
+        Hy_out = np.empty((0, k), dtype=Ht.dtype)
+    elif not (update_h and hp.simplex and hp.fixed_Ht is None):
+        raise ValueError("the fused extrapolation needs update_h, the H simplex and no fixed H")
+    if two:
+        D2 = np.ascontiguousarray(D2, dtype=D.dtype)
+        colsum2 = colsums(D2)
+    else:
+        D2, colsum2 = np.empty((0, k), dtype=D.dtype), colsum
     fixed = (
         np.empty((0, k), dtype=Ht.dtype)
         if hp.fixed_Ht is None
@@ -199,7 +233,7 @@ def h_pass(
     common = (
         hp.inv_scale, hp.mu, hp.eps_reg, hp.lam, hp.adj_indptr, hp.adj_indices, colour,
         int(phase), hp.simplex, fixed, hp.eps, hp.rtol, update_h, accumulate, want_loss,
-        acc, hsum, loss, (0,) * k,
+        acc, hsum, loss, (0,) * k, Hy_out, float(beta), D2, colsum2,
     )  # fmt: skip
     if chunk[0] == "sparse":
         _, indptr, indices, counts = chunk
@@ -210,7 +244,9 @@ def h_pass(
         work = chunk[1].size // 2 + 8 * npx
         kern = _kernels.h_pass_dense if work > SERIAL_WORK else _kernels.h_pass_dense_serial
         kern(chunk[1], D, colsum, Ht, start, Ht_out, *common)
-    return PassResult(acc.sum(axis=0, dtype=np.float64), hsum.sum(axis=0), loss.sum(axis=0))
+    tot = loss.sum(axis=0)
+    loss2 = np.array([tot[4], tot[5], tot[2], tot[3]]) if two else None
+    return PassResult(acc.sum(axis=0, dtype=np.float64), hsum.sum(axis=0), tot[:4], loss2)
 
 
 def combine(parts: list[PassResult]) -> PassResult:
@@ -218,11 +254,15 @@ def combine(parts: list[PassResult]) -> PassResult:
     RHt = parts[0].RHt.copy()
     hsum = parts[0].hsum.copy()
     loss = parts[0].loss.copy()
+    two = all(q.loss2 is not None for q in parts)
+    loss2 = parts[0].loss2.copy() if two else None
     for q in parts[1:]:
         RHt += q.RHt
         hsum += q.hsum
         loss += q.loss
-    return PassResult(RHt, hsum, loss)
+        if two:
+            loss2 += q.loss2
+    return PassResult(RHt, hsum, loss, loss2)
 
 
 @dataclass
@@ -253,7 +293,7 @@ class SolveResult:
 def evaluate_loss(data, G, W, Ht, hp: HParams) -> float:
     """F(W, H) with one loss-only kernel pass."""
     D = compute_D(G, W, Ht.dtype)
-    colsum = D.sum(axis=0, dtype=np.float64)
+    colsum = colsums(D)
     res = h_pass(
         data.chunk(0, data.n_pixels), D, colsum, Ht, 0, Ht, hp,
         update_h=False, accumulate=False, want_loss=True,
@@ -263,12 +303,13 @@ def evaluate_loss(data, G, W, Ht, hp: HParams) -> float:
 
 #: one pass over the data: ``run_pass(D, colsum, Ht, Ht_out, *, update_h, accumulate,
 #: want_loss, phase=-1) -> PassResult`` (``Ht_out`` may be None when ``update_h`` is False;
-#: ``phase`` as in :func:`h_pass`)
+#: ``phase`` as in :func:`h_pass`). A pass whose attribute ``fused`` is True also takes
+#: ``Hy_out``, ``beta`` and ``D2`` (as :func:`h_pass`; :func:`memory_pass` does)
 PassFn = Callable[..., PassResult]
 
 
 def sweep(run_pass: PassFn, hp: HParams, D, colsum, Ht, Ht_out, *, update_h: bool,
-          accumulate: bool, want_loss: bool) -> PassResult:  # fmt: skip
+          accumulate: bool, want_loss: bool, **fused) -> PassResult:  # fmt: skip
     """One update of H (and the sums of the W step) by ``run_pass``.
 
     With ``hp.colour`` (a 2-colouring of the pixel grid) and λ > 0 the update is a red-black
@@ -278,14 +319,18 @@ def sweep(run_pass: PassFn, hp: HParams, D, colsum, Ht, Ht_out, *, update_h: boo
     so F cannot rise, and the smoothing spreads twice per iteration with a curvature half that
     of the simultaneous update's majorant: fewer iterations where the Laplacian dominates (low
     dose). Otherwise (and for loss-only passes) one pass with every pixel at once.
+
+    ``fused``: ``Hy_out``, ``beta``, ``D2`` of a pass that takes them (see :data:`PassFn`;
+    entries that are None are not passed); each colour of a sweep extrapolates its pixels.
     """
+    fused = {key: v for key, v in fused.items() if v is not None}
     if hp.colour is None or hp.lam <= 0 or not update_h:
         return run_pass(D, colsum, Ht, Ht_out, update_h=update_h, accumulate=accumulate,
-                        want_loss=want_loss)  # fmt: skip
+                        want_loss=want_loss, **fused)  # fmt: skip
     first = run_pass(D, colsum, Ht, Ht_out, update_h=True, accumulate=accumulate,
-                     want_loss=want_loss, phase=0)  # fmt: skip
+                     want_loss=want_loss, phase=0, **fused)  # fmt: skip
     second = run_pass(D, colsum, Ht_out, Ht_out, update_h=True, accumulate=accumulate,
-                      want_loss=want_loss, phase=1)  # fmt: skip
+                      want_loss=want_loss, phase=1, **fused)  # fmt: skip
     return combine([first, second])
 
 
@@ -293,11 +338,14 @@ def memory_pass(data, hp: HParams) -> PassFn:
     """The pass of the in-memory fit: the whole of ``data`` (CompactCounts) as one chunk."""
     chunk = data.chunk(0, data.n_pixels)
 
-    def run(D, colsum, Ht, Ht_out, *, update_h, accumulate, want_loss, phase=-1) -> PassResult:
+    def run(D, colsum, Ht, Ht_out, *, update_h, accumulate, want_loss, phase=-1, Hy_out=None,
+            beta=0.0, D2=None) -> PassResult:  # fmt: skip
         out = Ht if Ht_out is None else Ht_out
         return h_pass(chunk, D, colsum, Ht, 0, out, hp, update_h=update_h,
-                      accumulate=accumulate, want_loss=want_loss, phase=phase)  # fmt: skip
+                      accumulate=accumulate, want_loss=want_loss, phase=phase, Hy_out=Hy_out,
+                      beta=beta, D2=D2)  # fmt: skip
 
+    run.fused = True
     return run
 
 
@@ -368,9 +416,11 @@ def iterate(
         counts the returns). The callback sees the plain update X⁺; when it replaces G the fit
         goes on from X⁺; so does the result of an interrupt or of ``max_iter``. When the
         callback replaces G,
-        the iterate reached is checked against the last F of the old G first (one loss pass,
-        which also closes the old G's convergence test). The iterate returned is one whose F
-        was checked.
+        the iterate reached is checked against the last F of the old G first (which also closes
+        the old G's convergence test): by the next pass, which evaluates F at that iterate for
+        both G's (:data:`FOLD_CLOSING_LOSS`; the pass is discarded when the check goes back or
+        stops the fit), or by a loss pass of its own (a pass that does not take ``D2``). The
+        iterate returned is one whose F was checked.
     loss_every : int
         Evaluate F every ``loss_every`` iterations (it costs one logarithm per nonzero count).
     update_W_ : bool
@@ -422,6 +472,13 @@ def iterate(
     accepted = False
     restarts = 0
     snap: tuple[np.ndarray, np.ndarray] | None = None
+    fused = getattr(run_pass, "fused", False)
+    # H extrapolated by the pass itself (FUSED_EXTRAPOLATION)
+    fuse = mom and fused and FUSED_EXTRAPOLATION and hp.simplex and hp.fixed_Ht is None
+    fold = fused and FOLD_CLOSING_LOSS
+    # an epoch whose closing F (at the old G) rides on the next pass (FOLD_CLOSING_LOSS):
+    # (old G, W at the change, F and iteration of its last evaluation, F_acc, safe, closing)
+    pending: tuple | None = None
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -430,7 +487,7 @@ def iterate(
 
     def loss_of(G_, W_, Ht_) -> float:
         D_ = compute_D(G_, W_, Ht_.dtype)
-        r = run_pass(D_, D_.sum(axis=0, dtype=np.float64), Ht_, None,
+        r = run_pass(D_, colsums(D_), Ht_, None,
                      update_h=False, accumulate=False, want_loss=True)  # fmt: skip
         return assemble(r.loss, hp.total_scaled)
 
@@ -441,9 +498,35 @@ def iterate(
             want = losses and (it % loss_every == 0 or force_loss or (check and watch))
             force_loss = False
             D = compute_D(G, W, Ht.dtype)
-            colsum = D.sum(axis=0, dtype=np.float64)
+            colsum = colsums(D)
+            Hy = np.empty_like(Ht) if fuse else None
+            D2 = None if pending is None else compute_D(pending[0], pending[1], Ht.dtype)
             res = sweep(run_pass, hp, D, colsum, Ht, Ht_new, update_h=True,
-                        accumulate=update_W_, want_loss=want)  # fmt: skip
+                        accumulate=update_W_, want_loss=want, Hy_out=Hy,
+                        beta=beta if fuse else None, D2=D2)  # fmt: skip
+            if pending is not None:
+                # the end of the old G's epoch, as in the callback below (FOLD_CLOSING_LOSS)
+                G_old, W_old, ref_old, F_acc_old, safe_old, closing = pending
+                pending = None
+                F_old = assemble(res.loss2, hp.total_scaled)
+                if safe_old is not None and not F_old <= F_acc_old:
+                    # back to the last iterate kept, under the new G; the pass is redone
+                    W, Ht = safe_old
+                    if not update_W_:
+                        W = hold_spectra(G_old, G, W, wp)
+                    beta *= 0.5
+                    restarts += 1
+                    force_loss = True
+                    continue
+                if closing:
+                    rel = (ref_old[1] - F_old) / max(abs(F_old), 1e-300) / (it - ref_old[0])
+                    if rel < tol:
+                        # converged with the old G: its iterate, as if the pass had not run
+                        G, W = G_old, W_old
+                        hist.append(F_old)
+                        hist_it.append(it)
+                        stop = "converged"
+                        break
             F = assemble(res.loss, hp.total_scaled) if want else np.nan
             if want and safe is not None and not F <= F_acc:
                 # the extrapolations since the last evaluation raised F: go back to the plain
@@ -483,7 +566,10 @@ def iterate(
                     # extrapolate along the last step; the next evaluation of F checks it
                     if want:
                         safe = (W_new, Ht_new.copy())
-                    Wy, Hy = extrapolate(W, W_new, Ht, Ht_new, beta, hp, wp)
+                    if fuse:  # H extrapolated by the pass
+                        Wy = extrapolate_W(W, W_new, beta, wp)
+                    else:
+                        Wy, Hy = extrapolate(W, W_new, Ht, Ht_new, beta, hp, wp)
                     plain = (W_new, Ht_new)
                     Ht_new, Ht, W = Ht, Hy, Wy
                     beta = min(MOMENTUM_MAX, beta * MOMENTUM_GROWTH)
@@ -513,7 +599,10 @@ def iterate(
                     # to the last iterate kept, as within an epoch) and closes the epoch's
                     # convergence test; then a new epoch starts: F is not comparable across G
                     closing = ref is not None and tol > 0 and it > ref[0]
-                    if closing or safe is not None:
+                    if fold and (closing or safe is not None):
+                        # checked by the next pass (at this iterate, with the old G as D2)
+                        pending = (G, W, ref, F_acc, safe, closing)
+                    elif closing or safe is not None:
                         F_old = loss_of(G, W, Ht)
                         if safe is not None and not F_old <= F_acc:
                             (W, Ht), closing = safe, False
@@ -543,6 +632,16 @@ def iterate(
         (W, Ht), plain = plain, None  # as after an interrupt: the last plain update
     if losses and (not hist_it or hist_it[-1] != it):
         try:
+            if pending is not None:
+                # the fit ended before the pass that checks the old G's epoch: check it here,
+                # as the callback does without FOLD_CLOSING_LOSS
+                G_old, W_old, _, F_acc_old, safe_old, _ = pending
+                pending = None
+                if safe_old is not None and not loss_of(G_old, W_old, Ht) <= F_acc_old:
+                    W, Ht = safe_old
+                    if not update_W_:
+                        W = hold_spectra(G_old, G, W, wp)
+                    restarts += 1
             F = loss_of(G, W, Ht)
             if safe is not None and not F <= F_acc:
                 # extrapolated since the last evaluation and F rose: keep the last safe iterate
@@ -558,6 +657,13 @@ def iterate(
                        restarts=restarts)  # fmt: skip
 
 
+def extrapolate_W(W: np.ndarray, W_new: np.ndarray, beta: float, wp: WParams) -> np.ndarray:
+    """``W⁺ + β (W⁺ − W)`` projected on the constraints of W (a new array)."""
+    Wy = W_new + beta * (W_new - W)
+    feasible_W(Wy, wp)
+    return Wy
+
+
 def extrapolate(
     W: np.ndarray,
     W_new: np.ndarray,
@@ -568,8 +674,7 @@ def extrapolate(
     wp: WParams,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``X⁺ + β (X⁺ − X)`` for W and H, projected on their constraints (new arrays)."""
-    Wy = W_new + beta * (W_new - W)
-    feasible_W(Wy, wp)
+    Wy = extrapolate_W(W, W_new, beta, wp)
     if hp.simplex and hp.fixed_Ht is None and Ht.flags.c_contiguous and Ht_new.flags.c_contiguous:
         # the common case in one compiled pass (the NumPy steps below cost as much as a pass
         # over the counts on a large map at low dose)
