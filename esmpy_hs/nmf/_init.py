@@ -15,10 +15,11 @@
 3. **Fit W**: the mean spectrum of each cluster is fitted on G (``G[j]`` for a 3-D G) by
    non-negative least squares (:func:`scipy.optimize.nnls`); with G = identity it is W directly.
 3b. **Move mixed clusters** (physics G, when the full-resolution fit follows the refinement):
-   a minor cluster that is mixed with phases other than the anchor — a film between two
-   grains — is moved away from the phases around it (:func:`surroundings` of the blocks'
-   mixtures, :func:`block_mixtures`) to ``extrapolation`` of its composition bound, before the
-   refinement could explain it away as a mixture of them.
+   a minor cluster that is mixed mainly with phases other than the anchor — a film between two
+   grains, :func:`mixed_clusters` — is moved away from the phases around it
+   (:func:`surroundings` of the blocks' mixtures, :func:`block_mixtures`) to
+   ``extrapolation`` of its composition bound, before the refinement could explain it away as
+   a mixture of them.
 4. **Refine** on the binned data (when b > 1): a short run of the same solver on the binned
    blocks, where the signal-to-noise is b² times higher and an iteration b² times cheaper. This
    is what makes low-dose starts good. When the spectra are then held (``spectra_from=
@@ -36,7 +37,9 @@
    estimate of ``spectra_from="blocks"`` always uses every block.
 5. **Extrapolate** (physics G only): minor phases are moved away from the anchor up to the
    bound set by non-negative compositions (:func:`extrapolate_minor_phases`), since particles
-   thinner than the specimen are only seen mixed with the matrix.
+   thinner than the specimen are only seen mixed with the matrix. Skipped by default when the
+   full-resolution fit follows with its own final move to the bound (:func:`anchor_move`):
+   that move is then made once, from the fitted spectra.
 6. **H**: every pixel takes its block's abundances, then a few H-only iterations with W held
    (done by the caller, with the full regularisation).
 
