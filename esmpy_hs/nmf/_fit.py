@@ -29,7 +29,7 @@ from esmpy_hs.nmf import _plan
 from esmpy_hs.nmf._blocksum import block_sums
 from esmpy_hs.nmf._coarse import coarse_start
 from esmpy_hs.nmf._data import CompactCounts
-from esmpy_hs.nmf._init import auto_init, extrapolate_minor_phases, random_init
+from esmpy_hs.nmf._init import anchor_move, auto_init, extrapolate_minor_phases, random_init
 from esmpy_hs.nmf._plan import COLLAPSE_SHARE, Plan, coarse_levels
 from esmpy_hs.nmf._solver import PassFn, SolveResult, feasible_H, feasible_W, iterate, memory_pass
 
@@ -110,7 +110,11 @@ def initial(plan: Plan, source, init) -> Start:
         W0, Ht0 = auto_init(source.start_counts(plan), s.G, k, scale=scale, shape=s.shape,
                             simplex_H=simplex_H, wp=wp, dtype=np.float64,
                             n_refine=s.init_iter, extrapolation=plan.extrapolation,
-                            mu=s.mu if plan.hold_W else None, eps_reg=s.eps_reg)  # fmt: skip
+                            mu=s.mu if plan.hold_W else None, eps_reg=s.eps_reg,
+                            anchor_extrapolation=anchor_move(
+                                plan.extrapolation, s.init_extrapolation is not None,
+                                plan.hold_W, s.final_extrapolation > 0 and simplex_H and k > 1,
+                            ))  # fmt: skip
         start = Start(W0, Ht0, WARMUP_ITER)
     feasible_W(start.W, wp)
     feasible_H(start.Ht, simplex_H, s.fixed_Ht, s.eps)

@@ -15,10 +15,11 @@
 3. **Fit W**: the mean spectrum of each cluster is fitted on G (``G[j]`` for a 3-D G) by
    non-negative least squares (:func:`scipy.optimize.nnls`); with G = identity it is W directly.
 3b. **Move mixed clusters** (physics G, when the full-resolution fit follows the refinement):
-   a minor cluster that is mixed with phases other than the anchor — a film between two
-   grains — is moved away from the phases around it (:func:`surroundings` of the blocks'
-   mixtures, :func:`block_mixtures`) to ``extrapolation`` of its composition bound, before the
-   refinement could explain it away as a mixture of them.
+   a minor cluster that is mixed mainly with phases other than the anchor — a film between two
+   grains, :func:`mixed_clusters` — is moved away from the phases around it
+   (:func:`surroundings` of the blocks' mixtures, :func:`block_mixtures`) to
+   ``extrapolation`` of its composition bound, before the refinement could explain it away as
+   a mixture of them.
 4. **Refine** on the binned data (when b > 1): a short run of the same solver on the binned
    blocks, where the signal-to-noise is b² times higher and an iteration b² times cheaper. This
    is what makes low-dose starts good. When the spectra are then held (``spectra_from=
@@ -36,7 +37,9 @@
    estimate of ``spectra_from="blocks"`` always uses every block.
 5. **Extrapolate** (physics G only): minor phases are moved away from the anchor up to the
    bound set by non-negative compositions (:func:`extrapolate_minor_phases`), since particles
-   thinner than the specimen are only seen mixed with the matrix.
+   thinner than the specimen are only seen mixed with the matrix. Skipped by default when the
+   full-resolution fit follows with its own final move to the bound (:func:`anchor_move`):
+   that move is then made once, from the fitted spectra.
 6. **H**: every pixel takes its block's abundances, then a few H-only iterations with W held
    (done by the caller, with the full regularisation).
 
@@ -75,6 +78,20 @@ BOUND_Z = 2.0
 MAX_REFINE_BLOCKS = 4096
 #: iterations refitting the blocks' abundances with W held after a grouped refinement
 H_REFIT_ITER = 30
+#: the start moves a minor cluster mixed with phases other than the anchor away from the
+#: phases around it before the refinement (step 3b of the module docstring); False: the start
+#: of before that move (commit 7f6bbea), for comparisons
+MIXED_MOVE = True
+#: step 3b moves only a cluster whose surroundings are mainly other phases than the anchor (the
+#: anchor holds less than half of them: a film between two grains); a cluster mixed mainly with
+#: the anchor (a particle, also where it overlaps another particle) is the case of step 5.
+#: False: any other phase holding PARTNER_SHARE of the surroundings makes it movable (as before)
+MIXED_MAINLY_OTHERS = True
+#: when the full-resolution fit follows and its final move to the composition bound is on
+#: (``final_extrapolation > 0``) and ``init_extrapolation`` is left to its default, step 5 is
+#: skipped: the fit's final move makes it from the fitted spectra. False: step 5 at half way,
+#: as before (docs/validation.rst, "The reference sample at 293 counts per pixel")
+DEFER_TO_FINAL = True
 
 
 def to_csr(data: CompactCounts) -> sp.csr_array:
@@ -412,11 +429,15 @@ def auto_init(
     extrapolation: float = 0.5,
     mu: np.ndarray | None = None,
     eps_reg: float = 0.01,
+    anchor_extrapolation: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``"auto"`` start: returns (W internal, Ht pixels × k), both feasible.
 
     ``mu`` and ``eps_reg``: the log-sparsity prior used in the refinement on binned blocks
-    (None: none, the default; see step 4 of the module docstring).
+    (None: none, the default; see step 4 of the module docstring). ``extrapolation``: the
+    fraction of the way to the composition bound of the moves of steps 3b and 5;
+    ``anchor_extrapolation``, if given, that of step 5 alone (0: no move away from the anchor
+    after the refinement; see :func:`anchor_move`).
 
     Raises
     ------
@@ -469,17 +490,14 @@ def auto_init(
     Hb[np.flatnonzero(sel), labels[sel]] = 0.8
     Hb[~sel] = 1.0 / k
     refine = b > 1 and n_refine > 0
-    if physics and extrapolation > 0 and refine and mu is None:
+    if MIXED_MOVE and physics and extrapolation > 0 and refine and mu is None:
         # before the refinement that the full-resolution fit follows: a minor cluster mixed
         # with phases other than the anchor alone (a film between two grains) is moved away
         # from the phases around it, or the unregularised refinement explains it away as a
         # mixture of them; the move away from the anchor follows the refinement
         around = surroundings(block_mixtures(Fn, labels, wts, k), grid)
-        partners = around >= PARTNER_SHARE
-        others = partners.copy()
-        others[0] = False
         W, Hb, _ = extrapolate_minor_phases(W, np.asarray(Hb, dtype=np.float64), wp, 0,
-                                            extrapolation, movable=others.any(axis=0),
+                                            extrapolation, movable=mixed_clusters(around),
                                             reference=around)  # fmt: skip
     if refine:
         hmu = np.zeros(k) if mu is None else np.asarray(mu, dtype=np.float64)
@@ -502,12 +520,13 @@ def auto_init(
             W, Hb = _refine(Xb, wts, Hb, per_block, W, G, k, scale=scale, simplex_H=simplex_H,
                             wp=wp, mu=hmu, eps_reg=eps_reg, n_iter=n_refine,
                             update_W=True)  # fmt: skip
-    if physics and extrapolation > 0:
+    gamma = extrapolation if anchor_extrapolation is None else anchor_extrapolation
+    if physics and gamma > 0:
         Hb = np.asarray(Hb, dtype=np.float64)
         # the counts of the blocks fix how well W is known: a poorly known element does not
         # bound the move
         errors = spectra_errors(G, W, Hb, wts)
-        W, Hb, _ = extrapolate_minor_phases(W, Hb, wp, 0, extrapolation, errors=errors)
+        W, Hb, _ = extrapolate_minor_phases(W, Hb, wp, 0, gamma, errors=errors)
     Ht = np.ascontiguousarray(Hb[nearest], dtype=dtype)
     if not simplex_H:
         # per-pixel intensity from the pixel's counts
@@ -516,6 +535,42 @@ def auto_init(
         model = Ht.astype(np.float64) @ D.sum(axis=0)
         Ht = Ht * (ratio / np.maximum(model, 1e-300))[:, None].astype(dtype)
     return W, Ht
+
+
+def mixed_clusters(around: np.ndarray, anchor: int = 0) -> np.ndarray:
+    """(k,) the clusters step 3b moves away from the phases around them (``around``: the
+    (k, k) :func:`surroundings`): those with a partner other than the anchor (≥
+    :data:`PARTNER_SHARE` of the surroundings) and, with :data:`MIXED_MAINLY_OTHERS`, whose
+    surroundings are mainly phases other than the anchor (the anchor holds less than half).
+
+    A film on a grain boundary is seen between two grains, and the refinement can explain it
+    away as their mixture; a particle is seen through the matrix (the anchor), and where it
+    overlaps another particle that one holds a minor share of its surroundings. The particle's
+    move is the one away from the anchor (step 5, or the fit's final move to the bound)."""
+    C = np.asarray(around, dtype=np.float64)
+    others = C >= PARTNER_SHARE
+    others[anchor] = False
+    out = others.any(axis=0)
+    if MIXED_MAINLY_OTHERS:
+        out &= C[anchor] < 0.5
+    out[anchor] = False
+    return out
+
+
+def anchor_move(extrapolation: float, explicit: bool, hold_W: bool, final_move: bool) -> float:
+    """The extrapolation of step 5 (the move away from the anchor after the refinement).
+
+    ``extrapolation`` is the plan's (``init_extrapolation``, or its default when not
+    ``explicit``); ``hold_W``: the spectra are held from the blocks (nothing moves them after
+    the start); ``final_move``: the fit's move to the composition bound follows
+    (``final_extrapolation > 0`` on the H simplex). With :data:`DEFER_TO_FINAL`, a default
+    extrapolation is not applied when the full-resolution fit and its final move follow: the
+    phases start as the mixtures the blocks show, and the final move takes them along the
+    line of equal likelihood from the fitted spectra. A start already moved half way is
+    carried further by the Laplacian during the fit, off that line (docs/validation.rst)."""
+    if DEFER_TO_FINAL and not explicit and not hold_W and final_move:
+        return 0.0
+    return float(extrapolation)
 
 
 def refine_subset(labels: np.ndarray, max_blocks: int) -> np.ndarray | None:

@@ -152,10 +152,14 @@ class SmartNMF:
         particles thinner than the specimen are only seen mixed with the matrix (see
         :func:`esmpy_hs.nmf._init.extrapolate_minor_phases`). 0 starts from the extreme blocks
         as measured (right when every phase has pure pixels and no regularisation is used).
-        None: 0.5 when the spectra are fitted at full resolution (the Laplacian then carries
-        the particles the rest of the way to the bound), 1 when they are held from the blocks
-        (``spectra_from_ == "blocks"``: nothing moves them after the start). The value used is
-        ``init_extrapolation_``.
+        None: 1 when the spectra are held from the blocks (``spectra_from_ == "blocks"``:
+        nothing moves them after the start); when they are fitted at full resolution, 0.5 for
+        the move of a minor cluster seen mainly between other phases than the dominant one (a
+        film between two grains, before the start's refinement), and no move away from the
+        dominant phase when ``final_extrapolation > 0`` (the move to the bound after the fit
+        makes it, from the fitted spectra; 0.5 when ``final_extrapolation=0``). The value
+        reported is ``init_extrapolation_``; ``esmpy_hs.nmf._init.DEFER_TO_FINAL`` and
+        ``MIXED_MAINLY_OTHERS`` set to False restore the start of before (0.5 for both moves).
     final_extrapolation : float in [0, 1], default 1
         After a fit whose spectra were fitted at full resolution (``spectra_from_ ==
         "pixels"``, physics G, H simplex), each minor phase is moved this fraction of the way

@@ -73,9 +73,12 @@ def test_a_phase_sharing_every_element_is_left_alone(rng):
     W2 = W.copy()
     W2[[0, 1, 2, 3], 1] = (0.1, 0.2, 0.3, 0.4)
     Y = rng.poisson(400.0 * (G @ W2 @ H).T)
-    est = _fit(G, Y)
+    # the start moved half way (given: by default the start leaves that move to the final one,
+    # and from the less drifted fit this bound is plausible — β 2.16, particle 18.1° → 12.7°):
+    # the fit then ends where the bound is implausibly far
+    est = _fit(G, Y, init_extrapolation=0.5)
     assert np.all(est.final_shift_ == 0.0) and est.final_iter_ == 0
-    ref = _fit(G, Y, final_extrapolation=0.0)
+    ref = _fit(G, Y, init_extrapolation=0.5, final_extrapolation=0.0)
     np.testing.assert_array_equal(est.W_, ref.W_)
 
 
