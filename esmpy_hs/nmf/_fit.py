@@ -45,6 +45,12 @@ BOUND_ABUNDANCE = (0.25, 0.8)
 #: layers, 0.3–0.6 for particles thinner than the specimen)
 PURE_SHARE = 0.75
 
+#: when the fit ends with the move to the composition bound and a refit of H, the movement rule
+#: watches the phase spectra as that move will leave them (:func:`_bound_view`), not the raw
+#: iterate's spectra and abundances: the fit stops when the spectra it returns stop moving.
+#: False: the raw iterate, as before (docs/validation.rst, "The movement rule at the bound")
+MOVE_AT_BOUND = True
+
 #: H-only iterations after the ``"auto"`` start, before W moves (the start's abundances come
 #: from binned blocks; a few H steps at full resolution fit them to the pixels first)
 WARMUP_ITER = 10
@@ -163,22 +169,27 @@ def run(
         if r0.stop_reason == "interrupted":
             return replace(r0, n_iter=0)
         Ht = r0.Ht
+    # the movement rule watches the answer as it will be returned: with the minor phases at
+    # their bound, so a drift along the line the final move covers does not hold the fit
+    view = _bound_view(plan) if update_W and MOVE_AT_BOUND else None
     res = iterate(
         run_pass, G, start.W, Ht, plan.hp, plan.wp, max_iter=s.max_iter, tol=s.tol,
         move_tol=plan.move_tol, momentum=s.momentum, update_W_=update_W,
         loss_every=s.loss_every, callback=callback, callback_every=callback_every,
         callback_owner=owner, out_scale=plan.scale, progress=progress,
-        desc=source.desc, timings=timings,
+        desc=source.desc, timings=timings, move_view=view,
     )  # fmt: skip
     res = replace(res, coarse=coarse)
     if not update_W or res.stop_reason == "interrupted":
         return res
     moved = to_bound(plan, res)
-    if moved is None:
+    if moved is None and not (view is not None and view.unwatched):
         return res
     # the spectra held at the bound, the abundances refitted: the result is this fit's last
-    # iterate, with the main loop's history (F jumps at the move, the updates stay monotone)
-    W, Ht, shift = moved
+    # iterate, with the main loop's history (F jumps at the move, the updates stay monotone);
+    # a loop whose last check watched only the spectra has its abundances refitted even when
+    # nothing moves at the end
+    W, Ht, shift = (res.W, res.Ht, None) if moved is None else moved
     fin = iterate(run_pass, res.G, W, Ht, plan.hp, plan.wp, max_iter=s.max_iter,
                   update_W_=False, tol=s.tol, move_tol=plan.move_tol, momentum=s.momentum,
                   loss_every=s.loss_every, progress=progress,
@@ -201,22 +212,63 @@ def to_bound(plan: Plan, res: SolveResult) -> tuple[np.ndarray, np.ndarray, np.n
     already, or stays), else ``(W, Ht, β)``.
     """
     s = plan.settings
-    gamma = s.final_extrapolation
-    if gamma <= 0 or s.G is None or s.k < 2 or s.simplex != "H":
+    if not _moves_to_bound(plan):
         return None
-    Ht = np.asarray(res.Ht, dtype=np.float64)
+    moved = _bound_move(plan, res.W, res.Ht)
+    if moved is None:
+        return None
+    W, Ht, beta = moved
+    feasible_H(Ht, True, s.fixed_Ht, s.eps)
+    return W, np.ascontiguousarray(Ht, dtype=s.dtype), beta
+
+
+def _moves_to_bound(plan: Plan) -> bool:
+    """Whether a fit of this plan ends with the move to the composition bound."""
+    s = plan.settings
+    return s.final_extrapolation > 0 and s.G is not None and s.k >= 2 and s.simplex == "H"
+
+
+class _BoundView:
+    """The movement rule's view of an iterate (see :func:`run`): when a minor phase would
+    move, W with the phases moved as :func:`to_bound` would move them and no abundances (None:
+    :func:`run` refits them with the spectra held after the loop, so their drift in the loop is
+    not what is returned; ``unwatched`` says so); otherwise the iterate itself."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.unwatched = False
+
+    def __call__(self, W: np.ndarray, Ht: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        moved = _bound_move(self.plan, W, Ht)
+        self.unwatched = moved is not None
+        return (W, Ht) if moved is None else (moved[0], None)
+
+
+def _bound_view(plan: Plan) -> _BoundView | None:
+    """A :class:`_BoundView` when the fit ends with the move to the bound and the movement
+    rule is on, else None."""
+    if not _moves_to_bound(plan) or plan.move_tol is None or plan.settings.tol <= 0:
+        return None
+    return _BoundView(plan)
+
+
+def _bound_move(plan: Plan, W: np.ndarray, Ht: np.ndarray):
+    """``(W, Ht, β)`` of :func:`to_bound` before H's feasibility fix (new arrays), or None
+    when no phase moves."""
+    s = plan.settings
+    gamma = s.final_extrapolation
+    Ht = np.asarray(Ht, dtype=np.float64)
     dominant = int(np.argmax(Ht.sum(axis=0)))
     lo, hi = BOUND_ABUNDANCE
     # a flat-topped abundance (pure over most of where the phase is) is a phase seen pure, not
     # the peaked abundance of a phase thinner than the specimen: it stays
     purity = (Ht >= 0.9).sum(axis=0) / np.maximum((Ht >= 0.1).sum(axis=0), 1)
-    W, Ht, beta = extrapolate_minor_phases(res.W, Ht, plan.wp, dominant, gamma,
+    W, Ht, beta = extrapolate_minor_phases(W, Ht, plan.wp, dominant, gamma,
                                            bounds=(1.0 / hi - 1.0, 1.0 / lo - 1.0),
                                            movable=purity < PURE_SHARE)  # fmt: skip
     if not np.any(beta > 0):
         return None
-    feasible_H(Ht, True, s.fixed_Ht, s.eps)
-    return W, np.ascontiguousarray(Ht, dtype=s.dtype), beta
+    return W, Ht, beta
 
 
 def collapsed_phases(Ht: np.ndarray, spectra_sums: np.ndarray, simplex_H: bool) -> list[int]:

@@ -377,6 +377,7 @@ def iterate(
     desc: str = "SmartNMF",
     losses: bool = True,
     timings: list | None = None,
+    move_view: Callable | None = None,
 ) -> SolveResult:
     """Run the multiplicative updates; the pass over the data is ``run_pass``.
 
@@ -402,6 +403,11 @@ def iterate(
         stop when no spectrum's angle moved by more than ``move_tol[0]`` degrees and no
         abundance by more than ``move_tol[1]``. Either rule stops the fit. None (or a zero
         entry) leaves the relative-objective rule alone. F is evaluated at every check.
+    move_view : callable or None
+        ``(W, Ht) -> (W', Ht')``: what the movement rule compares instead of the iterate (the
+        fit's answer as it will be returned, e.g. with the minor phases moved to their bound,
+        :func:`._fit.to_bound`); must not modify its arguments. ``Ht'`` None: the abundances
+        are not watched (the caller refits them after the loop). None: the iterate itself.
     momentum : float
         Extrapolation of the updates (0: none): after each accepted iterate X⁺ (the update of
         X) the next pass starts from ``X⁺ + β (X⁺ − X)`` projected on the constraints, with β
@@ -551,7 +557,8 @@ def iterate(
                         break
                 ref = (it, F)
             if accepted and check:
-                now = (unit_spectra(G, W), fractions(Ht))
+                Wv, Hv = (W, Ht) if move_view is None else move_view(W, Ht)
+                now = (unit_spectra(G, Wv), None if Hv is None else fractions(Hv))
                 if snap is not None:
                     angle, da, da_max = moves(snap, now)
                     moved.append((it, angle, da, da_max))
@@ -706,9 +713,12 @@ def fractions(Ht: np.ndarray) -> np.ndarray:
 def moves(before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarray, np.ndarray]
           ) -> tuple[float, float, float]:  # fmt: skip
     """Largest change of a spectrum's angle (degrees), root-mean-square and largest change of
-    the abundance fractions between two ``(unit_spectra, fractions)``."""
+    the abundance fractions between two ``(unit_spectra, fractions)`` (fractions None: not
+    watched, changes 0)."""
     cos = np.clip(np.einsum("nk,nk->k", before[0], after[0]), -1.0, 1.0)
     angle = float(np.degrees(np.arccos(cos)).max())
+    if before[1] is None or after[1] is None:
+        return angle, 0.0, 0.0
     d = after[1] - before[1]
     return angle, float(np.sqrt(np.mean(d * d))), float(np.abs(d).max())
 
