@@ -123,7 +123,7 @@ def test_the_movement_rule_watches_the_spectra_at_their_bound(rng, monkeypatch):
     monkeypatch.setattr(fit_module, "MOVE_AT_BOUND", False)
     old = _fit(G, Y, init_extrapolation=0.0)
     assert new.stop_reason_ == old.stop_reason_ == "converged"
-    assert new.n_iter_ < 0.8 * old.n_iter_  # measured: 70 against 270 (seeds 1 and 2: 70/200, 130/250)
+    assert new.n_iter_ < 0.8 * old.n_iter_  # measured: 70 vs 270 (seeds 1, 2: 70/200, 130/250)
     j = int(np.argmin(new.H_.sum(axis=1)))
     assert new.final_shift_[j] > 0 and new.final_iter_ > 0
     # its last check watched the spectra only (the abundances are not compared: 0)
