@@ -111,7 +111,10 @@ class SmartNMF:
         ``angle_tol`` degrees and the abundances moved by at most ``abundance_tol`` (root mean
         square over pixels and phases). Either rule, this one or ``tol``'s, stops the fit.
         ``angle_tol=0`` or ``abundance_tol=0`` turns the movement rule off (the objective rule
-        alone, as before it). The movements are kept in ``move_history_``.
+        alone, as before it). The movements are kept in ``move_history_``. When the fit ends
+        with the move of minor phases to their composition bound (``final_extrapolation``), the
+        rule compares the spectra as that move will leave them, and, while a phase would move,
+        not the abundances, which are refitted after the loop (their change is recorded as 0).
     abundance_tol : float, default 2.5e-4
         See ``angle_tol`` (abundance fraction, dimensionless).
     momentum : float in [0, 1], default 0.5
