@@ -281,6 +281,17 @@ def _reg_loss(p, h, mu, eps_reg, lam, adj_indptr, adj_indices, Ht, lfac):
 
 
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _model_at(D, ch, h, k):
+    """The model (D h) at channel ``ch``, floored at ``_TINY``."""
+    m = 0.0
+    for j in range(k):
+        m += D[ch, j] * h[j]
+    if m < _TINY:
+        m = _TINY
+    return m
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _ratios_sparse(i0, i1, indices, counts, D, h, a, inv_scale, kt):
     """``a += Dᵀ r`` over nonzeros ``i0:i1`` with ``r = y' / (D h)``."""
     k = len(kt)
@@ -295,11 +306,7 @@ def _ratios_sparse(i0, i1, indices, counts, D, h, a, inv_scale, kt):
         return
     for t in range(i0, i1):
         ch = indices[t]
-        m = 0.0
-        for j in range(k):
-            m += D[ch, j] * h[j]
-        if m < _TINY:
-            m = _TINY
+        m = _model_at(D, ch, h, k)
         r = counts[t] * inv_scale / m
         for j in range(k):
             a[j] += D[ch, j] * r
@@ -353,11 +360,7 @@ def _ratios_loss_sparse(i0, i1, indices, counts, D, h, a, inv_scale, kt):
     for t in range(i0, i1):
         ch = indices[t]
         yc = counts[t]
-        m = 0.0
-        for j in range(k):
-            m += D[ch, j] * h[j]
-        if m < _TINY:
-            m = _TINY
+        m = _model_at(D, ch, h, k)
         r = yc * inv_scale / m
         prod, pexp, lraw = _log_product_step(yc, r, prod, pexp, lraw)
         for j in range(k):
@@ -376,11 +379,7 @@ def _loss_at_sparse(i0, i1, indices, counts, D2, h, inv_scale, kt):
     for t in range(i0, i1):
         ch = indices[t]
         yc = counts[t]
-        m = 0.0
-        for j in range(k):
-            m += D2[ch, j] * h[j]
-        if m < _TINY:
-            m = _TINY
+        m = _model_at(D2, ch, h, k)
         r = yc * inv_scale / m
         prod, pexp, lraw = _log_product_step(yc, r, prod, pexp, lraw)
     return lraw + np.log(prod) + pexp * _LOG_BIG
@@ -399,11 +398,7 @@ def _accumulate_sparse(i0, i1, indices, counts, D, hn, acc, inv_scale, kt):
         return
     for t in range(i0, i1):
         ch = indices[t]
-        m = 0.0
-        for j in range(k):
-            m += D[ch, j] * hn[j]
-        if m < _TINY:
-            m = _TINY
+        m = _model_at(D, ch, hn, k)
         r = counts[t] * inv_scale / m
         for j in range(k):
             acc[ch, j] += r * hn[j]
@@ -428,11 +423,7 @@ def _ratios_dense(i, dense, D, h, a, inv_scale, kt):
         yc = dense[i, ch]
         if yc == 0:
             continue
-        m = 0.0
-        for j in range(k):
-            m += D[ch, j] * h[j]
-        if m < _TINY:
-            m = _TINY
+        m = _model_at(D, ch, h, k)
         r = yc * inv_scale / m
         for j in range(k):
             a[j] += D[ch, j] * r
@@ -461,11 +452,7 @@ def _ratios_loss_dense(i, dense, D, h, a, inv_scale, kt):
         yc = dense[i, ch]
         if yc == 0:
             continue
-        m = 0.0
-        for j in range(k):
-            m += D[ch, j] * h[j]
-        if m < _TINY:
-            m = _TINY
+        m = _model_at(D, ch, h, k)
         r = yc * inv_scale / m
         prod, pexp, lraw = _log_product_step(yc, r, prod, pexp, lraw)
         for j in range(k):
@@ -484,11 +471,7 @@ def _loss_at_dense(i, dense, D2, h, inv_scale, kt):
         yc = dense[i, ch]
         if yc == 0:
             continue
-        m = 0.0
-        for j in range(k):
-            m += D2[ch, j] * h[j]
-        if m < _TINY:
-            m = _TINY
+        m = _model_at(D2, ch, h, k)
         r = yc * inv_scale / m
         prod, pexp, lraw = _log_product_step(yc, r, prod, pexp, lraw)
     return lraw + np.log(prod) + pexp * _LOG_BIG
@@ -511,11 +494,7 @@ def _accumulate_dense(i, dense, D, hn, acc, inv_scale, kt):
         yc = dense[i, ch]
         if yc == 0:
             continue
-        m = 0.0
-        for j in range(k):
-            m += D[ch, j] * hn[j]
-        if m < _TINY:
-            m = _TINY
+        m = _model_at(D, ch, hn, k)
         r = yc * inv_scale / m
         for j in range(k):
             acc[ch, j] += r * hn[j]

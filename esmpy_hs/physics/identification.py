@@ -892,6 +892,15 @@ def _testable(cols: _Columns, axis: EnergyAxis, detector: Detector) -> set[str]:
     return out
 
 
+def _main_line_energies(lines: list) -> NDArray | None:
+    """Energies (keV) of an element's main lines: those with at least a tenth of its strongest
+    line's weight (``lines``: its ``(name, keV, weight)`` tuples), or None without lines."""
+    if not lines:
+        return None
+    w = np.array([x[2] for x in lines])
+    return np.array([x[1] for x in lines])[w >= 0.1 * w.max()]
+
+
 def _neighbourhoods(cols: _Columns, axis: EnergyAxis, detector: Detector
                     ) -> tuple[NDArray, NDArray]:  # fmt: skip
     """Per element (columns of ``cols.tied``): the channels within 1.5 FWHM of its main lines
@@ -905,11 +914,9 @@ def _neighbourhoods(cols: _Columns, axis: EnergyAxis, detector: Detector
         # (and one channel more) of it only: the same comparisons where they can hold
         E_all, owner = [], []
         for j, el in enumerate(cols.elements):
-            ls = cols.lines[el]
-            if not ls:
+            E = _main_line_energies(cols.lines[el])
+            if E is None:
                 continue
-            w = np.array([x[2] for x in ls])
-            E = np.array([x[1] for x in ls])[w >= 0.1 * w.max()]
             E_all.append(E)
             owner.append(np.full(E.size, j))
         if not E_all:
@@ -927,11 +934,9 @@ def _neighbourhoods(cols: _Columns, axis: EnergyAxis, detector: Detector
         wide[ch[dist <= 4.0], j[pk][dist <= 4.0]] = True
         return near, wide & ~near
     for j, el in enumerate(cols.elements):
-        ls = cols.lines[el]
-        if not ls:
+        E = _main_line_energies(cols.lines[el])
+        if E is None:
             continue
-        w = np.array([x[2] for x in ls])
-        E = np.array([x[1] for x in ls])[w >= 0.1 * w.max()]
         fw = detector.fwhm(E)
         dist = np.abs(e[:, None] - E[None, :]) / fw[None, :]
         near[:, j] = (dist <= 1.5).any(axis=1)
