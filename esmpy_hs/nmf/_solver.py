@@ -407,7 +407,8 @@ def iterate(
         ``(W, Ht) -> (W', Ht')``: what the movement rule compares instead of the iterate (the
         fit's answer as it will be returned, e.g. with the minor phases moved to their bound,
         :func:`._fit.to_bound`); must not modify its arguments. ``Ht'`` None: the abundances
-        are not watched (the caller refits them after the loop). None: the iterate itself.
+        are not watched (the caller refits them after the loop; two such checks in a row count
+        their change as 0). None: the iterate itself.
     momentum : float
         Extrapolation of the updates (0: none): after each accepted iterate X⁺ (the update of
         X) the next pass starts from ``X⁺ + β (X⁺ − X)`` projected on the constraints, with β
@@ -558,7 +559,7 @@ def iterate(
                 ref = (it, F)
             if accepted and check:
                 Wv, Hv = (W, Ht) if move_view is None else move_view(W, Ht)
-                now = (unit_spectra(G, Wv), None if Hv is None else fractions(Hv))
+                now = (unit_spectra(G, Wv), fractions(Ht if Hv is None else Hv), Hv is None)
                 if snap is not None:
                     angle, da, da_max = moves(snap, now)
                     moved.append((it, angle, da, da_max))
@@ -710,14 +711,13 @@ def fractions(Ht: np.ndarray) -> np.ndarray:
     return A / np.maximum(A.sum(axis=1, keepdims=True), 1e-300)
 
 
-def moves(before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarray, np.ndarray]
-          ) -> tuple[float, float, float]:  # fmt: skip
+def moves(before: tuple, after: tuple) -> tuple[float, float, float]:
     """Largest change of a spectrum's angle (degrees), root-mean-square and largest change of
-    the abundance fractions between two ``(unit_spectra, fractions)`` (fractions None: not
-    watched, changes 0)."""
+    the abundance fractions between two ``(unit_spectra, fractions[, unwatched])``; when both
+    say ``unwatched`` (the abundances are refitted after the loop) their changes count as 0."""
     cos = np.clip(np.einsum("nk,nk->k", before[0], after[0]), -1.0, 1.0)
     angle = float(np.degrees(np.arccos(cos)).max())
-    if before[1] is None or after[1] is None:
+    if before[2:] == (True,) and after[2:] == (True,):
         return angle, 0.0, 0.0
     d = after[1] - before[1]
     return angle, float(np.sqrt(np.mean(d * d))), float(np.abs(d).max())
