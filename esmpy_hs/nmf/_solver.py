@@ -478,7 +478,7 @@ def iterate(
     safe: tuple[np.ndarray, np.ndarray] | None = None
     accepted = False
     restarts = 0
-    snap: tuple[np.ndarray, np.ndarray] | None = None
+    snap: tuple[np.ndarray, np.ndarray, bool] | None = None
     fused = getattr(run_pass, "fused", False)
     # H extrapolated by the pass itself (FUSED_EXTRAPOLATION)
     fuse = mom and fused and FUSED_EXTRAPOLATION and hp.simplex and hp.fixed_Ht is None
@@ -518,16 +518,13 @@ def iterate(
                 F_old = assemble(res.loss2, hp.total_scaled)
                 if safe_old is not None and not F_old <= F_acc_old:
                     # back to the last iterate kept, under the new G; the pass is redone
-                    W, Ht = safe_old
-                    if not update_W_:
-                        W = hold_spectra(G_old, G, W, wp)
+                    W, Ht = _kept_under(safe_old, G_old, G, update_W_, wp)
                     beta *= 0.5
                     restarts += 1
                     force_loss = True
                     continue
                 if closing:
-                    rel = (ref_old[1] - F_old) / max(abs(F_old), 1e-300) / (it - ref_old[0])
-                    if rel < tol:
+                    if _relative_decrease(ref_old, F_old, it) < tol:
                         # converged with the old G: its iterate, as if the pass had not run
                         G, W = G_old, W_old
                         hist.append(F_old)
@@ -552,8 +549,7 @@ def iterate(
                 if bar is not None:
                     bar.set_postfix(loss=f"{F:.6g}", refresh=False)
                 if ref is not None and tol > 0 and it > ref[0]:
-                    rel = (ref[1] - F) / max(abs(F), 1e-300) / (it - ref[0])
-                    if rel < tol:
+                    if _relative_decrease(ref, F, it) < tol:
                         stop = "converged"
                         break
                 ref = (it, F)
@@ -616,11 +612,9 @@ def iterate(
                             (W, Ht), closing = safe, False
                             beta *= 0.5
                             restarts += 1
-                        if closing:
-                            rel = (ref[1] - F_old) / max(abs(F_old), 1e-300) / (it - ref[0])
-                            if rel < tol:
-                                stop = "converged"
-                                break
+                        if closing and _relative_decrease(ref, F_old, it) < tol:
+                            stop = "converged"
+                            break
                     safe = None
                     if not update_W_:
                         W = hold_spectra(G, G_new, W, wp)
@@ -646,9 +640,7 @@ def iterate(
                 G_old, W_old, _, F_acc_old, safe_old, _ = pending
                 pending = None
                 if safe_old is not None and not loss_of(G_old, W_old, Ht) <= F_acc_old:
-                    W, Ht = safe_old
-                    if not update_W_:
-                        W = hold_spectra(G_old, G, W, wp)
+                    W, Ht = _kept_under(safe_old, G_old, G, update_W_, wp)
                     restarts += 1
             F = loss_of(G, W, Ht)
             if safe is not None and not F <= F_acc:
@@ -663,6 +655,18 @@ def iterate(
                 W, Ht = safe
     return SolveResult(W, Ht, G, it, hist, hist_it, stop, move_history=moved,
                        restarts=restarts)  # fmt: skip
+
+
+def _relative_decrease(ref: tuple[int, float], F: float, it: int) -> float:
+    """Relative decrease of F per iteration since ``ref = (iteration, F)`` (the ``tol`` rule)."""
+    return (ref[1] - F) / max(abs(F), 1e-300) / (it - ref[0])
+
+
+def _kept_under(safe: tuple, G_old, G, update_W_: bool, wp: WParams) -> tuple:
+    """The last iterate kept, ``safe = (W, Ht)`` of the old G's epoch, under the new G: W
+    re-expressed for G when the spectra are held (:func:`hold_spectra`)."""
+    W, Ht = safe
+    return (W if update_W_ else hold_spectra(G_old, G, W, wp)), Ht
 
 
 def extrapolate_W(W: np.ndarray, W_new: np.ndarray, beta: float, wp: WParams) -> np.ndarray:
@@ -713,11 +717,11 @@ def fractions(Ht: np.ndarray) -> np.ndarray:
 
 def moves(before: tuple, after: tuple) -> tuple[float, float, float]:
     """Largest change of a spectrum's angle (degrees), root-mean-square and largest change of
-    the abundance fractions between two ``(unit_spectra, fractions[, unwatched])``; when both
+    the abundance fractions between two ``(unit_spectra, fractions, unwatched)``; when both
     say ``unwatched`` (the abundances are refitted after the loop) their changes count as 0."""
     cos = np.clip(np.einsum("nk,nk->k", before[0], after[0]), -1.0, 1.0)
     angle = float(np.degrees(np.arccos(cos)).max())
-    if before[2:] == (True,) and after[2:] == (True,):
+    if before[2] and after[2]:
         return angle, 0.0, 0.0
     d = after[1] - before[1]
     return angle, float(np.sqrt(np.mean(d * d))), float(np.abs(d).max())
