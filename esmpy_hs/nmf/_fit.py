@@ -119,7 +119,7 @@ def initial(plan: Plan, source, init) -> Start:
                             mu=s.mu if plan.hold_W else None, eps_reg=s.eps_reg,
                             anchor_extrapolation=anchor_move(
                                 plan.extrapolation, s.init_extrapolation is not None,
-                                plan.hold_W, s.final_extrapolation > 0 and simplex_H and k > 1,
+                                plan.hold_W, _moves_to_bound(plan),
                             ))  # fmt: skip
         start = Start(W0, Ht0, WARMUP_ITER)
     feasible_W(start.W, wp)
