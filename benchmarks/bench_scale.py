@@ -22,7 +22,8 @@ Not a test: ``python benchmarks/bench_scale.py CASE`` and read the figures. Case
     iteration and the iterations run; ``--before`` fits with the old settings too (slow);
     ``--two-reads`` first fits with the defaults but the summed spectrum read apart
     (``esmpy_hs.signals._lazy.ONE_READ = False``: a second read of the whole file, the
-    set-up before the single read).
+    set-up before the single read); ``--joint-off`` first fits with the defaults but without
+    the binned level of the joint fit (``esmpy_hs.nmf._plan.COARSE_JOINT = False``).
 
 ``--refine-blocks N`` (both cases) sets ``esmpy_hs.nmf._init.MAX_REFINE_BLOCKS``, the most binned
 blocks the start refines W on (a huge N: every block, the start before that bound).
@@ -155,6 +156,7 @@ def fit_once(s, label: str, spectra, maps, before=None, **params):
     setup = getattr(est, "setup_time_", np.nan)
     line = (f"{label:8s} {wall:7.1f} s, fit {setup + np.nansum(it):.1f} s (set-up {setup:.1f} s) "
             f"iterations {est.n_iter_}+{est.final_iter_} ({est.stop_reason_}, "
+            f"binned level {est.coarse_iter_}, "
             f"{est.n_restarts_} redone), median {1e3 * np.median(it):.0f} ms/iteration | truth "
             f"{', '.join(f'{a:.2f}' for a in angles)}°, map MSE {mse:.5f}")  # fmt: skip
     if before is not None:
@@ -206,6 +208,10 @@ def lazy1024(args) -> None:
         lazy_module.ONE_READ = False
         before = fit_once(s, "2 reads", spectra, maps, max_iter=args.max_iter)
         lazy_module.ONE_READ = True
+    if args.joint_off:
+        plan_module.COARSE_JOINT = False
+        before = fit_once(s, "no joint", spectra, maps, max_iter=args.max_iter)
+        plan_module.COARSE_JOINT = True
     if args.before:
         plan_module.RED_BLACK = False
         before = fit_once(s, "before", spectra, maps, angle_tol=0.0, momentum=0.0,
@@ -223,6 +229,9 @@ def main(argv=None) -> None:
     ap.add_argument("--before", action="store_true", help="lazy1024: fit the old way first")
     ap.add_argument("--two-reads", action="store_true",
                     help="lazy1024: a default fit with the summed spectrum read apart first")
+    ap.add_argument("--joint-off", action="store_true",
+                    help="lazy1024: a default fit without the binned level of the joint fit "
+                         "first (esmpy_hs.nmf._plan.COARSE_JOINT = False)")
     ap.add_argument("--no-before", action="store_true", help="memory512: default fit only")
     ap.add_argument("--baselines", default="before,simultaneous",
                     help="memory512: the fits before the default, comma-separated")

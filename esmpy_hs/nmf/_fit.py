@@ -27,10 +27,10 @@ import numpy as np
 
 from esmpy_hs.nmf import _plan
 from esmpy_hs.nmf._blocksum import block_sums
-from esmpy_hs.nmf._coarse import coarse_start
+from esmpy_hs.nmf._coarse import coarse_start, joint_level
 from esmpy_hs.nmf._data import CompactCounts
 from esmpy_hs.nmf._init import anchor_move, auto_init, extrapolate_minor_phases, random_init
-from esmpy_hs.nmf._plan import COLLAPSE_SHARE, Plan, coarse_levels
+from esmpy_hs.nmf._plan import COLLAPSE_SHARE, Plan, coarse_levels, joint_factor
 from esmpy_hs.nmf._solver import PassFn, SolveResult, feasible_H, feasible_W, iterate, memory_pass
 
 #: the move to the composition bound after a fit (:func:`to_bound`) is made when the bound puts
@@ -143,6 +143,11 @@ def run(
     """Fit from ``start``: the H-only warm-up, the updates until ``tol`` or ``max_iter``, then
     the minor phases moved to their composition bound (:func:`to_bound`) and H refitted.
 
+    Before the warm-up, the ``"auto"`` start goes through binned levels where the plan says
+    so: the coarse-to-fine fit of H at low dose (W held, :func:`._plan.coarse_levels`), or on
+    a large map the joint fit on the map binned b × b (:func:`._plan.joint_factor`), whose W
+    and interpolated H the full-resolution iterations start from.
+
     ``update_W=False`` holds W (``transform``; the spectra of the binned start,
     ``plan.hold_W``, are held by the caller passing ``update_W=not plan.hold_W``); the move to
     the bound follows only a fit that updated W. An interrupt ends the fit where it happens
@@ -154,8 +159,21 @@ def run(
     G = s.G
     run_pass = source.bind(plan.hp)
     Ht = start.Ht
+    W = start.W
     factors = coarse_levels(plan) if start.warmup > 0 and not update_W else []
     coarse: list[tuple[int, int]] = []
+    b = joint_factor(plan) if start.warmup > 0 and update_W else 0
+    if b:
+        # a large map: W and H fitted on the map binned b × b first (see _coarse.joint_level)
+        W, Hf, n_coarse, stopped = joint_level(
+            plan, source, W, Ht, b, _bound_view(plan) if MOVE_AT_BOUND else None,
+            start.warmup, _plan.RED_BLACK_LAMBDA, progress=progress, desc=source.desc,
+        )  # fmt: skip
+        coarse = [(b, n_coarse)]
+        Ht = np.ascontiguousarray(Hf, dtype=s.dtype)
+        feasible_H(Ht, True, None, s.eps)
+        if stopped:
+            return SolveResult(W, Ht, G, 0, stop_reason="interrupted", coarse=coarse)
     if factors:
         # the "auto" start's abundances, W held: fitted on binned maps from coarse to fine
         # instead of the warm-up (see _coarse)
@@ -164,7 +182,7 @@ def run(
         if stopped:
             return SolveResult(start.W, Ht, G, 0, stop_reason="interrupted", coarse=coarse)
     elif start.warmup > 0:
-        r0 = iterate(run_pass, G, start.W, Ht, plan.hp, plan.wp, max_iter=start.warmup,
+        r0 = iterate(run_pass, G, W, Ht, plan.hp, plan.wp, max_iter=start.warmup,
                      tol=0.0, update_W_=False, losses=False)  # fmt: skip
         if r0.stop_reason == "interrupted":
             return replace(r0, n_iter=0)
@@ -173,7 +191,7 @@ def run(
     # their bound, so a drift along the line the final move covers does not hold the fit
     view = _bound_view(plan) if update_W and MOVE_AT_BOUND else None
     res = iterate(
-        run_pass, G, start.W, Ht, plan.hp, plan.wp, max_iter=s.max_iter, tol=s.tol,
+        run_pass, G, W, Ht, plan.hp, plan.wp, max_iter=s.max_iter, tol=s.tol,
         move_tol=plan.move_tol, momentum=s.momentum, update_W_=update_W,
         loss_every=s.loss_every, callback=callback, callback_every=callback_every,
         callback_owner=owner, out_scale=plan.scale, progress=progress,

@@ -407,14 +407,46 @@ COARSE_TO_FINE = True
 COARSE_TO_FINE_LAMBDA = 20.0
 
 
+#: a joint fit (W moves) of a large map starts from the same fit on the map binned b × b
+#: (:func:`._coarse.joint_level`): the spectra converge there in passes b² times smaller and
+#: the full-resolution iterations start near their end. False: the full-resolution fit from
+#: the start alone (the fit before, kept for the benchmarks' same-process baselines; see
+#: docs/validation.rst, "A binned level for the joint fit at scale")
+COARSE_JOINT = True
+#: the binned grid of that level holds at most this many blocks (a 128 × 128 grid)
+COARSE_JOINT_BLOCKS = 16384
+#: smallest bin factor of that level: at high dose a 2 × 2 block holds nearly as many nonzero
+#: channels as its four pixels together, so its pass costs almost a full one
+COARSE_JOINT_MIN_FACTOR = 4
+
+
+def joint_factor(plan: Plan) -> int:
+    """Bin factor b of the binned level of a joint fit (:data:`COARSE_JOINT`), or 0 for none.
+
+    Used where W moves (``spectra_from="pixels"``) after the ``"auto"`` start with a physics G
+    on the H simplex, on a 2-D grid with no fixed H entry, when the smallest power of two b
+    that leaves at most :data:`COARSE_JOINT_BLOCKS` blocks is ≥
+    :data:`COARSE_JOINT_MIN_FACTOR` (maps of more than 256 × 256 pixels at that bound).
+    """
+    s = plan.settings
+    if not (COARSE_JOINT and not plan.hold_W and s.G is not None and s.simplex == "H"
+            and s.fixed_Ht is None and s.shape is not None and len(s.shape) == 2):  # fmt: skip
+        return 0
+    b = 1
+    while (-(-s.shape[0] // b)) * (-(-s.shape[1] // b)) > COARSE_JOINT_BLOCKS:
+        b *= 2
+    return b if b >= COARSE_JOINT_MIN_FACTOR else 0
+
+
 def coarse_levels(plan: Plan) -> list[int]:
     """Bin factors of the coarse-to-fine start (coarsest first), or [] for the warm-up.
 
     Used where W is held (``spectra_from="blocks"``: the main loop fits H alone, so the binned
     fits solve the same problem on coarser grids), the H step sweeps red-black on a 2-D grid,
     λ ≥ :data:`COARSE_TO_FINE_LAMBDA` (the maps converge like a diffusion) and no H entry is
-    fixed. Where W moves (above 100 counts per pixel) a coarse-to-fine schedule was tried
-    and rejected (docs/validation.rst).
+    fixed. Where W moves (above 100 counts per pixel) a chain of levels was tried and
+    rejected (docs/validation.rst); a large map takes one binned level of the joint fit
+    instead (:func:`joint_factor`).
     """
     s = plan.settings
     if not (COARSE_TO_FINE and plan.hold_W and plan.hp.colour is not None

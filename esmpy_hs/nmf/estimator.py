@@ -213,7 +213,8 @@ class SmartNMF:
     iteration_times_ : list of float
         Seconds of every iteration of the main loop.
     setup_time_ : float
-        Seconds from the call to the first iteration (reading, start, warm-up).
+        Seconds of the fit outside its main loop: reading, start, binned levels, warm-up and
+        the refit of H at the composition bound.
     persist_, n_chunks_, compact_bytes_
         Fits of a dask array only: where the chunks lived (``"memory"`` or ``"stream"``),
         their number and their compact size in bytes.
@@ -237,9 +238,12 @@ class SmartNMF:
     final_iter_ : int
         Iterations of the refit of H after that move (not counted in ``n_iter_``).
     coarse_iter_ : list of (int, int)
-        The coarse-to-fine start (low dose, W held; see :mod:`esmpy_hs.nmf._coarse`): the bin
-        factor and the iterations of each binned level, coarsest first ([] when the start was
-        the H-only warm-up). Not counted in ``n_iter_``.
+        The binned levels before the full-resolution iterations (see
+        :mod:`esmpy_hs.nmf._coarse`): the bin factor and the iterations of each level,
+        coarsest first. At low dose (W held) the coarse-to-fine start of the abundances; on a
+        large map whose spectra are fitted from the pixels, the joint fit on the map binned
+        b × b (one level). [] when the start went straight to the full-resolution warm-up.
+        Not counted in ``n_iter_``; their time is counted in ``setup_time_``.
 
     Notes
     -----
