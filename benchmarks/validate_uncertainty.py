@@ -16,6 +16,16 @@ which keeps the counting, split and systematic parts; the four modes are scored 
 the *major* elements are those with a true fraction ≥ 5 at.% (truth renormalised over the
 fitted elements); an element of a phase the fit marks undetermined counts as missed.
 
+Model-misfit candidates (:mod:`esmpy_hs.signals._misfit`, measured here, not part of
+``"total"``; docs/validation.rst says why), scored next to the four modes:
+
+- ``+misfit``: total ⊕ the excess sandwich σ of the residuals in FWHM blocks;
+- ``birge``: systematic ⊕ √max(1, φ_k) × (counting ⊕ splits), φ_k the phase's dispersion
+  (Birge ratio of its attributed spectrum over FWHM blocks: quasi-Poisson scaling);
+- ``uniform``: the control, total × one factor per map that gives the map's major elements the
+  same median σ as ``birge``; a candidate that covers no more than ``uniform`` says nothing about
+  *which* elements are off.
+
 Maps:
 
 - ``sim``: the project's simulator (:mod:`esmpy_hs.datasets`, the chemistries and particle
@@ -43,7 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data"
 MAJOR = 0.05
-MODES = ("counting", "splits", "systematic", "total")
+MODES = ("counting", "splits", "systematic", "total", "+misfit", "birge", "uniform")
 
 
 def _load(path: Path):
@@ -88,8 +98,11 @@ def _truth_of(name: str, s):
     return _truth(name, s)
 
 
-def score(q, truth: list[dict]) -> dict:
-    """Coverage counts of each mode, the errors and the stated σ of the major elements."""
+def score(q, truth: list[dict], misfit=None) -> dict:
+    """Coverage counts of each mode, the errors and the stated σ of the major elements.
+
+    ``misfit``: (atomic σ, dispersion per phase) of :func:`esmpy_hs.signals._misfit.misfit_errors`
+    for the misfit candidates (left out when None)."""
     from bench_n_phases import match_by_composition
 
     els, T, F, rows, cols = match_by_composition(q, truth)
@@ -100,8 +113,18 @@ def score(q, truth: list[dict]) -> dict:
         "systematic": np.hypot(parts["counting"][0], parts["systematic"][0]),
         "total": q.atomic_errors,
     }
-    errs, sigmas, within1, within2, labels = [], {m: [] for m in MODES}, {}, {}, []
-    for m in MODES:
+    modes = MODES if misfit is not None else MODES[:4]
+    major = [(e, j) for i, j in zip(rows, cols, strict=True) for e in range(len(els))
+             if T[e, i] >= MAJOR]  # fmt: skip
+    if misfit is not None:
+        mis, phi = misfit
+        sig["+misfit"] = np.hypot(q.atomic_errors, mis)
+        scale = np.sqrt(np.maximum(1.0, np.nan_to_num(np.asarray(phi), nan=1.0)))[None, :]
+        sig["birge"] = np.hypot(sig["splits"] * scale, parts["systematic"][0])
+        med = [np.nanmedian([s[e, j] for e, j in major]) for s in (sig["birge"], sig["total"])]
+        sig["uniform"] = sig["total"] * (med[0] / med[1] if med[1] > 0 else 1.0)
+    errs, sigmas, within1, within2, labels = [], {m: [] for m in modes}, {}, {}, []
+    for m in modes:
         within1[m] = within2[m] = 0
     for i, j in zip(rows, cols, strict=True):
         for e in range(len(els)):
@@ -110,14 +133,13 @@ def score(q, truth: list[dict]) -> dict:
             err = abs(F[e, j] - T[e, i])  # NaN (undetermined): never within
             errs.append(float(err))
             labels.append(f"{els[e]}@{i}")
-            for m in MODES:
+            for m in modes:
                 s = float(sig[m][e, j])
                 sigmas[m].append(s)
                 within1[m] += bool(err <= s)
                 within2[m] += bool(err <= 2 * s)
-    pairs = [(e, j) for i, j in zip(rows, cols, strict=True) for e in range(len(els))
-             if T[e, i] >= MAJOR]  # fmt: skip
-    return {
+    pairs = major
+    out = {
         "n": len(errs),
         "within1": within1,
         "within2": within2,
@@ -132,6 +154,11 @@ def score(q, truth: list[dict]) -> dict:
             for p in ("atomic data", "detector efficiency", "absorption", "calibration")
         },
     }
+    if misfit is not None:
+        out["dispersion"] = [float(x) for x in misfit[1]]
+        out["misfit_at"] = [100 * float(misfit[0][e, j]) for e, j in pairs]
+        out["sigma_birge_at"] = [100 * float(sig["birge"][e, j]) for e, j in pairs]
+    return out
 
 
 def todo(which: list[str]):
@@ -159,6 +186,7 @@ def main() -> None:
     p.add_argument("--only", nargs="*", default=None, help="names (substrings) to run")
     p.add_argument("--n-splits", type=int, default=2)
     p.add_argument("--json", default=None)
+    p.add_argument("--no-misfit", action="store_true", help="skip the misfit candidates")
     args = p.parse_args()
     results = {}
     tot = {m: [0, 0, 0] for m in MODES}
@@ -173,17 +201,29 @@ def main() -> None:
             warnings.simplefilter("ignore")
             s.decomposition(algorithm="smart_nmf", output_dimension=k, print_info=False)
             q = s.quantify_phases(uncertainty="total", n_splits=args.n_splits)
-        r = score(q, truth)
+            misfit = None
+            if not args.no_misfit:
+                from esmpy_hs.signals._misfit import misfit_errors
+
+                mis, _, phi = misfit_errors(s)
+                misfit = (mis, phi)
+        r = score(q, truth, misfit)
         r["seconds"] = time.perf_counter() - t0
         results[name] = r
         n = r["n"]
-        line = ", ".join(f"{m} {r['within1'][m]}/{n} ({r['within2'][m]})" for m in MODES)
+        line = ", ".join(f"{m} {r['within1'][m]}/{n} ({r['within2'][m]})" for m in r["within1"])
         print(f"{name}: within 1σ (2σ): {line}; median |error| {r['median_error_at']:.2f} at.%, "
               f"median σ " + ", ".join(f"{m} {v:.2f}" for m, v in r["median_sigma_at"].items())
               + "; systematic parts (median at.%) "
               + ", ".join(f"{p} {v:.2f}" for p, v in r["systematic_parts_median_at"].items())
               + f"; {r['seconds']:.0f} s", flush=True)  # fmt: skip
-        for m in MODES:
+        if "dispersion" in r:
+            print("   dispersion per phase " + ", ".join(f"{x:.1f}" for x in r["dispersion"])
+                  + "; per major element |error| / σ total / σ misfit / σ birge (at.%): "
+                  + ", ".join(f"{lab} {e:.2f}/{t:.2f}/{m:.2f}/{b:.2f}" for lab, e, t, m, b in zip(
+                      r["labels"], r["errors_at"], r["sigma_total_at"], r["misfit_at"],
+                      r["sigma_birge_at"], strict=True)), flush=True)  # fmt: skip
+        for m in r["within1"]:
             tot[m][0] += r["within1"][m]
             tot[m][1] += r["within2"][m]
             tot[m][2] += n
