@@ -141,7 +141,8 @@ class SmartNMF:
     callback : callable or None
         ``callback(estimator, iteration, W, H)`` every ``callback_every`` iterations with W in
         the units of ``W_`` and H (k × pixels). If it returns an array, that array replaces G
-        (same shape); the convergence test then restarts.
+        (same shape); the convergence test then restarts. Called in the full-resolution
+        iterations only (not in the binned levels of ``coarse_iter_``).
     callback_every : int, default 1
     progress : bool, default True
         tqdm progress bar.
