@@ -56,7 +56,7 @@ from esmpy_hs.physics.identification import (
     _dispersion,
     _fit,
     _gram_nnls,
-    _high_family,
+    _high_of,
     _neighbourhoods,
     _nuisance,
     candidate_elements,
@@ -146,7 +146,7 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
     index = {e: i for i, e in enumerate(cols.elements)}
     for e in present_cols:
         tied = cols.tied[:, index[e]][:, None]
-        high = _high_family(cols, e)
+        high = _high_of(cols, e)
         own = tied if high is None else np.concatenate([tied, high[0][:, None]], axis=1)
         blocks.append((own, False, e))
         F = cols.family[e]
@@ -172,7 +172,12 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
         cols.memo["neighbourhoods"] = _neighbourhoods(cols, ax, det)
     near, ring = cols.memo["neighbourhoods"]
     sel = [index[e] for e in tested]
-    phi = _dispersion(d_full, cols.tied[:, sel], near[:, sel], ring[:, sel], p) if sel else []
+    if not sel:
+        phi = []
+    elif _ident.FAST_PATH:  # the same numbers from what is kept per candidate set
+        phi = _ident._selection(cols, sel, ring).dispersion(d_full, p)
+    else:
+        phi = _dispersion(d_full, cols.tied[:, sel], near[:, sel], ring[:, sel], p)
     # each element dropped: first one weighted least-squares step from the full fit (its normal
     # equations, restricted to the kept columns: no pass over the channels per element); the
     # deviance there is at least the reduced model's minimum, so its T is an upper bound. A
