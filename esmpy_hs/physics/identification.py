@@ -628,6 +628,18 @@ def _derivatives(F: NDArray, scale: float) -> NDArray:
     return np.concatenate([d1, d2], axis=1)
 
 
+def _kept_derivatives(memo: dict, key: Any, F: NDArray, use: NDArray, scale: float) -> NDArray:
+    """:func:`_derivatives` of the columns ``use`` of ``F``, kept in ``memo`` (a
+    :class:`_Columns`' memo; ``key`` names ``F`` there): the map and each phase of a check
+    mostly derive the same columns of the same element."""
+    if not FAST_PATH:
+        return _derivatives(F[:, use], scale)
+    k = ("derivatives", key, np.asarray(use, dtype=bool).tobytes())
+    if k not in memo:
+        memo[k] = _derivatives(F[:, use], scale)
+    return memo[k]
+
+
 def _artefacts_by_counts(axis: EnergyAxis, detector: Detector,
                          groups: dict[str, list[tuple[float, float]]]) -> NDArray:  # fmt: skip
     """Escape peaks and sum peaks (one column each) of fitted lines
@@ -881,6 +893,17 @@ class _BlockMatrix:
             M[flat] += (Bb.T @ Bb).reshape(-1)
         return M.reshape(self.p, self.p)
 
+    def normal(self, sqrt_w: NDArray, v: NDArray) -> tuple[NDArray, NDArray]:
+        """:meth:`gram` and :meth:`rmatvec` of ``v`` in one pass over the blocks (the same
+        products in the same order)."""
+        M = np.zeros(self.p * self.p)
+        out = np.zeros(self.p)
+        for start, stop, cols, Ab, flat in self.parts:
+            Bb = Ab * sqrt_w[start:stop, None]
+            M[flat] += (Bb.T @ Bb).reshape(-1)
+            out[cols] += v[start:stop] @ Ab
+        return M.reshape(self.p, self.p), out
+
     def rmatvec(self, v: NDArray) -> NDArray:
         """``Aᵀ v``."""
         out = np.zeros(self.p)
@@ -920,7 +943,7 @@ def _fit_blocks(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray,
         w = 1.0 / np.maximum(offset + fitted, floor)
     for _ in range(n_iter):
         passive = None if a is None else (a > 0) & ~signed
-        a_new = _gram_nnls(op.gram(np.sqrt(w)), op.rmatvec(r * w), signed, passive=passive)
+        a_new = _gram_nnls(*op.normal(np.sqrt(w), r * w), signed, passive=passive)
         new = op.matvec(a_new)
         change = np.inf if a is None else (
             np.abs(new - fitted).max() / max(float(np.abs(new).max()), 1e-12))
@@ -1301,7 +1324,8 @@ class _State:
         # within the group's peak (a sparse spectrum cannot, and signed columns there only
         # trade counts with the element's own column)
         under = (F / np.maximum(F.max(axis=0), 1e-300) >= 0.1).T.astype(np.float64) @ self.y
-        D = _derivatives(F[:, strong & (under >= _RESOLVED)], self.axis.scale)
+        D = _kept_derivatives(memo, ("groups", element), F, strong & (under >= _RESOLVED),
+                              self.axis.scale)  # fmt: skip
         self.blocks.append((D, np.full(D.shape[1], -np.inf), [None] * D.shape[1], False))
         if ("edges", element) not in memo:
             memo[("edges", element)] = _edge_column(self.axis, self.cols.continuum, element)

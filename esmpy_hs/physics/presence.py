@@ -51,7 +51,6 @@ from esmpy_hs.physics.identification import (
     _RESOLVED,
     DEFAULT_ALPHA,
     _columns,
-    _derivatives,
     _deviance_terms,
     _dispersion,
     _fit,
@@ -153,7 +152,8 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
         F = F[:, F.sum(axis=0) > 0]
         under = (F / np.maximum(F.max(axis=0), 1e-300) >= 0.1).T.astype(np.float64) @ y
         strong = F.sum(axis=0) >= 0.02 * F.sum()
-        D = _derivatives(F[:, strong & (under >= _RESOLVED)], ax.scale)
+        D = _ident._kept_derivatives(cols.memo, ("family", e), F,
+                                     strong & (under >= _RESOLVED), ax.scale)  # fmt: skip
         if D.shape[1]:
             blocks.append((D, True, e))
     A = np.concatenate([b[0] for b in blocks], axis=1)
@@ -189,7 +189,7 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
     op = None
     if _ident.FAST_PATH:  # the same normal equations from the matrix's nonzero blocks
         op = _ident._BlockMatrix(An)
-        M, rhs = op.gram(1.0 / np.sqrt(mu)), op.rmatvec((y - zero) / mu)
+        M, rhs = op.normal(1.0 / np.sqrt(mu), (y - zero) / mu)
     else:
         Aw = An / mu[:, None]
         M, rhs = An.T @ Aw, (y - zero) @ Aw
