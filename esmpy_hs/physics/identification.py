@@ -1112,17 +1112,16 @@ class _Selection:
     them that does not depend on the spectrum, kept with the columns per set
     (:func:`_selection`): the nonzero entries the screen runs over (the same entries in the
     same order as ``np.nonzero`` at each step), and the channels away from each candidate's
-    lines and in the ring around them, as floats (the dispersion's sums without a conversion
-    from bool at each step; equal to rounding, 1e-16)."""
+    lines and in the ring around them with their counts (the same sums as
+    :func:`_dispersion`'s)."""
 
     def __init__(self, C: NDArray, ring: NDArray) -> None:
         self.C = C
         i, j = np.nonzero(C)
         self.nz = (i, j, C[i, j])
-        away = C < _AWAY * C.max(axis=0)
-        self.away = away.astype(np.float64)
-        self.n_away = away.sum(0)
-        self.ring = ring.astype(np.float64)
+        self.away = C < _AWAY * C.max(axis=0)
+        self.n_away = self.away.sum(0)
+        self.ring = ring
         self.n_ring = ring.sum(0)
 
     def dispersion(self, d: NDArray, p: int) -> NDArray:
@@ -1139,7 +1138,7 @@ def _selection(cols: _Columns, sel: Sequence[int], ring: NDArray) -> _Selection:
     key = ("selection", tuple(int(k) for k in sel))
     if key not in cols.memo:
         n_kept = sum(1 for k in cols.memo if isinstance(k, tuple) and k[0] == "selection")
-        if n_kept >= 16:  # a forward selection shrinks its pool by one per step: a few sets
+        if n_kept >= 4:  # a forward selection shrinks its pool by one per step: a few sets
             for k in [k for k in cols.memo if isinstance(k, tuple) and k[0] == "selection"]:
                 del cols.memo[k]
         cols.memo[key] = _Selection(cols.tied[:, list(sel)], ring[:, list(sel)])
