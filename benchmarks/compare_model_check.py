@@ -8,6 +8,12 @@ score screen off (``identification.SCORE_SCREEN = False``, the path before it) a
 prints whether the warnings, findings and not-detected flags agree, the largest difference of
 the statistics both paths compute in full, and the CPU time of each (``time.process_time``,
 best of ``--repeat``).
+
+To compare two versions of the code (each run with its own ``PYTHONPATH``):
+``python benchmarks/compare_model_check.py dump DIR OUT.pkl [repeat]`` re-runs the check on
+each captured input and pickles its results and CPU times (the axis's columns built anew,
+"cold", and found built, "warm"); ``python benchmarks/compare_model_check.py diff A.pkl B.pkl``
+compares two such files.
 """
 
 from __future__ import annotations
@@ -165,9 +171,84 @@ def compare(src: Path, repeat: int) -> None:
                   "not detected", _flags(new), flush=True)
 
 
+def _clear() -> None:
+    """Forget what the check keeps per energy axis (as for a new map's calibrated axis)."""
+    import esmpy_hs.physics.identification as ident
+
+    ident._CACHE.clear()
+    getattr(ident, "_NUISANCE", {}).clear()
+
+
+def dump(src: Path, out: Path, repeat: int) -> None:
+    """Run the check of the code on ``sys.path`` on each captured input; pickle the results
+    (warnings, findings, flags, statistics, the identification's T of every candidate on
+    the map) and the CPU time (``time.process_time``, best of ``repeat``) with the axis's
+    columns built anew each time ("cold", as after a new map) and found built ("warm")."""
+    import esmpy_hs.signals._model_check as mc
+
+    results = {}
+    for path in sorted(src.glob("*.pkl")):
+        with open(path, "rb") as f:
+            args, kw = pickle.load(f)
+        times = {}
+        for label, clear in (("cold", True), ("warm", False)):
+            best = float("inf")
+            for _ in range(repeat):
+                if clear:
+                    _clear()
+                t0 = time.process_time()
+                check = mc.check_model(*args, **kw)
+                best = min(best, time.process_time() - t0)
+            times[label] = best
+        _clear()
+        results[path.stem] = {
+            "warned": check["warned"],
+            "findings": [(f["element"], f["where"]) for f in check["findings"]],
+            "flags": _flags(check),
+            "stats": _stats(check),
+            "T": _map_statistics(args, kw, True),
+            "times": times,
+        }
+        print(f"{path.stem:<28} cold {1e3 * times['cold']:6.1f} ms  warm "
+              f"{1e3 * times['warm']:6.1f} ms", flush=True)  # fmt: skip
+    with open(out, "wb") as f:
+        pickle.dump(results, f)
+
+
+def diff(a_path: Path, b_path: Path) -> None:
+    """Compare two :func:`dump` files (e.g. the code before a change and after it)."""
+    with open(a_path, "rb") as f:
+        a = pickle.load(f)
+    with open(b_path, "rb") as f:
+        b = pickle.load(f)
+    worst = 0.0
+    for name in sorted(a.keys() & b.keys()):
+        x, y = a[name], b[name]
+        same = all(x[k] == y[k] for k in ("warned", "findings", "flags")) and (
+            x["T"].keys() == y["T"].keys() and x["stats"].keys() == y["stats"].keys())
+        sx = {**x["stats"], **{("T", e): t for e, t in x["T"].items()}}
+        sy = {**y["stats"], **{("T", e): t for e, t in y["T"].items()}}
+        rel = max((abs(sx[k] - sy[k]) / max(abs(sx[k]), 1.0) for k in sx.keys() & sy.keys()),
+                  default=0.0)  # fmt: skip
+        worst = max(worst, rel)
+        print(f"{name:<28} same {same!s:<5} warned {x['warned']} findings "
+              f"{sorted(set(x['findings']))}; max rel. diff {rel:.1e}; cpu cold "
+              f"{1e3 * x['times']['cold']:.1f} → {1e3 * y['times']['cold']:.1f} ms, warm "
+              f"{1e3 * x['times']['warm']:.1f} → {1e3 * y['times']['warm']:.1f} ms",
+              flush=True)  # fmt: skip
+        if not same:
+            print("   after: warned", y["warned"], "findings", sorted(set(y["findings"])),
+                  "flags", y["flags"], "before: flags", x["flags"], flush=True)  # fmt: skip
+    print(f"largest relative difference {worst:.1e}")
+
+
 if __name__ == "__main__":
     mode, where = sys.argv[1], Path(sys.argv[2])
     if mode == "capture":
         capture(where, sys.argv[3:])
+    elif mode == "dump":
+        dump(where, Path(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 3)
+    elif mode == "diff":
+        diff(where, Path(sys.argv[3]))
     else:
         compare(where, int(sys.argv[3]) if len(sys.argv) > 3 else 3)

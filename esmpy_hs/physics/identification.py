@@ -75,6 +75,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -134,8 +135,12 @@ _RESOLVED = 2000.0  # counts above which a peak's position/width or the continuu
 #: started from the previous step's support, the screen's Newton steps over the candidates with
 #: a positive score only, the peaks and the lines' neighbourhoods in fewer passes, the testable
 #: candidates and the nuisance columns' basis kept per axis, and (``identify(absent=False)``)
-#: no evidence for the candidates not found. False: the path before it, for the same-process
-#: benchmark and the comparison of both (``benchmarks/compare_model_check.py``).
+#: no evidence for the candidates not found; and since the fifth part (docs/validation.rst):
+#: the candidates' columns from each element's line arrays kept across maps, the peaks over
+#: the channels where erf is not yet ±1, the candidates' nonzero entries and dispersion
+#: channels kept per candidate set, the highest families built when asked for, and the columns
+#: kept by element set (not order). False: the path before it, for the same-process benchmark
+#: and the comparison of both (``benchmarks/compare_model_check.py``).
 FAST_PATH = True
 
 
@@ -145,6 +150,7 @@ def candidate_elements() -> list[str]:
     return [e for e in out if e not in _NOT_CANDIDATES]
 
 
+@lru_cache(maxsize=256)
 def detection_threshold(n_candidates: int, alpha: float = DEFAULT_ALPHA) -> float:
     """Threshold on ``T = 2ΔlogL/φ`` for ``n_candidates`` tests at family-wise level ``alpha``.
 
@@ -340,7 +346,11 @@ def _columns(axis: EnergyAxis, beam_energy: float, elements: Sequence[str],
     """:func:`_build_columns`, the last few results kept."""
     import json
 
-    key = json.dumps([axis.to_dict(), float(beam_energy), list(elements), detector.to_dict()],
+    # the same elements in another order are the same columns (every use looks them up by
+    # name): a phase's check, with the map's findings moved to the front of the list, finds
+    # the map's columns built
+    names = sorted(elements) if FAST_PATH else list(elements)
+    key = json.dumps([axis.to_dict(), float(beam_energy), names, detector.to_dict()],
                      sort_keys=True, default=str)  # fmt: skip
     if key in _CACHE:
         _CACHE[key] = _CACHE.pop(key)  # most recently used last
@@ -355,9 +365,10 @@ def _peaks(edges: NDArray, centres: NDArray, fwhm: NDArray, weights: NDArray,
            column: NDArray, n_columns: int) -> NDArray:  # fmt: skip
     """Σ over peaks of ``weights`` × the unit-area Gaussian peak (channel integrals, as
     :func:`~esmpy_hs.physics.detector.peak_matrix`), each peak added to its ``column``:
-    (n, n_columns). Only the channels within 9 σ of each centre are evaluated: beyond them
-    erf is exactly ±1 in double precision, so each peak is the same as peak_matrix's column
-    while the cost follows the peaks' widths rather than the axis length."""
+    (n, n_columns). Only the channels within 9 σ of each centre are evaluated (8.4 σ with
+    :data:`FAST_PATH`, :func:`_peaks_fast`): beyond them erf is exactly ±1 in double
+    precision, so each peak is the same as peak_matrix's column while the cost follows the
+    peaks' widths rather than the axis length."""
     from scipy.special import erf
 
     from esmpy_hs.physics.detector import _FWHM_TO_SIGMA
@@ -367,21 +378,11 @@ def _peaks(edges: NDArray, centres: NDArray, fwhm: NDArray, weights: NDArray,
     if centres.size == 0:
         return out.reshape(n, n_columns)
     sig = np.asarray(fwhm, dtype=np.float64) * _FWHM_TO_SIGMA
+    if FAST_PATH:
+        return _peaks_fast(edges, centres, sig, weights, column, n_columns)
     lo = np.clip(np.searchsorted(edges, centres - 9.0 * sig) - 1, 0, n)
     hi = np.clip(np.searchsorted(edges, centres + 9.0 * sig), 0, n)
     m = hi - lo + 1  # edges lo..hi of each peak
-    if FAST_PATH:  # the same numbers with fewer passes over the peaks' channels
-        starts = np.cumsum(m) - m
-        pk = np.repeat(np.arange(centres.size), m)
-        idx = np.arange(int(m.sum())) + np.repeat(lo - starts, m)
-        cdf = 0.5 * erf((edges[idx] - centres[pk]) / (np.sqrt(2.0) * sig)[pk])
-        inner = np.ones(cdf.size, dtype=bool)
-        inner[starts] = False  # a channel lies between an edge and the one before
-        inner = inner[1:]
-        pk_in = pk[1:][inner]
-        val = (cdf[1:] - cdf[:-1])[inner] * weights[pk_in]
-        keys = (idx[1:][inner] - 1) * n_columns + column[pk_in]
-        return np.bincount(keys, weights=val, minlength=n * n_columns).reshape(n, n_columns)
     pk = np.repeat(np.arange(centres.size), m)
     first = np.repeat(np.cumsum(m) - m, m)
     idx = np.arange(int(m.sum())) - first + lo[pk]
@@ -394,6 +395,42 @@ def _peaks(edges: NDArray, centres: NDArray, fwhm: NDArray, weights: NDArray,
     out += np.bincount(ch * n_columns + column[pk[1:][inner[1:]]], weights=val,
                        minlength=out.size)
     return out.reshape(n, n_columns)
+
+
+#: erf(x) is exactly ±1 in double precision for |x| ≥ 5.93: a peak's channel integrals are
+#: evaluated within ±_SATURATED σ of its centre only (5.94 √2), the same numbers as over ±9 σ
+_SATURATED = 8.4
+
+
+def _peaks_fast(edges: NDArray, centres: NDArray, sig: NDArray, weights: NDArray,
+                column: NDArray, n_columns: int) -> NDArray:  # fmt: skip
+    """:func:`_peaks` (σ given) in fewer passes: each peak's window ends where erf is exactly
+    ±1 (the channels beyond would add exact zeros), the difference across two peaks' windows
+    is weighted 0 instead of masked out, and the arrays are updated in place. The same sums
+    in the same order: bit-identical columns."""
+    from scipy.special import erf
+
+    n = edges.size - 1
+    lo = np.clip(np.searchsorted(edges, centres - _SATURATED * sig) - 1, 0, n)
+    hi = np.clip(np.searchsorted(edges, centres + _SATURATED * sig), 0, n)
+    m = hi - lo + 1  # edges lo..hi of each peak
+    starts = np.cumsum(m) - m
+    pk = np.repeat(np.arange(centres.size), m)
+    idx = np.arange(int(m[-1] + starts[-1]))
+    idx += np.repeat(lo - starts, m)
+    cdf = edges[idx]
+    cdf -= centres[pk]
+    cdf /= (np.sqrt(2.0) * sig)[pk]
+    erf(cdf, out=cdf)
+    cdf *= 0.5
+    val = cdf[1:] - cdf[:-1]  # channel idx lies between edges idx and idx + 1
+    w = weights[pk[:-1]]
+    w[starts[1:] - 1] = 0.0  # the difference from one peak's last edge to the next one's first
+    val *= w
+    keys = idx[:-1] * n_columns
+    keys += column[pk[:-1]]
+    keys[starts[1:] - 1] = 0  # (weight 0: adds an exact 0 to a valid bin)
+    return np.bincount(keys, weights=val, minlength=n * n_columns).reshape(n, n_columns)
 
 
 _EFFICIENCY: dict[str, dict[float, float]] = {}
@@ -430,6 +467,8 @@ def _build_columns(axis: EnergyAxis, beam_energy: float, elements: Sequence[str]
 
     e0 = float(beam_energy)
     energy_range = (float(axis.edges[0]), float(min(axis.edges[-1], e0)))
+    if FAST_PATH:
+        return _build_columns_fast(axis, e0, elements, detector, energy_range)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # elements without a line on the axis are dropped
         layout = column_layout(list(elements), [], {e: None for e in elements}, e0,
@@ -464,6 +503,99 @@ def _build_columns(axis: EnergyAxis, beam_energy: float, elements: Sequence[str]
     return _Columns(names, T, family, cont, lines)
 
 
+#: the families in :func:`_element_lines`' codes
+_FAMILY_CODE = {"K": 0, "L": 1, "M": 2}
+
+
+@lru_cache(maxsize=512)
+def _element_lines(element: str, beam_energy: float) -> tuple[NDArray, NDArray, NDArray,
+                                                             tuple[str, ...]]:  # fmt: skip
+    """All emission lines of ``element`` at E0 (:func:`~esmpy_hs.physics.lines.emission_lines`
+    without an energy window, vacancy transfer on as in ``BuildOptions``) as arrays: energies
+    (keV), cross sections (barn), family codes (K 0, L 1, M 2) and names ("Fe Ka1"). They do
+    not depend on the axis: kept for the next maps."""
+    from esmpy_hs.physics._elements import atomic_number
+    from esmpy_hs.physics.lines import _all_lines
+
+    ls = _all_lines(atomic_number(element), float(beam_energy), True)
+    return (np.array([x.energy_keV for x in ls], dtype=np.float64),
+            np.array([x.cross_section for x in ls], dtype=np.float64),
+            np.array([_FAMILY_CODE[x.family] for x in ls], dtype=np.intp),
+            tuple(f"{x.element} {x.siegbahn or x.iupac}" for x in ls))  # fmt: skip
+
+
+#: σ·ε of each element's lines (:func:`_element_lines`) per detector efficiency and E0
+_LINE_WEIGHTS: dict[tuple[str, str, float], NDArray] = {}
+
+
+def _line_weights(detector: Detector, element: str, beam_energy: float) -> NDArray:
+    """σ·ε of all of ``element``'s lines (:func:`_element_lines` order), kept per detector
+    efficiency (not its width law, which a calibration changes) and E0."""
+    import json
+
+    d = detector.to_dict()
+    fields = ("window", "crystal_thickness", "dead_layer", "grid_open_fraction",
+              "efficiency_curve")  # fmt: skip
+    key = (json.dumps([d[k] for k in fields], default=str), element, float(beam_energy))
+    if key not in _LINE_WEIGHTS:
+        if len(_LINE_WEIGHTS) > 2048:
+            _LINE_WEIGHTS.clear()
+        E, sigma, _, _ = _element_lines(element, float(beam_energy))
+        _LINE_WEIGHTS[key] = sigma * _efficiency(detector, E)
+    return _LINE_WEIGHTS[key]
+
+
+def _build_columns_fast(axis: EnergyAxis, e0: float, elements: Sequence[str],
+                        detector: Detector, energy_range: tuple[float, float]
+                        ) -> _Columns:  # fmt: skip
+    """:func:`_build_columns` from each element's line arrays (:func:`_element_lines`, kept
+    across maps) instead of a :func:`~esmpy_hs.physics._columns.column_layout` per axis: the
+    same lines in the window (``lo ≤ E ≤ hi``), the same split (the lines of the highest family
+    present in one column, the others in a second when there are any), the same columns."""
+    from esmpy_hs.physics.continuum import continuum_basis
+
+    lo, hi = energy_range
+    kept, parts, n_col = [], [], 0
+    for el in dict.fromkeys(elements):
+        E, _, fam, names = _element_lines(el, e0)
+        inside = (lo <= E) & (E <= hi)
+        if not inside.any():
+            continue  # no line on the axis: dropped, as column_layout does
+        f = fam[inside]
+        high = f == f.min()
+        col = np.where(high, n_col, n_col + 1) if not high.all() else np.full(f.size, n_col)
+        n_here = 1 if high.all() else 2
+        kept.append((el, n_col, n_here, inside, names))
+        parts.append((E[inside], _line_weights(detector, el, e0)[inside], col))
+        n_col += n_here
+    if parts:
+        line_e = np.concatenate([p[0] for p in parts])
+        base = np.concatenate([p[1] for p in parts])
+        columns = np.concatenate([p[2] for p in parts]).astype(np.intp)
+        G = _peaks(axis.edges, line_e, detector.fwhm(line_e), base, columns, n_col)
+    else:
+        G = np.zeros((axis.size, 0))
+    sums = G.sum(axis=0)
+    if n_col and sums.mean() > 0:
+        G = G / sums.mean()  # build_G's shared scale of the element columns
+    # (the efficiency at this axis's channels directly: a new axis's energies are all new to
+    # the memo of _efficiency, the same values)
+    cont = continuum_basis(axis.energies, e0) * detector.efficiency(axis.energies)[:, None]
+    cont = cont / np.where(cont.sum(axis=0) > 0, cont.sum(axis=0), 1.0)
+    names_out, family, tied, lines = [], {}, [], {}
+    for (el, c0, n_here, inside, names), (E, w, _) in zip(kept, parts, strict=True):
+        F = G[:, c0: c0 + n_here].copy()
+        if not F.sum() > 0:
+            continue
+        names_out.append(el)
+        family[el] = F
+        tied.append(F.sum(axis=1))  # all families with their tabulated ratios: one column
+        lines[el] = list(zip([names[i] for i in np.nonzero(inside)[0]], E.tolist(), w.tolist(),
+                             strict=True))  # fmt: skip
+    T = np.stack(tied, axis=1) if tied else np.zeros((axis.size, 0))
+    return _Columns(names_out, T, family, cont, lines)
+
+
 def _line_groups(axis: EnergyAxis, detector: Detector,
                  lines: Sequence[tuple[str, float, float]]) -> tuple[NDArray, NDArray]:  # fmt: skip
     """One column per group of an element's lines (lines closer than 1 FWHM share a group),
@@ -495,6 +627,18 @@ def _derivatives(F: NDArray, scale: float) -> NDArray:
     d1 = np.gradient(F, axis=0) / scale
     d2 = np.gradient(d1, axis=0) / scale
     return np.concatenate([d1, d2], axis=1)
+
+
+def _kept_derivatives(memo: dict, key: Any, F: NDArray, use: NDArray, scale: float) -> NDArray:
+    """:func:`_derivatives` of the columns ``use`` of ``F``, kept in ``memo`` (a
+    :class:`_Columns`' memo; ``key`` names ``F`` there): the map and each phase of a check
+    mostly derive the same columns of the same element."""
+    if not FAST_PATH:
+        return _derivatives(F[:, use], scale)
+    k = ("derivatives", key, np.asarray(use, dtype=bool).tobytes())
+    if k not in memo:
+        memo[k] = _derivatives(F[:, use], scale)
+    return memo[k]
 
 
 def _artefacts_by_counts(axis: EnergyAxis, detector: Detector,
@@ -731,11 +875,14 @@ class _BlockMatrix:
 
     def __init__(self, A: NDArray) -> None:
         self.n, self.p = A.shape
-        nz = A != 0
+        starts = range(0, self.n, _ROW_BLOCK)
+        # the columns not zero in each block, for all blocks in one pass
+        used = np.logical_or.reduceat(A != 0, np.arange(0, self.n, _ROW_BLOCK), axis=0) \
+            if self.n else np.zeros((0, self.p), dtype=bool)  # fmt: skip
         self.parts = []
-        for start in range(0, self.n, _ROW_BLOCK):
+        for b, start in enumerate(starts):
             stop = min(start + _ROW_BLOCK, self.n)
-            cols = np.nonzero(nz[start:stop].any(axis=0))[0]
+            cols = np.nonzero(used[b])[0]
             flat = (cols[:, None] * self.p + cols[None, :]).reshape(-1)
             self.parts.append((start, stop, cols, np.ascontiguousarray(A[start:stop, cols]), flat))
 
@@ -746,6 +893,17 @@ class _BlockMatrix:
             Bb = Ab * sqrt_w[start:stop, None]
             M[flat] += (Bb.T @ Bb).reshape(-1)
         return M.reshape(self.p, self.p)
+
+    def normal(self, sqrt_w: NDArray, v: NDArray) -> tuple[NDArray, NDArray]:
+        """:meth:`gram` and :meth:`rmatvec` of ``v`` in one pass over the blocks (the same
+        products in the same order)."""
+        M = np.zeros(self.p * self.p)
+        out = np.zeros(self.p)
+        for start, stop, cols, Ab, flat in self.parts:
+            Bb = Ab * sqrt_w[start:stop, None]
+            M[flat] += (Bb.T @ Bb).reshape(-1)
+            out[cols] += v[start:stop] @ Ab
+        return M.reshape(self.p, self.p), out
 
     def rmatvec(self, v: NDArray) -> NDArray:
         """``Aᵀ v``."""
@@ -786,7 +944,7 @@ def _fit_blocks(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray,
         w = 1.0 / np.maximum(offset + fitted, floor)
     for _ in range(n_iter):
         passive = None if a is None else (a > 0) & ~signed
-        a_new = _gram_nnls(op.gram(np.sqrt(w)), op.rmatvec(r * w), signed, passive=passive)
+        a_new = _gram_nnls(*op.normal(np.sqrt(w), r * w), signed, passive=passive)
         new = op.matvec(a_new)
         change = np.inf if a is None else (
             np.abs(new - fitted).max() / max(float(np.abs(new).max()), 1e-12))
@@ -798,7 +956,9 @@ def _fit_blocks(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray,
     return a / norm, mu
 
 
-def _screen(y: NDArray, mu: NDArray, C: NDArray, n_iter: int = 12) -> tuple[NDArray, NDArray]:
+def _screen(y: NDArray, mu: NDArray, C: NDArray, n_iter: int = 12,
+            nz: tuple[NDArray, NDArray, NDArray] | None = None
+            ) -> tuple[NDArray, NDArray]:  # fmt: skip
     """Best amplitude b ≥ 0 of each column of ``C`` added to ``mu`` (others held) and the
     Poisson gain 2ΔlogL of it; vectorised Newton steps.
 
@@ -806,8 +966,11 @@ def _screen(y: NDArray, mu: NDArray, C: NDArray, n_iter: int = 12) -> tuple[NDAr
     axis; a channel where the column is 0 adds exactly 0 to its score, information and gain),
     the sums per column by ``np.bincount``."""
     m = C.shape[1]
-    i, j = np.nonzero(C)
-    c = C[i, j]
+    if nz is None:
+        i, j = np.nonzero(C)
+        c = C[i, j]
+    else:  # ``np.nonzero(C)`` and those entries, kept (:func:`_selection`)
+        i, j, c = nz
     yy, mm = y[i], mu[i]
     w = 1.0 / mm
     score = np.bincount(j, c * (yy - mm) * w, m)  # the score dℓ/db at b = 0
@@ -944,6 +1107,44 @@ def _neighbourhoods(cols: _Columns, axis: EnergyAxis, detector: Detector
     return near, wide & ~near
 
 
+class _Selection:
+    """The columns of a set of candidates (``cols.tied[:, sel]``) and what the tests read of
+    them that does not depend on the spectrum, kept with the columns per set
+    (:func:`_selection`): the nonzero entries the screen runs over (the same entries in the
+    same order as ``np.nonzero`` at each step), and the channels away from each candidate's
+    lines and in the ring around them with their counts (the same sums as
+    :func:`_dispersion`'s)."""
+
+    def __init__(self, C: NDArray, ring: NDArray) -> None:
+        self.C = C
+        i, j = np.nonzero(C)
+        self.nz = (i, j, C[i, j])
+        self.away = C < _AWAY * C.max(axis=0)
+        self.n_away = self.away.sum(0)
+        self.ring = ring
+        self.n_ring = ring.sum(0)
+
+    def dispersion(self, d: NDArray, p: int) -> NDArray:
+        """:func:`_dispersion` of these candidates."""
+        phi_all = (d @ self.away) / np.maximum(self.n_away - p, 1)
+        phi_ring = np.where(self.n_ring >= 5, (d @ self.ring) / np.maximum(self.n_ring, 1),
+                            0.0)  # fmt: skip
+        return np.maximum(np.maximum(phi_all, phi_ring), 1.0)
+
+
+def _selection(cols: _Columns, sel: Sequence[int], ring: NDArray) -> _Selection:
+    """The :class:`_Selection` of the candidates ``sel`` (indices into ``cols.elements``;
+    ``ring``: the rings of all of them, :func:`_neighbourhoods`), kept in ``cols.memo``."""
+    key = ("selection", tuple(int(k) for k in sel))
+    if key not in cols.memo:
+        n_kept = sum(1 for k in cols.memo if isinstance(k, tuple) and k[0] == "selection")
+        if n_kept >= 4:  # a forward selection shrinks its pool by one per step: a few sets
+            for k in [k for k in cols.memo if isinstance(k, tuple) and k[0] == "selection"]:
+                del cols.memo[k]
+        cols.memo[key] = _Selection(cols.tied[:, list(sel)], ring[:, list(sel)])
+    return cols.memo[key]
+
+
 def _dispersion(d: NDArray, C: NDArray, near: NDArray, ring: NDArray, p: int) -> NDArray:
     """Quasi-Poisson dispersion per candidate: the larger of the deviance per degree of freedom
     over all channels away from its lines and over the ring around its lines (≥ 1)."""
@@ -967,6 +1168,28 @@ def _high_family(cols: _Columns, element: str) -> tuple[NDArray, float] | None:
     j_tied = cols.elements.index(element)
     kappa = cols.tied[:, j_tied].sum() / F.sum()
     return F[:, j] * kappa, float(F[:, j].sum() * kappa / cols.tied[:, j_tied].sum())
+
+
+class _ByElement(dict):
+    """A dict whose missing entries are computed when first asked for (``make(element)``)."""
+
+    def __init__(self, make) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, element: str):
+        value = self[element] = self._make(element)
+        return value
+
+
+def _high_of(cols: _Columns, element: str) -> tuple[NDArray, float] | None:
+    """:func:`_high_family`, kept with the columns (``cols.memo["high"]``) for the elements
+    asked for (the tests ask for a few of the ≈ 75 candidates)."""
+    if FAST_PATH:
+        if "high" not in cols.memo:
+            cols.memo["high"] = _ByElement(lambda e: _high_family(cols, e))
+        return cols.memo["high"][element]
+    return _high_family(cols, element)
 
 
 def _consistent(y: NDArray, mu: NDArray, b: float, column: NDArray,
@@ -1101,7 +1324,8 @@ class _State:
         # within the group's peak (a sparse spectrum cannot, and signed columns there only
         # trade counts with the element's own column)
         under = (F / np.maximum(F.max(axis=0), 1e-300) >= 0.1).T.astype(np.float64) @ self.y
-        D = _derivatives(F[:, strong & (under >= _RESOLVED)], self.axis.scale)
+        D = _kept_derivatives(memo, ("groups", element), F, strong & (under >= _RESOLVED),
+                              self.axis.scale)  # fmt: skip
         self.blocks.append((D, np.full(D.shape[1], -np.inf), [None] * D.shape[1], False))
         if ("edges", element) not in memo:
             memo[("edges", element)] = _edge_column(self.axis, self.cols.continuum, element)
@@ -1182,7 +1406,7 @@ def _tied_counts(state: _State, cols: _Columns, elements: Sequence[str]) -> dict
     blocks = []
     for e in elements:
         tied = cols.tied[:, index[e]][:, None]
-        high = _high_family(cols, e)
+        high = _high_of(cols, e)
         blocks.append(tied if high is None else np.concatenate([tied, high[0][:, None]], axis=1))
     A2 = np.concatenate([A[:, keep], *blocks], axis=1)
     n_el = sum(b.shape[1] for b in blocks)
@@ -1331,17 +1555,20 @@ def _identify(spectrum, axis, beam_energy, detector, candidates, known, explaine
     step = 0
     if "neighbourhoods" not in cols.memo:  # (the presence test may have built them)
         cols.memo["neighbourhoods"] = _neighbourhoods(cols, ax, det)
-    if "high" not in cols.memo:
-        cols.memo["high"] = {e: _high_family(cols, e) for e in cols.elements}
     near, ring = cols.memo["neighbourhoods"]
-    high = cols.memo["high"]
     outside = _Beyond(beyond, ax, float(beam_energy), det, cols, known)
     while pool and step < max_elements:
         sel = [index[e] for e in pool]
-        C = cols.tied[:, sel]
         d = _deviance_terms(y, state.mu)
-        phi = _dispersion(d, C, near[:, sel], ring[:, sel], state.n_params)
-        b, gain = _screen(y, state.mu, C)
+        if FAST_PATH:  # the same numbers from what is kept per candidate set
+            kept = _selection(cols, sel, ring)
+            C = kept.C
+            phi = kept.dispersion(d, state.n_params)
+            b, gain = _screen(y, state.mu, C, nz=kept.nz)
+        else:
+            C = cols.tied[:, sel]
+            phi = _dispersion(d, C, near[:, sel], ring[:, sel], state.n_params)
+            b, gain = _screen(y, state.mu, C)
         T = gain / phi
         for i, e in enumerate(pool):
             last[e] = (float(T[i]), float(gain[i]), float(phi[i]), float(b[i] * C[:, i].sum()))
@@ -1354,7 +1581,7 @@ def _identify(spectrum, axis, beam_energy, detector, candidates, known, explaine
                 break
             if T[i] <= threshold:
                 continue
-            if not (_consistent(y, state.mu, b[i], C[:, i], high[pool[i]])
+            if not (_consistent(y, state.mu, b[i], C[:, i], _high_of(cols, pool[i]))
                     and outside.consistent(pool[i], b[i] * C[:, i].sum())):
                 last[pool[i]] = (float(T[i]), float(gain[i]), float(phi[i]), 0.0)
                 inconsistent.add(pool[i])

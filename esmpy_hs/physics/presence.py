@@ -51,12 +51,11 @@ from esmpy_hs.physics.identification import (
     _RESOLVED,
     DEFAULT_ALPHA,
     _columns,
-    _derivatives,
     _deviance_terms,
     _dispersion,
     _fit,
     _gram_nnls,
-    _high_family,
+    _high_of,
     _neighbourhoods,
     _nuisance,
     candidate_elements,
@@ -146,14 +145,15 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
     index = {e: i for i, e in enumerate(cols.elements)}
     for e in present_cols:
         tied = cols.tied[:, index[e]][:, None]
-        high = _high_family(cols, e)
+        high = _high_of(cols, e)
         own = tied if high is None else np.concatenate([tied, high[0][:, None]], axis=1)
         blocks.append((own, False, e))
         F = cols.family[e]
         F = F[:, F.sum(axis=0) > 0]
         under = (F / np.maximum(F.max(axis=0), 1e-300) >= 0.1).T.astype(np.float64) @ y
         strong = F.sum(axis=0) >= 0.02 * F.sum()
-        D = _derivatives(F[:, strong & (under >= _RESOLVED)], ax.scale)
+        D = _ident._kept_derivatives(cols.memo, ("family", e), F,
+                                     strong & (under >= _RESOLVED), ax.scale)  # fmt: skip
         if D.shape[1]:
             blocks.append((D, True, e))
     A = np.concatenate([b[0] for b in blocks], axis=1)
@@ -172,7 +172,12 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
         cols.memo["neighbourhoods"] = _neighbourhoods(cols, ax, det)
     near, ring = cols.memo["neighbourhoods"]
     sel = [index[e] for e in tested]
-    phi = _dispersion(d_full, cols.tied[:, sel], near[:, sel], ring[:, sel], p) if sel else []
+    if not sel:
+        phi = []
+    elif _ident.FAST_PATH:  # the same numbers from what is kept per candidate set
+        phi = _ident._selection(cols, sel, ring).dispersion(d_full, p)
+    else:
+        phi = _dispersion(d_full, cols.tied[:, sel], near[:, sel], ring[:, sel], p)
     # each element dropped: first one weighted least-squares step from the full fit (its normal
     # equations, restricted to the kept columns: no pass over the channels per element); the
     # deviance there is at least the reduced model's minimum, so its T is an upper bound. A
@@ -184,7 +189,7 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
     op = None
     if _ident.FAST_PATH:  # the same normal equations from the matrix's nonzero blocks
         op = _ident._BlockMatrix(An)
-        M, rhs = op.gram(1.0 / np.sqrt(mu)), op.rmatvec((y - zero) / mu)
+        M, rhs = op.normal(1.0 / np.sqrt(mu), (y - zero) / mu)
     else:
         Aw = An / mu[:, None]
         M, rhs = An.T @ Aw, (y - zero) @ Aw

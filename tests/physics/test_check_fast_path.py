@@ -98,6 +98,11 @@ def test_peaks_and_neighbourhoods_are_the_same_numbers(both_paths):
     det = Detector(resolution_mnka=128.0)
     old, new = both_paths(lambda: idm._build_columns(ax, 200.0, idm.candidate_elements(), det))
     np.testing.assert_array_equal(new.tied, old.tied)
+    # the columns from each element's kept line arrays: the same elements, families, lines
+    assert new.elements == old.elements and new.lines == old.lines
+    for e in old.elements:
+        np.testing.assert_array_equal(new.family[e], old.family[e])
+    np.testing.assert_array_equal(new.continuum, old.continuum)
     (n0, r0), (n1, r1) = both_paths(lambda: idm._neighbourhoods(old, ax, det))
     np.testing.assert_array_equal(n1, n0)
     np.testing.assert_array_equal(r1, r0)
