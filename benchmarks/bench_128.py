@@ -11,11 +11,11 @@ Switches (``--switch``):
 - ``blas``: the fit loops with one BLAS thread (:mod:`esmpy_hs.nmf._blas`, the default) or
   with the BLAS libraries' own threads (before);
 - ``pass``: the pass's sweeps and the step after it (issue 18, second round):
-  :data:`esmpy_hs.nmf._kernels.PAIRED_COUNTS` (a pixel's counts two at a time),
-  :data:`esmpy_hs.nmf._kernels.INLINE_SIMPLEX` (the H step's simplex solve inlined into the
-  pass; both read at compile time: off runs a copy of this tree's ``_kernels.py`` with them
-  False) and :data:`esmpy_hs.nmf._solver.COMPILED_BLOCK_SUM` (the blocks' ``R Hᵀ`` summed in
-  compiled code), all on or all off;
+  :data:`esmpy_hs.nmf._kernels.PAIRED_COUNTS` (the ratio sweep takes a pixel's counts two
+  at a time), :data:`esmpy_hs.nmf._kernels.UNROLLED_SIMPLEX` (the H step's simplex solve
+  compiled for the pass's k; both read at compile time: off runs a copy of this tree's
+  ``_kernels.py`` with them False) and :data:`esmpy_hs.nmf._solver.COMPILED_BLOCK_SUM` (the
+  blocks' ``R Hᵀ`` summed in compiled code), all on or all off;
 - ``loop``: the main loop's work outside the plain pass (issue 18):
   :data:`esmpy_hs.nmf._solver.FUSED_EXTRAPOLATION` (H extrapolated inside the pass),
   :data:`esmpy_hs.nmf._solver.FOLD_CLOSING_LOSS` (the old G's F at an absorption refresh
@@ -79,7 +79,7 @@ class _OldKernels:
 
 _KERNELS = {"new": solver._kernels, "old": None}
 #: the compile-time switches of ``--switch pass`` (False in the "before" copy of the kernels)
-PASS_KERNEL_SWITCHES = ("PAIRED_COUNTS", "INLINE_SIMPLEX")
+PASS_KERNEL_SWITCHES = ("PAIRED_COUNTS", "UNROLLED_SIMPLEX")
 
 
 def load_variant(**flags: bool):

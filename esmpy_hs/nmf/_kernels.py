@@ -20,7 +20,9 @@ every ``nblocks``-th stripe of 64 pixels, so the threads share the costly and th
 map evenly. Each block writes its own accumulator, so the result does not depend on the number of
 threads. The per-pixel helpers are inlined into the block loop (numba ``inline="always"``): at
 low dose the calls cost as much as the arithmetic. The surrogate solver is called, not inlined:
-inlining it saved about 10 % at low dose but more than doubled the compile time. The caller
+inlining it saved about 10 % at low dose but more than doubled the compile time; under the
+H simplex without fixed entries the one called is compiled for the pass's k
+(:data:`UNROLLED_SIMPLEX`). The caller
 sums the blocks (see :func:`esmpy_hs.nmf._solver.h_pass`).
 
 Storage: ``D`` is channels × k and ``Ht`` is pixels × k (pixel-major), both C-contiguous and of the
@@ -70,19 +72,20 @@ _SMALL_R = 2.0**-100
 #: is measured with ``benchmarks/bench_pass.py --baseline REV`` (the kernels of a revision
 #: before, in the same process).
 SCALAR_SUMS = True
-#: the sweeps of the plain sparse pass (no loss) take a pixel's counts two at a time (k ≤ 4,
-#: with :data:`SCALAR_SUMS`): the two models and divisions of a pair are independent and the
-#: pair's terms of ``Dᵀ r`` are added to the running sums together (the sums over one pixel's
-#: counts are chains of dependent adds). ``R Hᵀ``: the same operations in the same order; ``Dᵀ
-#: r``: the same terms summed in another order (~1e-15 relative). Read at compile time; False:
-#: the sweeps before (issue 18, docs/validation.rst).
+#: the ratio sweep of the plain sparse pass (H step, no loss) takes a pixel's counts two at a
+#: time (k ≤ 4, with :data:`SCALAR_SUMS`): the two models and divisions of a pair are
+#: independent and the pair's terms of ``Dᵀ r`` are added to the running sums together (the sums
+#: over one pixel's counts are chains of dependent adds): 4 % less time per plain pass at 128²
+#: (the same pairing of the ``R Hᵀ`` sweep gained nothing and is not made). ``Dᵀ r``: the same
+#: terms summed in another order (~1e-16 relative). Read at compile time; False: the sweep
+#: before (issue 18, docs/validation.rst).
 PAIRED_COUNTS = True
 #: the H step of a pixel under the simplex without fixed entries solves its surrogate with
-#: :func:`._simplex.solve_free_simplex` inlined into the pass (the steps of
-#: :func:`._simplex.solve_column`, which stays a call in the other cases: inlining the general
-#: solver doubled the compile time). Read at compile time; False: the call (issue 18,
-#: docs/validation.rst).
-INLINE_SIMPLEX = True
+#: :func:`._simplex.solve_free_simplex`, compiled for the pass's k (its loops unrolled: up to 5 %
+#: less time per plain pass at k = 3), instead of :func:`._simplex.solve_column` for any length
+#: (the same steps: the same result to the last unit). Read at compile time; False: always
+#: :func:`._simplex.solve_column` (issue 18, docs/validation.rst).
+UNROLLED_SIMPLEX = True
 
 
 @njit(cache=True, inline="always")
@@ -151,7 +154,7 @@ def _scatter4(acc, ch, r, h0, h1, h2, h3, kt):
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _update_pixel(
     p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
-    simplex, fixed, eps, rtol, c, beta, free, hn, seq,
+    simplex, fixed, eps, rtol, c, beta, free, hn, seq, kt,
 ):  # fmt: skip
     """Solve the surrogate of pixel p (global index) / i (chunk index); write ``hn``.
 
@@ -215,8 +218,8 @@ def _update_pixel(
                 beta[j] -= lam * s if seq else lam * (deg * h[j] + s)
     if simplex and q > 0.0 and _project_empty(c, beta, q, free, total, eps, hn):
         return
-    if INLINE_SIMPLEX and simplex and not has_fixed and solve_free_simplex(c, beta, q, total, eps,
-                                                                          rtol, hn):
+    if UNROLLED_SIMPLEX and simplex and not has_fixed and solve_free_simplex(c, beta, q, total, eps,
+                                                                          rtol, hn, kt):
         return
     solve_column(c, beta, q, free, total, eps, simplex, rtol, hn)
 
@@ -444,27 +447,6 @@ def _ratios_pairs(i0, i1, indices, counts, D, h, a, inv_scale, kt):
 
 
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
-def _accumulate_pairs(i0, i1, indices, counts, D, hn, acc, inv_scale, kt):
-    """:func:`_accumulate_sparse` with the counts two at a time (:data:`PAIRED_COUNTS`, k ≤ 4;
-    a pixel's channels are distinct, so every ``acc`` entry gets the same adds in the same
-    order)."""
-    h0, h1, h2, h3 = _h4(hn, kt)
-    t = i0
-    while t + 1 < i1:
-        ch = indices[t]
-        cg = indices[t + 1]
-        r = counts[t] * inv_scale / _model4(D, ch, h0, h1, h2, h3, kt)
-        s = counts[t + 1] * inv_scale / _model4(D, cg, h0, h1, h2, h3, kt)
-        _scatter4(acc, ch, r, h0, h1, h2, h3, kt)
-        _scatter4(acc, cg, s, h0, h1, h2, h3, kt)
-        t += 2
-    if t < i1:
-        ch = indices[t]
-        r = counts[t] * inv_scale / _model4(D, ch, h0, h1, h2, h3, kt)
-        _scatter4(acc, ch, r, h0, h1, h2, h3, kt)
-
-
-@njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _ratios_dense(i, dense, D, h, a, inv_scale, kt):
     """Dense counterpart of :func:`_ratios_sparse` (zero counts skipped)."""
     k = len(kt)
@@ -622,7 +604,7 @@ def _sparse_block(
             if update_h:
                 _update_pixel(
                     p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
-                    simplex, fixed, eps, rtol, c, beta, free, hn, seq,
+                    simplex, fixed, eps, rtol, c, beta, free, hn, seq, kt,
                 )  # fmt: skip
                 for j in range(k):
                     Ht_out[i, j] = hn[j]
@@ -637,10 +619,7 @@ def _sparse_block(
             if accumulate:
                 for j in range(k):
                     hs[j] += hn[j]
-                if pairs:
-                    _accumulate_pairs(i0, i1, indices, counts, D, hn, blk_acc, inv_scale, kt)
-                else:
-                    _accumulate_sparse(i0, i1, indices, counts, D, hn, blk_acc, inv_scale, kt)
+                _accumulate_sparse(i0, i1, indices, counts, D, hn, blk_acc, inv_scale, kt)
     for j in range(k):
         hsum_b[j] = hs[j]
     for j in range(loss_b.shape[0]):
@@ -798,7 +777,7 @@ def _dense_block(
             if update_h:
                 _update_pixel(
                     p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
-                    simplex, fixed, eps, rtol, c, beta, free, hn, seq,
+                    simplex, fixed, eps, rtol, c, beta, free, hn, seq, kt,
                 )  # fmt: skip
                 for j in range(k):
                     Ht_out[i, j] = hn[j]

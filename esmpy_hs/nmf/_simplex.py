@@ -290,19 +290,21 @@ def solve_columns(C, B, q, free, total, eps, simplex, rtol, out):
     return nus
 
 
-@njit(cache=True, inline="always")
-def solve_free_simplex(c, beta, q, total, eps, rtol, out):
-    """:func:`solve_column` under the simplex with every entry free, for inlining into a
-    compiled caller; returns False (``out`` untouched) where it does not apply: q = 0 with the
-    largest −β on an entry without counts (the degenerate case :func:`solve_column` handles).
+@njit(cache=True)
+def solve_free_simplex(c, beta, q, total, eps, rtol, out, kt):
+    """:func:`solve_column` under the simplex with every entry free, compiled for one length
+    ``len(kt)`` (``kt = (0,) * r``, as the passes pass k: the loops over the entries are
+    unrolled); returns False (``out`` untouched) where it does not apply: q = 0 with the largest
+    −β on an entry without counts (the degenerate case :func:`solve_column` handles).
 
     The same steps and the same arithmetic as :func:`solve_column` with ``free`` all True (the
     same bracket, start, Newton steps, final sweep and :func:`fix_sum`), so the same result (to
-    the last unit: compiled separately, a few roundings differ; tests/nmf/test_pass_switches.py);
-    inlined, the call (its array arguments and their reference counts) is saved, about a
-    quarter of the H step at k = 3 (issue 18, docs/validation.rst).
+    the last unit: compiled separately, a few roundings differ; tests/nmf/test_pass_switches.py).
+    Called from the passes (:data:`._kernels.UNROLLED_SIMPLEX`), not inlined: inlining the
+    solver into them made their compilation 40–60 % longer; compiled once per k, this adds
+    about nothing to it. Issue 18, docs/validation.rst.
     """
-    r = c.shape[0]
+    r = len(kt)  # compile-time constant: the loops unrolled
     csum = 0.0
     bmax = -np.inf
     hi = -np.inf
