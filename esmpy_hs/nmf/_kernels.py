@@ -955,7 +955,6 @@ def extrapolate_simplex_serial(Hn, H, beta, eps, out):
     _extrapolate_rows(Hn, H, beta, eps, 0, Hn.shape[0], out, np.zeros(Hn.shape[1], np.bool_))
 
 
-
 @njit(cache=True)
 def sum_blocks(acc, out):
     """``out = acc.sum(axis=0)`` in float64 (``acc``: blocks × m of the working dtype, ``out``:
