@@ -10,6 +10,12 @@ Switches (``--switch``):
 
 - ``blas``: the fit loops with one BLAS thread (:mod:`esmpy_hs.nmf._blas`, the default) or
   with the BLAS libraries' own threads (before);
+- ``pass``: the pass's sweeps and the step after it (issue 18, second round):
+  :data:`esmpy_hs.nmf._kernels.PAIRED_COUNTS` (the ratio sweep takes a pixel's counts two
+  at a time), :data:`esmpy_hs.nmf._kernels.UNROLLED_SIMPLEX` (the H step's simplex solve
+  compiled for the pass's k; both read at compile time: off runs a copy of this tree's
+  ``_kernels.py`` with them False) and :data:`esmpy_hs.nmf._solver.COMPILED_BLOCK_SUM` (the
+  blocks' ``R Hᵀ`` summed in compiled code), all on or all off;
 - ``loop``: the main loop's work outside the plain pass (issue 18):
   :data:`esmpy_hs.nmf._solver.FUSED_EXTRAPOLATION` (H extrapolated inside the pass),
   :data:`esmpy_hs.nmf._solver.FOLD_CLOSING_LOSS` (the old G's F at an absorption refresh
@@ -72,11 +78,36 @@ class _OldKernels:
 
 
 _KERNELS = {"new": solver._kernels, "old": None}
+#: the compile-time switches of ``--switch pass`` (False in the "before" copy of the kernels)
+PASS_KERNEL_SWITCHES = ("PAIRED_COUNTS", "UNROLLED_SIMPLEX")
+
+
+def load_variant(**flags: bool):
+    """This tree's ``esmpy_hs/nmf/_kernels.py`` with module switches set to ``flags`` (read at
+    compile time), imported as a module of its own."""
+    import importlib.util
+    import re
+    import tempfile
+
+    text = Path(solver._kernels.__file__).read_text()
+    for name, value in flags.items():
+        text, n = re.subn(rf"^{name} = .*$", f"{name} = {value}", text, flags=re.M)
+        if n != 1:
+            raise ValueError(f"no switch {name} in _kernels.py")
+    path = Path(tempfile.mkdtemp()) / "_kernels_variant.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location("_kernels_variant", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def set_switch(name: str, on: bool) -> None:
     if name == "blas":
         blas.ENABLED = on
+    elif name == "pass":
+        solver._kernels = _KERNELS["new"] if on else _KERNELS["old"]
+        solver.COMPILED_BLOCK_SUM = on
     else:
         if _KERNELS["old"] is not None:
             solver._kernels = _KERNELS["new"] if on else _KERNELS["old"]
@@ -140,7 +171,7 @@ def map_mse(a, b):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--maps", nargs="*", default=["paper_N293_s1", "ref293_s0", "ref18_s0"])
-    ap.add_argument("--switch", choices=("blas", "loop"), default="loop")
+    ap.add_argument("--switch", choices=("blas", "loop", "pass"), default="loop")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--baseline", default="ba42866",
                     help="revision whose compiled passes run with --switch loop off ('' : this "
@@ -150,6 +181,8 @@ def main():
         from bench_pass import load_baseline
 
         _KERNELS["old"] = _OldKernels(load_baseline(args.baseline))
+    if args.switch == "pass":
+        _KERNELS["old"] = load_variant(**dict.fromkeys(PASS_KERNEL_SWITCHES, False))
     warnings.simplefilter("ignore")
     fit.iterate = _timed_iterate(fit.iterate)
     solver.h_pass = _timed_pass(solver.h_pass)

@@ -20,7 +20,9 @@ every ``nblocks``-th stripe of 64 pixels, so the threads share the costly and th
 map evenly. Each block writes its own accumulator, so the result does not depend on the number of
 threads. The per-pixel helpers are inlined into the block loop (numba ``inline="always"``): at
 low dose the calls cost as much as the arithmetic. The surrogate solver is called, not inlined:
-inlining it saved about 10 % at low dose but more than doubled the compile time. The caller
+inlining it saved about 10 % at low dose but more than doubled the compile time; under the
+H simplex without fixed entries the one called is compiled for the pass's k
+(:data:`UNROLLED_SIMPLEX`). The caller
 sums the blocks (see :func:`esmpy_hs.nmf._solver.h_pass`).
 
 Storage: ``D`` is channels × k and ``Ht`` is pixels × k (pixel-major), both C-contiguous and of the
@@ -43,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from esmpy_hs.nmf._simplex import fix_sum, solve_column
+from esmpy_hs.nmf._simplex import fix_sum, solve_column, solve_free_simplex
 
 #: LLVM fast-math flags of the kernels: fused multiply-add, reassociation of the sums over a
 #: pixel's counts and x/y → x·(1/y). No "no-NaN/no-inf" assumptions (the fixed entries are NaN
@@ -70,6 +72,20 @@ _SMALL_R = 2.0**-100
 #: is measured with ``benchmarks/bench_pass.py --baseline REV`` (the kernels of a revision
 #: before, in the same process).
 SCALAR_SUMS = True
+#: the ratio sweep of the plain sparse pass (H step, no loss) takes a pixel's counts two at a
+#: time (k ≤ 4, with :data:`SCALAR_SUMS`): the two models and divisions of a pair are
+#: independent and the pair's terms of ``Dᵀ r`` are added to the running sums together (the sums
+#: over one pixel's counts are chains of dependent adds): 4 % less time per plain pass at 128²
+#: (the same pairing of the ``R Hᵀ`` sweep gained nothing and is not made). ``Dᵀ r``: the same
+#: terms summed in another order (~1e-16 relative). Read at compile time; False: the sweep
+#: before (issue 18, docs/validation.rst).
+PAIRED_COUNTS = True
+#: the H step of a pixel under the simplex without fixed entries solves its surrogate with
+#: :func:`._simplex.solve_free_simplex`, compiled for the pass's k (its loops unrolled: up to 5 %
+#: less time per plain pass at k = 3), instead of :func:`._simplex.solve_column` for any length
+#: (the same steps: the same result to the last unit). Read at compile time; False: always
+#: :func:`._simplex.solve_column` (issue 18, docs/validation.rst).
+UNROLLED_SIMPLEX = True
 
 
 @njit(cache=True, inline="always")
@@ -138,7 +154,7 @@ def _scatter4(acc, ch, r, h0, h1, h2, h3, kt):
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _update_pixel(
     p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
-    simplex, fixed, eps, rtol, c, beta, free, hn, seq,
+    simplex, fixed, eps, rtol, c, beta, free, hn, seq, kt,
 ):  # fmt: skip
     """Solve the surrogate of pixel p (global index) / i (chunk index); write ``hn``.
 
@@ -200,8 +216,12 @@ def _update_pixel(
                     for t in range(a0, a1):
                         s += Ht[adj_indices[t], j]
                 beta[j] -= lam * s if seq else lam * (deg * h[j] + s)
-    if not (simplex and q > 0.0 and _project_empty(c, beta, q, free, total, eps, hn)):
-        solve_column(c, beta, q, free, total, eps, simplex, rtol, hn)
+    if simplex and q > 0.0 and _project_empty(c, beta, q, free, total, eps, hn):
+        return
+    if UNROLLED_SIMPLEX and simplex and not has_fixed and solve_free_simplex(c, beta, q, total, eps,
+                                                                          rtol, hn, kt):
+        return
+    solve_column(c, beta, q, free, total, eps, simplex, rtol, hn)
 
 
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
@@ -405,6 +425,28 @@ def _accumulate_sparse(i0, i1, indices, counts, D, hn, acc, inv_scale, kt):
 
 
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _ratios_pairs(i0, i1, indices, counts, D, h, a, inv_scale, kt):
+    """:func:`_ratios_sparse` with the counts two at a time (:data:`PAIRED_COUNTS`, k ≤ 4)."""
+    h0, h1, h2, h3 = _h4(h, kt)
+    a0 = a1 = a2 = a3 = 0.0
+    t = i0
+    while t + 1 < i1:
+        ch = indices[t]
+        cg = indices[t + 1]
+        r = counts[t] * inv_scale / _model4(D, ch, h0, h1, h2, h3, kt)
+        s = counts[t + 1] * inv_scale / _model4(D, cg, h0, h1, h2, h3, kt)
+        b0, b1, b2, b3 = _axpy4(D, ch, r, 0.0, 0.0, 0.0, 0.0, kt)
+        b0, b1, b2, b3 = _axpy4(D, cg, s, b0, b1, b2, b3, kt)
+        a0, a1, a2, a3 = a0 + b0, a1 + b1, a2 + b2, a3 + b3
+        t += 2
+    if t < i1:
+        ch = indices[t]
+        r = counts[t] * inv_scale / _model4(D, ch, h0, h1, h2, h3, kt)
+        a0, a1, a2, a3 = _axpy4(D, ch, r, a0, a1, a2, a3, kt)
+    _add4(a, a0, a1, a2, a3, kt)
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _ratios_dense(i, dense, D, h, a, inv_scale, kt):
     """Dense counterpart of :func:`_ratios_sparse` (zero counts skipped)."""
     k = len(kt)
@@ -509,6 +551,7 @@ def _sparse_block(
 ):  # fmt: skip
     """Block ``b`` of ``nblocks``, its stripes serially (see :func:`h_pass_sparse`)."""
     k = len(kt)  # compile-time constant (see the kernel's docstring)
+    pairs = PAIRED_COUNTS and SCALAR_SUMS and k <= 4
     blk_acc[:] = 0.0
     hs = np.zeros(k)
     ls = np.zeros(6)
@@ -539,7 +582,9 @@ def _sparse_block(
             i0 = indptr[i]
             i1 = indptr[i + 1]
             if update_h or want_loss:
-                if want_loss:
+                if pairs and not want_loss:
+                    _ratios_pairs(i0, i1, indices, counts, D, h, a, inv_scale, kt)
+                elif want_loss:
                     ls[0] += inv_scale * _ratios_loss_sparse(i0, i1, indices, counts, D, h, a,
                                                              inv_scale, kt)  # fmt: skip
                     if two:
@@ -559,7 +604,7 @@ def _sparse_block(
             if update_h:
                 _update_pixel(
                     p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
-                    simplex, fixed, eps, rtol, c, beta, free, hn, seq,
+                    simplex, fixed, eps, rtol, c, beta, free, hn, seq, kt,
                 )  # fmt: skip
                 for j in range(k):
                     Ht_out[i, j] = hn[j]
@@ -732,7 +777,7 @@ def _dense_block(
             if update_h:
                 _update_pixel(
                     p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
-                    simplex, fixed, eps, rtol, c, beta, free, hn, seq,
+                    simplex, fixed, eps, rtol, c, beta, free, hn, seq, kt,
                 )  # fmt: skip
                 for j in range(k):
                     Ht_out[i, j] = hn[j]
@@ -909,6 +954,19 @@ def extrapolate_simplex_serial(Hn, H, beta, eps, out):
     """:func:`extrapolate_simplex` on one thread (small maps: no wake-up of the thread pool)."""
     _extrapolate_rows(Hn, H, beta, eps, 0, Hn.shape[0], out, np.zeros(Hn.shape[1], np.bool_))
 
+
+@njit(cache=True)
+def sum_blocks(acc, out):
+    """``out = acc.sum(axis=0)`` in float64 (``acc``: blocks × m of the working dtype, ``out``:
+    m, float64; the caller passes flat views of blocks × n × k and n × k): the blocks added
+    one after the other in their order, as NumPy's reduction over the first axis does (the
+    same sums, bit for bit), without its per-call cost (tens of µs per pass at 128², issue 18)."""
+    nb, m = acc.shape
+    for i in range(m):
+        out[i] = np.float64(acc[0, i])
+    for b in range(1, nb):
+        for i in range(m):
+            out[i] += np.float64(acc[b, i])
 
 # ---------------------------------------------------------------------------- compaction
 @njit(parallel=True, cache=True)

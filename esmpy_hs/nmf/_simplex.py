@@ -288,3 +288,127 @@ def solve_columns(C, B, q, free, total, eps, simplex, rtol, out):
             if f[i]:
                 out[i, j] = o[i]
     return nus
+
+
+@njit(cache=True)
+def solve_free_simplex(c, beta, q, total, eps, rtol, out, kt):
+    """:func:`solve_column` under the simplex with every entry free, compiled for one length
+    ``len(kt)`` (``kt = (0,) * r``, as the passes pass k: the loops over the entries are
+    unrolled); returns False (``out`` untouched) where it does not apply: q = 0 with the largest
+    −β on an entry without counts (the degenerate case :func:`solve_column` handles).
+
+    The same steps and the same arithmetic as :func:`solve_column` with ``free`` all True (the
+    same bracket, start, Newton steps, final sweep and :func:`fix_sum`), so the same result (to
+    the last unit: compiled separately, a few roundings differ; tests/nmf/test_pass_switches.py).
+    Called from the passes (:data:`._kernels.UNROLLED_SIMPLEX`), not inlined: inlining the
+    solver into them made their compilation 40–60 % longer; compiled once per k, this adds
+    about nothing to it. Issue 18, docs/validation.rst.
+    """
+    r = len(kt)  # compile-time constant: the loops unrolled
+    csum = 0.0
+    bmax = -np.inf
+    hi = -np.inf
+    nu_b = -np.inf
+    inf_at_b = False
+    lo_q = np.inf
+    for i in range(r):
+        ci = c[i]
+        bi = beta[i]
+        csum += ci
+        if bi > bmax:
+            bmax = bi
+        if -bi > hi:
+            hi = -bi
+        if -bi > nu_b:
+            nu_b = -bi
+            inf_at_b = ci > 0.0
+        elif -bi == nu_b and ci > 0.0:
+            inf_at_b = True
+        cand = -bi - 2.0 * q * total
+        if cand < lo_q:
+            lo_q = cand
+    cmax_term = -np.inf
+    for i in range(r):
+        cand = r * c[i] / total - beta[i]
+        if cand > cmax_term:
+            cmax_term = cand
+    if cmax_term > hi:
+        hi = cmax_term
+    if q == 0.0:
+        if not inf_at_b:
+            return False
+        lo = nu_b
+        if hi <= lo:
+            hi = lo + 1.0
+    else:
+        lo = lo_q - 1.0
+    sxb = 0.0
+    sxx = 0.0
+    sx = 0.0
+    for i in range(r):
+        xi = out[i]
+        sx += xi
+        sxb += xi * beta[i]
+        sxx += xi * xi
+    nu = (csum - sxb - 2.0 * q * sxx) / total
+    if not (sx > 0.0 and abs(sx - total) <= 1e-6 * total and lo < nu < hi):
+        nu = csum / total - bmax
+        if nu <= lo or nu >= hi:
+            nu = 0.5 * (lo + hi)
+    converged = False
+    phi = 0.0
+    for _ in range(_MAX_NEWTON):
+        phi = 0.0
+        dphi = 0.0
+        for i in range(r):
+            x = beta[i] + nu
+            if q == 0.0 and x <= 0.0:
+                phi = np.inf
+                break
+            v, dv = _g_dg(c[i], x, q)
+            if v > eps:
+                phi += v
+                dphi += dv
+                out[i] = v
+            else:
+                phi += eps
+                out[i] = eps
+        f = phi - total
+        if abs(f) <= rtol * total:
+            converged = True
+            break
+        if f > 0.0:
+            lo = nu
+        else:
+            hi = nu
+        step_ok = False
+        if np.isfinite(phi) and dphi < 0.0:
+            cand = nu + phi * (1.0 - phi / total) / dphi
+            if lo < cand < hi:
+                nu = cand
+                step_ok = True
+        if not step_ok:
+            nu = 0.5 * (lo + hi)
+        if hi - lo <= 1e-15 * max(abs(lo), abs(hi), 1e-300):
+            break
+    s = phi
+    if not converged:
+        s = 0.0
+        for i in range(r):
+            x = beta[i] + nu
+            v = _g(c[i], x, q) if (q > 0.0 or x > 0.0) else total
+            v = v if v > eps else eps
+            out[i] = v
+            s += v
+    if s != total:
+        above = 0.0
+        for i in range(r):
+            if out[i] > eps:
+                above += out[i]
+        if above > 0.0:
+            fac = (total - (s - above)) / above
+            if fac > 0.0:
+                for i in range(r):
+                    if out[i] > eps:
+                        out[i] *= fac
+    return True

@@ -60,6 +60,9 @@ FUSED_EXTRAPOLATION = True
 #: kernels' ``D2``), instead of in a loss-only pass of its own; False: the loss-only pass (the
 #: loop before; same decisions, same iterates)
 FOLD_CLOSING_LOSS = True
+#: sum the per-block ``R Hᵀ`` of a pass in compiled code (:func:`._kernels.sum_blocks`, the same
+#: sums in the same order) instead of NumPy's reduction; False: ``acc.sum(axis=0)`` (before)
+COMPILED_BLOCK_SUM = True
 
 
 def h_rtol(dtype) -> float:
@@ -246,7 +249,12 @@ def h_pass(
         kern(chunk[1], D, colsum, Ht, start, Ht_out, *common)
     tot = loss.sum(axis=0)
     loss2 = np.array([tot[4], tot[5], tot[2], tot[3]]) if two else None
-    return PassResult(acc.sum(axis=0, dtype=np.float64), hsum.sum(axis=0), tot[:4], loss2)
+    if COMPILED_BLOCK_SUM:
+        RHt = np.empty((n, k))
+        _kernels.sum_blocks(acc.reshape(nb, n * k), RHt.reshape(n * k))
+    else:
+        RHt = acc.sum(axis=0, dtype=np.float64)
+    return PassResult(RHt, hsum.sum(axis=0), tot[:4], loss2)
 
 
 def combine(parts: list[PassResult]) -> PassResult:
