@@ -46,3 +46,25 @@ def synthetic(
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+def pass_data(seed: int, dose: float, shape: tuple[int, int], k: int = 3, n: int = 60):
+    """Random (D channels × k, H pixels × k on the simplex, compact Poisson counts of D·Hᵀ at
+    ``dose``) for the tests of a single pass."""
+    from esmpy_hs.nmf._data import as_compact
+
+    rng = np.random.default_rng(seed)
+    p = shape[0] * shape[1]
+    D = np.ascontiguousarray(rng.random((n, k)) / n)
+    Ht = np.ascontiguousarray(rng.dirichlet(np.full(k, 0.5), p))
+    Y = rng.poisson(dose * (D @ Ht.T)).astype(np.uint16)
+    return D, Ht, as_compact(Y.T)
+
+
+def interrupted_pass(data, hp):
+    """A stand-in for ``memory_pass`` whose pass raises KeyboardInterrupt (Ctrl-C)."""
+
+    def run(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    return run

@@ -19,7 +19,7 @@ from esmpy_hs.nmf._coarse import (
 )
 from esmpy_hs.nmf._data import as_compact
 
-from .conftest import peaks_G
+from .conftest import interrupted_pass, peaks_G
 
 SHAPE = (64, 64)
 
@@ -143,13 +143,7 @@ def test_interrupt_during_the_coarse_start(rng, monkeypatch):
 
     G, Y = low_dose(rng)
 
-    def interrupted(data, hp):
-        def run(*args, **kwargs):
-            raise KeyboardInterrupt
-
-        return run
-
-    monkeypatch.setattr(coarse_module, "memory_pass", interrupted)
+    monkeypatch.setattr(coarse_module, "memory_pass", interrupted_pass)
     est = fit(G, Y.T, max_iter=30)
     assert est.stop_reason_ == "interrupted" and est.n_iter_ == 0 and est.coarse_iter_ == []
     np.testing.assert_allclose(est.H_.sum(axis=0), 1.0)

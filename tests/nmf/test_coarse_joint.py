@@ -15,7 +15,7 @@ import esmpy_hs.nmf._plan as plan_module
 from esmpy_hs.nmf import SmartNMF
 from esmpy_hs.nmf._plan import joint_factor
 
-from .conftest import peaks_G
+from .conftest import interrupted_pass, peaks_G
 
 SHAPE = (64, 64)
 
@@ -134,13 +134,7 @@ def test_interrupt_during_the_joint_level(rng, monkeypatch):
     monkeypatch.setattr(plan_module, "COARSE_JOINT_BLOCKS", 256)
     G, _, _, Y = particles(rng)
 
-    def interrupted(data, hp):
-        def run(*args, **kwargs):
-            raise KeyboardInterrupt
-
-        return run
-
-    monkeypatch.setattr(coarse_module, "memory_pass", interrupted)
+    monkeypatch.setattr(coarse_module, "memory_pass", interrupted_pass)
     est = fit(G, Y.T, max_iter=30)
     assert est.stop_reason_ == "interrupted" and est.n_iter_ == 0
     assert est.coarse_iter_ == [(4, 0)]

@@ -9,22 +9,12 @@ import numpy as np
 import pytest
 
 from esmpy_hs.nmf import SmartNMF, _kernels, _solver, _updates
-from esmpy_hs.nmf._data import as_compact
 from esmpy_hs.nmf._laplacian import grid_adjacency, grid_colouring
 from esmpy_hs.nmf._solver import HParams, h_pass, n_blocks, sweep
 
-from .conftest import synthetic
+from .conftest import pass_data, synthetic
 
 SHAPE = (16, 18)
-
-
-def _data(seed: int, dose: float, k: int = 3, n: int = 60):
-    rng = np.random.default_rng(seed)
-    p = SHAPE[0] * SHAPE[1]
-    D = np.ascontiguousarray(rng.random((n, k)) / n)
-    Ht = np.ascontiguousarray(rng.dirichlet(np.full(k, 0.5), p))
-    Y = rng.poisson(dose * (D @ Ht.T)).astype(np.uint16)
-    return D, Ht, as_compact(Y.T)
 
 
 def _hp(Y, k: int, lam: float, red_black: bool) -> HParams:
@@ -37,7 +27,7 @@ def _hp(Y, k: int, lam: float, red_black: bool) -> HParams:
 @pytest.mark.parametrize("red_black", [False, True])
 @pytest.mark.parametrize("dose", [2.0, 200.0])
 def test_the_pass_extrapolates_as_the_separate_kernel(red_black, dose):
-    D, Ht, Y = _data(1, dose)
+    D, Ht, Y = pass_data(1, dose, SHAPE)
     k = D.shape[1]
     hp = _hp(Y, k, 20.0 if red_black else 0.5, red_black)
     run = _solver.memory_pass(Y, hp)
@@ -62,7 +52,7 @@ def test_the_pass_extrapolates_as_the_separate_kernel(red_black, dose):
 
 
 def test_the_fused_extrapolation_refuses_fixed_entries():
-    D, Ht, Y = _data(2, 50.0)
+    D, Ht, Y = pass_data(2, 50.0, SHAPE)
     hp = _hp(Y, 3, 0.5, False)
     hp.fixed_Ht = np.full(Ht.shape, np.nan)
     with pytest.raises(ValueError, match="fused extrapolation"):
@@ -73,7 +63,7 @@ def test_the_fused_extrapolation_refuses_fixed_entries():
 @pytest.mark.parametrize("red_black", [False, True])
 @pytest.mark.parametrize("dense", [False, True])
 def test_the_loss_at_a_second_D_is_the_loss_pass_there(red_black, dense):
-    D, Ht, Y = _data(3, 30.0)
+    D, Ht, Y = pass_data(3, 30.0, SHAPE)
     k = D.shape[1]
     hp = _hp(Y, k, 20.0 if red_black else 0.5, red_black)
     D2 = np.ascontiguousarray(D * np.linspace(0.8, 1.3, D.shape[0])[:, None])

@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 
 from esmpy_hs.nmf import SmartNMF, _kernels, _solver
-from esmpy_hs.nmf._data import as_compact
 from esmpy_hs.nmf._laplacian import grid_adjacency
 from esmpy_hs.nmf._simplex import solve_column, solve_free_simplex
 from esmpy_hs.nmf._solver import HParams, h_pass
 
-from .conftest import synthetic
+from .conftest import pass_data, synthetic
 
 SHAPE = (16, 18)
 
@@ -65,20 +64,11 @@ def test_the_unrolled_solve_is_solve_column_to_the_last_unit(k):
     assert exact > 0.9 * applied
 
 
-def _data(seed: int, dose: float, k: int = 3, n: int = 60):
-    rng = np.random.default_rng(seed)
-    p = SHAPE[0] * SHAPE[1]
-    D = np.ascontiguousarray(rng.random((n, k)) / n)
-    Ht = np.ascontiguousarray(rng.dirichlet(np.full(k, 0.5), p))
-    Y = rng.poisson(dose * (D @ Ht.T)).astype(np.uint16)
-    return D, Ht, as_compact(Y.T)
-
-
 @pytest.mark.parametrize("dose", [3.0, 300.0])
 def test_the_pass_is_the_reference_update(dose):
     """The pass (paired sweeps, unrolled solve) against NumPy sums and solve_column per pixel,
     at even and odd numbers of counts per pixel."""
-    D, Ht, Y = _data(4, dose)
+    D, Ht, Y = pass_data(4, dose, SHAPE)
     k = D.shape[1]
     adj = grid_adjacency(SHAPE)
     lam = 0.5
