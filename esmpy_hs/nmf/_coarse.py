@@ -183,9 +183,9 @@ def joint_level(plan, source, W: np.ndarray, Ht: np.ndarray, b: int, view, warmu
                 desc: str = "SmartNMF") -> tuple[np.ndarray, np.ndarray, int, bool]:  # fmt: skip
     """The joint fit (W and H) on the map binned ``b`` × ``b``, from the start ``(W, Ht)``.
 
-    A large map's spectra converge slowly at full resolution (the spectra of phases never
-    seen pure crawl to their bound over hundreds of iterations: 370 at 512², 540 at 1024² on
-    the reference sample, against 230 at 256²). On the binned map the same model holds (see
+    A large map's spectra converge slowly at full resolution: a phase far from its answer
+    after the start moves there over more iterations the larger the map (docs/validation.rst,
+    "A binned level for the joint fit at scale"). On the binned map the same model holds (see
     the module docstring: data scale b² · scale, λ / b², the same W), and a pass costs about
     b² times less once the blocks' spectra are dense. The start's abundances are averaged
     over the blocks, ``warmup`` H-only iterations fit them to the binned counts, then W and H

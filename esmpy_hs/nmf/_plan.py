@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from esmpy_hs.nmf._coarse import levels
+from esmpy_hs.nmf._coarse import coarse_shape, levels
 from esmpy_hs.nmf._init import bin_factor
 from esmpy_hs.nmf._laplacian import (
     empty_adjacency,
@@ -433,7 +433,7 @@ def joint_factor(plan: Plan) -> int:
             and s.fixed_Ht is None and s.shape is not None and len(s.shape) == 2):  # fmt: skip
         return 0
     b = 1
-    while (-(-s.shape[0] // b)) * (-(-s.shape[1] // b)) > COARSE_JOINT_BLOCKS:
+    while np.prod(coarse_shape(s.shape, b)) > COARSE_JOINT_BLOCKS:
         b *= 2
     return b if b >= COARSE_JOINT_MIN_FACTOR else 0
 
