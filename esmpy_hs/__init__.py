@@ -26,6 +26,7 @@ _PUBLIC = {
     "PhysicsModel": "esmpy_hs.physics",
     "build_G": "esmpy_hs.physics",
     "UnexplainedCountsWarning": "esmpy_hs.signals._model_check",
+    "TradedPhaseWarning": "esmpy_hs.signals._decomposition",
 }
 
 __all__ = ["__version__", *_PUBLIC]

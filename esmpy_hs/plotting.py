@@ -352,7 +352,10 @@ def _composition_text(q, k: int, max_elements: int, stray: Sequence[str]) -> str
         return "composition:\nneeds a smart_nmf fit\n(s.quantify_phases())"
     name = q.phase_names[k]
     if name in q.undetermined:
-        return "composition:\nnot determined\n" + "\n".join(textwrap.wrap(q.undetermined[name], 28))
+        why = q.undetermined[name]
+        if "traded its abundance" in why:  # the figures in brackets are in the table
+            why = why.split(" (")[0] + ": abundance traded for scale"
+        return "composition:\nnot determined\n" + "\n".join(textwrap.wrap(why, 28))
     at, err = q.atomic_percent[name], q.atomic_percent_error[name]
     missing = getattr(q, "not_detected", {}).get(name)
     at = {el: v for el, v in at.items() if not missing or el not in missing}

@@ -30,6 +30,8 @@ __all__ = [
     "normalise_composition",
     "quantify_W",
     "quantify_rows",
+    "traded_note",
+    "traded_phases",
 ]
 
 _FRACTIONS = ("atomic", "weight")
@@ -329,25 +331,68 @@ def mark_never_pure(q: Quantification, largest_share: ArrayLike,
     return q
 
 
+def traded_phases(H_sums: ArrayLike, element_counts: ArrayLike,
+                  min_share: float = MIN_PHASE_SHARE) -> NDArray[np.bool_]:  # fmt: skip
+    """(k,) whether each phase holds less than ``min_share`` of the map's abundance but at
+    least ``min_share`` of its element counts.
+
+    Under the abundance simplex a phase's spectrum carries its counts per unit abundance (the
+    counts of a pure pixel). Such a phase has traded abundance against the scale of its
+    spectrum: a spectrum many times richer than any pixel, present in tiny shares, holds counts
+    that belong to the other phases' compositions (a prior that rewards small abundances, the
+    log-sparsity term, drives the trade; see docs/validation.rst). ``H_sums``: Σ over pixels
+    of each phase's abundance; ``element_counts``: (k,) or (elements, k) counts.
+    """
+    H = np.asarray(H_sums, dtype=np.float64).ravel()
+    c = np.asarray(element_counts, dtype=np.float64)
+    c = c.sum(axis=0) if c.ndim == 2 else c.ravel()
+    share = H / H.sum() if H.sum() > 0 else np.zeros_like(H)
+    count_share = c / c.sum() if c.sum() > 0 else np.zeros_like(c)
+    return (share < min_share) & (count_share >= min_share)
+
+
+def traded_note(abundance_share: float, count_share: float, pure_counts: float | None = None,
+                pixel_counts: float | None = None) -> str:  # fmt: skip
+    """Why a phase of :func:`traded_phases` is not determined (shares as fractions; counts of a
+    pure pixel of the phase and the 99th percentile of the map's pixels, both over the fitted
+    channels, when known)."""
+    text = (f"holds {100 * abundance_share:.2g} % of the map's abundance but "
+            f"{100 * count_share:.2g} % of its element counts")  # fmt: skip
+    if pure_counts is not None and pixel_counts is not None and pixel_counts > 0:
+        text += (f" (a pure pixel of it would hold {pure_counts:.3g} counts, "
+                 f"{pure_counts / pixel_counts:.3g}× the map's richest pixels)")  # fmt: skip
+    return (text + ": the fit traded its abundance against the scale of its spectrum, and the "
+            "other phases' compositions lack these counts")
+
+
 def mark_undetermined(q: Quantification, H_sums: ArrayLike,
-                      min_share: float = MIN_PHASE_SHARE) -> Quantification:  # fmt: skip
+                      min_share: float = MIN_PHASE_SHARE, *, pure_counts: ArrayLike | None = None,
+                      pixel_counts: float | None = None) -> Quantification:  # fmt: skip
     """Mark the phases of ``q`` whose composition means nothing (in place; returns ``q``).
 
     A phase is not determined when it holds less than ``min_share`` of the map's abundance
     (``H_sums``: Σ over pixels of each phase's abundance) or of the element counts, when it
     has no element signal, or when an element at or above :data:`MAJOR_FRACTION` of it, or any
     element, has a 1-σ error at least as large as its value (or above 100 %). Its fractions and
-    errors become NaN and ``q.undetermined`` says why.
+    errors become NaN and ``q.undetermined`` says why. A phase with almost no abundance but a
+    share of the counts (:func:`traded_phases`) is said to be one: ``pure_counts`` ((k,) counts
+    of a pure pixel of each phase) and ``pixel_counts`` (the 99th percentile of the map's pixel
+    counts), both over the fitted channels, put a figure on it when given.
     """
     H = np.asarray(H_sums, dtype=np.float64).ravel()
     share = H / H.sum() if H.sum() > 0 else np.zeros_like(H)
     counts = q.counts.sum(axis=0)
     count_share = counts / counts.sum() if counts.sum() > 0 else np.zeros_like(counts)
+    traded = traded_phases(H, counts, min_share)
+    pure = None if pure_counts is None else np.asarray(pure_counts, dtype=np.float64).ravel()
     for k, name in enumerate(q.phase_names):
         at, err = q.atomic_fractions[:, k], q.atomic_errors[:, k]
         major = at >= MAJOR_FRACTION
         if not counts[k] > 0:
             why = "no element signal"
+        elif traded[k]:
+            why = traded_note(share[k], count_share[k], None if pure is None else pure[k],
+                              pixel_counts)  # fmt: skip
         elif share[k] < min_share:
             why = f"holds {100 * share[k]:.2g} % of the map's abundance"
         elif count_share[k] < min_share:

@@ -31,6 +31,7 @@ from esmpy_hs.signals._record import (  # noqa: F401  (StaleResultError: public 
     FitRecord,
     StaleResultError,
     check_current,
+    read_record,
     write_record,
 )
 
@@ -421,6 +422,8 @@ def smart_nmf(
                        print_info)  # fmt: skip
     _store(signal, estimator, factors, loadings, W_true, model, priors, (c0, c1), params,
            calibration, check)  # fmt: skip
+    if estimator.stop_reason_ != "interrupted":
+        _warn_traded(read_record(signal))
     if print_info:
         print(
             f"smart_nmf: {int(k)} phases, {len(model.labels)} columns of G "
@@ -501,8 +504,56 @@ def largest_share(loadings) -> np.ndarray:
     return np.asarray(_pixel_shares(loadings).max(axis=0), dtype=np.float64)
 
 
+def pixel_counts(loadings, pure_counts: np.ndarray, q: float = 99.0) -> float:
+    """The ``q``-th percentile over pixels of the fitted model's counts (loadings pixels × k,
+    NumPy or dask; ``pure_counts`` (k,) the counts of a pure pixel of each phase)."""
+    from esmpy_hs._learning_results import as_numpy
+
+    totals = as_numpy(loadings @ np.asarray(pure_counts, dtype=np.float64))
+    return float(np.percentile(totals, q)) if totals.size else 0.0
+
+
+class TradedPhaseWarning(UserWarning):
+    """A phase holds almost none of the abundance but a share of the counts: the fit traded its
+    abundance against the scale of its spectrum, so its composition means nothing and the other
+    phases' compositions lack its counts."""
+
+
+def _warn_traded(record) -> None:
+    """Warn about the phases of :func:`esmpy_hs.physics.composition.traded_phases`."""
+    from esmpy_hs.physics.composition import traded_phases
+
+    try:
+        counts = record.quantification().counts.sum(axis=0)  # element counts per phase
+    except ValueError:  # no element lines: nothing to quantify, nothing to say
+        return
+    traded = np.flatnonzero(traded_phases(record.H_sums, counts))
+    if traded.size == 0:
+        return
+    share = record.H_sums / max(float(record.H_sums.sum()), 1e-300)
+    count_share = counts / max(float(counts.sum()), 1e-300)
+    parts = []
+    for j in traded:
+        text = (f"{record.phase_names[j]} holds {100 * share[j]:.2g} % of the abundance but "
+                f"{100 * count_share[j]:.2g} % of the element counts")  # fmt: skip
+        if record.pure_counts is not None and record.pixel_counts:
+            text += (f" (a pure pixel of it would hold "
+                     f"{record.pure_counts[j] / record.pixel_counts:.3g}× the counts of the "
+                     "map's richest pixels)")  # fmt: skip
+        parts.append(text)
+    warnings.warn(
+        "; ".join(parts) + ": the fit traded abundance against the scale of a spectrum, so that "
+        "phase's composition means nothing and the other phases' compositions lack those "
+        "counts. The phases it stands for may not be separable in this map (e.g. particles "
+        "that always occur together): fit one phase fewer, or give a known composition with "
+        "phases=...; see docs/choosing.rst, 'A phase that trades abundance for scale'",
+        TradedPhaseWarning, stacklevel=4,
+    )
+
+
 def _store(signal, estimator, factors, loadings, W, model, priors, channels, params,
            calibration=None, check=None) -> None:  # fmt: skip
+    pure = np.asarray(estimator.components_, dtype=np.float64).sum(axis=1)
     lr = signal.learning_results
     lr.factors = factors
     lr.loadings = loadings
@@ -525,6 +576,8 @@ def _store(signal, estimator, factors, loadings, W, model, priors, channels, par
         W=np.asarray(W, dtype=np.float64),
         H_sums=np.asarray(loadings.sum(axis=0), dtype=np.float64),
         largest_share=largest_share(loadings),
+        pure_counts=pure,
+        pixel_counts=pixel_counts(loadings, pure),
         labels=list(model.labels),
         phase_names=list(priors.names),
         model=model.to_dict(),

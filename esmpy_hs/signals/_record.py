@@ -16,6 +16,11 @@ What is stored in ``metadata.SmartNMF``
     (k,) the largest share of a pixel's abundance each phase reaches (1 for a phase seen pure
     somewhere); a phase below :data:`esmpy_hs.physics.composition.PURE_LEVEL` is listed as
     never pure in the quantification (absent in records written before it).
+``pure_counts``, ``pixel_counts``
+    (k,) the counts of a pure pixel of each phase (its spectrum's sum) and the 99th percentile
+    of the fitted model's pixel counts, both over the fitted channels: they put a figure on a
+    phase that traded its abundance against its spectrum's scale
+    (:func:`esmpy_hs.physics.composition.traded_phases`; absent in older records).
 ``labels``
     G's column labels, in W's row order.
 ``phase_names``
@@ -86,6 +91,8 @@ class FitRecord:
     calibration: dict[str, Any] | None = None
     model_check: dict[str, Any] | None = None
     largest_share: np.ndarray | None = None
+    pure_counts: np.ndarray | None = None
+    pixel_counts: float | None = None
 
     @property
     def k(self) -> int:
@@ -114,7 +121,8 @@ class FitRecord:
         G3 = self.phase_G(model) if model.specimen.absorbs else None
         q = model.composition(self.W, H_sums=self.H_sums, family=family, G=G3)
         q = dataclasses.replace(q, phase_names=list(self.phase_names))
-        q = mark_undetermined(q, self.H_sums)
+        q = mark_undetermined(q, self.H_sums, pure_counts=self.pure_counts,
+                              pixel_counts=self.pixel_counts)  # fmt: skip
         if self.largest_share is not None:
             q = mark_never_pure(q, self.largest_share)
         listed = (self.model_check or {}).get("listed")  # records before it: no test
@@ -164,6 +172,10 @@ def write_record(signal, record: FitRecord) -> None:
     node["model_check"] = json.dumps(record.model_check)
     if record.largest_share is not None:
         node["largest_share"] = np.asarray(record.largest_share, dtype=np.float64)
+    if record.pure_counts is not None:
+        node["pure_counts"] = np.asarray(record.pure_counts, dtype=np.float64)
+    if record.pixel_counts is not None:
+        node["pixel_counts"] = float(record.pixel_counts)
     if record.data_shape is not None:
         node["data_shape"] = [int(n) for n in record.data_shape]
     signal.metadata.set_item(NODE, node)
@@ -188,6 +200,8 @@ def read_record(signal, *, current: bool = False) -> FitRecord | None:
     calibration = get("calibration", "null")
     check = get("model_check", "null")
     largest = get("largest_share", None)
+    pure = get("pure_counts", None)
+    pixel = get("pixel_counts", None)
     return FitRecord(
         W=np.asarray(node.W, dtype=np.float64),
         H_sums=np.asarray(node.H_sums, dtype=np.float64),
@@ -206,6 +220,8 @@ def read_record(signal, *, current: bool = False) -> FitRecord | None:
         calibration=json.loads(calibration) if isinstance(calibration, str) else None,
         model_check=json.loads(check) if isinstance(check, str) else None,
         largest_share=None if largest is None else np.asarray(largest, dtype=np.float64),
+        pure_counts=None if pure is None else np.asarray(pure, dtype=np.float64),
+        pixel_counts=None if pixel is None else float(pixel),
     )
 
 

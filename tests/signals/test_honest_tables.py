@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -81,9 +82,19 @@ def test_k_3_on_a_one_phase_map_marks_the_phantoms():
     s.data[:] = np.random.default_rng(1).poisson(
         s.data.reshape(-1, s.data.shape[-1]).mean(axis=0), size=s.data.shape
     ).astype(s.data.dtype)  # every pixel the same mixture: one phase
-    s.decomposition(algorithm="smart_nmf", output_dimension=3, print_info=False, max_iter=300)
+    from esmpy_hs import TradedPhaseWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TradedPhaseWarning)
+        s.decomposition(algorithm="smart_nmf", output_dimension=3, print_info=False,
+                        max_iter=300)  # fmt: skip
     q = s.quantify_phases()
     assert 1 <= len(q.undetermined) <= 2
+    # a phantom that holds counts at almost no abundance is warned about and said to be one
+    for w in caught:
+        if issubclass(w.category, TradedPhaseWarning):
+            name = str(w.message).split(" holds")[0]
+            assert "traded its abundance" in q.undetermined[name]
     text = str(q)
     assert all(err <= 100 for _, err in _numbers_with_errors(text))
     fig = s.plot_phases()
@@ -108,3 +119,61 @@ def test_no_counts_in_the_fitted_range_says_where_they_are():
     with pytest.raises(ValueError, match=r"0 % of the map's .* counts lie in the fitted range.*"
                                          r"between 0\.2 and 0\.22 keV"):  # fmt: skip
         s.decomposition(algorithm="smart_nmf", output_dimension=2, print_info=False)
+
+
+def test_a_phase_that_traded_abundance_for_scale_is_named_as_such():
+    from esmpy_hs.physics.composition import traded_phases
+
+    elements = ["Mg", "O", "Si"]
+    W = np.array([[0.2, 0.1, 0.3], [0.6, 0.5, 0.3], [0.2, 0.4, 0.4]])
+    S = np.ones(3)
+    # phase 1: 0.05 % of the abundance, its spectrum 500 times richer: 20 % of the counts
+    H = np.array([1e5, 1e2, 1e5])
+    Wt = W * np.array([1.0, 500.0, 1.0])
+    q = quantify_rows(elements, Wt, S, H)
+    assert traded_phases(H, q.counts).tolist() == [False, True, False]
+    q = mark_undetermined(q, H, pure_counts=np.array([300.0, 1.5e5, 300.0]), pixel_counts=310.0)
+    why = q.undetermined["phase 1"]
+    assert why.startswith("holds 0.05 % of the map's abundance but 20 % of its element counts")
+    assert "1.5e+05 counts, 484× the map's richest pixels" in why
+    assert np.all(np.isnan(q.atomic_fractions[:, 1]))
+    # a phase with almost no abundance and almost no counts keeps the plain reason
+    q2 = mark_undetermined(quantify_rows(elements, W, S, H), H)
+    assert q2.undetermined["phase 1"] == "holds 0.05 % of the map's abundance"
+    assert not traded_phases(H, quantify_rows(elements, W, S, H).counts).any()
+
+
+def test_the_record_keeps_pure_counts_and_warns_about_a_traded_phase():
+    from esmpy_hs import TradedPhaseWarning
+    from esmpy_hs.signals._decomposition import _warn_traded
+
+    s = make_map(dose=200, shape=(16, 16))
+    s.decomposition(algorithm="smart_nmf", output_dimension=2, print_info=False, max_iter=80)
+    rec = read_record(s)
+    c0, c1 = rec.channels
+    totals = s.data.reshape(-1, s.data.shape[-1])[:, c0:c1].sum(axis=1)
+    # the model's pixel counts follow the data's without their Poisson spread: its 99th
+    # percentile lies between the data's median and the data's 99th percentile
+    assert np.median(totals) < rec.pixel_counts < np.percentile(totals, 99)
+    assert rec.pure_counts.shape == (2,)
+    assert np.allclose(rec.pure_counts, s.learning_results.factors.sum(axis=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TradedPhaseWarning)
+        _warn_traded(rec)  # a normal fit: no warning
+    # the same fit with the smaller phase's abundance traded for a 1000× richer spectrum:
+    # the same counts in every pixel, < 0.5 % of the abundance
+    j = int(np.argmin(rec.H_sums))
+    f = np.where(np.arange(2) == j, 1000.0, 1.0)
+    traded = dataclasses.replace(rec, W=rec.W * f, H_sums=rec.H_sums / f,
+                                 pure_counts=rec.pure_counts * f)  # fmt: skip
+    write_record(s, traded)
+    name = rec.phase_names[j]
+    with pytest.warns(TradedPhaseWarning, match=rf"{name} holds .* % of the abundance but"):
+        _warn_traded(read_record(s))
+    q = s.quantify_phases()
+    assert "traded its abundance against the scale" in q.undetermined[name]
+    assert np.all(np.isnan(q.atomic_fractions[:, j]))
+    fig = s.plot_phases()
+    labels = " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
+    assert "abundance traded for scale" in labels.replace("\n", " ")
+    plt.close(fig)
