@@ -542,12 +542,35 @@ def _accumulate_dense(i, dense, D, hn, acc, inv_scale, kt):
             acc[ch, j] += r * hn[j]
 
 
+@njit(cache=True, inline="always")
+def _hold_pixel(i, h, hn, Ht_out, Hy_out, extrap, kt):
+    """A pixel held by the active set (:data:`esmpy_hs.nmf._solver.ACTIVE_SET`): its new H and
+    its extrapolation are its H entering the pass (``hn`` receives it for the sums)."""
+    k = len(kt)
+    for j in range(k):
+        hn[j] = h[j]
+        Ht_out[i, j] = h[j]
+        if extrap:
+            Hy_out[i, j] = h[j]
+
+
+@njit(cache=True, inline="always")
+def _largest_move(hn, h, kt):
+    """``max_j |hn_j − h_j|``: how far the update moved the pixel (float64)."""
+    d = 0.0
+    for j in range(len(kt)):
+        e = abs(np.float64(hn[j]) - np.float64(h[j]))
+        if e > d:
+            d = e
+    return d
+
+
 @njit(cache=True, fastmath=_FASTMATH)
 def _sparse_block(
     b, nblocks, npx, indptr, indices, counts, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    blk_acc, hsum_b, loss_b, kt, Hy_out, beta_x, D2, colsum2,
+    blk_acc, hsum_b, loss_b, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
 ):  # fmt: skip
     """Block ``b`` of ``nblocks``, its stripes serially (see :func:`h_pass_sparse`)."""
     k = len(kt)  # compile-time constant (see the kernel's docstring)
@@ -567,6 +590,8 @@ def _sparse_block(
     free = np.empty(k, dtype=np.bool_)
     seq = phase >= 0
     lfac = 0.25 if not seq else (0.5 if phase == 0 else 0.0)
+    track = update_h and moved.shape[0] > 0
+    skipping = track and skip_tol > 0.0 and not want_loss
     for st in range(b, (npx + _STRIPE - 1) // _STRIPE, nblocks):
         for i in range(st * _STRIPE, min((st + 1) * _STRIPE, npx)):
             p = start + i
@@ -581,7 +606,10 @@ def _sparse_block(
                 a[j] = 0.0
             i0 = indptr[i]
             i1 = indptr[i + 1]
-            if update_h or want_loss:
+            if skipping and moved[i] < skip_tol:
+                # an abundance that stopped moving: held (no ratio sweep, no solve)
+                _hold_pixel(i, h, hn, Ht_out, Hy_out, extrap, kt)
+            elif update_h or want_loss:
                 if pairs and not want_loss:
                     _ratios_pairs(i0, i1, indices, counts, D, h, a, inv_scale, kt)
                 elif want_loss:
@@ -601,18 +629,23 @@ def _sparse_block(
                                       lfac)  # fmt: skip
                     ls[2] += lp
                     ls[3] += ll
-            if update_h:
-                _update_pixel(
-                    p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
-                    simplex, fixed, eps, rtol, c, beta, free, hn, seq, kt,
-                )  # fmt: skip
-                for j in range(k):
-                    Ht_out[i, j] = hn[j]
-                    hn[j] = Ht_out[i, j]  # accumulate with the stored (rounded) value
-                if extrap:
-                    _extrapolate_pixel(hn, h, beta_x, eps, y, floored)
+                if update_h:
+                    _update_pixel(
+                        p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
+                        simplex, fixed, eps, rtol, c, beta, free, hn, seq, kt,
+                    )  # fmt: skip
                     for j in range(k):
-                        Hy_out[i, j] = y[j]
+                        Ht_out[i, j] = hn[j]
+                        hn[j] = Ht_out[i, j]  # accumulate with the stored (rounded) value
+                    if extrap:
+                        _extrapolate_pixel(hn, h, beta_x, eps, y, floored)
+                        for j in range(k):
+                            Hy_out[i, j] = y[j]
+                    if track:
+                        moved[i] = _largest_move(hn, h, kt)
+                else:
+                    for j in range(k):
+                        hn[j] = h[j]
             else:
                 for j in range(k):
                     hn[j] = h[j]
@@ -631,7 +664,7 @@ def h_pass_sparse(
     indptr, indices, counts, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2,
+    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
 ):  # fmt: skip
     """Fused pass over pixels ``start … start + len(indptr) − 2`` stored sparse by pixel.
 
@@ -709,6 +742,15 @@ def h_pass_sparse(
         G at the iterate where the solver replaced G, in the pass that evaluates the new one.
     colsum2 : float64[k]
         ``1ᵀ D2`` (any length-k array when D2 has no rows).
+    moved : float64[npx] or float64[0]
+        With rows (and ``update_h``): the active set of the H step. Receives, for every pixel
+        the pass updates, the largest move of its entries, ``max_j |h⁺_j − h_j|``; with
+        ``skip_tol`` > 0 and no loss asked, a pixel whose entry is below ``skip_tol`` is held
+        instead: its new H (and its extrapolation in ``Hy_out``) is its H entering the pass,
+        without the ratio sweep and the solve; its ``R Hᵀ`` and ``H 1`` are accumulated as
+        any pixel's. Without rows every pixel is updated (the pass before).
+    skip_tol : float
+        See ``moved``.
     """
     npx = indptr.shape[0] - 1
     nblocks = acc.shape[0]
@@ -718,7 +760,7 @@ def h_pass_sparse(
             indptr, indices, counts, D, colsum, Ht, start, Ht_out,
             inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2,
+            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
         )  # fmt: skip
 
 
@@ -727,7 +769,7 @@ def _dense_block(
     b, nblocks, npx, dense, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    blk_acc, hsum_b, loss_b, kt, Hy_out, beta_x, D2, colsum2,
+    blk_acc, hsum_b, loss_b, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
 ):  # fmt: skip
     """Block ``b`` of ``nblocks``, its stripes serially (see :func:`h_pass_dense`)."""
     k = len(kt)  # compile-time constant (see the kernel's docstring)
@@ -746,6 +788,8 @@ def _dense_block(
     free = np.empty(k, dtype=np.bool_)
     seq = phase >= 0
     lfac = 0.25 if not seq else (0.5 if phase == 0 else 0.0)
+    track = update_h and moved.shape[0] > 0
+    skipping = track and skip_tol > 0.0 and not want_loss
     for st in range(b, (npx + _STRIPE - 1) // _STRIPE, nblocks):
         for i in range(st * _STRIPE, min((st + 1) * _STRIPE, npx)):
             p = start + i
@@ -758,7 +802,9 @@ def _dense_block(
             for j in range(k):
                 h[j] = Ht[p, j]
                 a[j] = 0.0
-            if update_h or want_loss:
+            if skipping and moved[i] < skip_tol:
+                _hold_pixel(i, h, hn, Ht_out, Hy_out, extrap, kt)
+            elif update_h or want_loss:
                 if want_loss:
                     ls[0] += inv_scale * _ratios_loss_dense(i, dense, D, h, a, inv_scale, kt)
                     if two:
@@ -774,18 +820,23 @@ def _dense_block(
                                       lfac)  # fmt: skip
                     ls[2] += lp
                     ls[3] += ll
-            if update_h:
-                _update_pixel(
-                    p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
-                    simplex, fixed, eps, rtol, c, beta, free, hn, seq, kt,
-                )  # fmt: skip
-                for j in range(k):
-                    Ht_out[i, j] = hn[j]
-                    hn[j] = Ht_out[i, j]
-                if extrap:
-                    _extrapolate_pixel(hn, h, beta_x, eps, y, floored)
+                if update_h:
+                    _update_pixel(
+                        p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
+                        simplex, fixed, eps, rtol, c, beta, free, hn, seq, kt,
+                    )  # fmt: skip
                     for j in range(k):
-                        Hy_out[i, j] = y[j]
+                        Ht_out[i, j] = hn[j]
+                        hn[j] = Ht_out[i, j]
+                    if extrap:
+                        _extrapolate_pixel(hn, h, beta_x, eps, y, floored)
+                        for j in range(k):
+                            Hy_out[i, j] = y[j]
+                    if track:
+                        moved[i] = _largest_move(hn, h, kt)
+                else:
+                    for j in range(k):
+                        hn[j] = h[j]
             else:
                 for j in range(k):
                     hn[j] = h[j]
@@ -804,7 +855,7 @@ def h_pass_dense(
     dense, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2,
+    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
 ):  # fmt: skip
     """As :func:`h_pass_sparse` for counts stored dense, ``dense[i, c]`` (chunk pixels × channels).
 
@@ -818,7 +869,7 @@ def h_pass_dense(
             dense, D, colsum, Ht, start, Ht_out,
             inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2,
+            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
         )  # fmt: skip
 
 
@@ -827,7 +878,7 @@ def h_pass_sparse_serial(
     indptr, indices, counts, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2,
+    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
 ):  # fmt: skip
     """:func:`h_pass_sparse` on one thread (same blocks, bit-identical results).
 
@@ -842,7 +893,7 @@ def h_pass_sparse_serial(
             indptr, indices, counts, D, colsum, Ht, start, Ht_out,
             inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2,
+            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
         )  # fmt: skip
 
 
@@ -851,7 +902,7 @@ def h_pass_dense_serial(
     dense, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2,
+    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
 ):  # fmt: skip
     """:func:`h_pass_dense` on one thread (same blocks, bit-identical results)."""
     npx = dense.shape[0]
@@ -862,7 +913,7 @@ def h_pass_dense_serial(
             dense, D, colsum, Ht, start, Ht_out,
             inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2,
+            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
         )  # fmt: skip
 
 
