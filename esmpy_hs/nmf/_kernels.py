@@ -86,6 +86,13 @@ PAIRED_COUNTS = True
 #: (the same steps: the same result to the last unit). Read at compile time; False: always
 #: :func:`._simplex.solve_column` (issue 18, docs/validation.rst).
 UNROLLED_SIMPLEX = True
+#: the H step of a pixel under the simplex without fixed entries (the default fit) takes a path
+#: of its own (:func:`_update_free`): the same arithmetic in the same order as
+#: :func:`_update_pixel`, with the rare cases (a pixel without counts, the degenerate surrogate)
+#: behind calls instead of inlined; the general path inlined cost about 2 ms of a 128² pass
+#: on one thread in register traffic (issue 18, third round, docs/validation.rst). The same
+#: results bit for bit. Read at compile time; False: :func:`_update_pixel` for every pixel.
+FREE_SIMPLEX_PATH = True
 
 
 @njit(cache=True, inline="always")
@@ -222,6 +229,47 @@ def _update_pixel(
                                                                           rtol, hn, kt):
         return
     solve_column(c, beta, q, free, total, eps, simplex, rtol, hn)
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _update_free(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht, eps, rtol, c,
+                 beta, free, hn, seq, kt):  # fmt: skip
+    """:func:`_update_pixel` under the H simplex without fixed entries (``free`` all True on
+    entry and exit): the same surrogate, sums and solve; the empty pixel's closed form and
+    :func:`._simplex.solve_column` are called (:func:`_empty_or_general`), not inlined."""
+    k = len(kt)
+    for j in range(k):
+        hn[j] = h[j]
+        c[j] = h[j] * a[j]
+        beta[j] = colsum[j] + mu[j] / (h[j] + eps_reg)
+    q = 0.0
+    if lam > 0.0:
+        a0 = adj_indptr[p]
+        a1 = adj_indptr[p + 1]
+        deg = a1 - a0
+        if deg > 0:
+            q = 0.5 * lam * deg if seq else lam * deg
+            for j in range(k):
+                s = 0.0
+                for t in range(a0, a1):
+                    s += Ht[adj_indices[t], j]
+                beta[j] -= lam * s if seq else lam * (deg * h[j] + s)
+    empty = True
+    for j in range(k):
+        if c[j] != 0.0:
+            empty = False
+    if empty and q > 0.0:
+        _empty_or_general(c, beta, q, free, eps, rtol, hn)
+    elif not solve_free_simplex(c, beta, q, 1.0, eps, rtol, hn, kt):
+        solve_column(c, beta, q, free, 1.0, eps, True, rtol, hn)
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _empty_or_general(c, beta, q, free, eps, rtol, hn):
+    """A pixel without counts (q > 0) under the simplex, every entry free: the closed form of
+    :func:`_project_empty`, else :func:`._simplex.solve_column` (as :func:`_update_pixel`)."""
+    if not _project_empty(c, beta, q, free, 1.0, eps, hn):
+        solve_column(c, beta, q, free, 1.0, eps, True, rtol, hn)
 
 
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
@@ -592,6 +640,8 @@ def _sparse_block(
     lfac = 0.25 if not seq else (0.5 if phase == 0 else 0.0)
     track = update_h and moved.shape[0] > 0
     skipping = track and skip_tol > 0.0 and not want_loss
+    free_path = FREE_SIMPLEX_PATH and UNROLLED_SIMPLEX and simplex and fixed.shape[0] == 0
+    free[:] = True
     for st in range(b, (npx + _STRIPE - 1) // _STRIPE, nblocks):
         for i in range(st * _STRIPE, min((st + 1) * _STRIPE, npx)):
             p = start + i
@@ -630,10 +680,14 @@ def _sparse_block(
                     ls[2] += lp
                     ls[3] += ll
                 if update_h:
-                    _update_pixel(
-                        p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
-                        simplex, fixed, eps, rtol, c, beta, free, hn, seq, kt,
-                    )  # fmt: skip
+                    if free_path:
+                        _update_free(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices,
+                                     Ht, eps, rtol, c, beta, free, hn, seq, kt)  # fmt: skip
+                    else:
+                        _update_pixel(
+                            p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
+                            simplex, fixed, eps, rtol, c, beta, free, hn, seq, kt,
+                        )  # fmt: skip
                     for j in range(k):
                         Ht_out[i, j] = hn[j]
                         hn[j] = Ht_out[i, j]  # accumulate with the stored (rounded) value
@@ -790,6 +844,8 @@ def _dense_block(
     lfac = 0.25 if not seq else (0.5 if phase == 0 else 0.0)
     track = update_h and moved.shape[0] > 0
     skipping = track and skip_tol > 0.0 and not want_loss
+    free_path = FREE_SIMPLEX_PATH and UNROLLED_SIMPLEX and simplex and fixed.shape[0] == 0
+    free[:] = True
     for st in range(b, (npx + _STRIPE - 1) // _STRIPE, nblocks):
         for i in range(st * _STRIPE, min((st + 1) * _STRIPE, npx)):
             p = start + i
@@ -821,10 +877,14 @@ def _dense_block(
                     ls[2] += lp
                     ls[3] += ll
                 if update_h:
-                    _update_pixel(
-                        p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
-                        simplex, fixed, eps, rtol, c, beta, free, hn, seq, kt,
-                    )  # fmt: skip
+                    if free_path:
+                        _update_free(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices,
+                                     Ht, eps, rtol, c, beta, free, hn, seq, kt)  # fmt: skip
+                    else:
+                        _update_pixel(
+                            p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
+                            simplex, fixed, eps, rtol, c, beta, free, hn, seq, kt,
+                        )  # fmt: skip
                     for j in range(k):
                         Ht_out[i, j] = hn[j]
                         hn[j] = Ht_out[i, j]
