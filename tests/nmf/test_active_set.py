@@ -30,6 +30,7 @@ def _hp(Y, k: int, lam: float) -> HParams:
 @pytest.mark.parametrize("dose", [3.0, 300.0])
 def test_held_pixels_are_kept_and_the_others_updated_as_before(dose):
     D, Ht, Y = pass_data(11, dose, SHAPE)
+    assert Y.is_dense == (dose > 100)  # both kernels: the sparse and the dense pass
     k = D.shape[1]
     hp = _hp(Y, k, 0.5)
     chunk = Y.chunk(0, Y.n_pixels)
@@ -131,3 +132,33 @@ def test_fits_with_and_without_the_active_set(monkeypatch):
     held.clear()
     SmartNMF(G, 3, shape_2d=shape, progress=False, angle_tol=0.0, max_iter=50).fit(X)
     assert held == []
+
+
+def test_the_movement_rules_view_of_the_bound_moves_the_same_spectra():
+    """The movement rule's view (:class:`._fit._BoundView`) reads only W: the moved abundances
+    it used to compute and drop are left out, the spectra and the moves are the same."""
+    from esmpy_hs.nmf import _fit
+
+    rng = np.random.default_rng(4)
+    shape = (24, 24)
+    G, W, H = synthetic(rng, shape=shape, k=3, pure=False)
+    X = rng.poisson(200.0 * (G @ W @ H).T)
+    est = SmartNMF(G, 3, shape_2d=shape, progress=False, max_iter=20).fit(X)
+    plan = est.plan_
+    # minor phases seen only mixed half and half with the dominant one, each lacking some of
+    # its elements: their bound is a move of β = 1, inside the bounds of the final move
+    m = W.shape[0]
+    W0 = np.empty((m, 3))
+    W0[:, 0] = 0.5 + rng.random(m)
+    for j in (1, 2):
+        true = 0.5 + rng.random(m)
+        true[rng.random(m) < 0.3] = 0.0
+        W0[:, j] = 0.5 * true + 0.5 * W0[:, 0]
+    Ht = np.ascontiguousarray(rng.dirichlet([4.0, 1.0, 1.0], shape[0] * shape[1]))
+    full = _fit._bound_move(plan, W0, Ht)
+    view = _fit._bound_move(plan, W0, Ht, abundances=False)
+    assert full is not None and view is not None
+    np.testing.assert_array_equal(view[0], full[0])
+    np.testing.assert_array_equal(view[2], full[2])
+    assert full[1].shape == Ht.shape and view[1].shape[0] == 1
+    np.testing.assert_array_equal(_fit._BoundView(plan)(W0, Ht)[0], full[0])
