@@ -127,6 +127,8 @@ def test_fits_with_and_without_the_active_set(monkeypatch):
     assert max(held) > 0.3 and np.mean(held) > 0.1
     off, on = fits[False], fits[True]
     assert on.stop_reason_ == off.stop_reason_ == "converged"
+    F = np.asarray(on.loss_history_)  # the safeguard keeps every recorded F below the one before
+    assert F.size > 5 and np.all(np.diff(F) <= 1e-12 * np.abs(F[:-1]))
     assert _angles(on.components_, off.components_).max() < 0.2
     assert ((on.H_ - off.H_) ** 2).mean(axis=1).max() < 1e-4
     held.clear()
