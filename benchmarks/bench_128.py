@@ -233,7 +233,7 @@ def main():
                     best[on] = r
                 cpu[on] = min(cpu.get(on, np.inf), r["cpu_per_iter"])
         old, new = best[False], best[True]
-        for on in (False, True):
+        for on in (False, True) if spectra is not None else ():  # a real map has no truth
             angles, mse = against_truth(s, spectra, maps, best[on])
             print(f"{args.switch}={on} against the truth: "
                   f"{', '.join(f'{a:.3f}' for a in angles)}° (mean {np.mean(angles):.3f}°), "

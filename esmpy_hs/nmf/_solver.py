@@ -63,14 +63,14 @@ FOLD_CLOSING_LOSS = True
 #: sum the per-block ``R Hᵀ`` of a pass in compiled code (:func:`._kernels.sum_blocks`, the same
 #: sums in the same order) instead of NumPy's reduction; False: ``acc.sum(axis=0)`` (before)
 COMPILED_BLOCK_SUM = True
-#: the active set of the H step (in-memory fits under the H simplex without fixed entries, with
-#: the movement rule on): a pixel whose last update moved none of its abundances by more than
-#: the movement rule's per-iteration share (``move_tol[1] / MOVE_WINDOW``, times
-#: :data:`ACTIVE_SHARE`) is held — no ratio sweep, no solve: about 2/3 of its share of a pass
-#: — until the next full sweep, which every pass with the loss and every
+#: the active set of the H step (fits under the H simplex without fixed entries, with the movement
+#: rule on; in memory and through the chunk engines alike): a pixel whose last update moved none of
+#: its abundances by more than the movement rule's per-iteration share (``move_tol[1] /
+#: MOVE_WINDOW``, times :data:`ACTIVE_SHARE`) is held — no ratio sweep, no solve: about 2/3 of its
+#: share of a pass — until the next full sweep, which every pass with the loss and every
 #: :data:`ACTIVE_FULL_EVERY`-th iteration is. Holding a pixel keeps the descent (the H step's
-#: majoriser separates per pixel); the iterates change (docs/validation.rst, issue 18).
-#: False: every pixel at every pass (before).
+#: majoriser separates per pixel); the iterates change (docs/validation.rst, issue 18). False:
+#: every pixel at every pass (before).
 ACTIVE_SET = True
 #: a pixel is held when its last move is below this share of ``move_tol[1] / MOVE_WINDOW``
 ACTIVE_SHARE = 0.3
@@ -356,8 +356,8 @@ def sweep(run_pass: PassFn, hp: HParams, D, colsum, Ht, Ht_out, *, update_h: boo
     dose). Otherwise (and for loss-only passes) one pass with every pixel at once.
 
     ``fused``: ``Hy_out``, ``beta``, ``D2``, ``moved``, ``skip_tol`` of a pass that takes them
-    (see :data:`PassFn`;
-    entries that are None are not passed); each colour of a sweep extrapolates its pixels.
+    (see :data:`PassFn`; entries that are None are not passed); each colour of a sweep
+    extrapolates its pixels and holds its own pixels of the active set.
     """
     fused = {key: v for key, v in fused.items() if v is not None}
     if hp.colour is None or hp.lam <= 0 or not update_h:
