@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from esmpy_hs.nmf import SmartNMF, _solver
+from esmpy_hs.nmf import _plan as plan_module
 from esmpy_hs.nmf._laplacian import grid_adjacency
 from esmpy_hs.nmf._solver import HParams, evaluate_loss, h_pass
 
@@ -104,7 +105,7 @@ def _angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_fits_with_and_without_the_active_set(monkeypatch):
     """A default fit holds pixels (most of them late in the fit) and ends within the movement
     rule's quality of the fit without the active set; with the movement rule off nothing is
-    held (the objective rule asks for every pixel's convergence)."""
+    held (the objective rule asks for every pixel's convergence), nor with red-black sweeps."""
     rng = np.random.default_rng(21)
     shape = (32, 32)
     G, W, H = synthetic(rng, shape=shape, k=3)
@@ -134,6 +135,10 @@ def test_fits_with_and_without_the_active_set(monkeypatch):
     held.clear()
     SmartNMF(G, 3, shape_2d=shape, progress=False, angle_tol=0.0, max_iter=50).fit(X)
     assert held == []
+    # nor with red-black sweeps (low dose: the held pixels slowed the smoothing)
+    est = SmartNMF(G, 3, shape_2d=shape, progress=False, max_iter=50,
+                   lambda_L=2.0 * plan_module.RED_BLACK_LAMBDA).fit(X)  # fmt: skip
+    assert est.plan_.hp.colour is not None and held == []
 
 
 def test_the_movement_rules_view_of_the_bound_moves_the_same_spectra():
