@@ -63,14 +63,14 @@ FOLD_CLOSING_LOSS = True
 #: sum the per-block ``R Hᵀ`` of a pass in compiled code (:func:`._kernels.sum_blocks`, the same
 #: sums in the same order) instead of NumPy's reduction; False: ``acc.sum(axis=0)`` (before)
 COMPILED_BLOCK_SUM = True
-#: the active set of the H step (fits under the H simplex without fixed entries, with the movement
-#: rule on and every pixel moving at once, not red-black sweeps; in memory and through the chunk
-#: engines alike): a pixel whose last update moved none of its abundances by more than the movement
-#: rule's per-iteration share (``move_tol[1] / MOVE_WINDOW``, times :data:`ACTIVE_SHARE`) is held —
-#: no ratio sweep, no solve: about 2/3 of its share of a pass — until the next full sweep, which
-#: every pass with the loss and every :data:`ACTIVE_FULL_EVERY`-th iteration is. Holding a pixel
-#: keeps the descent (the H step's majoriser separates per pixel); the iterates change
-#: (docs/validation.rst, issue 18). False: every pixel at every pass (before).
+#: the active set of the H step (loops that update W, under the H simplex without fixed entries,
+#: with the movement rule on and every pixel moving at once, not red-black sweeps; in memory and
+#: through the chunk engines alike): a pixel whose last update moved none of its abundances by more
+#: than the movement rule's per-iteration share (``move_tol[1] / MOVE_WINDOW``, times
+#: :data:`ACTIVE_SHARE`) is held — no ratio sweep, no solve: about 2/3 of its share of a pass —
+#: until the next full sweep, which every pass with the loss and every :data:`ACTIVE_FULL_EVERY`-th
+#: iteration is. Holding a pixel keeps the descent (the H step's majoriser separates per pixel);
+#: the iterates change (docs/validation.rst, issue 18). False: every pixel at every pass (before).
 ACTIVE_SET = True
 #: a pixel is held when its last move is below this share of ``move_tol[1] / MOVE_WINDOW``
 ACTIVE_SHARE = 0.3
@@ -523,12 +523,12 @@ def iterate(
     fuse = mom and fused and FUSED_EXTRAPOLATION and hp.simplex and hp.fixed_Ht is None
     fold = fused and FOLD_CLOSING_LOSS
     # the active set of the H step (ACTIVE_SET): each pixel's last move; none held at first
-    # (not with red-black sweeps: at low dose the held pixels slowed the smoothing enough that
-    # the movement rule needed up to 1.8 times the iterations, docs/validation.rst)
+    # (only where W moves, and not with red-black sweeps: with W held at low dose the movement
+    # rule needed up to 1.8 times the iterations, docs/validation.rst)
     red_black = hp.colour is not None and hp.lam > 0
     active = (getattr(run_pass, "active_set", False) and ACTIVE_SET and hp.simplex
               and hp.fixed_Ht is None and move_tol is not None and min(move_tol) > 0
-              and not red_black)  # fmt: skip
+              and update_W_ and not red_black)  # fmt: skip
     hold_below = ACTIVE_SHARE * move_tol[1] / MOVE_WINDOW if active else 0.0
     moves_px = np.full(Ht.shape[0], np.inf) if active else None
     # an epoch whose closing F (at the old G) rides on the next pass (FOLD_CLOSING_LOSS):

@@ -105,7 +105,8 @@ def _angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_fits_with_and_without_the_active_set(monkeypatch):
     """A default fit holds pixels (most of them late in the fit) and ends within the movement
     rule's quality of the fit without the active set; with the movement rule off nothing is
-    held (the objective rule asks for every pixel's convergence), nor with red-black sweeps."""
+    held (the objective rule asks for every pixel's convergence), nor with red-black sweeps or
+    W held."""
     rng = np.random.default_rng(21)
     shape = (32, 32)
     G, W, H = synthetic(rng, shape=shape, k=3)
@@ -135,10 +136,14 @@ def test_fits_with_and_without_the_active_set(monkeypatch):
     held.clear()
     SmartNMF(G, 3, shape_2d=shape, progress=False, angle_tol=0.0, max_iter=50).fit(X)
     assert held == []
-    # nor with red-black sweeps (low dose: the held pixels slowed the smoothing)
+    # nor with red-black sweeps, nor with W held (at low dose the movement rule then needed
+    # many more iterations)
     est = SmartNMF(G, 3, shape_2d=shape, progress=False, max_iter=50,
                    lambda_L=2.0 * plan_module.RED_BLACK_LAMBDA).fit(X)  # fmt: skip
     assert est.plan_.hp.colour is not None and held == []
+    est = SmartNMF(G, 3, shape_2d=shape, progress=False, max_iter=50,
+                   spectra_from="blocks").fit(X)  # fmt: skip
+    assert est.spectra_from_ == "blocks" and est.n_iter_ > 5 and held == []
 
 
 def test_the_movement_rules_view_of_the_bound_moves_the_same_spectra():
