@@ -16,6 +16,8 @@ Switches (``--switch``):
   compiled for the pass's k; both read at compile time: off runs a copy of this tree's
   ``_kernels.py`` with them False) and :data:`esmpy_hs.nmf._solver.COMPILED_BLOCK_SUM` (the
   blocks' ``R Hᵀ`` summed in compiled code), all on or all off;
+- ``active``: :data:`esmpy_hs.nmf._solver.ACTIVE_SET` (the H step holds the pixels whose
+  abundances stopped moving, between full sweeps; issue 18, third round) on or off;
 - ``loop``: the main loop's work outside the plain pass (issue 18):
   :data:`esmpy_hs.nmf._solver.FUSED_EXTRAPOLATION` (H extrapolated inside the pass),
   :data:`esmpy_hs.nmf._solver.FOLD_CLOSING_LOSS` (the old G's F at an absorption refresh
@@ -50,7 +52,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_iterations import load
+from bench_iterations import channels, load
 
 import esmpy_hs.nmf._blas as blas
 import esmpy_hs.nmf._fit as fit
@@ -73,7 +75,8 @@ class _OldKernels:
     def __getattr__(self, name: str):
         f = getattr(self.module, name)
         if name.startswith("h_pass_"):
-            return lambda *args: f(*args[:-4])
+            n = f.py_func.__code__.co_argcount
+            return lambda *args: f(*args[:n])
         return f
 
 
@@ -108,6 +111,8 @@ def set_switch(name: str, on: bool) -> None:
     elif name == "pass":
         solver._kernels = _KERNELS["new"] if on else _KERNELS["old"]
         solver.COMPILED_BLOCK_SUM = on
+    elif name == "active":
+        solver.ACTIVE_SET = on
     else:
         if _KERNELS["old"] is not None:
             solver._kernels = _KERNELS["new"] if on else _KERNELS["old"]
@@ -152,6 +157,7 @@ def one_fit(s):
     return dict(wall=wall, n_iter=n_iter, per_iter=loop / max(n_iter, 1),
                 cpu_per_iter=cpu / max(n_iter, 1),
                 pass_ms=1e3 * float(np.median(_record["pass"])), W=W, H=H,
+                channels=channels(t),
                 load=os.getloadavg()[0])  # fmt: skip
 
 
@@ -168,15 +174,38 @@ def map_mse(a, b):
     return float(((fa - fb) ** 2).mean(axis=0).max())
 
 
+def against_truth(s, spectra, maps, r) -> tuple[list[float], float]:
+    """Spectral angle of every true phase with its matched component (degrees, on the fitted
+    channels) and the mean map MSE (:mod:`esmpy_hs.metrics`) of a fit's answer ``r``."""
+    from esmpy_hs.metrics import map_mse as truth_mse
+    from esmpy_hs.metrics import match_phases, spectral_angle
+
+    c0, c1 = r["channels"]
+    comp = r["W"].T[:, c0:c1] if r["W"].shape[0] == s.data.shape[-1] else r["W"].T
+    H = r["H"].T
+    m = match_phases(spectra[:, c0:c1], comp, maps, H)
+    perm = list(m.permutation)
+    angles = [float(spectral_angle(spectra[i, c0:c1], comp[j])) for i, j in enumerate(perm)]
+    return angles, float(truth_mse(maps, H[perm], renormalise=True))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--maps", nargs="*", default=["paper_N293_s1", "ref293_s0", "ref18_s0"])
-    ap.add_argument("--switch", choices=("blas", "loop", "pass"), default="loop")
+    ap.add_argument("--switch", choices=("blas", "loop", "pass", "active"), default="loop")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--baseline", default="ba42866",
                     help="revision whose compiled passes run with --switch loop off ('' : this "
                          "tree's)")  # fmt: skip
+    ap.add_argument("--active-share", type=float, default=None,
+                    help="ACTIVE_SHARE of the active set (default: _solver's)")  # fmt: skip
+    ap.add_argument("--active-every", type=int, default=None,
+                    help="ACTIVE_FULL_EVERY of the active set (default: _solver's)")  # fmt: skip
     args = ap.parse_args()
+    if args.active_share is not None:
+        solver.ACTIVE_SHARE = args.active_share
+    if args.active_every is not None:
+        solver.ACTIVE_FULL_EVERY = args.active_every
     if args.switch == "loop" and args.baseline:
         from bench_pass import load_baseline
 
@@ -187,7 +216,7 @@ def main():
     fit.iterate = _timed_iterate(fit.iterate)
     solver.h_pass = _timed_pass(solver.h_pass)
     for name in args.maps:
-        s = load(name)[0]
+        s, spectra, maps, _ = load(name)
         one_fit(s)  # compile / warm the caches
         best: dict[bool, dict] = {}
         cpu: dict[bool, float] = {}
@@ -204,6 +233,11 @@ def main():
                     best[on] = r
                 cpu[on] = min(cpu.get(on, np.inf), r["cpu_per_iter"])
         old, new = best[False], best[True]
+        for on in (False, True) if spectra is not None else ():  # a real map has no truth
+            angles, mse = against_truth(s, spectra, maps, best[on])
+            print(f"{args.switch}={on} against the truth: "
+                  f"{', '.join(f'{a:.3f}' for a in angles)}° (mean {np.mean(angles):.3f}°), "
+                  f"map MSE {mse:.6f}")  # fmt: skip
         print(f"fastest: before {old['wall']:.2f} s ({1e3 * old['per_iter']:.2f} ms/it), "
               f"after {new['wall']:.2f} s ({1e3 * new['per_iter']:.2f} ms/it), "
               f"ratio per iteration {new['per_iter'] / old['per_iter']:.3f}; CPU time per "

@@ -106,8 +106,10 @@ def call(mod, d, adj, colour, lam, phase, update_h, accumulate, want_loss, Ht_in
     fixed = np.empty((0, k))
     mu = np.full(k, 0.0)
     # kernels from issue 18's fused extrapolation on take four more arguments (none used here)
-    fused = mod.h_pass_sparse.py_func.__code__.co_argcount > 27
-    extra = (np.empty((0, k)), 0.0, np.empty((0, k)), np.zeros(k)) if fused else ()
+    nargs = mod.h_pass_sparse.py_func.__code__.co_argcount
+    extra = (np.empty((0, k)), 0.0, np.empty((0, k)), np.zeros(k)) if nargs > 27 else ()
+    if nargs > 31:  # issue 18's active set: two more (none used here)
+        extra += (np.zeros(0), 0.0)
     mod.h_pass_sparse(d["indptr"], d["indices"], d["counts"], d["D"], d["D"].sum(axis=0),
                       Ht_in, 0, Ht_out, d["inv_scale"], mu, 1.0, lam, adj[0], adj[1], colour,
                       phase, True, fixed, 1e-12, 1e-10, update_h, accumulate, want_loss,

@@ -192,16 +192,19 @@ def _convert_binned(block, float_dtype, blocks):
     return block_sums(_convert(block, float_dtype), blocks)
 
 
-def _pass(c: CompactCounts, ctx, D, colsum, Ht_win, flags) -> tuple[PassResult, np.ndarray | None]:
-    """H step of one chunk with a window of H (``ctx`` from :meth:`_Engine._contexts`)."""
+def _pass(c: CompactCounts, ctx, D, colsum, Ht_win, flags) -> tuple:
+    """H step of one chunk with a window of H (``ctx`` from :meth:`_Engine._contexts`); returns
+    the partial sums, the chunk's new H (or None) and its pixels' moves (the active set, or
+    None)."""
     start, hp = ctx
-    update_h, accumulate, want_loss, phase = flags
+    update_h, accumulate, want_loss, phase, moved, skip_tol = flags
     Ht_win = np.ascontiguousarray(Ht_win)
     out = np.empty((c.n_pixels, Ht_win.shape[1]), dtype=Ht_win.dtype) if update_h else Ht_win
+    moved = None if moved is None else np.array(moved, dtype=np.float64)
     res = h_pass(c.chunk(0, c.n_pixels), D, colsum, Ht_win, start, out, hp,
                  update_h=update_h, accumulate=accumulate, want_loss=want_loss,
-                 phase=phase)  # fmt: skip
-    return res, (out if update_h else None)
+                 phase=phase, moved=moved, skip_tol=skip_tol)  # fmt: skip
+    return res, (out if update_h else None), moved
 
 
 def _pass_packed(packed, D, colsum, Ht_win, flags):
@@ -333,14 +336,18 @@ class _LocalMemory(_Engine):
                 for c, (a, b) in zip(self.chunks, self.bounds, strict=True)]  # fmt: skip
 
     def run(self, D, colsum, Ht, Ht_out, *, update_h, accumulate, want_loss,
-            phase=-1) -> PassResult:  # fmt: skip
+            phase=-1, moved=None, skip_tol=0.0) -> PassResult:  # fmt: skip
         parts = []
         for c, (a, b) in zip(self.chunks, self.bounds, strict=True):
             out = Ht_out[a:b] if update_h else Ht
             parts.append(h_pass(c.chunk(0, c.n_pixels), D, colsum, Ht, a, out, self.hp,
                                 update_h=update_h, accumulate=accumulate,
-                                want_loss=want_loss, phase=phase))  # fmt: skip
+                                want_loss=want_loss, phase=phase,
+                                moved=None if moved is None else moved[a:b],
+                                skip_tol=skip_tol))  # fmt: skip
         return combine(parts)
+
+    run.active_set = True
 
     def close(self) -> None:
         self.chunks = []
@@ -394,15 +401,19 @@ class _LocalStream(_LocalMemory):
         return [block_sums(c, blocks[slice(*self.bounds[i])]) for i, c in self._each()]
 
     def run(self, D, colsum, Ht, Ht_out, *, update_h, accumulate, want_loss,
-            phase=-1) -> PassResult:  # fmt: skip
+            phase=-1, moved=None, skip_tol=0.0) -> PassResult:  # fmt: skip
         parts = []
         for i, c in self._each():
             a, b = self.bounds[i]
             out = Ht_out[a:b] if update_h else Ht
             parts.append(h_pass(c.chunk(0, c.n_pixels), D, colsum, Ht, a, out, self.hp,
                                 update_h=update_h, accumulate=accumulate,
-                                want_loss=want_loss, phase=phase))  # fmt: skip
+                                want_loss=want_loss, phase=phase,
+                                moved=None if moved is None else moved[a:b],
+                                skip_tol=skip_tol))  # fmt: skip
         return combine(parts)
+
+    run.active_set = True
 
 
 class _Distributed(_Engine):
@@ -456,14 +467,16 @@ class _Distributed(_Engine):
             self.where = [sorted(who.get(f.key, ()))[:1] or None for f in packed]
 
     def run(self, D, colsum, Ht, Ht_out, *, update_h, accumulate, want_loss,
-            phase=-1) -> PassResult:  # fmt: skip
+            phase=-1, moved=None, skip_tol=0.0) -> PassResult:  # fmt: skip
         import dask
 
         c = self.client
-        flags = (update_h, accumulate, want_loss, phase)
         futs = []
         try:
             for i, (lo, hi, ctx) in enumerate(self.ctx):
+                a, b = self.bounds[i]
+                flags = (update_h, accumulate, want_loss, phase,
+                         None if moved is None else moved[a:b], skip_tol)  # fmt: skip
                 win = Ht[lo:hi]
                 if win.nbytes > _SCATTER_BYTES:
                     win = c.scatter(np.ascontiguousarray(win), hash=False)
@@ -479,11 +492,15 @@ class _Distributed(_Engine):
             c.cancel(futs)
             raise
         parts = []
-        for (a, b), (res, out) in zip(self.bounds, results, strict=True):
+        for (a, b), (res, out, moves) in zip(self.bounds, results, strict=True):
             parts.append(res)
             if update_h:
                 Ht_out[a:b] = out
+            if moves is not None:
+                moved[a:b] = moves
         return combine(parts)
+
+    run.active_set = True
 
     def close(self) -> None:
         if self.futures:

@@ -257,7 +257,7 @@ class _BoundView:
         self.unwatched = False
 
     def __call__(self, W: np.ndarray, Ht: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        moved = _bound_move(self.plan, W, Ht)
+        moved = _bound_move(self.plan, W, Ht, abundances=False)
         self.unwatched = moved is not None
         return (W, Ht) if moved is None else (moved[0], None)
 
@@ -270,9 +270,10 @@ def _bound_view(plan: Plan) -> _BoundView | None:
     return _BoundView(plan)
 
 
-def _bound_move(plan: Plan, W: np.ndarray, Ht: np.ndarray):
+def _bound_move(plan: Plan, W: np.ndarray, Ht: np.ndarray, abundances: bool = True):
     """``(W, Ht, β)`` of :func:`to_bound` before H's feasibility fix (new arrays), or None
-    when no phase moves."""
+    when no phase moves. ``abundances=False`` (the movement rule's view, which reads only W):
+    the moved abundances are not computed (``Ht`` of the result is then one row)."""
     s = plan.settings
     gamma = s.final_extrapolation
     Ht = np.asarray(Ht, dtype=np.float64)
@@ -281,7 +282,8 @@ def _bound_move(plan: Plan, W: np.ndarray, Ht: np.ndarray):
     # a flat-topped abundance (pure over most of where the phase is) is a phase seen pure, not
     # the peaked abundance of a phase thinner than the specimen: it stays
     purity = (Ht >= 0.9).sum(axis=0) / np.maximum((Ht >= 0.1).sum(axis=0), 1)
-    W, Ht, beta = extrapolate_minor_phases(W, Ht, plan.wp, dominant, gamma,
+    W, Ht, beta = extrapolate_minor_phases(W, Ht if abundances else Ht[:1], plan.wp, dominant,
+                                           gamma,
                                            bounds=(1.0 / hi - 1.0, 1.0 / lo - 1.0),
                                            movable=purity < PURE_SHARE)  # fmt: skip
     if not np.any(beta > 0):

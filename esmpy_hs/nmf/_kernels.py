@@ -86,6 +86,13 @@ PAIRED_COUNTS = True
 #: (the same steps: the same result to the last unit). Read at compile time; False: always
 #: :func:`._simplex.solve_column` (issue 18, docs/validation.rst).
 UNROLLED_SIMPLEX = True
+#: the H step of a pixel under the simplex without fixed entries (the default fit) takes a path
+#: of its own (:func:`_update_free`): the same arithmetic in the same order as
+#: :func:`_update_pixel`, with the rare cases (a pixel without counts, the degenerate surrogate)
+#: behind calls instead of inlined; the general path inlined cost about 2 ms of a 128² pass
+#: on one thread in register traffic (issue 18, third round, docs/validation.rst). The same
+#: results bit for bit. Read at compile time; False: :func:`_update_pixel` for every pixel.
+FREE_SIMPLEX_PATH = True
 
 
 @njit(cache=True, inline="always")
@@ -222,6 +229,47 @@ def _update_pixel(
                                                                           rtol, hn, kt):
         return
     solve_column(c, beta, q, free, total, eps, simplex, rtol, hn)
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _update_free(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht, eps, rtol, c,
+                 beta, free, hn, seq, kt):  # fmt: skip
+    """:func:`_update_pixel` under the H simplex without fixed entries (``free`` all True on
+    entry and exit): the same surrogate, sums and solve; the empty pixel's closed form and
+    :func:`._simplex.solve_column` are called (:func:`_empty_or_general`), not inlined."""
+    k = len(kt)
+    for j in range(k):
+        hn[j] = h[j]
+        c[j] = h[j] * a[j]
+        beta[j] = colsum[j] + mu[j] / (h[j] + eps_reg)
+    q = 0.0
+    if lam > 0.0:
+        a0 = adj_indptr[p]
+        a1 = adj_indptr[p + 1]
+        deg = a1 - a0
+        if deg > 0:
+            q = 0.5 * lam * deg if seq else lam * deg
+            for j in range(k):
+                s = 0.0
+                for t in range(a0, a1):
+                    s += Ht[adj_indices[t], j]
+                beta[j] -= lam * s if seq else lam * (deg * h[j] + s)
+    empty = True
+    for j in range(k):
+        if c[j] != 0.0:
+            empty = False
+    if empty and q > 0.0:
+        _empty_or_general(c, beta, q, free, eps, rtol, hn)
+    elif not solve_free_simplex(c, beta, q, 1.0, eps, rtol, hn, kt):
+        solve_column(c, beta, q, free, 1.0, eps, True, rtol, hn)
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _empty_or_general(c, beta, q, free, eps, rtol, hn):
+    """A pixel without counts (q > 0) under the simplex, every entry free: the closed form of
+    :func:`_project_empty`, else :func:`._simplex.solve_column` (as :func:`_update_pixel`)."""
+    if not _project_empty(c, beta, q, free, 1.0, eps, hn):
+        solve_column(c, beta, q, free, 1.0, eps, True, rtol, hn)
 
 
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
@@ -542,12 +590,35 @@ def _accumulate_dense(i, dense, D, hn, acc, inv_scale, kt):
             acc[ch, j] += r * hn[j]
 
 
+@njit(cache=True, inline="always")
+def _hold_pixel(i, h, hn, Ht_out, Hy_out, extrap, kt):
+    """A pixel held by the active set (:data:`esmpy_hs.nmf._solver.ACTIVE_SET`): its new H and
+    its extrapolation are its H entering the pass (``hn`` receives it for the sums)."""
+    k = len(kt)
+    for j in range(k):
+        hn[j] = h[j]
+        Ht_out[i, j] = h[j]
+        if extrap:
+            Hy_out[i, j] = h[j]
+
+
+@njit(cache=True, inline="always")
+def _largest_move(hn, h, kt):
+    """``max_j |hn_j − h_j|``: how far the update moved the pixel (float64)."""
+    d = 0.0
+    for j in range(len(kt)):
+        e = abs(np.float64(hn[j]) - np.float64(h[j]))
+        if e > d:
+            d = e
+    return d
+
+
 @njit(cache=True, fastmath=_FASTMATH)
 def _sparse_block(
     b, nblocks, npx, indptr, indices, counts, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    blk_acc, hsum_b, loss_b, kt, Hy_out, beta_x, D2, colsum2,
+    blk_acc, hsum_b, loss_b, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
 ):  # fmt: skip
     """Block ``b`` of ``nblocks``, its stripes serially (see :func:`h_pass_sparse`)."""
     k = len(kt)  # compile-time constant (see the kernel's docstring)
@@ -567,6 +638,10 @@ def _sparse_block(
     free = np.empty(k, dtype=np.bool_)
     seq = phase >= 0
     lfac = 0.25 if not seq else (0.5 if phase == 0 else 0.0)
+    track = update_h and moved.shape[0] > 0
+    skipping = track and skip_tol > 0.0 and not want_loss
+    free_path = FREE_SIMPLEX_PATH and UNROLLED_SIMPLEX and simplex and fixed.shape[0] == 0
+    free[:] = True
     for st in range(b, (npx + _STRIPE - 1) // _STRIPE, nblocks):
         for i in range(st * _STRIPE, min((st + 1) * _STRIPE, npx)):
             p = start + i
@@ -581,7 +656,10 @@ def _sparse_block(
                 a[j] = 0.0
             i0 = indptr[i]
             i1 = indptr[i + 1]
-            if update_h or want_loss:
+            if skipping and moved[i] < skip_tol:
+                # an abundance that stopped moving: held (no ratio sweep, no solve)
+                _hold_pixel(i, h, hn, Ht_out, Hy_out, extrap, kt)
+            elif update_h or want_loss:
                 if pairs and not want_loss:
                     _ratios_pairs(i0, i1, indices, counts, D, h, a, inv_scale, kt)
                 elif want_loss:
@@ -601,18 +679,27 @@ def _sparse_block(
                                       lfac)  # fmt: skip
                     ls[2] += lp
                     ls[3] += ll
-            if update_h:
-                _update_pixel(
-                    p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
-                    simplex, fixed, eps, rtol, c, beta, free, hn, seq, kt,
-                )  # fmt: skip
-                for j in range(k):
-                    Ht_out[i, j] = hn[j]
-                    hn[j] = Ht_out[i, j]  # accumulate with the stored (rounded) value
-                if extrap:
-                    _extrapolate_pixel(hn, h, beta_x, eps, y, floored)
+                if update_h:
+                    if free_path:
+                        _update_free(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices,
+                                     Ht, eps, rtol, c, beta, free, hn, seq, kt)  # fmt: skip
+                    else:
+                        _update_pixel(
+                            p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
+                            simplex, fixed, eps, rtol, c, beta, free, hn, seq, kt,
+                        )  # fmt: skip
                     for j in range(k):
-                        Hy_out[i, j] = y[j]
+                        Ht_out[i, j] = hn[j]
+                        hn[j] = Ht_out[i, j]  # accumulate with the stored (rounded) value
+                    if extrap:
+                        _extrapolate_pixel(hn, h, beta_x, eps, y, floored)
+                        for j in range(k):
+                            Hy_out[i, j] = y[j]
+                    if track:
+                        moved[i] = _largest_move(hn, h, kt)
+                else:
+                    for j in range(k):
+                        hn[j] = h[j]
             else:
                 for j in range(k):
                     hn[j] = h[j]
@@ -631,7 +718,7 @@ def h_pass_sparse(
     indptr, indices, counts, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2,
+    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
 ):  # fmt: skip
     """Fused pass over pixels ``start … start + len(indptr) − 2`` stored sparse by pixel.
 
@@ -709,6 +796,15 @@ def h_pass_sparse(
         G at the iterate where the solver replaced G, in the pass that evaluates the new one.
     colsum2 : float64[k]
         ``1ᵀ D2`` (any length-k array when D2 has no rows).
+    moved : float64[npx] or float64[0]
+        With rows (and ``update_h``): the active set of the H step. Receives, for every pixel
+        the pass updates, the largest move of its entries, ``max_j |h⁺_j − h_j|``; with
+        ``skip_tol`` > 0 and no loss asked, a pixel whose entry is below ``skip_tol`` is held
+        instead: its new H (and its extrapolation in ``Hy_out``) is its H entering the pass,
+        without the ratio sweep and the solve; its ``R Hᵀ`` and ``H 1`` are accumulated as
+        any pixel's. Without rows every pixel is updated (the pass before).
+    skip_tol : float
+        See ``moved``.
     """
     npx = indptr.shape[0] - 1
     nblocks = acc.shape[0]
@@ -718,7 +814,7 @@ def h_pass_sparse(
             indptr, indices, counts, D, colsum, Ht, start, Ht_out,
             inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2,
+            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
         )  # fmt: skip
 
 
@@ -727,7 +823,7 @@ def _dense_block(
     b, nblocks, npx, dense, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    blk_acc, hsum_b, loss_b, kt, Hy_out, beta_x, D2, colsum2,
+    blk_acc, hsum_b, loss_b, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
 ):  # fmt: skip
     """Block ``b`` of ``nblocks``, its stripes serially (see :func:`h_pass_dense`)."""
     k = len(kt)  # compile-time constant (see the kernel's docstring)
@@ -746,6 +842,10 @@ def _dense_block(
     free = np.empty(k, dtype=np.bool_)
     seq = phase >= 0
     lfac = 0.25 if not seq else (0.5 if phase == 0 else 0.0)
+    track = update_h and moved.shape[0] > 0
+    skipping = track and skip_tol > 0.0 and not want_loss
+    free_path = FREE_SIMPLEX_PATH and UNROLLED_SIMPLEX and simplex and fixed.shape[0] == 0
+    free[:] = True
     for st in range(b, (npx + _STRIPE - 1) // _STRIPE, nblocks):
         for i in range(st * _STRIPE, min((st + 1) * _STRIPE, npx)):
             p = start + i
@@ -758,7 +858,9 @@ def _dense_block(
             for j in range(k):
                 h[j] = Ht[p, j]
                 a[j] = 0.0
-            if update_h or want_loss:
+            if skipping and moved[i] < skip_tol:
+                _hold_pixel(i, h, hn, Ht_out, Hy_out, extrap, kt)
+            elif update_h or want_loss:
                 if want_loss:
                     ls[0] += inv_scale * _ratios_loss_dense(i, dense, D, h, a, inv_scale, kt)
                     if two:
@@ -774,18 +876,27 @@ def _dense_block(
                                       lfac)  # fmt: skip
                     ls[2] += lp
                     ls[3] += ll
-            if update_h:
-                _update_pixel(
-                    p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
-                    simplex, fixed, eps, rtol, c, beta, free, hn, seq, kt,
-                )  # fmt: skip
-                for j in range(k):
-                    Ht_out[i, j] = hn[j]
-                    hn[j] = Ht_out[i, j]
-                if extrap:
-                    _extrapolate_pixel(hn, h, beta_x, eps, y, floored)
+                if update_h:
+                    if free_path:
+                        _update_free(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices,
+                                     Ht, eps, rtol, c, beta, free, hn, seq, kt)  # fmt: skip
+                    else:
+                        _update_pixel(
+                            p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
+                            simplex, fixed, eps, rtol, c, beta, free, hn, seq, kt,
+                        )  # fmt: skip
                     for j in range(k):
-                        Hy_out[i, j] = y[j]
+                        Ht_out[i, j] = hn[j]
+                        hn[j] = Ht_out[i, j]
+                    if extrap:
+                        _extrapolate_pixel(hn, h, beta_x, eps, y, floored)
+                        for j in range(k):
+                            Hy_out[i, j] = y[j]
+                    if track:
+                        moved[i] = _largest_move(hn, h, kt)
+                else:
+                    for j in range(k):
+                        hn[j] = h[j]
             else:
                 for j in range(k):
                     hn[j] = h[j]
@@ -804,7 +915,7 @@ def h_pass_dense(
     dense, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2,
+    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
 ):  # fmt: skip
     """As :func:`h_pass_sparse` for counts stored dense, ``dense[i, c]`` (chunk pixels × channels).
 
@@ -818,7 +929,7 @@ def h_pass_dense(
             dense, D, colsum, Ht, start, Ht_out,
             inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2,
+            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
         )  # fmt: skip
 
 
@@ -827,7 +938,7 @@ def h_pass_sparse_serial(
     indptr, indices, counts, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2,
+    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
 ):  # fmt: skip
     """:func:`h_pass_sparse` on one thread (same blocks, bit-identical results).
 
@@ -842,7 +953,7 @@ def h_pass_sparse_serial(
             indptr, indices, counts, D, colsum, Ht, start, Ht_out,
             inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2,
+            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
         )  # fmt: skip
 
 
@@ -851,7 +962,7 @@ def h_pass_dense_serial(
     dense, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2,
+    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
 ):  # fmt: skip
     """:func:`h_pass_dense` on one thread (same blocks, bit-identical results)."""
     npx = dense.shape[0]
@@ -862,7 +973,7 @@ def h_pass_dense_serial(
             dense, D, colsum, Ht, start, Ht_out,
             inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2,
+            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
         )  # fmt: skip
 
 

@@ -63,6 +63,19 @@ FOLD_CLOSING_LOSS = True
 #: sum the per-block ``R Hᵀ`` of a pass in compiled code (:func:`._kernels.sum_blocks`, the same
 #: sums in the same order) instead of NumPy's reduction; False: ``acc.sum(axis=0)`` (before)
 COMPILED_BLOCK_SUM = True
+#: the active set of the H step (loops that update W, under the H simplex without fixed entries,
+#: with the movement rule on and every pixel moving at once, not red-black sweeps; in memory and
+#: through the chunk engines alike): a pixel whose last update moved none of its abundances by more
+#: than the movement rule's per-iteration share (``move_tol[1] / MOVE_WINDOW``, times
+#: :data:`ACTIVE_SHARE`) is held — no ratio sweep, no solve: about 2/3 of its share of a pass —
+#: until the next full sweep, which every pass with the loss and every :data:`ACTIVE_FULL_EVERY`-th
+#: iteration is. Holding a pixel keeps the descent (the H step's majoriser separates per pixel);
+#: the iterates change (docs/validation.rst, issue 18). False: every pixel at every pass (before).
+ACTIVE_SET = True
+#: a pixel is held when its last move is below this share of ``move_tol[1] / MOVE_WINDOW``
+ACTIVE_SHARE = 0.3
+#: every this many iterations (and at every evaluation of F) every pixel is updated
+ACTIVE_FULL_EVERY = 5
 
 
 def h_rtol(dtype) -> float:
@@ -148,6 +161,7 @@ class PassResult:
 
 
 _NO_COLOUR = np.zeros(0, dtype=np.uint8)
+_NO_MOVES = np.zeros(0)
 
 
 def n_blocks(npx: int) -> int:
@@ -171,6 +185,8 @@ def h_pass(
     Hy_out: np.ndarray | None = None,
     beta: float = 0.0,
     D2: np.ndarray | None = None,
+    moved: np.ndarray | None = None,
+    skip_tol: float = 0.0,
 ) -> PassResult:
     """H step of one pixel chunk and its partial sums.
 
@@ -204,6 +220,12 @@ def h_pass(
     D2 : ndarray (channels × k), working dtype, or None
         With ``want_loss``: the loss parts of the entering H are also computed at ``D2``
         (``loss2`` of the result).
+    moved : ndarray (chunk pixels,), float64, or None
+        The active set (:data:`ACTIVE_SET`): receives the largest move of the abundances of
+        every pixel of the chunk the pass updates; with ``skip_tol`` > 0 (and no loss) a pixel
+        whose entry is below ``skip_tol`` is held instead (see :func:`._kernels.h_pass_sparse`).
+    skip_tol : float
+        See ``moved`` (0: every pixel is updated).
     """
     k = D.shape[1]
     n = D.shape[0]
@@ -233,10 +255,13 @@ def h_pass(
     if phase >= 0 and hp.colour is None:
         raise ValueError("a red-black phase needs the pixels' colours (hp.colour)")
     colour = _NO_COLOUR if hp.colour is None else hp.colour
+    moved = _NO_MOVES if moved is None else moved
+    if moved.shape != (0,) and (moved.shape != (npx,) or moved.dtype != np.float64):
+        raise ValueError("moved must hold one float64 per pixel of the chunk")
     common = (
         hp.inv_scale, hp.mu, hp.eps_reg, hp.lam, hp.adj_indptr, hp.adj_indices, colour,
         int(phase), hp.simplex, fixed, hp.eps, hp.rtol, update_h, accumulate, want_loss,
-        acc, hsum, loss, (0,) * k, Hy_out, float(beta), D2, colsum2,
+        acc, hsum, loss, (0,) * k, Hy_out, float(beta), D2, colsum2, moved, float(skip_tol),
     )  # fmt: skip
     if chunk[0] == "sparse":
         _, indptr, indices, counts = chunk
@@ -312,7 +337,9 @@ def evaluate_loss(data, G, W, Ht, hp: HParams) -> float:
 #: one pass over the data: ``run_pass(D, colsum, Ht, Ht_out, *, update_h, accumulate,
 #: want_loss, phase=-1) -> PassResult`` (``Ht_out`` may be None when ``update_h`` is False;
 #: ``phase`` as in :func:`h_pass`). A pass whose attribute ``fused`` is True also takes
-#: ``Hy_out``, ``beta`` and ``D2`` (as :func:`h_pass`; :func:`memory_pass` does)
+#: ``Hy_out``, ``beta`` and ``D2`` (as :func:`h_pass`; :func:`memory_pass` does); one whose
+#: attribute ``active_set`` is True takes ``moved`` (one float64 per pixel of the map) and
+#: ``skip_tol`` (the active set, :data:`ACTIVE_SET`; every pass of this package does)
 PassFn = Callable[..., PassResult]
 
 
@@ -328,8 +355,9 @@ def sweep(run_pass: PassFn, hp: HParams, D, colsum, Ht, Ht_out, *, update_h: boo
     of the simultaneous update's majorant: fewer iterations where the Laplacian dominates (low
     dose). Otherwise (and for loss-only passes) one pass with every pixel at once.
 
-    ``fused``: ``Hy_out``, ``beta``, ``D2`` of a pass that takes them (see :data:`PassFn`;
-    entries that are None are not passed); each colour of a sweep extrapolates its pixels.
+    ``fused``: ``Hy_out``, ``beta``, ``D2``, ``moved``, ``skip_tol`` of a pass that takes them
+    (see :data:`PassFn`; entries that are None are not passed); each colour of a sweep
+    extrapolates its pixels and holds its own pixels of the active set.
     """
     fused = {key: v for key, v in fused.items() if v is not None}
     if hp.colour is None or hp.lam <= 0 or not update_h:
@@ -347,13 +375,14 @@ def memory_pass(data, hp: HParams) -> PassFn:
     chunk = data.chunk(0, data.n_pixels)
 
     def run(D, colsum, Ht, Ht_out, *, update_h, accumulate, want_loss, phase=-1, Hy_out=None,
-            beta=0.0, D2=None) -> PassResult:  # fmt: skip
+            beta=0.0, D2=None, moved=None, skip_tol=0.0) -> PassResult:  # fmt: skip
         out = Ht if Ht_out is None else Ht_out
         return h_pass(chunk, D, colsum, Ht, 0, out, hp, update_h=update_h,
                       accumulate=accumulate, want_loss=want_loss, phase=phase, Hy_out=Hy_out,
-                      beta=beta, D2=D2)  # fmt: skip
+                      beta=beta, D2=D2, moved=moved, skip_tol=skip_tol)  # fmt: skip
 
     run.fused = True
+    run.active_set = True
     return run
 
 
@@ -410,7 +439,9 @@ def iterate(
         directions) and the abundance fractions are compared with those of the check before;
         stop when no spectrum's angle moved by more than ``move_tol[0]`` degrees and no
         abundance by more than ``move_tol[1]``. Either rule stops the fit. None (or a zero
-        entry) leaves the relative-objective rule alone. F is evaluated at every check.
+        entry) leaves the relative-objective rule alone. F is evaluated at every check. With
+        the rule on (``tol`` 0 included), the H step holds the pixels that stopped moving
+        (:data:`ACTIVE_SET`).
     move_view : callable or None
         ``(W, Ht) -> (W', Ht')``: what the movement rule compares instead of the iterate (the
         fit's answer as it will be returned, e.g. with the minor phases moved to their bound,
@@ -491,6 +522,15 @@ def iterate(
     # H extrapolated by the pass itself (FUSED_EXTRAPOLATION)
     fuse = mom and fused and FUSED_EXTRAPOLATION and hp.simplex and hp.fixed_Ht is None
     fold = fused and FOLD_CLOSING_LOSS
+    # the active set of the H step (ACTIVE_SET): each pixel's last move; none held at first
+    # (only where W moves, and not with red-black sweeps: with W held at low dose the movement
+    # rule needed up to 1.8 times the iterations, docs/validation.rst)
+    red_black = hp.colour is not None and hp.lam > 0
+    active = (getattr(run_pass, "active_set", False) and ACTIVE_SET and hp.simplex
+              and hp.fixed_Ht is None and move_tol is not None and min(move_tol) > 0
+              and update_W_ and not red_black)  # fmt: skip
+    hold_below = ACTIVE_SHARE * move_tol[1] / MOVE_WINDOW if active else 0.0
+    moves_px = np.full(Ht.shape[0], np.inf) if active else None
     # an epoch whose closing F (at the old G) rides on the next pass (FOLD_CLOSING_LOSS):
     # (old G, W at the change, F and iteration of its last evaluation, F_acc, safe, closing)
     pending: tuple | None = None
@@ -516,9 +556,13 @@ def iterate(
             colsum = colsums(D)
             Hy = np.empty_like(Ht) if fuse else None
             D2 = None if pending is None else compute_D(pending[0], pending[1], Ht.dtype)
+            skip = None
+            if active:
+                skip = 0.0 if want or it % ACTIVE_FULL_EVERY == 0 else hold_below
             res = sweep(run_pass, hp, D, colsum, Ht, Ht_new, update_h=True,
                         accumulate=update_W_, want_loss=want, Hy_out=Hy,
-                        beta=beta if fuse else None, D2=D2)  # fmt: skip
+                        beta=beta if fuse else None, D2=D2, moved=moves_px,
+                        skip_tol=skip)  # fmt: skip
             if pending is not None:
                 # the end of the old G's epoch, as in the callback below (FOLD_CLOSING_LOSS)
                 G_old, W_old, ref_old, F_acc_old, safe_old, closing = pending

@@ -1,5 +1,6 @@
 """The second round of issue 18's pass work: the simplex solve of the H step compiled for the
-pass's k (:data:`._kernels.UNROLLED_SIMPLEX`, :func:`._simplex.solve_free_simplex`), the
+pass's k (:data:`._kernels.UNROLLED_SIMPLEX`, :func:`._simplex.solve_free_simplex`; with
+:data:`._kernels.FREE_SIMPLEX_PATH`, issue 18's third round, in a path of its own), the
 counts of the ratio sweep taken two at a time (:data:`._kernels.PAIRED_COUNTS`) and the
 blocks' ``R Hᵀ`` summed in compiled code (:data:`._solver.COMPILED_BLOCK_SUM`) — each against
 the computation it replaces.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numba import njit
 
 from esmpy_hs.nmf import SmartNMF, _kernels, _solver
 from esmpy_hs.nmf._laplacian import grid_adjacency
@@ -127,3 +129,51 @@ def test_fits_with_and_without_the_compiled_block_sum_are_identical(monkeypatch)
     assert new.loss_history_ == old.loss_history_
     np.testing.assert_array_equal(new.W_, old.W_)
     np.testing.assert_array_equal(new.H_, old.H_)
+
+
+@njit(fastmath=_kernels._FASTMATH)
+def _both_updates(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht, eps, rtol, seq,
+                  kt):  # fmt: skip
+    """One pixel's H step by :func:`._kernels._update_free` and by
+    :func:`._kernels._update_pixel` (no fixed entries, the simplex), inlined with the
+    kernels' fast-math flags as in the passes."""
+    k = len(kt)
+    c = np.empty(k)
+    beta = np.empty(k)
+    free = np.ones(k, dtype=np.bool_)
+    out = np.empty((2, k))
+    hn = np.empty(k)
+    _kernels._update_free(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht, eps,
+                          rtol, c, beta, free, hn, seq, kt)  # fmt: skip
+    out[0] = hn
+    _kernels._update_pixel(p, p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
+                           True, np.empty((0, k)), eps, rtol, c, beta, free, hn, seq,
+                           kt)  # fmt: skip
+    out[1] = hn
+    return out
+
+
+@pytest.mark.parametrize("seq", [False, True])
+def test_the_free_simplex_path_is_the_general_update_bit_for_bit(seq):
+    """:data:`._kernels.FREE_SIMPLEX_PATH`: the default fit's H step takes a path of its own;
+    on every kind of pixel (counts or none, with and without the Laplacian, degenerate q = 0
+    surrogates) it gives the general update's answer to the last bit."""
+    rng = np.random.default_rng(31)
+    k = 3
+    adj_indptr, adj_indices = grid_adjacency(SHAPE)
+    Ht = np.ascontiguousarray(rng.dirichlet(np.full(k, 0.5), SHAPE[0] * SHAPE[1]))
+    colsum = rng.random(k) + 0.5
+    mu = np.full(k, 0.01)
+    kinds = {"counts": 0, "empty": 0}
+    for p in range(Ht.shape[0]):
+        a = rng.random(k) * 10.0 ** rng.uniform(-2, 2)
+        if p % 3 == 0:
+            a[:] = 0.0  # no counts
+        elif p % 7 == 0:
+            a[rng.integers(k)] = 0.0
+        lam = 0.0 if p % 5 == 0 else 10.0 ** rng.uniform(-2, 1)
+        out = _both_updates(p, Ht[p].copy(), a, colsum, mu, 1.0, lam, adj_indptr, adj_indices,
+                            Ht, 1e-12, 1e-10, seq, (0,) * k)  # fmt: skip
+        np.testing.assert_array_equal(out[0], out[1])
+        kinds["empty" if not a.any() else "counts"] += 1
+    assert min(kinds.values()) > 50
