@@ -143,6 +143,12 @@ _RESOLVED = 2000.0  # counts above which a peak's position/width or the continuu
 #: and the comparison of both (``benchmarks/compare_model_check.py``).
 FAST_PATH = True
 
+#: With :data:`FAST_PATH`: each Poisson fit (:func:`_fit`) as one compiled call and each
+#: weighted NNLS from normal equations (:func:`_gram_nnls`) compiled
+#: (:mod:`esmpy_hs.physics._irls`): the same problems, solved to rounding (the sums in
+#: another order; docs/validation.rst). False: the NumPy/SciPy steps.
+COMPILED = True
+
 
 def candidate_elements() -> list[str]:
     """The default candidates: C (Z = 6) to U (Z = 92) without the short-lived elements."""
@@ -779,6 +785,17 @@ def _gram_nnls(M: NDArray, b: NDArray, signed: NDArray, ridge: float = 1e-10,
     its solution is unique, and when the guess's equality solution is ≥ 0 on the guess and the
     gradient is ≥ 0 on the columns held at 0 (the optimality conditions), that solution is it;
     otherwise the full NNLS below runs."""
+    if FAST_PATH and COMPILED:
+        from esmpy_hs.physics import _irls
+
+        out = np.empty(np.shape(b)[0])
+        use = passive is not None
+        if _irls.gram_nnls(np.ascontiguousarray(M, dtype=np.float64),
+                           np.ascontiguousarray(b, dtype=np.float64),
+                           np.ascontiguousarray(signed, dtype=np.bool_), float(ridge),
+                           np.ascontiguousarray(passive if use else signed, dtype=np.bool_),
+                           use, out):  # fmt: skip
+            return out
     order = np.concatenate([np.nonzero(signed)[0], np.nonzero(~signed)[0]])
     nf = int(signed.sum())
     M = M[np.ix_(order, order)]
@@ -931,8 +948,22 @@ def _fit_blocks(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray,
     norm = np.sqrt((A**2).sum(axis=0))
     norm[norm <= 0] = 1.0
     An = A / norm
-    op = _BlockMatrix(An)
     floor = 1e-3 * max(float(y.mean()), 1e-9)
+    if COMPILED:
+        from esmpy_hs.physics import _irls
+
+        signed = np.ascontiguousarray(signed, dtype=np.bool_)
+        start = np.zeros(An.shape[1])
+        if a0 is not None:
+            start = a0 * norm
+            start[~signed] = np.maximum(start[~signed], 0.0)
+        offset = np.ascontiguousarray(offset, dtype=np.float64)
+        a, fitted, ok = _irls.irls(np.ascontiguousarray(An), signed,
+                                   np.ascontiguousarray(y, dtype=np.float64), offset,
+                                   start, a0 is not None, int(n_iter), float(floor))  # fmt: skip
+        if ok:
+            return a / norm, np.maximum(offset + fitted, floor)
+    op = _BlockMatrix(An)
     r = y - offset
     w = 1.0 / np.maximum(y + offset, 1.0) if a0 is None else None
     a = None
