@@ -435,3 +435,102 @@ def irls(An, signed, y, offset, a_start, has_start, n_iter, floor):  # pragma: n
         if change < 1e-4:
             break
     return a, fitted, True
+
+
+# ---- the peaks of line columns and the candidates' screen (bit-identical to NumPy) ----------
+# Only additions, subtractions, products and quotients (each correctly rounded, as NumPy's
+# elementwise operations are) and sums in the order ``np.bincount`` adds them; erf and log stay
+# in SciPy/NumPy. The results are the same numbers as the NumPy expressions they replace.
+
+
+@njit(cache=True)
+def peak_arguments(edges, centres, sig, lo, m):  # pragma: no cover - compiled
+    """The erf arguments ``(edges[lo_p + t] − centre_p) / (√2 σ_p)``, t < m_p, of every peak
+    p, one after another (:func:`esmpy_hs.physics.identification._peaks_fast`'s ``cdf``)."""
+    total = 0
+    for p in range(m.size):
+        total += m[p]
+    x = np.empty(total)
+    pos = 0
+    r2 = np.sqrt(2.0)
+    for p in range(m.size):
+        c = centres[p]
+        d = r2 * sig[p]
+        for t in range(m[p]):
+            x[pos + t] = (edges[lo[p] + t] - c) / d
+        pos += m[p]
+    return x
+
+
+@njit(cache=True)
+def peak_sums(erfs, lo, m, weights, column, n, n_columns):  # pragma: no cover - compiled
+    """``Σ_p weights_p (½ erf(x_{t+1}) − ½ erf(x_t))`` into channel ``lo_p + t`` of column
+    ``column_p``, (n · n_columns,), in ``np.bincount``'s order (peak by peak, channel by
+    channel)."""
+    out = np.zeros(n * n_columns)
+    pos = 0
+    for p in range(m.size):
+        w = weights[p]
+        col = column[p]
+        for t in range(m[p] - 1):
+            v = 0.5 * erfs[pos + t + 1] - 0.5 * erfs[pos + t]
+            v *= w
+            out[(lo[p] + t) * n_columns + col] += v
+        pos += m[p]
+    return out
+
+
+@njit(cache=True)
+def screen_newton(yy, mm, c, j, n_cand, n_iter):  # pragma: no cover - compiled
+    """The screen's Newton steps (:func:`esmpy_hs.physics.identification._screen` with
+    ``FAST_PATH``) over the nonzero entries (channel values ``yy``, ``mm``, column entry
+    ``c``, candidate ``j``): the amplitudes b ≥ 0, the candidates' entries kept (score > 0)
+    and the ratio (μ + c b)/μ at each kept entry, for the log of the gain."""
+    k = yy.size
+    score = np.zeros(n_cand)
+    for t in range(k):
+        score[j[t]] += c[t] * (yy[t] - mm[t]) * (1.0 / mm[t])
+    keep = np.empty(k, dtype=np.int64)
+    nk = 0
+    for t in range(k):
+        if score[j[t]] > 0.0:
+            keep[nk] = t
+            nk += 1
+    info = np.zeros(n_cand)
+    for s in range(nk):
+        t = keep[s]
+        info[j[t]] += c[t] * c[t] * (1.0 / mm[t])
+    b = np.zeros(n_cand)
+    for q in range(n_cand):
+        if score[q] > 0.0:
+            b[q] = score[q] / max(info[q], 1e-300)
+    for _ in range(n_iter):
+        score[:] = 0.0
+        info[:] = 0.0
+        for s in range(nk):
+            t = keep[s]
+            q = j[t]
+            mt = mm[t] + c[t] * b[q]
+            r = yy[t] / mt
+            score[q] += c[t] * (r - 1.0)
+            info[q] += c[t] * c[t] * r / mt
+        for q in range(n_cand):
+            b[q] = max(b[q] + score[q] / max(info[q], 1e-300), 0.0)
+    ratio = np.empty(nk)
+    for s in range(nk):
+        t = keep[s]
+        ratio[s] = (mm[t] + c[t] * b[j[t]]) / mm[t]
+    return b, keep[:nk], ratio
+
+
+@njit(cache=True)
+def screen_gain(yy, c, j, b, keep, log_ratio, n_cand):  # pragma: no cover - compiled
+    """2 Σ (y log((μ + c b)/μ) − c b) per candidate over the kept entries (0 where y = 0)."""
+    gain = np.zeros(n_cand)
+    for s in range(keep.size):
+        t = keep[s]
+        v = yy[t] * log_ratio[s] if yy[t] > 0 else 0.0
+        gain[j[t]] += v - c[t] * b[j[t]]
+    for q in range(n_cand):
+        gain[q] = max(2.0 * gain[q], 0.0)
+    return gain

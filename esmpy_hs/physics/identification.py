@@ -420,6 +420,16 @@ def _peaks_fast(edges: NDArray, centres: NDArray, sig: NDArray, weights: NDArray
     lo = np.clip(np.searchsorted(edges, centres - _SATURATED * sig) - 1, 0, n)
     hi = np.clip(np.searchsorted(edges, centres + _SATURATED * sig), 0, n)
     m = hi - lo + 1  # edges lo..hi of each peak
+    if COMPILED:  # the same arguments, erf values and sums without the index arrays
+        from esmpy_hs.physics import _irls
+
+        x = _irls.peak_arguments(np.ascontiguousarray(edges, dtype=np.float64),
+                                 np.ascontiguousarray(centres, dtype=np.float64),
+                                 np.ascontiguousarray(sig, dtype=np.float64), lo, m)  # fmt: skip
+        erf(x, out=x)
+        return _irls.peak_sums(x, lo, m, np.ascontiguousarray(weights, dtype=np.float64),
+                               np.ascontiguousarray(column, dtype=np.int64), n,
+                               int(n_columns)).reshape(n, n_columns)  # fmt: skip
     starts = np.cumsum(m) - m
     pk = np.repeat(np.arange(centres.size), m)
     idx = np.arange(int(m[-1] + starts[-1]))
@@ -1003,6 +1013,15 @@ def _screen(y: NDArray, mu: NDArray, C: NDArray, n_iter: int = 12,
     else:  # ``np.nonzero(C)`` and those entries, kept (:func:`_selection`)
         i, j, c = nz
     yy, mm = y[i], mu[i]
+    if FAST_PATH and COMPILED:  # the same steps and sums, compiled (the log in NumPy)
+        from esmpy_hs.physics import _irls
+
+        yy = np.ascontiguousarray(yy, dtype=np.float64)
+        mm = np.ascontiguousarray(mm, dtype=np.float64)
+        c = np.ascontiguousarray(c, dtype=np.float64)
+        j = np.ascontiguousarray(j, dtype=np.int64)
+        b, kept, ratio = _irls.screen_newton(yy, mm, c, j, m, n_iter)
+        return b, _irls.screen_gain(yy, c, j, b, kept, np.log(ratio), m)
     w = 1.0 / mm
     score = np.bincount(j, c * (yy - mm) * w, m)  # the score dℓ/db at b = 0
     if FAST_PATH:

@@ -86,3 +86,26 @@ def test_a_failed_compiled_solve_falls_back_to_scipy(monkeypatch):
     np.testing.assert_array_equal(got[0], ref[0])
     np.testing.assert_array_equal(got[1], ref[1])
     np.testing.assert_array_equal(idm._gram_nnls(M, b, signed), ref_step)
+
+
+def test_compiled_peaks_and_screen_are_the_same_numbers(monkeypatch):
+    """The candidates' columns (their peaks) and the screen's amplitudes and gains, compiled
+    and in NumPy: bit-identical (only correctly rounded operations, summed in the same
+    order; erf and log stay in SciPy/NumPy)."""
+    from esmpy_hs.physics import Detector
+
+    ax = EnergyAxis(0.2553, 0.01001, 1980)
+    det = Detector(resolution_mnka=131.0)
+    rng = np.random.default_rng(0)
+    out = {}
+    for compiled in (False, True):
+        monkeypatch.setattr(idm, "COMPILED", compiled)
+        cols = idm._build_columns(ax, 200.0, idm.candidate_elements(), det)
+        mu = cols.continuum.sum(axis=1) * 1e6 + 5.0
+        ca = cols.tied[:, cols.elements.index("Ca")]
+        y = rng.poisson(mu + 3e4 * ca / ca.sum()).astype(float)
+        rng = np.random.default_rng(0)
+        out[compiled] = (cols.tied, *idm._screen(y, mu, cols.tied))
+    for old, new in zip(out[False], out[True], strict=True):
+        np.testing.assert_array_equal(new, old)
+    assert out[True][2][cols.elements.index("Ca")] > 100  # a gain that is not 0
