@@ -109,3 +109,22 @@ def test_compiled_peaks_and_screen_are_the_same_numbers(monkeypatch):
     for old, new in zip(out[False], out[True], strict=True):
         np.testing.assert_array_equal(new, old)
     assert out[True][2][cols.elements.index("Ca")] > 100  # a gain that is not 0
+
+
+def test_vectorised_mass_attenuation_is_the_same(monkeypatch):
+    """μ/ρ through xraylib's NumPy binding (from ``VECTOR_MIN`` energies on) and one call per
+    energy: the same C function, the same values, edges and the clipped ends included."""
+    from esmpy_hs.physics import attenuation
+
+    if attenuation._xrl_np is None:  # pragma: no cover - it comes with xraylib's wheels
+        pytest.skip("xraylib_np not installed")
+    rng = np.random.default_rng(1)
+    E = np.concatenate([rng.uniform(0.05, 900.0, 500), np.linspace(0.1, 30.0, 400),
+                        [0.1, 800.0, 1.8389, 1.839]])  # fmt: skip
+    for z in (1, 6, 13, 14, 26, 47, 79, 92):
+        monkeypatch.setattr(attenuation, "VECTOR_MIN", 64)
+        vec = attenuation.element_mass_attenuation(z, E.reshape(4, -1))
+        monkeypatch.setattr(attenuation, "VECTOR_MIN", 10**9)
+        one = attenuation.element_mass_attenuation(z, E.reshape(4, -1))
+        assert vec.shape == one.shape == (4, E.size // 4)
+        np.testing.assert_array_equal(vec, one)
