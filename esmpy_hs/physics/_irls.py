@@ -33,8 +33,9 @@ BLOCK = 128
 
 
 @njit(cache=True)
-def pack_blocks(A, block):  # pragma: no cover - compiled
-    """The nonzero columns of each block of ``block`` rows of ``A`` (n, p) and their entries:
+def pack_blocks(A, norm, block):  # pragma: no cover - compiled
+    """The nonzero columns of each block of ``block`` rows of ``A / norm`` (n, p; ``norm``
+    per column, the same quotients as NumPy's ``A / norm``) and their entries:
     ``(cptr, cols, vptr, vals)``; block b holds ``cols[cptr[b]:cptr[b+1]]`` and its rows
     × those columns row-major in ``vals[vptr[b]:vptr[b+1]]``."""
     n, p = A.shape
@@ -43,7 +44,7 @@ def pack_blocks(A, block):  # pragma: no cover - compiled
     for i in range(n):
         b = i // block
         for j in range(p):
-            if A[i, j] != 0.0:
+            if A[i, j] / norm[j] != 0.0:
                 used[b, j] = True
     cptr = np.zeros(nb + 1, dtype=np.int64)
     vptr = np.zeros(nb + 1, dtype=np.int64)
@@ -69,7 +70,8 @@ def pack_blocks(A, block):  # pragma: no cover - compiled
         v = vptr[b]
         for r in range(rows):
             for t in range(c):
-                vals[v + r * c + t] = A[start + r, cols[cptr[b] + t]]
+                j = cols[cptr[b] + t]
+                vals[v + r * c + t] = A[start + r, j] / norm[j]
     return cptr, cols, vptr, vals
 
 
@@ -381,13 +383,14 @@ def gram_nnls(M, b, signed, ridge, passive, use_passive, out):  # pragma: no cov
 
 
 @njit(cache=True)
-def irls(An, signed, y, offset, a_start, has_start, n_iter, floor):  # pragma: no cover
-    """``identification._fit_blocks``'s IRLS on the normalised matrix ``An`` (n, p):
-    returns ``(a, fitted, ok)`` (amplitudes of ``An``'s columns, ``An a``; ``ok`` False on a
-    failure of a step's solve). ``a_start`` (used when ``has_start``) is already normalised
-    and clipped at 0 off the signed columns."""
-    n, p = An.shape
-    cptr, cols, vptr, vals = pack_blocks(An, BLOCK)
+def irls(A, norm, signed, y, offset, a_start, has_start, n_iter, floor):  # pragma: no cover
+    """``identification._fit_blocks``'s IRLS on the normalised matrix ``A / norm`` (n, p;
+    the quotients formed here, not stored): returns ``(a, fitted, ok)`` (amplitudes of the
+    normalised columns, ``(A / norm) a``; ``ok`` False on a failure of a step's solve).
+    ``a_start`` (used when ``has_start``) is already normalised and clipped at 0 off the
+    signed columns."""
+    n, p = A.shape
+    cptr, cols, vptr, vals = pack_blocks(A, norm, BLOCK)
     r = np.empty(n)
     for i in range(n):
         r[i] = y[i] - offset[i]

@@ -957,22 +957,22 @@ def _fit_blocks(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray,
     optimality conditions)."""
     norm = np.sqrt((A**2).sum(axis=0))
     norm[norm <= 0] = 1.0
-    An = A / norm
     floor = 1e-3 * max(float(y.mean()), 1e-9)
-    if COMPILED:
+    if COMPILED:  # (A / norm formed inside, as it is read: the same quotients)
         from esmpy_hs.physics import _irls
 
         signed = np.ascontiguousarray(signed, dtype=np.bool_)
-        start = np.zeros(An.shape[1])
+        start = np.zeros(A.shape[1])
         if a0 is not None:
             start = a0 * norm
             start[~signed] = np.maximum(start[~signed], 0.0)
         offset = np.ascontiguousarray(offset, dtype=np.float64)
-        a, fitted, ok = _irls.irls(np.ascontiguousarray(An), signed,
+        a, fitted, ok = _irls.irls(np.ascontiguousarray(A, dtype=np.float64), norm, signed,
                                    np.ascontiguousarray(y, dtype=np.float64), offset,
                                    start, a0 is not None, int(n_iter), float(floor))  # fmt: skip
         if ok:
             return a / norm, np.maximum(offset + fitted, floor)
+    An = A / norm
     op = _BlockMatrix(An)
     r = y - offset
     w = 1.0 / np.maximum(y + offset, 1.0) if a0 is None else None
