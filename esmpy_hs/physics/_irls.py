@@ -537,3 +537,24 @@ def screen_gain(yy, c, j, b, keep, log_ratio, n_cand):  # pragma: no cover - com
     for q in range(n_cand):
         gain[q] = max(2.0 * gain[q], 0.0)
     return gain
+
+
+@njit(cache=True)
+def derivatives(F, scale):  # pragma: no cover - compiled
+    """``[np.gradient(F, axis=0) / scale, np.gradient(that, axis=0) / scale]`` (n ≥ 3): the
+    centred differences halved inside, the one-sided ones at the ends, then the division by
+    ``scale``; the same operations as NumPy's, the same numbers."""
+    n, f = F.shape
+    out = np.empty((n, 2 * f))
+    for j in range(f):
+        out[0, j] = (F[1, j] - F[0, j]) / 1.0 / scale
+        for i in range(1, n - 1):
+            out[i, j] = (F[i + 1, j] - F[i - 1, j]) / 2.0 / scale
+        out[n - 1, j] = (F[n - 1, j] - F[n - 2, j]) / 1.0 / scale
+    for j in range(f):
+        k = f + j
+        out[0, k] = (out[1, j] - out[0, j]) / 1.0 / scale
+        for i in range(1, n - 1):
+            out[i, k] = (out[i + 1, j] - out[i - 1, j]) / 2.0 / scale
+        out[n - 1, k] = (out[n - 1, j] - out[n - 2, j]) / 1.0 / scale
+    return out

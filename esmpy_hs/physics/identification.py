@@ -544,15 +544,22 @@ def _element_lines(element: str, beam_energy: float) -> tuple[NDArray, NDArray, 
 _LINE_WEIGHTS: dict[tuple[str, str, float], NDArray] = {}
 
 
-def _line_weights(detector: Detector, element: str, beam_energy: float) -> NDArray:
-    """σ·ε of all of ``element``'s lines (:func:`_element_lines` order), kept per detector
-    efficiency (not its width law, which a calibration changes) and E0."""
+def _efficiency_key(detector: Detector) -> str:
+    """What of ``detector`` the efficiency depends on (not its width law), as a key."""
     import json
 
     d = detector.to_dict()
     fields = ("window", "crystal_thickness", "dead_layer", "grid_open_fraction",
               "efficiency_curve")  # fmt: skip
-    key = (json.dumps([d[k] for k in fields], default=str), element, float(beam_energy))
+    return json.dumps([d[k] for k in fields], default=str)
+
+
+def _line_weights(detector: Detector, element: str, beam_energy: float,
+                  key: str | None = None) -> NDArray:  # fmt: skip
+    """σ·ε of all of ``element``'s lines (:func:`_element_lines` order), kept per detector
+    efficiency (not its width law, which a calibration changes) and E0. ``key``: the
+    detector's :func:`_efficiency_key` when the caller has it."""
+    key = (_efficiency_key(detector) if key is None else key, element, float(beam_energy))
     if key not in _LINE_WEIGHTS:
         if len(_LINE_WEIGHTS) > 2048:
             _LINE_WEIGHTS.clear()
@@ -572,6 +579,7 @@ def _build_columns_fast(axis: EnergyAxis, e0: float, elements: Sequence[str],
 
     lo, hi = energy_range
     kept, parts, n_col = [], [], 0
+    eff_key = _efficiency_key(detector)  # once, not per element
     for el in dict.fromkeys(elements):
         E, _, fam, names = _element_lines(el, e0)
         inside = (lo <= E) & (E <= hi)
@@ -582,7 +590,7 @@ def _build_columns_fast(axis: EnergyAxis, e0: float, elements: Sequence[str],
         col = np.where(high, n_col, n_col + 1) if not high.all() else np.full(f.size, n_col)
         n_here = 1 if high.all() else 2
         kept.append((el, n_col, n_here, inside, names))
-        parts.append((E[inside], _line_weights(detector, el, e0)[inside], col))
+        parts.append((E[inside], _line_weights(detector, el, e0, eff_key)[inside], col))
         n_col += n_here
     if parts:
         line_e = np.concatenate([p[0] for p in parts])
@@ -640,6 +648,10 @@ def _line_groups(axis: EnergyAxis, detector: Detector,
 
 def _derivatives(F: NDArray, scale: float) -> NDArray:
     """First and second derivative along the channels of each column of ``F`` (n, f)."""
+    if FAST_PATH and COMPILED and F.shape[0] >= 3:  # the same operations, compiled
+        from esmpy_hs.physics import _irls
+
+        return _irls.derivatives(np.ascontiguousarray(F, dtype=np.float64), float(scale))
     d1 = np.gradient(F, axis=0) / scale
     d2 = np.gradient(d1, axis=0) / scale
     return np.concatenate([d1, d2], axis=1)

@@ -89,9 +89,9 @@ def test_a_failed_compiled_solve_falls_back_to_scipy(monkeypatch):
 
 
 def test_compiled_peaks_and_screen_are_the_same_numbers(monkeypatch):
-    """The candidates' columns (their peaks) and the screen's amplitudes and gains, compiled
-    and in NumPy: bit-identical (only correctly rounded operations, summed in the same
-    order; erf and log stay in SciPy/NumPy)."""
+    """The candidates' columns (their peaks), the screen's amplitudes and gains and a family's
+    derivatives, compiled and in NumPy: bit-identical (only correctly rounded operations,
+    summed in the same order; erf and log stay in SciPy/NumPy)."""
     from esmpy_hs.physics import Detector
 
     ax = EnergyAxis(0.2553, 0.01001, 1980)
@@ -106,9 +106,11 @@ def test_compiled_peaks_and_screen_are_the_same_numbers(monkeypatch):
         y = rng.poisson(mu + 3e4 * ca / ca.sum()).astype(float)
         rng = np.random.default_rng(0)
         out[compiled] = (cols.tied, *idm._screen(y, mu, cols.tied))
+        out[compiled] += (idm._derivatives(cols.family["Fe"], ax.scale),)
     for old, new in zip(out[False], out[True], strict=True):
         np.testing.assert_array_equal(new, old)
     assert out[True][2][cols.elements.index("Ca")] > 100  # a gain that is not 0
+    assert out[True][3].shape == (ax.size, 2 * cols.family["Fe"].shape[1])
 
 
 def test_vectorised_mass_attenuation_is_the_same(monkeypatch):
