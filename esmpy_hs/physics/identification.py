@@ -606,6 +606,8 @@ def _build_columns_fast(axis: EnergyAxis, e0: float, elements: Sequence[str],
     # the memo of _efficiency, the same values)
     cont = continuum_basis(axis.energies, e0) * detector.efficiency(axis.energies)[:, None]
     cont = cont / np.where(cont.sum(axis=0) > 0, cont.sum(axis=0), 1.0)
+    if COMPILED:
+        return _assemble(G, kept, parts, cont, axis.size)
     names_out, family, tied, lines = [], {}, [], {}
     for (el, c0, n_here, inside, names), (E, w, _) in zip(kept, parts, strict=True):
         F = G[:, c0: c0 + n_here].copy()
@@ -618,6 +620,48 @@ def _build_columns_fast(axis: EnergyAxis, e0: float, elements: Sequence[str],
                              strict=True))  # fmt: skip
     T = np.stack(tied, axis=1) if tied else np.zeros((axis.size, 0))
     return _Columns(names_out, T, family, cont, lines)
+
+
+class _Families(dict):
+    """Each element's family columns (n, 1 or 2), copied out of the candidates' shared matrix
+    when first asked for (the tests ask for a few of the ≈ 75 candidates)."""
+
+    def __init__(self, G: NDArray, where: dict[str, tuple[int, int]]) -> None:
+        super().__init__()
+        self._G, self._where = G, where
+
+    def __contains__(self, element: object) -> bool:
+        return element in self._where
+
+    def __missing__(self, element: str) -> NDArray:
+        c0, n = self._where[element]  # KeyError for an element without columns
+        F = self[element] = self._G[:, c0: c0 + n].copy()
+        return F
+
+
+def _assemble(G: NDArray, kept: list, parts: list, cont: NDArray, n: int) -> _Columns:
+    """:func:`_build_columns_fast`'s last part over all candidates at once: the same columns.
+    The peaks are ≥ 0, so a family's ``F.sum() > 0`` is "some entry > 0"; a tied column is
+    the family's one column, or its two added (``F.sum(axis=1)`` of two columns is that one
+    addition); the families are copied when asked for (:class:`_Families`)."""
+    positive = (G > 0).any(axis=0)
+    use = [k for k in range(len(kept))
+           if positive[kept[k][1]] or (kept[k][2] == 2 and positive[kept[k][1] + 1])]  # fmt: skip
+    if not use:
+        return _Columns([], np.zeros((n, 0)), _Families(G, {}), cont, {})
+    first = np.array([kept[k][1] for k in use], dtype=np.intp)
+    two = np.array([kept[k][2] == 2 for k in use])
+    T = np.ascontiguousarray(G[:, first])
+    T[:, two] += G[:, first[two] + 1]  # all families with their tabulated ratios: one column
+    names_out = [kept[k][0] for k in use]
+    where = {kept[k][0]: (kept[k][1], kept[k][2]) for k in use}
+    lines = {}
+    for k in use:
+        el, _, _, inside, names = kept[k]
+        E, w, _ = parts[k]
+        lines[el] = list(zip([names[i] for i in np.nonzero(inside)[0]], E.tolist(), w.tolist(),
+                             strict=True))  # fmt: skip
+    return _Columns(names_out, T, _Families(G, where), cont, lines)
 
 
 def _line_groups(axis: EnergyAxis, detector: Detector,

@@ -89,9 +89,10 @@ def test_a_failed_compiled_solve_falls_back_to_scipy(monkeypatch):
 
 
 def test_compiled_peaks_and_screen_are_the_same_numbers(monkeypatch):
-    """The candidates' columns (their peaks), the screen's amplitudes and gains and a family's
-    derivatives, compiled and in NumPy: bit-identical (only correctly rounded operations,
-    summed in the same order; erf and log stay in SciPy/NumPy)."""
+    """The candidates' columns (their peaks, tied columns and families), the screen's
+    amplitudes and gains and a family's derivatives, compiled and in NumPy: bit-identical
+    (only correctly rounded operations, summed in the same order; erf and log stay in SciPy
+    and NumPy)."""
     from esmpy_hs.physics import Detector
 
     ax = EnergyAxis(0.2553, 0.01001, 1980)
@@ -107,6 +108,9 @@ def test_compiled_peaks_and_screen_are_the_same_numbers(monkeypatch):
         rng = np.random.default_rng(0)
         out[compiled] = (cols.tied, *idm._screen(y, mu, cols.tied))
         out[compiled] += (idm._derivatives(cols.family["Fe"], ax.scale),)
+        out[compiled] += tuple(cols.family[e] for e in cols.elements)  # copied when asked for
+        assert cols.tied.flags.c_contiguous
+        assert "Fe" in cols.family and "He" not in cols.family  # (He: no line on the axis)
     for old, new in zip(out[False], out[True], strict=True):
         np.testing.assert_array_equal(new, old)
     assert out[True][2][cols.elements.index("Ca")] > 100  # a gain that is not 0
