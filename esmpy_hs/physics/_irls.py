@@ -19,8 +19,13 @@ little arithmetic; here each whole fit is one compiled call:
   figures differ from the LAPACK/SciPy path in the last digits only (the sums run in another
   order), measured in ``docs/validation.rst``.
 
-Every function returns a status; on a failure (a factor that is not positive definite, an
-active set that does not settle) the caller falls back to the NumPy/SciPy path.
+Both return a status; on a failure (a factor that is not positive definite, an active set
+that does not settle) the caller falls back to the NumPy/SciPy path.
+
+The other functions here compute the same numbers as the NumPy expressions they replace, bit
+for bit (only correctly rounded operations, summed in the same order; erf and log stay in
+SciPy and NumPy): the line peaks' channel sums, the candidates' screen and the peak-shape
+derivatives.
 """
 
 from __future__ import annotations
