@@ -11,11 +11,15 @@ each map is fitted twice in the same process, the check on the path before its c
 (which goes first alternates from map to map; the candidates' columns are built anew for
 each fit, as for a new map). After each fit the same check is run a second time on the
 same inputs ("again"): the columns of that calibrated axis are then found built, as for a
-refit of the same map; the first line (a map's first check) is what a new map costs.
+refit of the same map; the first line (a map's first check) is what a new map costs. The
+garbage collections that run while the check runs are counted and timed (``gc.callbacks``): a
+full one (generation 2) walks every object of the session, the fit's included. "CPU" is the
+check's process time: it runs on one thread, so on a busy machine it is the steadier figure.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -25,6 +29,31 @@ from pathlib import Path
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "71GPa_experimental_data.hspy"
 
 
+#: the garbage collections while the check runs: (generation, seconds) each
+_IN_CHECK: list[tuple[int, float]] = []
+_GC_STATE = {"on": False, "t0": 0.0}
+
+
+def _gc_timer(phase: str, info: dict) -> None:
+    if not _GC_STATE["on"]:
+        return
+    if phase == "start":
+        _GC_STATE["t0"] = time.perf_counter()
+    else:
+        _IN_CHECK.append((info["generation"], time.perf_counter() - _GC_STATE["t0"]))
+
+
+gc.callbacks.append(_gc_timer)
+
+
+def _gc_note() -> str:
+    if not _IN_CHECK:
+        return "no garbage collection in it"
+    full = [t for g, t in _IN_CHECK if g == 2]
+    return (f"{len(_IN_CHECK)} garbage collections in it, {sum(t for _, t in _IN_CHECK):.3f} s"
+            f" ({len(full)} full: {sum(full):.3f} s)")
+
+
 def fit(s, label: str, **kw) -> None:
     import esmpy_hs
     import esmpy_hs.signals._model_check as mc
@@ -32,9 +61,18 @@ def fit(s, label: str, **kw) -> None:
     got = []
     original = mc.check_model
 
+    cpu = []
+
     def keep(*args, **kwargs):
         got.append((args, kwargs))
-        return original(*args, **kwargs)
+        _IN_CHECK.clear()
+        _GC_STATE["on"] = True
+        c0 = time.process_time()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            cpu.append(time.process_time() - c0)
+            _GC_STATE["on"] = False
 
     mc.check_model = keep
     t0 = time.perf_counter()
@@ -49,15 +87,20 @@ def fit(s, label: str, **kw) -> None:
     warned = [w for w in caught if issubclass(w.category, esmpy_hs.UnexplainedCountsWarning)]
     fit_s = total - check["seconds"]
     print(f"{label}: fit {fit_s:.2f} s, check {check['seconds']:.3f} s = "
-          f"{100 * check['seconds'] / fit_s:.1f} %; warned {check['warned']} "
+          f"{100 * check['seconds'] / fit_s:.1f} % (CPU {cpu[-1]:.3f} s); warned {check['warned']} "
           f"({len(warned)} warning); findings "
-          f"{sorted({f['element'] for f in check['findings']})}", flush=True)  # fmt: skip
+          f"{sorted({f['element'] for f in check['findings']})}; {_gc_note()}",
+          flush=True)  # fmt: skip
     if got:  # the same check again on this fit: what is kept per energy axis found built
-        t1 = time.perf_counter()
+        _IN_CHECK.clear()
+        _GC_STATE["on"] = True
+        t1, c1 = time.perf_counter(), time.process_time()
         original(*got[-1][0], **got[-1][1])
-        again = time.perf_counter() - t1
+        again, again_cpu = time.perf_counter() - t1, time.process_time() - c1
+        _GC_STATE["on"] = False
         print(f"  the check again on the same fit: {again:.3f} s = "
-              f"{100 * again / fit_s:.1f} %", flush=True)  # fmt: skip
+              f"{100 * again / fit_s:.1f} % (CPU {again_cpu:.3f} s); {_gc_note()}",
+              flush=True)  # fmt: skip
     listed = check.get("listed")
     if listed:
         print(f"  of which the listed elements' presence test {listed['seconds']:.3f} s; not "

@@ -26,11 +26,43 @@ E_MAX_KEV = 800.0  #: upper limit used for CS_Total (keV)
 
 _cs_total = xraylib.CS_Total
 
+try:  # xraylib's NumPy binding: the same C function over an array, without a Python call each
+    import xraylib_np as _xrl_np
+except ImportError:  # pragma: no cover - it comes with xraylib's wheels
+    _xrl_np = None
+
+#: from this many energies on, μ/ρ through ``xraylib_np`` (one OpenMP thread); below, one call
+#: per energy. The same C function ``CS_Total``: the same values (tested).
+VECTOR_MIN = 64
+
+_OPENMP: dict[str, object] = {}
+
+
+def _one_openmp_thread():
+    """One OpenMP thread for xraylib_np's loop (its threads, spinning on a shared machine, cost
+    more than the loop); nothing without threadpoolctl. The libraries are looked up once."""
+    from contextlib import nullcontext
+
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return nullcontext()
+    if "controller" not in _OPENMP:
+        from esmpy_hs.nmf._blas import _look_up
+
+        _OPENMP["controller"] = _look_up(ThreadpoolController)
+    return _OPENMP["controller"].limit(limits=1, user_api="openmp")  # type: ignore[attr-defined]
+
 
 def element_mass_attenuation(z: int, energy_keV: ArrayLike) -> NDArray[np.float64]:
     """μ/ρ (cm²/g) of element ``z`` at ``energy_keV`` (any shape), clipped to 0.1-800 keV."""
     e = np.clip(np.asarray(energy_keV, dtype=np.float64), E_MIN_KEV, E_MAX_KEV)
     flat = e.reshape(-1)
+    if _xrl_np is not None and flat.size >= VECTOR_MIN:
+        with _one_openmp_thread():
+            out = _xrl_np.CS_Total(np.array([int(z)], dtype=np.int64),
+                                   np.ascontiguousarray(flat))[0]  # fmt: skip
+        return np.ascontiguousarray(out).reshape(e.shape)
     out = np.fromiter((_cs_total(z, float(v)) for v in flat), dtype=np.float64, count=flat.size)
     return out.reshape(e.shape)
 

@@ -143,6 +143,12 @@ _RESOLVED = 2000.0  # counts above which a peak's position/width or the continuu
 #: and the comparison of both (``benchmarks/compare_model_check.py``).
 FAST_PATH = True
 
+#: With :data:`FAST_PATH`: each Poisson fit (:func:`_fit`) as one compiled call and each
+#: weighted NNLS from normal equations (:func:`_gram_nnls`) compiled
+#: (:mod:`esmpy_hs.physics._irls`): the same problems, solved to rounding (the sums in
+#: another order; docs/validation.rst). False: the NumPy/SciPy steps.
+COMPILED = True
+
 
 def candidate_elements() -> list[str]:
     """The default candidates: C (Z = 6) to U (Z = 92) without the short-lived elements."""
@@ -414,6 +420,16 @@ def _peaks_fast(edges: NDArray, centres: NDArray, sig: NDArray, weights: NDArray
     lo = np.clip(np.searchsorted(edges, centres - _SATURATED * sig) - 1, 0, n)
     hi = np.clip(np.searchsorted(edges, centres + _SATURATED * sig), 0, n)
     m = hi - lo + 1  # edges lo..hi of each peak
+    if COMPILED:  # the same arguments, erf values and sums without the index arrays
+        from esmpy_hs.physics import _irls
+
+        x = _irls.peak_arguments(np.ascontiguousarray(edges, dtype=np.float64),
+                                 np.ascontiguousarray(centres, dtype=np.float64),
+                                 np.ascontiguousarray(sig, dtype=np.float64), lo, m)  # fmt: skip
+        erf(x, out=x)
+        return _irls.peak_sums(x, lo, m, np.ascontiguousarray(weights, dtype=np.float64),
+                               np.ascontiguousarray(column, dtype=np.int64), n,
+                               int(n_columns)).reshape(n, n_columns)  # fmt: skip
     starts = np.cumsum(m) - m
     pk = np.repeat(np.arange(centres.size), m)
     idx = np.arange(int(m[-1] + starts[-1]))
@@ -528,15 +544,22 @@ def _element_lines(element: str, beam_energy: float) -> tuple[NDArray, NDArray, 
 _LINE_WEIGHTS: dict[tuple[str, str, float], NDArray] = {}
 
 
-def _line_weights(detector: Detector, element: str, beam_energy: float) -> NDArray:
-    """σ·ε of all of ``element``'s lines (:func:`_element_lines` order), kept per detector
-    efficiency (not its width law, which a calibration changes) and E0."""
+def _efficiency_key(detector: Detector) -> str:
+    """What of ``detector`` the efficiency depends on (not its width law), as a key."""
     import json
 
     d = detector.to_dict()
     fields = ("window", "crystal_thickness", "dead_layer", "grid_open_fraction",
               "efficiency_curve")  # fmt: skip
-    key = (json.dumps([d[k] for k in fields], default=str), element, float(beam_energy))
+    return json.dumps([d[k] for k in fields], default=str)
+
+
+def _line_weights(detector: Detector, element: str, beam_energy: float,
+                  key: str | None = None) -> NDArray:  # fmt: skip
+    """σ·ε of all of ``element``'s lines (:func:`_element_lines` order), kept per detector
+    efficiency (not its width law, which a calibration changes) and E0. ``key``: the
+    detector's :func:`_efficiency_key` when the caller has it."""
+    key = (_efficiency_key(detector) if key is None else key, element, float(beam_energy))
     if key not in _LINE_WEIGHTS:
         if len(_LINE_WEIGHTS) > 2048:
             _LINE_WEIGHTS.clear()
@@ -556,6 +579,7 @@ def _build_columns_fast(axis: EnergyAxis, e0: float, elements: Sequence[str],
 
     lo, hi = energy_range
     kept, parts, n_col = [], [], 0
+    eff_key = _efficiency_key(detector)  # once, not per element
     for el in dict.fromkeys(elements):
         E, _, fam, names = _element_lines(el, e0)
         inside = (lo <= E) & (E <= hi)
@@ -566,7 +590,7 @@ def _build_columns_fast(axis: EnergyAxis, e0: float, elements: Sequence[str],
         col = np.where(high, n_col, n_col + 1) if not high.all() else np.full(f.size, n_col)
         n_here = 1 if high.all() else 2
         kept.append((el, n_col, n_here, inside, names))
-        parts.append((E[inside], _line_weights(detector, el, e0)[inside], col))
+        parts.append((E[inside], _line_weights(detector, el, e0, eff_key)[inside], col))
         n_col += n_here
     if parts:
         line_e = np.concatenate([p[0] for p in parts])
@@ -582,6 +606,8 @@ def _build_columns_fast(axis: EnergyAxis, e0: float, elements: Sequence[str],
     # the memo of _efficiency, the same values)
     cont = continuum_basis(axis.energies, e0) * detector.efficiency(axis.energies)[:, None]
     cont = cont / np.where(cont.sum(axis=0) > 0, cont.sum(axis=0), 1.0)
+    if COMPILED:
+        return _assemble(G, kept, parts, cont, axis.size)
     names_out, family, tied, lines = [], {}, [], {}
     for (el, c0, n_here, inside, names), (E, w, _) in zip(kept, parts, strict=True):
         F = G[:, c0: c0 + n_here].copy()
@@ -594,6 +620,48 @@ def _build_columns_fast(axis: EnergyAxis, e0: float, elements: Sequence[str],
                              strict=True))  # fmt: skip
     T = np.stack(tied, axis=1) if tied else np.zeros((axis.size, 0))
     return _Columns(names_out, T, family, cont, lines)
+
+
+class _Families(dict):
+    """Each element's family columns (n, 1 or 2), copied out of the candidates' shared matrix
+    when first asked for (the tests ask for a few of the ≈ 75 candidates)."""
+
+    def __init__(self, G: NDArray, where: dict[str, tuple[int, int]]) -> None:
+        super().__init__()
+        self._G, self._where = G, where
+
+    def __contains__(self, element: object) -> bool:
+        return element in self._where
+
+    def __missing__(self, element: str) -> NDArray:
+        c0, n = self._where[element]  # KeyError for an element without columns
+        F = self[element] = self._G[:, c0: c0 + n].copy()
+        return F
+
+
+def _assemble(G: NDArray, kept: list, parts: list, cont: NDArray, n: int) -> _Columns:
+    """:func:`_build_columns_fast`'s last part over all candidates at once: the same columns.
+    The peaks are ≥ 0, so a family's ``F.sum() > 0`` is "some entry > 0"; a tied column is
+    the family's one column, or its two added (``F.sum(axis=1)`` of two columns is that one
+    addition); the families are copied when asked for (:class:`_Families`)."""
+    positive = (G > 0).any(axis=0)
+    use = [k for k in range(len(kept))
+           if positive[kept[k][1]] or (kept[k][2] == 2 and positive[kept[k][1] + 1])]  # fmt: skip
+    if not use:
+        return _Columns([], np.zeros((n, 0)), _Families(G, {}), cont, {})
+    first = np.array([kept[k][1] for k in use], dtype=np.intp)
+    two = np.array([kept[k][2] == 2 for k in use])
+    T = np.ascontiguousarray(G[:, first])
+    T[:, two] += G[:, first[two] + 1]  # all families with their tabulated ratios: one column
+    names_out = [kept[k][0] for k in use]
+    where = {kept[k][0]: (kept[k][1], kept[k][2]) for k in use}
+    lines = {}
+    for k in use:
+        el, _, _, inside, names = kept[k]
+        E, w, _ = parts[k]
+        lines[el] = list(zip([names[i] for i in np.nonzero(inside)[0]], E.tolist(), w.tolist(),
+                             strict=True))  # fmt: skip
+    return _Columns(names_out, T, _Families(G, where), cont, lines)
 
 
 def _line_groups(axis: EnergyAxis, detector: Detector,
@@ -624,6 +692,10 @@ def _line_groups(axis: EnergyAxis, detector: Detector,
 
 def _derivatives(F: NDArray, scale: float) -> NDArray:
     """First and second derivative along the channels of each column of ``F`` (n, f)."""
+    if FAST_PATH and COMPILED and F.shape[0] >= 3:  # the same operations, compiled
+        from esmpy_hs.physics import _irls
+
+        return _irls.derivatives(np.ascontiguousarray(F, dtype=np.float64), float(scale))
     d1 = np.gradient(F, axis=0) / scale
     d2 = np.gradient(d1, axis=0) / scale
     return np.concatenate([d1, d2], axis=1)
@@ -779,6 +851,17 @@ def _gram_nnls(M: NDArray, b: NDArray, signed: NDArray, ridge: float = 1e-10,
     its solution is unique, and when the guess's equality solution is ≥ 0 on the guess and the
     gradient is ≥ 0 on the columns held at 0 (the optimality conditions), that solution is it;
     otherwise the full NNLS below runs."""
+    if FAST_PATH and COMPILED:
+        from esmpy_hs.physics import _irls
+
+        out = np.empty(np.shape(b)[0])
+        use = passive is not None
+        if _irls.gram_nnls(np.ascontiguousarray(M, dtype=np.float64),
+                           np.ascontiguousarray(b, dtype=np.float64),
+                           np.ascontiguousarray(signed, dtype=np.bool_), float(ridge),
+                           np.ascontiguousarray(passive if use else signed, dtype=np.bool_),
+                           use, out):  # fmt: skip
+            return out
     order = np.concatenate([np.nonzero(signed)[0], np.nonzero(~signed)[0]])
     nf = int(signed.sum())
     M = M[np.ix_(order, order)]
@@ -930,9 +1013,23 @@ def _fit_blocks(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray,
     optimality conditions)."""
     norm = np.sqrt((A**2).sum(axis=0))
     norm[norm <= 0] = 1.0
+    floor = 1e-3 * max(float(y.mean()), 1e-9)
+    if COMPILED:  # (A / norm formed inside, as it is read: the same quotients)
+        from esmpy_hs.physics import _irls
+
+        signed = np.ascontiguousarray(signed, dtype=np.bool_)
+        start = np.zeros(A.shape[1])
+        if a0 is not None:
+            start = a0 * norm
+            start[~signed] = np.maximum(start[~signed], 0.0)
+        offset = np.ascontiguousarray(offset, dtype=np.float64)
+        a, fitted, ok = _irls.irls(np.ascontiguousarray(A, dtype=np.float64), norm, signed,
+                                   np.ascontiguousarray(y, dtype=np.float64), offset,
+                                   start, a0 is not None, int(n_iter), float(floor))  # fmt: skip
+        if ok:
+            return a / norm, np.maximum(offset + fitted, floor)
     An = A / norm
     op = _BlockMatrix(An)
-    floor = 1e-3 * max(float(y.mean()), 1e-9)
     r = y - offset
     w = 1.0 / np.maximum(y + offset, 1.0) if a0 is None else None
     a = None
@@ -972,6 +1069,15 @@ def _screen(y: NDArray, mu: NDArray, C: NDArray, n_iter: int = 12,
     else:  # ``np.nonzero(C)`` and those entries, kept (:func:`_selection`)
         i, j, c = nz
     yy, mm = y[i], mu[i]
+    if FAST_PATH and COMPILED:  # the same steps and sums, compiled (the log in NumPy)
+        from esmpy_hs.physics import _irls
+
+        yy = np.ascontiguousarray(yy, dtype=np.float64)
+        mm = np.ascontiguousarray(mm, dtype=np.float64)
+        c = np.ascontiguousarray(c, dtype=np.float64)
+        j = np.ascontiguousarray(j, dtype=np.int64)
+        b, kept, ratio = _irls.screen_newton(yy, mm, c, j, m, n_iter)
+        return b, _irls.screen_gain(yy, c, j, b, kept, np.log(ratio), m)
     w = 1.0 / mm
     score = np.bincount(j, c * (yy - mm) * w, m)  # the score dℓ/db at b = 0
     if FAST_PATH:

@@ -62,9 +62,12 @@ def test_score_screen_gives_the_newton_screen_gains(both_paths):
     assert g1[cols.elements.index("Ca")] > 100  # the missing element is not screened out
 
 
-def test_nnls_from_a_guessed_support_equals_the_full_nnls(both_paths):
+@pytest.mark.parametrize("compiled", [False, True])
+def test_nnls_from_a_guessed_support_equals_the_full_nnls(both_paths, monkeypatch, compiled):
     """Random strictly convex problems with free and non-negative columns: the step started
-    from the right support, a wrong one or an empty one gives the full NNLS's solution."""
+    from the right support, a wrong one or an empty one gives the full NNLS's solution (the
+    SciPy path's; the compiled active set, ``identification.COMPILED``, to rounding)."""
+    monkeypatch.setattr(idm, "COMPILED", compiled)
     rng = np.random.default_rng(3)
     for _ in range(20):
         n, p = 200, 30
@@ -73,7 +76,8 @@ def test_nnls_from_a_guessed_support_equals_the_full_nnls(both_paths):
         w = rng.uniform(0.5, 2.0, n)
         signed = rng.random(p) < 0.3
         M, b = (A * w[:, None]).T @ A, (y * w) @ A
-        ref = idm._gram_nnls(M, b, signed)
+        monkeypatch.setattr(idm, "FAST_PATH", False)
+        ref = idm._gram_nnls(M, b, signed)  # the SciPy path's full NNLS
         guesses = [(ref > 0) & ~signed, rng.random(p) < 0.5, np.zeros(p, bool)]
         for guess in guesses:
             old, new = both_paths(lambda g=guess, M=M, b=b, s=signed: idm._gram_nnls(
