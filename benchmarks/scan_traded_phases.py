@@ -58,8 +58,9 @@ def main(names: list[str]) -> None:
         q = scan(n, s, k)
         if "Ca" in q.elements:
             c = q.counts[q.elements.index("Ca")]
-            print(f"   Ca counts per phase {np.round(c).tolist()}, "
-                  f"shares {np.round(c / c.sum(), 3).tolist()}")  # fmt: skip
+            at = [q.atomic_percent[name].get("Ca", float("nan")) for name in q.phase_names]
+            print(f"   Ca counts per phase {np.round(c).tolist()}, shares "
+                  f"{np.round(c / c.sum(), 3).tolist()}, at.% {np.round(at, 2).tolist()}")
     if not names or "reference" in names:
         for dose in (293, 18):
             scan(f"reference {dose}", reference_sample(dose, random_state=0), 3)
