@@ -159,6 +159,54 @@ def _scatter4(acc, ch, r, h0, h1, h2, h3, kt):
 
 
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _neighbour_terms(p, h, lam, adj_indptr, adj_indices, Ht, beta, seq, k):
+    """The Laplacian's part of pixel p's surrogate: subtracts the neighbours' terms from
+    ``beta`` (in place) and returns the quadratic coefficient q (0 without λ or neighbours).
+
+    ``seq``: the neighbours are held while p moves (red-black sweep: ``(λ/2)·deg·x² − λ·s·x``);
+    otherwise the Laplacian is majorised per edge (``λ·deg·x² − λ·(deg·h + s)·x``). ``s`` is
+    the sum of the neighbours' h read from ``Ht``; each neighbour's row is read once (the first
+    four components in local scalars: the same sums in the same order as one component at a
+    time).
+    """
+    if lam <= 0.0:
+        return 0.0
+    a0 = adj_indptr[p]
+    a1 = adj_indptr[p + 1]
+    deg = a1 - a0
+    if deg <= 0:
+        return 0.0
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    for t in range(a0, a1):
+        qn = adj_indices[t]
+        s0 += Ht[qn, 0]
+        if k > 1:
+            s1 += Ht[qn, 1]
+        if k > 2:
+            s2 += Ht[qn, 2]
+        if k > 3:
+            s3 += Ht[qn, 3]
+    for j in range(k):
+        if j == 0:
+            s = s0
+        elif j == 1:
+            s = s1
+        elif j == 2:
+            s = s2
+        elif j == 3:
+            s = s3
+        else:
+            s = 0.0
+            for t in range(a0, a1):
+                s += Ht[adj_indices[t], j]
+        beta[j] -= lam * s if seq else lam * (deg * h[j] + s)
+    return 0.5 * lam * deg if seq else lam * deg
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _update_pixel(
     p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
     simplex, fixed, eps, rtol, c, beta, free, hn, seq, kt,
@@ -187,42 +235,7 @@ def _update_pixel(
                 total -= fv
         c[j] = h[j] * a[j]
         beta[j] = colsum[j] + mu[j] / (h[j] + eps_reg)
-    q = 0.0
-    if lam > 0.0:
-        a0 = adj_indptr[p]
-        a1 = adj_indptr[p + 1]
-        deg = a1 - a0
-        if deg > 0:
-            q = 0.5 * lam * deg if seq else lam * deg
-            # the neighbours' sums, each neighbour's row read once (the first four components
-            # in local scalars; the same sums in the same order as one component at a time)
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            s3 = 0.0
-            for t in range(a0, a1):
-                qn = adj_indices[t]
-                s0 += Ht[qn, 0]
-                if k > 1:
-                    s1 += Ht[qn, 1]
-                if k > 2:
-                    s2 += Ht[qn, 2]
-                if k > 3:
-                    s3 += Ht[qn, 3]
-            for j in range(k):
-                if j == 0:
-                    s = s0
-                elif j == 1:
-                    s = s1
-                elif j == 2:
-                    s = s2
-                elif j == 3:
-                    s = s3
-                else:
-                    s = 0.0
-                    for t in range(a0, a1):
-                        s += Ht[adj_indices[t], j]
-                beta[j] -= lam * s if seq else lam * (deg * h[j] + s)
+    q = _neighbour_terms(p, h, lam, adj_indptr, adj_indices, Ht, beta, seq, k)
     if simplex and q > 0.0 and _project_empty(c, beta, q, free, total, eps, hn):
         return
     if UNROLLED_SIMPLEX and simplex and not has_fixed and solve_free_simplex(c, beta, q, total, eps,
@@ -242,18 +255,7 @@ def _update_free(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
         hn[j] = h[j]
         c[j] = h[j] * a[j]
         beta[j] = colsum[j] + mu[j] / (h[j] + eps_reg)
-    q = 0.0
-    if lam > 0.0:
-        a0 = adj_indptr[p]
-        a1 = adj_indptr[p + 1]
-        deg = a1 - a0
-        if deg > 0:
-            q = 0.5 * lam * deg if seq else lam * deg
-            for j in range(k):
-                s = 0.0
-                for t in range(a0, a1):
-                    s += Ht[adj_indices[t], j]
-                beta[j] -= lam * s if seq else lam * (deg * h[j] + s)
+    q = _neighbour_terms(p, h, lam, adj_indptr, adj_indices, Ht, beta, seq, k)
     empty = True
     for j in range(k):
         if c[j] != 0.0:
@@ -887,7 +889,7 @@ def _dense_block(
                         )  # fmt: skip
                     for j in range(k):
                         Ht_out[i, j] = hn[j]
-                        hn[j] = Ht_out[i, j]
+                        hn[j] = Ht_out[i, j]  # accumulate with the stored (rounded) value
                     if extrap:
                         _extrapolate_pixel(hn, h, beta_x, eps, y, floored)
                         for j in range(k):
