@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
 from scipy.optimize import nnls
 
 from esmpy_hs.physics import Detector, EnergyAxis, build_G
@@ -167,3 +168,17 @@ def test_gram_by_row_blocks_and_sparse_screen_equal_the_dense_sums():
                                                                       atol=1e-9)
     assert b[3] > 10 and gain[3] > 100 and b[m - 1] == 0 and gain[m - 1] == 0
 
+
+
+def test_detection_threshold_is_the_chi2_quantile_of_the_bonferroni_level():
+    # P(T > t) = ½ P(χ²₁ > t) = α / m: t is χ²₁'s quantile at 2α/m (scipy.stats as reference)
+    from scipy.stats import chi2
+
+    from esmpy_hs.physics.identification import detection_threshold
+
+    for m in (1, 12, 76, 300):
+        for alpha in (0.01, 0.05, 0.3):
+            assert detection_threshold(m, alpha) == chi2.isf(min(2 * alpha / m, 1.0), df=1)
+    assert detection_threshold(76, 0.01) == pytest.approx(13.32, abs=0.01)  # the docs' figure
+    with pytest.raises(ValueError, match="alpha must lie in"):
+        detection_threshold(10, 1.5)
