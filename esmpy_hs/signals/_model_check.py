@@ -245,9 +245,10 @@ def notes(check: dict) -> list[str]:
             continue
         seen.add(f["element"])
         why = f["source"] if f["source"] != "specimen" else "weak"
+        share = 100 * f["unexplained_fraction"]
         out.append(
             f"{f['line']} at {f['energy_keV']:.2f} keV ({why}) is not in the model: "
-            f"{100 * f['unexplained_fraction']:.0f} % of that peak's counts"
+            f"{'< 1' if share < 0.5 else f'{share:.0f}'} % of that peak's counts"
         )
     return out
 

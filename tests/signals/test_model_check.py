@@ -331,3 +331,16 @@ def test_cheaper_check_drops_no_detection(dose, monkeypatch):
     threshold = r.threshold
     assert {e for e, t in stats[0].items() if t > threshold} == \
         {e for e, t in stats[1].items() if t > threshold}  # fmt: skip
+
+
+def test_notes_never_print_zero_percent():
+    from esmpy_hs.signals._model_check import notes
+
+    def finding(element, fraction):
+        return {"element": element, "line": f"{element} Lα", "energy_keV": 0.64,
+                "source": "specimen", "unexplained_fraction": fraction}  # fmt: skip
+
+    check = {"warned": [], "findings": [finding("Mn", 0.003), finding("Sb", 0.25)]}
+    lines = notes(check)
+    assert lines[0].endswith("(weak) is not in the model: < 1 % of that peak's counts")
+    assert lines[1].endswith("is not in the model: 25 % of that peak's counts")
