@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from esmpy_hs.nmf._data import as_compact, is_dask_array, shape_of
+from esmpy_hs.nmf._data import CompactCounts, as_compact, is_dask_array, shape_of
 from esmpy_hs.nmf._fit import InMemory, Start, collapsed_phases, initial, run
 from esmpy_hs.nmf._laplacian import normalise_shape
 from esmpy_hs.nmf._plan import (
@@ -355,7 +355,10 @@ class SmartNMF:
         False: never). Both are ignored for in-memory X. The result is a NumPy array.
 
         X may also be a :class:`esmpy_hs.nmf._chunked.ChunkedSource` its caller opened (its
-        chunks already read, e.g. with the summed spectrum of all channels); the fit closes it.
+        chunks already read, e.g. with the summed spectrum of all channels); the fit closes it;
+        or counts the caller compacted with :func:`esmpy_hs.nmf._data.as_compact` (pixels ×
+        channels, the fit's ``dtype`` for non-integer counts), which it can read again after
+        the fit.
         """
         if (W is None) != (H is None):
             raise ValueError("pass both W and H to fit_transform, or neither")
@@ -373,6 +376,15 @@ class SmartNMF:
                                  f"{np.dtype(params['dtype'])}")  # fmt: skip
             settings = settle(params, X.stats.n_channels, X.stats.n_pixels)
             source = X
+        elif isinstance(X, CompactCounts):
+            # counts the caller compacted (``nmf._data.as_compact``), e.g. to read them again
+            # after the fit: the same source as for the array they came from
+            settings = settle(params, X.n_channels, X.n_pixels)
+            stored = X.dense if X.dense is not None else X.counts
+            if stored.dtype.kind == "f" and stored.dtype != np.dtype(settings.dtype):
+                raise ValueError(f"the compacted counts hold {stored.dtype} values, the fit "
+                                 f"dtype is {np.dtype(settings.dtype)}")  # fmt: skip
+            source = InMemory(X)
         elif is_dask_array(X):
             from esmpy_hs.nmf._chunked import ChunkedSource, prepare_array
 

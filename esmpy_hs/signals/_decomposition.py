@@ -408,8 +408,13 @@ def smart_nmf(
                 raise RuntimeError("the model's channels differ from those read")
             loadings = estimator.fit_transform(X if opened is None else opened[0], **lazy_kw)
         else:
+            from esmpy_hs.nmf._data import as_compact
+
             X = data.reshape(-1, data.shape[-1]) if nav_dim else data.reshape(1, -1)
-            X = X[:, c0:c1]
+            # compacted here, not in the estimator, so that the model check's per-phase sums
+            # read the fit's nonzeros instead of the whole array again (0.28 s → 0.01 s at
+            # 512² × 4096, 1 count/px)
+            X = as_compact(X[:, c0:c1], float_dtype=np.dtype(estimator.get_params()["dtype"]))
             # a keyboard interrupt stops the estimator, which keeps its last iterate: stored
             loadings = estimator.fit_transform(X)
     W_param = estimator.W_

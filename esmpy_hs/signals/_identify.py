@@ -114,14 +114,25 @@ _COMPILED = {np.dtype(t) for t in (np.uint8, np.uint16, np.uint32, np.uint64, np
 def summed_by_labels(X, labels: Sequence[np.ndarray], sizes: Sequence[int]
                      ) -> tuple[list[np.ndarray], list[np.ndarray]]:  # fmt: skip
     """Data summed over the pixels of each label, for several labellings in ONE pass over
-    ``X`` (pixels × channels, in memory, dense or sparse): per labelling ``labels[i]``
-    (pixels,) with values in ``0 … sizes[i] − 1``, the sums (sizes[i], channels) and the
-    number of pixels of each label."""
+    ``X`` (pixels × channels, in memory, dense or sparse, or the fit's counts compacted by pixel,
+    :class:`esmpy_hs.nmf._data.CompactCounts`: one pass over its nonzeros): per labelling
+    ``labels[i]`` (pixels,) with values in ``0 … sizes[i] − 1``, the sums (sizes[i], channels)
+    and the number of pixels of each label."""
+    from esmpy_hs.nmf._data import CompactCounts
+
     offsets = np.concatenate([[0], np.cumsum(sizes)])
-    n = X.shape[0]
+    n = X.n_pixels if isinstance(X, CompactCounts) else X.shape[0]
     counts = [np.bincount(lab, minlength=m) for lab, m in zip(labels, sizes, strict=True)]
     total = int(offsets[-1])
-    if sp.issparse(X):
+    if isinstance(X, CompactCounts):
+        from esmpy_hs.signals._label_sums import label_sums, label_sums_compact
+
+        rows = np.stack([lab + o for lab, o in zip(labels, offsets, strict=False)])
+        if X.dense is not None:
+            out = label_sums(X.dense, rows, total)
+        else:
+            out = label_sums_compact(X.indptr, X.indices, X.counts, rows, total, X.n_channels)
+    elif sp.issparse(X):
         rows = np.concatenate([lab + o for lab, o in zip(labels, offsets, strict=False)])
         cols = np.tile(np.arange(n), len(labels))
         onehot = sp.csr_array((np.ones(rows.size), (rows, cols)), shape=(total, n))

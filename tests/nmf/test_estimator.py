@@ -58,6 +58,25 @@ def test_get_set_params_roundtrip():
     assert clone.get_params()["max_iter"] == 7
 
 
+def test_compacted_counts_give_the_array_s_fit(problem):
+    """Counts the caller compacted (the signal layer does, to read them again for the model
+    check) are the same source as the array: the same iterates to the last digit."""
+    from esmpy_hs.nmf._data import as_compact
+
+    G, _, _, X = problem
+    kw = dict(shape_2d=SHAPE, max_iter=30, tol=0.0, progress=False)
+    a = SmartNMF(G, 3, **kw).fit_transform(X)
+    compact = as_compact(X)
+    b = SmartNMF(G, 3, **kw).fit_transform(compact)
+    assert np.array_equal(a, b)
+    # non-integer counts compacted at another float type than the fit's are refused
+    Xf = X + 0.5
+    with pytest.raises(ValueError, match="compacted counts hold float32 values"):
+        SmartNMF(G, 3, **kw).fit_transform(as_compact(Xf, float_dtype=np.float32))
+    assert np.array_equal(SmartNMF(G, 3, **kw).fit_transform(as_compact(Xf)),
+                          SmartNMF(G, 3, **kw).fit_transform(Xf))  # fmt: skip
+
+
 def test_channels_first_and_sparse_give_same_result(problem):
     G, _, _, X = problem
     kw = dict(shape_2d=SHAPE, max_iter=30, tol=0.0, progress=False)

@@ -286,6 +286,25 @@ def test_summed_by_labels_compiled_equals_the_blocked_products(monkeypatch):
         assert new[1].sum() == float(X.astype(np.float64).sum())
 
 
+def test_summed_by_labels_of_compacted_counts_equals_the_array_s():
+    """The per-label sums read from the fit's compacted counts (sparse at a few counts per
+    pixel, dense above) equal those of the array they came from, to the last digit."""
+    from esmpy_hs.nmf._data import as_compact
+    from esmpy_hs.signals import _identify
+
+    rng = np.random.default_rng(9)
+    labels = [rng.integers(0, 3, 900), rng.integers(0, 4, 900)]
+    for lam in (0.05, 40.0):  # mostly zeros (stored sparse), then dense
+        X = rng.poisson(lam, size=(900, 130)).astype(np.uint16)
+        compact = as_compact(X)
+        assert compact.is_dense == (lam > 1)
+        new, n_new = _identify.summed_by_labels(compact, labels, [3, 4])
+        old, n_old = _identify.summed_by_labels(X, labels, [3, 4])
+        for a, b in zip(new + n_new, old + n_old, strict=True):
+            assert np.array_equal(a, b)
+        assert new[0].sum() == float(X.sum())
+
+
 @pytest.mark.parametrize("dose", [293, 50])
 def test_cheaper_check_drops_no_detection(dose, monkeypatch):
     """The check's cheaper path (``identification.FAST_PATH``: the score screen, warm-started
