@@ -525,8 +525,9 @@ class TradedPhaseWarning(UserWarning):
 
 
 def _warn_traded(record) -> None:
-    """Warn about the phases of :func:`esmpy_hs.physics.composition.traded_phases`."""
-    from esmpy_hs.physics.composition import traded_phases
+    """Warn about the phases of :func:`esmpy_hs.physics.composition.traded_phases`, in the
+    words of the table (:func:`esmpy_hs.physics.composition.traded_note`)."""
+    from esmpy_hs.physics.composition import traded_note, traded_phases
 
     try:
         counts = record.quantification().counts.sum(axis=0)  # element counts per phase
@@ -537,21 +538,16 @@ def _warn_traded(record) -> None:
         return
     share = record.H_sums / max(float(record.H_sums.sum()), 1e-300)
     count_share = counts / max(float(counts.sum()), 1e-300)
-    parts = []
-    for j in traded:
-        text = (f"{record.phase_names[j]} holds {100 * share[j]:.2g} % of the abundance but "
-                f"{100 * count_share[j]:.2g} % of the element counts")  # fmt: skip
-        if record.pure_counts is not None and record.pixel_counts:
-            text += (f" (a pure pixel of it would hold "
-                     f"{record.pure_counts[j] / record.pixel_counts:.3g}× the counts of the "
-                     "map's richest pixels)")  # fmt: skip
-        parts.append(text)
+    pure = record.pure_counts
+    parts = [f"{record.phase_names[j]} " + traded_note(share[j], count_share[j],
+                                                        None if pure is None else pure[j],
+                                                        record.pixel_counts)
+             for j in traded]  # fmt: skip
     warnings.warn(
-        "; ".join(parts) + ": the fit traded abundance against the scale of a spectrum, so that "
-        "phase's composition means nothing and the other phases' compositions lack those "
-        "counts. The phases it stands for may not be separable in this map (e.g. particles "
-        "that always occur together): fit one phase fewer, or give a known composition with "
-        "phases=...; see docs/choosing.rst, 'A phase that trades abundance for scale'",
+        "; ".join(parts) + ". Its composition means nothing. The phases it stands "
+        "for may not be separable in this map (e.g. particles that always occur together): fit "
+        "one phase fewer, or give a known composition with phases=...; see docs/choosing.rst, "
+        "'A phase that trades abundance for scale'",
         TradedPhaseWarning, stacklevel=4,
     )
 

@@ -168,7 +168,8 @@ def test_the_record_keeps_pure_counts_and_warns_about_a_traded_phase():
                                  pure_counts=rec.pure_counts * f)  # fmt: skip
     write_record(s, traded)
     name = rec.phase_names[j]
-    with pytest.warns(TradedPhaseWarning, match=rf"{name} holds .* % of the abundance but"):
+    expected = rf"{name} holds .* % of the map's abundance but .*× the map's richest pixels"
+    with pytest.warns(TradedPhaseWarning, match=expected):
         _warn_traded(read_record(s))
     q = s.quantify_phases()
     assert "traded its abundance against the scale" in q.undetermined[name]
