@@ -352,9 +352,8 @@ def _composition_text(q, k: int, max_elements: int, stray: Sequence[str]) -> str
         return "composition:\nneeds a smart_nmf fit\n(s.quantify_phases())"
     name = q.phase_names[k]
     if name in q.undetermined:
-        why = q.undetermined[name]
-        if "traded its abundance" in why:  # the figures in brackets are in the table
-            why = why.split(" (")[0] + ": abundance traded for scale"
+        # a traded phase's figures of a pure pixel are in the table; the panel keeps the shares
+        why = getattr(q, "traded", {}).get(name) or q.undetermined[name]
         return "composition:\nnot determined\n" + "\n".join(textwrap.wrap(why, 28))
     at, err = q.atomic_percent[name], q.atomic_percent_error[name]
     missing = getattr(q, "not_detected", {}).get(name)

@@ -123,6 +123,10 @@ class Quantification:
         arrays, the phase's other elements are renormalised without them (see
         :func:`mark_not_detected`), and the tables and the CSV print "—" (empty) and a footer
         line.
+    traded : dict
+        ``{phase name: short reason}`` for the phases of :attr:`undetermined` that traded their
+        abundance against the scale of their spectrum (:func:`traded_phases`); the short form,
+        without the figures of a pure pixel, labels the phase's panel in ``plot_phases``.
     errors : str
         What the 1-σ errors contain (``"counting"``; ``quantify_phases(uncertainty=...)``
         also adds the spread over count splits and a systematic part); ``print(q)`` says it.
@@ -147,6 +151,7 @@ class Quantification:
     undetermined: dict[str, str] = field(default_factory=dict)
     never_pure: dict[str, float] = field(default_factory=dict)
     not_detected: dict[str, dict[str, float]] = field(default_factory=dict)
+    traded: dict[str, str] = field(default_factory=dict)
     errors: str = "counting"
     error_parts: dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]] = field(
         default_factory=dict
@@ -352,12 +357,14 @@ def traded_phases(H_sums: ArrayLike, element_counts: ArrayLike,
 
 
 def traded_note(abundance_share: float, count_share: float, pure_counts: float | None = None,
-                pixel_counts: float | None = None) -> str:  # fmt: skip
+                pixel_counts: float | None = None, *, short: bool = False) -> str:  # fmt: skip
     """Why a phase of :func:`traded_phases` is not determined (shares as fractions; counts of a
     pure pixel of the phase and the 99th percentile of the map's pixels, both over the fitted
-    channels, when known)."""
+    channels, when known). ``short``: the shares and a four-word reason, for a plot's panel."""
     text = (f"holds {100 * abundance_share:.2g} % of the map's abundance but "
             f"{100 * count_share:.2g} % of its element counts")  # fmt: skip
+    if short:
+        return text + ": abundance traded for scale"
     if pure_counts is not None and pixel_counts is not None and pixel_counts > 0:
         text += (f" (a pure pixel of it would hold {pure_counts:.3g} counts, "
                  f"{pure_counts / pixel_counts:.3g}× the map's richest pixels)")  # fmt: skip
@@ -393,6 +400,7 @@ def mark_undetermined(q: Quantification, H_sums: ArrayLike,
         elif traded[k]:
             why = traded_note(share[k], count_share[k], None if pure is None else pure[k],
                               pixel_counts)  # fmt: skip
+            q.traded[name] = traded_note(share[k], count_share[k], short=True)
         elif share[k] < min_share:
             why = f"holds {100 * share[k]:.2g} % of the map's abundance"
         elif count_share[k] < min_share:

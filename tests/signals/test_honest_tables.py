@@ -173,6 +173,7 @@ def test_the_record_keeps_pure_counts_and_warns_about_a_traded_phase():
         _warn_traded(read_record(s))
     q = s.quantify_phases()
     assert "traded its abundance against the scale" in q.undetermined[name]
+    assert list(q.traded) == [name] and q.traded[name].endswith("abundance traded for scale")
     assert np.all(np.isnan(q.atomic_fractions[:, j]))
     fig = s.plot_phases()
     labels = " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
