@@ -110,8 +110,10 @@ def call(mod, d, adj, colour, lam, phase, update_h, accumulate, want_loss, Ht_in
     extra = (np.empty((0, k)), 0.0, np.empty((0, k)), np.zeros(k)) if nargs > 27 else ()
     if nargs > 31:  # issue 18's active set: two more (none used here)
         extra += (np.zeros(0), 0.0)
+    # kernels from issue 14's prior on the counts take ε per phase (an array)
+    eps_reg = np.full(k, 1.0) if "eps_reg[j]" in pathlib.Path(mod.__file__).read_text() else 1.0
     mod.h_pass_sparse(d["indptr"], d["indices"], d["counts"], d["D"], d["D"].sum(axis=0),
-                      Ht_in, 0, Ht_out, d["inv_scale"], mu, 1.0, lam, adj[0], adj[1], colour,
+                      Ht_in, 0, Ht_out, d["inv_scale"], mu, eps_reg, lam, adj[0], adj[1], colour,
                       phase, True, fixed, 1e-12, 1e-10, update_h, accumulate, want_loss,
                       acc, hsum, loss, (0,) * k, *extra)  # fmt: skip
     return acc.sum(axis=0), hsum.sum(axis=0), loss.sum(axis=0)

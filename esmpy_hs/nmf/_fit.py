@@ -117,6 +117,7 @@ def initial(plan: Plan, source, init) -> Start:
                             simplex_H=simplex_H, wp=wp, dtype=np.float64,
                             n_refine=s.init_iter, extrapolation=plan.extrapolation,
                             mu=s.mu if plan.hold_W else None, eps_reg=s.eps_reg,
+                            sparsity_on=s.sparsity_on,
                             anchor_extrapolation=anchor_move(
                                 plan.extrapolation, s.init_extrapolation is not None,
                                 plan.hold_W, _moves_to_bound(plan),

@@ -430,14 +430,15 @@ def auto_init(
     mu: np.ndarray | None = None,
     eps_reg: float = 0.01,
     anchor_extrapolation: float | None = None,
+    sparsity_on: str = "share",
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``"auto"`` start: returns (W internal, Ht pixels × k), both feasible.
 
-    ``mu`` and ``eps_reg``: the log-sparsity prior used in the refinement on binned blocks
-    (None: none, the default; see step 4 of the module docstring). ``extrapolation``: the
-    fraction of the way to the composition bound of the moves of steps 3b and 5;
-    ``anchor_extrapolation``, if given, that of step 5 alone (0: no move away from the anchor
-    after the refinement; see :func:`anchor_move`).
+    ``mu``, ``eps_reg`` and ``sparsity_on``: the log-sparsity prior used in the refinement on
+    binned blocks (None: none, the default; see step 4 of the module docstring).
+    ``extrapolation``: the fraction of the way to the composition bound of the moves of steps
+    3b and 5; ``anchor_extrapolation``, if given, that of step 5 alone (0: no move away from the
+    anchor after the refinement; see :func:`anchor_move`).
 
     Raises
     ------
@@ -508,18 +509,19 @@ def auto_init(
             # refitted with W held (step 4 of the module docstring)
             W, Hc = _refine(sp.csr_array(Xb[chosen]), wts[chosen], Hb[chosen], per_block, W, G,
                             k, scale=scale, simplex_H=simplex_H, wp=wp, mu=hmu, eps_reg=eps_reg,
-                            n_iter=n_refine, update_W=True)  # fmt: skip
+                            sparsity_on=sparsity_on, n_iter=n_refine,
+                            update_W=True)  # fmt: skip
             # the refitted blocks start from their refined abundances (as fractions)
             Hb = np.array(Hb, dtype=np.float64)
             Hc = np.asarray(Hc, dtype=np.float64)
             Hb[chosen] = Hc / np.maximum(Hc.sum(axis=1, keepdims=True), 1e-300)
             _, Hb = _refine(Xb, wts, Hb, per_block, W, G, k, scale=scale, simplex_H=simplex_H,
-                            wp=wp, mu=hmu, eps_reg=eps_reg, n_iter=min(n_refine, H_REFIT_ITER),
-                            update_W=False)  # fmt: skip
+                            wp=wp, mu=hmu, eps_reg=eps_reg, sparsity_on=sparsity_on,
+                            n_iter=min(n_refine, H_REFIT_ITER), update_W=False)  # fmt: skip
         else:
             W, Hb = _refine(Xb, wts, Hb, per_block, W, G, k, scale=scale, simplex_H=simplex_H,
-                            wp=wp, mu=hmu, eps_reg=eps_reg, n_iter=n_refine,
-                            update_W=True)  # fmt: skip
+                            wp=wp, mu=hmu, eps_reg=eps_reg, sparsity_on=sparsity_on,
+                            n_iter=n_refine, update_W=True)  # fmt: skip
     gamma = extrapolation if anchor_extrapolation is None else anchor_extrapolation
     if physics and gamma > 0:
         Hb = np.asarray(Hb, dtype=np.float64)
@@ -605,7 +607,7 @@ def refine_subset(labels: np.ndarray, max_blocks: int) -> np.ndarray | None:
 def _refine(
     Xb: sp.csr_array, wts: np.ndarray, Hb: np.ndarray, per_block: float, W: np.ndarray,
     G: np.ndarray | None, k: int, *, scale: float, simplex_H: bool, wp: WParams,
-    mu: np.ndarray, eps_reg: float, n_iter: int, update_W: bool,
+    mu: np.ndarray, eps_reg: float, n_iter: int, update_W: bool, sparsity_on: str = "share",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Step 4: ``n_iter`` iterations of the solver on binned blocks of ``per_block`` pixels.
 
@@ -630,7 +632,8 @@ def _refine(
     feasible_H(Hb, simplex_H, None, wp.eps)
     hp = HParams(
         1.0 / bscale, bdata.total / bscale, mu, eps_reg, 0.0,
-        *empty_adjacency(nb), simplex_H, None, wp.eps, 1e-13,
+        *empty_adjacency(nb), simplex_H, None, wp.eps, 1e-13, None, sparsity_on,
+        bdata.total / bscale / nb,
     )  # fmt: skip
     res = solve(bdata, G, Wb, Hb.astype(np.float64), hp, wp, max_iter=n_iter, tol=0.0,
                 loss_every=n_iter, update_W_=update_W)  # fmt: skip

@@ -33,7 +33,8 @@ Loss parts (per block, float64), for the iterate *entering* the pass (D, old H):
 
 - ``loss[b, 0] = Σ y' log(y'/m)`` over the nonzeros (y' = scaled counts),
 - ``loss[b, 1] = Σ m`` (computed as ``Σ_p (1ᵀD)·h_p``),
-- ``loss[b, 2] = Σ μ_k log(H_kp + ε_reg)``,
+- ``loss[b, 2] = Σ μ_k log(H_kp + ε_k)`` (ε_k: ``eps_reg[k]``, the per-phase ε of the prior,
+  see :mod:`._prior`; with the prior on the counts the caller adds ``Σ μ_k log r_k`` per pixel),
 - ``loss[b, 3] = (λ/2) tr(H Δ Hᵀ)`` restricted to the block's pixels (each edge counted half
   from each end, so the sum over blocks is exact).
 
@@ -234,7 +235,7 @@ def _update_pixel(
                 hn[j] = fv
                 total -= fv
         c[j] = h[j] * a[j]
-        beta[j] = colsum[j] + mu[j] / (h[j] + eps_reg)
+        beta[j] = colsum[j] + mu[j] / (h[j] + eps_reg[j])
     q = _neighbour_terms(p, h, lam, adj_indptr, adj_indices, Ht, beta, seq, k)
     if simplex and q > 0.0 and _project_empty(c, beta, q, free, total, eps, hn):
         return
@@ -254,7 +255,7 @@ def _update_free(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
     for j in range(k):
         hn[j] = h[j]
         c[j] = h[j] * a[j]
-        beta[j] = colsum[j] + mu[j] / (h[j] + eps_reg)
+        beta[j] = colsum[j] + mu[j] / (h[j] + eps_reg[j])
     q = _neighbour_terms(p, h, lam, adj_indptr, adj_indices, Ht, beta, seq, k)
     empty = True
     for j in range(k):
@@ -329,7 +330,8 @@ def _project_empty(c, beta, q, free, total, eps, hn):
 
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _reg_loss(p, h, mu, eps_reg, lam, adj_indptr, adj_indices, Ht, lfac):
-    """(Σ_k μ_k log(h_k + ε_reg), lfac·λ Σ_{q∈N(p)} ‖h − h_q‖²) of pixel p.
+    """(Σ_k μ_k log(h_k + ε_k), lfac·λ Σ_{q∈N(p)} ‖h − h_q‖²) of pixel p (``eps_reg``: the
+    per-phase ε_k, see :mod:`._prior`).
 
     ``lfac`` is 1/4 when every pixel counts its edges (each edge half from each end), 1/2 for
     the first colour of a red-black sweep (every edge from its colour-0 end) and 0 for the
@@ -338,7 +340,7 @@ def _reg_loss(p, h, mu, eps_reg, lam, adj_indptr, adj_indices, Ht, lfac):
     k = h.shape[0]
     lp = 0.0
     for j in range(k):
-        lp += mu[j] * np.log(h[j] + eps_reg)
+        lp += mu[j] * np.log(h[j] + eps_reg[j])
     ll = 0.0
     if lam > 0.0 and lfac > 0.0:
         for t in range(adj_indptr[p], adj_indptr[p + 1]):
@@ -748,8 +750,10 @@ def h_pass_sparse(
         1 / data scale.
     mu : float64[k]
         Log-prior weights.
-    eps_reg, lam : float
-        ε_reg and λ.
+    eps_reg : float64[k]
+        The prior's ε per phase (ε, or ε / r_k with the prior on the counts: :mod:`._prior`).
+    lam : float
+        λ.
     adj_indptr, adj_indices : int64[p_total + 1], int32[:]
         Pixel graph (global indices).
     colour : uint8[p_total] or uint8[0]

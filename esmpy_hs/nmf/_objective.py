@@ -2,9 +2,11 @@
 
     F = D_KL(Y' ‖ D H) + (λ/2) tr(H Δ Hᵀ) + Σ_kp μ_k log(H_kp + ε_reg),   D = G·W,  Y' = Y / scale
 
-with ``D_KL(Y'‖M) = Σ Y' log(Y'/M) − Y' + M``. The solver gets F from the loss parts of the fused
-kernel pass (:func:`assemble`); :func:`objective_dense` is a plain NumPy evaluation for tests and
-small problems.
+with ``D_KL(Y'‖M) = Σ Y' log(Y'/M) − Y' + M``; with the prior on the counts
+(``sparsity_on="counts"``, :mod:`._prior`) its last term is ``Σ_kp μ_k log(r_k H_kp + ε_reg)``,
+``r_k = (1ᵀ D)_k / s̄`` (s̄ the mean pixel counts, scaled units). The solver gets F from the
+loss parts of the fused kernel pass (:func:`assemble`); :func:`objective_dense` is a plain NumPy
+evaluation for tests and small problems.
 """
 
 from __future__ import annotations
@@ -30,14 +32,25 @@ def objective_dense(
     eps_reg: float = 1.0,
     adjacency: tuple[np.ndarray, np.ndarray] | None = None,
     inv_scale: float = 1.0,
+    sparsity_on: str = "share",
+    mean_counts: float | None = None,
 ) -> float:
-    """F evaluated densely with NumPy (Y: channels × pixels, D: channels × k, H: k × pixels)."""
+    """F evaluated densely with NumPy (Y: channels × pixels, D: channels × k, H: k × pixels).
+
+    ``sparsity_on="counts"``: the prior on the counts, with ``mean_counts`` s̄ (scaled units;
+    None: the mean pixel counts of ``Y · inv_scale``).
+    """
     Ys = np.asarray(Y, dtype=np.float64) * inv_scale
     M = np.asarray(D, dtype=np.float64) @ np.asarray(H, dtype=np.float64)
     nz = Ys > 0
     kl = float(np.sum(Ys[nz] * np.log(Ys[nz] / np.maximum(M[nz], 1e-30))) - Ys.sum() + M.sum())
     mu = np.broadcast_to(np.asarray(mu, dtype=np.float64), (H.shape[0],))
-    reg = float(np.sum(mu[:, None] * np.log(np.asarray(H, dtype=np.float64) + eps_reg)))
+    r = np.ones(H.shape[0])
+    if sparsity_on == "counts":
+        sbar = Ys.sum() / Ys.shape[1] if mean_counts is None else float(mean_counts)
+        r = np.asarray(D, dtype=np.float64).sum(axis=0) / sbar
+    reg = float(np.sum(mu[:, None] * np.log(r[:, None] * np.asarray(H, dtype=np.float64)
+                                            + eps_reg)))  # fmt: skip
     if lam > 0:
         if adjacency is None:
             raise ValueError("λ > 0 needs the pixel graph (adjacency)")

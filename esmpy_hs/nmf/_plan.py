@@ -138,6 +138,7 @@ PARAMETERS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "init_extrapolation": (_optional(_real(0.0, 1.0)), "in [0, 1] or None"),
     "final_extrapolation": (_real(0.0, 1.0), "in [0, 1]"),
     "spectra_from": (_one_of("auto", "pixels", "blocks"), "'auto', 'pixels' or 'blocks'"),
+    "sparsity_on": (_one_of("share", "counts"), "'share' or 'counts'"),
 }
 
 
@@ -205,6 +206,7 @@ class Settings:
     final_extrapolation: float
     spectra_from: str
     random_state: Any
+    sparsity_on: str = "share"
 
 
 def _check_G(G, k: int, n: int) -> np.ndarray | None:
@@ -325,6 +327,7 @@ def settle(params: dict[str, Any], n: int, p: int) -> Settings:
         init_extrapolation=None if gamma is None else float(gamma),
         final_extrapolation=float(params["final_extrapolation"]),
         spectra_from=params["spectra_from"], random_state=params["random_state"],
+        sparsity_on=str(params["sparsity_on"]),
     )  # fmt: skip
 
 
@@ -485,7 +488,7 @@ def resolve(s: Settings, total: float) -> Plan:
     adj = grid_adjacency(s.shape) if lam > 0 else empty_adjacency(s.p)
     hp = HParams(
         1.0 / scale, total / scale, s.mu, s.eps_reg, lam, *adj, s.simplex == "H", s.fixed_Ht,
-        s.eps, h_rtol(s.dtype), colouring(s.shape, lam),
+        s.eps, h_rtol(s.dtype), colouring(s.shape, lam), s.sparsity_on, total / scale / s.p,
     )  # fmt: skip
     return Plan(s, scale, float(lam), hold_W, float(gamma), binned_start, hp, wp)
 

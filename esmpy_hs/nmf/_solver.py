@@ -32,6 +32,7 @@ import numpy as np
 from esmpy_hs.nmf import _kernels
 from esmpy_hs.nmf._blas import with_one_blas_thread
 from esmpy_hs.nmf._objective import assemble
+from esmpy_hs.nmf._prior import counts_prior, log_r_constant, phase_eps, w_tangent
 from esmpy_hs.nmf._updates import colsums, compute_D, g_colsums, update_W
 
 #: minimum number of pixel blocks per pass (fixed so results do not depend on the thread count)
@@ -114,6 +115,11 @@ class HParams:
         A 2-colouring of the pixel graph (global): every update is then a red-black sweep, the
         pixels of colour 0 with their neighbours held, then those of colour 1 with the new
         colour-0 values (see :func:`sweep`). None: every pixel moves at once.
+    sparsity_on : {"share", "counts"}
+        The log prior on each phase's share ``μ log(h + ε_reg)`` or on its counts
+        ``μ log(r h + ε_reg)`` (see :mod:`._prior`).
+    mean_counts : float
+        s̄, the map's mean pixel counts (scaled units) of ``r = 1ᵀD / s̄`` (``"counts"`` only).
     """
 
     inv_scale: float
@@ -128,6 +134,8 @@ class HParams:
     eps: float
     rtol: float
     colour: np.ndarray | None = None
+    sparsity_on: str = "share"
+    mean_counts: float = 1.0
 
 
 @dataclass
@@ -258,8 +266,22 @@ def h_pass(
     moved = _NO_MOVES if moved is None else moved
     if moved.shape != (0,) and (moved.shape != (npx,) or moved.dtype != np.float64):
         raise ValueError("moved must hold one float64 per pixel of the chunk")
+    on_counts = hp.sparsity_on == "counts"
+    eps_j = phase_eps(hp.sparsity_on, hp.eps_reg, colsum, hp.mean_counts)
+    reg2 = None
+    if on_counts and want_loss:
+        # the prior's part that the kernels leave out: Σ μ log r per pixel whose loss they
+        # count (a red-black phase counts its colour); at D2, the whole prior (its r differs),
+        # from the entering H before the pass writes it
+        counted = (slice(None) if phase < 0
+                   else hp.colour[start : start + npx] == phase)  # fmt: skip
+        n_counted = npx if phase < 0 else int(np.count_nonzero(counted))
+        reg_const = n_counted * log_r_constant(hp.mu, colsum, hp.mean_counts)
+        if two:
+            reg2 = counts_prior(Ht[start : start + npx][counted], hp.mu, hp.eps_reg, colsum2,
+                                hp.mean_counts)  # fmt: skip
     common = (
-        hp.inv_scale, hp.mu, hp.eps_reg, hp.lam, hp.adj_indptr, hp.adj_indices, colour,
+        hp.inv_scale, hp.mu, eps_j, hp.lam, hp.adj_indptr, hp.adj_indices, colour,
         int(phase), hp.simplex, fixed, hp.eps, hp.rtol, update_h, accumulate, want_loss,
         acc, hsum, loss, (0,) * k, Hy_out, float(beta), D2, colsum2, moved, float(skip_tol),
     )  # fmt: skip
@@ -273,7 +295,9 @@ def h_pass(
         kern = _kernels.h_pass_dense if work > SERIAL_WORK else _kernels.h_pass_dense_serial
         kern(chunk[1], D, colsum, Ht, start, Ht_out, *common)
     tot = loss.sum(axis=0)
-    loss2 = np.array([tot[4], tot[5], tot[2], tot[3]]) if two else None
+    if on_counts and want_loss:
+        tot[2] += reg_const
+    loss2 = np.array([tot[4], tot[5], tot[2] if reg2 is None else reg2, tot[3]]) if two else None
     if COMPILED_BLOCK_SUM:
         RHt = np.empty((n, k))
         _kernels.sum_blocks(acc.reshape(nb, n * k), RHt.reshape(n * k))
@@ -616,7 +640,12 @@ def iterate(
                         break
                 snap = now
             if accepted:
-                W_new = update_W(W, G, res.RHt, res.hsum, Gt1=Gt1, **wp.kwargs()) \
+                hsum = res.hsum
+                if update_W_ and hp.sparsity_on == "counts":
+                    # the prior on the counts: its tangent at this W (r from this D) joins H 1
+                    # in the denominator (see _prior)
+                    hsum = hsum + w_tangent(Ht_new, hp.mu, hp.eps_reg, colsum, hp.mean_counts)
+                W_new = update_W(W, G, res.RHt, hsum, Gt1=Gt1, **wp.kwargs()) \
                     if update_W_ else W  # fmt: skip
                 if mom:
                     # extrapolate along the last step; the next evaluation of F checks it

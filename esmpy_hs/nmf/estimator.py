@@ -186,6 +186,13 @@ class SmartNMF:
         to a handful of counts, and the joint fit bends the spectra to follow that noise;
         binned blocks hold enough counts per free abundance to pin the spectra, and the linear
         model is unchanged by binning. The mode used is ``spectra_from_``.
+    sparsity_on : {"share", "counts"}, default "share"
+        What the log-sparsity prior acts on. ``"share"``: each pixel's abundance share,
+        ``Σ μ log(h + ε_reg)``. ``"counts"``: each phase's counts in the pixel relative to the
+        mean pixel's, ``Σ μ log(r_j h + ε_reg)`` with ``r_j`` (dimensionless) the counts of a
+        pure pixel of phase j over the map's mean pixel counts; unlike the share form it gains
+        nothing when a phase trades its share against the scale of its spectrum (see
+        docs/choosing.rst and docs/validation.rst).
 
     Attributes
     ----------
@@ -288,6 +295,7 @@ class SmartNMF:
         init_extrapolation: float | None = None,
         final_extrapolation: float = 1.0,
         spectra_from: str = "auto",
+        sparsity_on: str = "share",
     ) -> None:
         self.G = G
         self.n_components = n_components
@@ -317,6 +325,7 @@ class SmartNMF:
         self.init_extrapolation = init_extrapolation
         self.final_extrapolation = final_extrapolation
         self.spectra_from = spectra_from
+        self.sparsity_on = sparsity_on
 
     # ------------------------------------------------------------------ sklearn plumbing
     def get_params(self, deep: bool = True) -> dict:

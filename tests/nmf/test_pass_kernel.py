@@ -81,8 +81,9 @@ def test_update_pixel_of_an_empty_pixel_matches_newton(seq):
     for lam in (0.5, 60.0):
         for p in range(Ht.shape[0]):
             h = Ht[p].copy()
-            _update_pixel(p, p, h, a, colsum, mu, 0.2, lam, ip, ix, Ht, True, np.empty((0, k)),
-                          1e-12, 1e-10, c, beta, free, hn, seq, (0,) * k)  # fmt: skip
+            _update_pixel(p, p, h, a, colsum, mu, np.full(k, 0.2), lam, ip, ix, Ht, True,
+                          np.empty((0, k)), 1e-12, 1e-10, c, beta, free, hn, seq,
+                          (0,) * k)  # fmt: skip
             deg = ip[p + 1] - ip[p]
             q = (0.5 if seq else 1.0) * lam * deg
             ref = h.copy()

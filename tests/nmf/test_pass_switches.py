@@ -172,8 +172,8 @@ def test_the_free_simplex_path_is_the_general_update_bit_for_bit(seq):
         elif p % 7 == 0:
             a[rng.integers(k)] = 0.0
         lam = 0.0 if p % 5 == 0 else 10.0 ** rng.uniform(-2, 1)
-        out = _both_updates(p, Ht[p].copy(), a, colsum, mu, 1.0, lam, adj_indptr, adj_indices,
-                            Ht, 1e-12, 1e-10, seq, (0,) * k)  # fmt: skip
+        out = _both_updates(p, Ht[p].copy(), a, colsum, mu, np.full(k, 1.0), lam, adj_indptr,
+                            adj_indices, Ht, 1e-12, 1e-10, seq, (0,) * k)  # fmt: skip
         np.testing.assert_array_equal(out[0], out[1])
         kinds["empty" if not a.any() else "counts"] += 1
     assert min(kinds.values()) > 50
