@@ -38,19 +38,39 @@ BLOCK = 128
 
 
 @njit(cache=True)
+def column_norms(A):  # pragma: no cover - compiled
+    """``np.sqrt((A ** 2).sum(axis=0))`` with the zero norms set to 1 (``A`` C-contiguous,
+    (n, p)): the squares summed row by row, in the order of NumPy's reduction over the first
+    axis, without the (n, p) array of squares; the same numbers."""
+    n, p = A.shape
+    s = np.zeros(p)
+    for i in range(n):
+        for j in range(p):
+            s[j] += A[i, j] * A[i, j]
+    for j in range(p):
+        s[j] = np.sqrt(s[j])
+        if s[j] <= 0.0:
+            s[j] = 1.0
+    return s
+
+
+@njit(cache=True)
 def pack_blocks(A, norm, block):  # pragma: no cover - compiled
     """The nonzero columns of each block of ``block`` rows of ``A / norm`` (n, p; ``norm``
-    per column, the same quotients as NumPy's ``A / norm``) and their entries:
+    per column > 0, the same quotients as NumPy's ``A / norm``) and their entries:
     ``(cptr, cols, vptr, vals)``; block b holds ``cols[cptr[b]:cptr[b+1]]`` and its rows
-    × those columns row-major in ``vals[vptr[b]:vptr[b+1]]``."""
+    × those columns row-major in ``vals[vptr[b]:vptr[b+1]]``. A column is kept in a block
+    where ``A`` is not 0 there (one flag pass over ``A``, without a branch per entry; a
+    quotient that underflows to 0 would only add exact zeros), and only the kept entries are
+    divided."""
     n, p = A.shape
     nb = (n + block - 1) // block
-    used = np.zeros((nb, p), dtype=np.bool_)
-    for i in range(n):
-        b = i // block
-        for j in range(p):
-            if A[i, j] / norm[j] != 0.0:
-                used[b, j] = True
+    used = np.zeros((nb, p), dtype=np.uint8)
+    for b in range(nb):
+        u = used[b]
+        for i in range(b * block, min(n, (b + 1) * block)):
+            for j in range(p):
+                u[j] |= A[i, j] != 0.0
     cptr = np.zeros(nb + 1, dtype=np.int64)
     vptr = np.zeros(nb + 1, dtype=np.int64)
     for b in range(nb):
@@ -70,12 +90,13 @@ def pack_blocks(A, norm, block):  # pragma: no cover - compiled
                 cols[k] = j
                 k += 1
         c = cptr[b + 1] - cptr[b]
+        c0 = cptr[b]
         start = b * block
         rows = min(block, n - start)
         v = vptr[b]
         for r in range(rows):
             for t in range(c):
-                j = cols[cptr[b] + t]
+                j = cols[c0 + t]
                 vals[v + r * c + t] = A[start + r, j] / norm[j]
     return cptr, cols, vptr, vals
 
@@ -542,6 +563,33 @@ def screen_gain(yy, c, j, b, keep, log_ratio, n_cand):  # pragma: no cover - com
     for q in range(n_cand):
         gain[q] = max(2.0 * gain[q], 0.0)
     return gain
+
+
+@njit(cache=True)
+def sum_peaks(E, counts, starts, e_lo, e_hi):  # pragma: no cover - compiled
+    """The sum peaks of lines ``E`` (keV) with ``counts``, grouped by element
+    (``E[starts[i]:starts[i+1]]``): for each pair of elements i ≤ j, each line p of i and q of
+    j, the centre ``E_p + E_q`` and weight ``counts_p · counts_q`` (twice for i ≠ j) where
+    e_lo < centre < e_hi, in that order (as the NumPy outer sums and products row by row)."""
+    ne = starts.size - 1
+    total = 0
+    for i in range(ne):
+        for j in range(i, ne):
+            total += (starts[i + 1] - starts[i]) * (starts[j + 1] - starts[j])
+    cen = np.empty(total)
+    w = np.empty(total)
+    k = 0
+    for i in range(ne):
+        for j in range(i, ne):
+            f = 1.0 if i == j else 2.0
+            for p in range(starts[i], starts[i + 1]):
+                for q in range(starts[j], starts[j + 1]):
+                    c = E[p] + E[q]
+                    if c > e_lo and c < e_hi:
+                        cen[k] = c
+                        w[k] = (counts[p] * counts[q]) * f
+                        k += 1
+    return cen[:k].copy(), w[:k].copy()
 
 
 @njit(cache=True)

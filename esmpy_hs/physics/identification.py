@@ -73,7 +73,7 @@ The false-alarm and detection figures measured on real and independent maps are 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -336,7 +336,7 @@ class _Columns:
     tied: NDArray[np.float64]  # (n, m)
     family: dict[str, NDArray[np.float64]]  # element -> (n, f)
     continuum: NDArray[np.float64]  # (n, 2)
-    lines: dict[str, list[tuple[str, float, float]]]  # element -> (name, keV, weight)
+    lines: Mapping[str, list[tuple[str, float, float]]]  # element -> (name, keV, weight)
     #: line groups per element and artefact columns per set of elements, built once
     memo: dict[Any, Any] = field(default_factory=dict)
 
@@ -601,7 +601,7 @@ def _build_columns_fast(axis: EnergyAxis, e0: float, elements: Sequence[str],
         G = np.zeros((axis.size, 0))
     sums = G.sum(axis=0)
     if n_col and sums.mean() > 0:
-        G = G / sums.mean()  # build_G's shared scale of the element columns
+        G /= sums.mean()  # build_G's shared scale of the element columns (in place)
     # (the efficiency at this axis's channels directly: a new axis's energies are all new to
     # the memo of _efficiency, the same values)
     cont = continuum_basis(axis.energies, e0) * detector.efficiency(axis.energies)[:, None]
@@ -639,11 +639,38 @@ class _Families(dict):
         return F
 
 
+class _Lines(Mapping):
+    """Each element's ``(name, keV, weight)`` lines (:attr:`_Columns.lines`), the list made
+    when first asked for from the arrays the columns were built from (the tests read the
+    lists of a few of the ≈ 75 candidates, the arrays of the others)."""
+
+    def __init__(self, source: dict[str, tuple]) -> None:
+        self._source, self._made = source, {}
+
+    def __getitem__(self, element: str) -> list[tuple[str, float, float]]:
+        if element not in self._made:
+            inside, names, E, w = self._source[element]  # KeyError for an unknown element
+            self._made[element] = list(zip([names[i] for i in np.nonzero(inside)[0]],
+                                           E.tolist(), w.tolist(), strict=True))  # fmt: skip
+        return self._made[element]
+
+    def __contains__(self, element: object) -> bool:
+        return element in self._source
+
+    def __iter__(self):
+        return iter(self._source)
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+
 def _assemble(G: NDArray, kept: list, parts: list, cont: NDArray, n: int) -> _Columns:
     """:func:`_build_columns_fast`'s last part over all candidates at once: the same columns.
     The peaks are ≥ 0, so a family's ``F.sum() > 0`` is "some entry > 0"; a tied column is
     the family's one column, or its two added (``F.sum(axis=1)`` of two columns is that one
-    addition); the families are copied when asked for (:class:`_Families`)."""
+    addition); the families are copied when asked for (:class:`_Families`), the lines' lists
+    made when asked for (:class:`_Lines`; their energies and weights kept as arrays,
+    :func:`_line_arrays`)."""
     positive = (G > 0).any(axis=0)
     use = [k for k in range(len(kept))
            if positive[kept[k][1]] or (kept[k][2] == 2 and positive[kept[k][1] + 1])]  # fmt: skip
@@ -655,29 +682,40 @@ def _assemble(G: NDArray, kept: list, parts: list, cont: NDArray, n: int) -> _Co
     T[:, two] += G[:, first[two] + 1]  # all families with their tabulated ratios: one column
     names_out = [kept[k][0] for k in use]
     where = {kept[k][0]: (kept[k][1], kept[k][2]) for k in use}
-    lines = {}
-    for k in use:
-        el, _, _, inside, names = kept[k]
-        E, w, _ = parts[k]
-        lines[el] = list(zip([names[i] for i in np.nonzero(inside)[0]], E.tolist(), w.tolist(),
-                             strict=True))  # fmt: skip
-    return _Columns(names_out, T, _Families(G, where), cont, lines)
+    source = {kept[k][0]: (kept[k][3], kept[k][4], parts[k][0], parts[k][1]) for k in use}
+    out = _Columns(names_out, T, _Families(G, where), cont, _Lines(source))
+    out.memo["line_arrays"] = {el: (v[2], v[3]) for el, v in source.items()}
+    return out
 
 
-def _line_groups(axis: EnergyAxis, detector: Detector,
-                 lines: Sequence[tuple[str, float, float]]) -> tuple[NDArray, NDArray]:  # fmt: skip
+def _line_arrays(cols: _Columns, element: str) -> tuple[NDArray, NDArray]:
+    """The energies (keV) and weights of ``element``'s lines in ``cols.lines`` (the same
+    numbers, as arrays), kept in ``cols.memo``."""
+    memo = cols.memo.setdefault("line_arrays", {})
+    if element not in memo:
+        ls = cols.lines[element]
+        memo[element] = (np.array([x[1] for x in ls], dtype=np.float64),
+                         np.array([x[2] for x in ls], dtype=np.float64))  # fmt: skip
+    return memo[element]
+
+
+def _line_groups(axis: EnergyAxis, detector: Detector, energies: NDArray, weights: NDArray
+                 ) -> tuple[NDArray, NDArray, NDArray]:  # fmt: skip
     """One column per group of an element's lines (lines closer than 1 FWHM share a group),
     each weighted by σ·ε within its group, and which groups hold ≥ 2 % of the element's weight
     (those get derivative columns). Once an element is in the model, the ratios between its
     groups are free: tabulated ratios within a family (Mζ/Mα, Lβ/Lα) and the specimen's
     absorption are known to tens of per cent only, and their mismatch must not be read as
-    another element's line."""
+    another element's line. ``energies`` (keV) and ``weights``: the element's lines
+    (:func:`_line_arrays`); those inside the axis are taken in order of energy (a stable
+    sort: lines of the same energy in their given order)."""
     e_lo, e_hi = float(axis.edges[0]), float(axis.edges[-1])
-    ls = sorted((x for x in lines if e_lo < x[1] < e_hi), key=lambda x: x[1])
-    if not ls:
+    inside = (e_lo < energies) & (energies < e_hi)
+    if not inside.any():
         return np.zeros((axis.size, 0)), np.zeros(0, dtype=bool), np.zeros((0, 3))
-    E = np.array([x[1] for x in ls])
-    w = np.array([x[2] for x in ls])
+    E, w = energies[inside], weights[inside]
+    order = np.argsort(E, kind="stable")
+    E, w = E[order], w[order]
     fw = detector.fwhm(E)
     group = np.concatenate([[0], np.cumsum(np.diff(E) > fw[1:])])
     n_g = int(group[-1]) + 1
@@ -714,41 +752,49 @@ def _kept_derivatives(memo: dict, key: Any, F: NDArray, use: NDArray, scale: flo
 
 
 def _artefacts_by_counts(axis: EnergyAxis, detector: Detector,
-                         groups: dict[str, list[tuple[float, float]]]) -> NDArray:  # fmt: skip
+                         groups: dict[str, tuple[NDArray, NDArray]]) -> NDArray:  # fmt: skip
     """Escape peaks and sum peaks (one column each) of fitted lines
-    ``{element: [(keV, counts), ...]}`` (lines with ≥ 3 % of the strongest line's counts), each
-    escape peak weighted by its line's counts and each sum peak by the product of the two
-    lines' counts (twice for two different lines): pile-up goes with the product of the count
-    rates. (n, c) with c ≤ 2."""
+    ``{element: (keV, counts)}`` (arrays; lines with ≥ 3 % of the strongest line's counts),
+    each escape peak weighted by its line's counts and each sum peak by the product of the
+    two lines' counts (twice for two different lines): pile-up goes with the product of the
+    count rates. (n, c) with c ≤ 2."""
     e_lo, e_hi = axis.edges[0], axis.edges[-1]
-    allc = [n for g in groups.values() for _, n in g]
-    if not allc:
+    if not any(g[1].size for g in groups.values()):
         return np.zeros((axis.size, 0))
-    top = max(allc)
-    main = {e: [(E, n) for E, n in g if n >= 0.03 * top] for e, g in groups.items()}
-    main = {e: g for e, g in main.items() if g}
+    top = max(float(g[1].max()) for g in groups.values() if g[1].size)
+    main = {}
+    for el, (E, n) in groups.items():
+        big = n >= 0.03 * top
+        if big.any():
+            main[el] = (E[big], n[big])
     out = []
-    E = np.array([x[0] for g in main.values() for x in g])
-    n = np.array([x[1] for g in main.values() for x in g])
+    E = np.concatenate([g[0] for g in main.values()])
+    n = np.concatenate([g[1] for g in main.values()])
     esc = (E > _SI_K_EDGE) & (E - _SI_KA > e_lo)
     if np.any(esc):
         c = E[esc] - _SI_KA
         out.append(_peaks(axis.edges, c, detector.fwhm(c), n[esc],
                           np.zeros(c.size, dtype=np.intp), 1)[:, 0])  # fmt: skip
-    els = list(main)
-    pairs = []
-    arr = {e: (np.array([x[0] for x in g]), np.array([x[1] for x in g])) for e, g in main.items()}
-    for i, a in enumerate(els):
-        for b in els[i:]:
-            (Ea, na), (Eb, nb) = arr[a], arr[b]
-            cen = (Ea[:, None] + Eb[None, :]).ravel()
-            w = (na[:, None] * nb[None, :]).ravel()
-            ok = (cen > e_lo) & (cen < e_hi)
-            if np.any(ok):
-                pairs.append((float(w[ok].sum()), cen[ok], w[ok] * (1.0 if a == b else 2.0)))
+    if FAST_PATH and COMPILED:  # the same centres and weights, in the same order
+        from esmpy_hs.physics import _irls
+
+        starts = np.cumsum([0] + [g[0].size for g in main.values()]).astype(np.int64)
+        cen, w = _irls.sum_peaks(E, n, starts, float(e_lo), float(e_hi))
+        pairs = [(cen, w)] if cen.size else []
+    else:
+        els = list(main)
+        pairs = []
+        for i, a in enumerate(els):
+            for b in els[i:]:
+                (Ea, na), (Eb, nb) = main[a], main[b]
+                cen = (Ea[:, None] + Eb[None, :]).ravel()
+                w = (na[:, None] * nb[None, :]).ravel()
+                ok = (cen > e_lo) & (cen < e_hi)
+                if np.any(ok):
+                    pairs.append((cen[ok], w[ok] * (1.0 if a == b else 2.0)))
     if pairs:
-        cen = np.concatenate([p[1] for p in pairs])
-        w = np.concatenate([p[2] for p in pairs])
+        cen = np.concatenate([p[0] for p in pairs])
+        w = np.concatenate([p[1] for p in pairs])
         out.append(_peaks(axis.edges, cen, detector.fwhm(cen), w,
                           np.zeros(cen.size, dtype=np.intp), 1)[:, 0])  # fmt: skip
     if not out:
@@ -1011,23 +1057,26 @@ def _fit_blocks(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray,
     ``passive``): the same steps, the same stopping rule, the same solution of each step
     (each is a strictly convex problem; the warm set is only taken when it satisfies the
     optimality conditions)."""
-    norm = np.sqrt((A**2).sum(axis=0))
-    norm[norm <= 0] = 1.0
     floor = 1e-3 * max(float(y.mean()), 1e-9)
     if COMPILED:  # (A / norm formed inside, as it is read: the same quotients)
         from esmpy_hs.physics import _irls
 
+        A = np.ascontiguousarray(A, dtype=np.float64)
+        norm = _irls.column_norms(A)  # the same norms, without an (n, p) array of squares
         signed = np.ascontiguousarray(signed, dtype=np.bool_)
         start = np.zeros(A.shape[1])
         if a0 is not None:
             start = a0 * norm
             start[~signed] = np.maximum(start[~signed], 0.0)
         offset = np.ascontiguousarray(offset, dtype=np.float64)
-        a, fitted, ok = _irls.irls(np.ascontiguousarray(A, dtype=np.float64), norm, signed,
+        a, fitted, ok = _irls.irls(A, norm, signed,
                                    np.ascontiguousarray(y, dtype=np.float64), offset,
                                    start, a0 is not None, int(n_iter), float(floor))  # fmt: skip
         if ok:
             return a / norm, np.maximum(offset + fitted, floor)
+    else:
+        norm = np.sqrt((A**2).sum(axis=0))
+        norm[norm <= 0] = 1.0
     An = A / norm
     op = _BlockMatrix(An)
     r = y - offset
@@ -1151,11 +1200,9 @@ def _testable(cols: _Columns, axis: EnergyAxis, detector: Detector) -> set[str]:
     start = e0 + 3.0 * float(detector.fwhm(e0))
     out = set()
     for el in cols.elements:
-        ls = cols.lines[el]
-        if not ls:
+        E, w = _line_arrays(cols, el)
+        if not E.size:
             continue
-        w = np.array([x[2] for x in ls])
-        E = np.array([x[1] for x in ls])
         if np.any(E[w >= 0.1 * w.max()] >= start):
             out.add(el)
     return out
@@ -1183,9 +1230,10 @@ def _neighbourhoods(cols: _Columns, axis: EnergyAxis, detector: Detector
         # (and one channel more) of it only: the same comparisons where they can hold
         E_all, owner = [], []
         for j, el in enumerate(cols.elements):
-            E = _main_line_energies(cols.lines[el])
-            if E is None:
+            E, w = _line_arrays(cols, el)
+            if not E.size:
                 continue
+            E = E[w >= 0.1 * w.max()]  # (_main_line_energies)
             E_all.append(E)
             owner.append(np.full(E.size, j))
         if not E_all:
@@ -1416,7 +1464,7 @@ class _State:
         memo = self.cols.memo
         if ("groups", element) not in memo:
             memo[("groups", element)] = _line_groups(self.axis, self.detector,
-                                                     self.cols.lines[element])  # fmt: skip
+                                                     *_line_arrays(self.cols, element))  # fmt: skip
         F, strong, table = memo[("groups", element)]
         if F.shape[1] == 0:
             F = self.cols.family[element]
@@ -1452,20 +1500,20 @@ class _State:
         # tabulated σ·ε: pile-up goes with the product of the two lines' count rates, which a
         # bulk specimen's absorption sets far from σ·ε (a bulk Al/Ag SEM map: its Al Kα + Ag Lα
         # sum peak at 4.47 keV was read as Ti Kα)
-        groups: dict[str, list[tuple[float, float]]] = {}
+        groups: dict[str, tuple[NDArray, NDArray]] = {}
         start = 0
         for F, low, owner, artefact in self.blocks:
             m = F.shape[1]
             if not artefact and owner and owner[0] is not None and np.all(low == 0):
-                # each line's counts: its group's fitted amplitude times its weight
+                # each line's counts: its group's fitted amplitude times its weight (the
+                # lines with counts > 0, in the table's order)
                 amp = np.maximum(self.a[start: start + m], 0.0)
                 table = self.line_tables.get(owner[0], np.zeros((0, 3)))
                 g = table[:, 2].astype(np.intp)
                 ok = g >= 0
                 counts = table[ok, 1] * amp[g[ok]]
-                groups.setdefault(owner[0], []).extend(
-                    (float(e), float(n)) for e, n in zip(table[ok, 0], counts, strict=True)
-                    if n > 0)  # fmt: skip
+                pos = counts > 0
+                groups[owner[0]] = (table[ok, 0][pos], counts[pos])
             start += m
         art = _artefacts_by_counts(self.axis, self.detector, groups)
         keep = [b for b in self.blocks if not b[3]]
@@ -1615,7 +1663,9 @@ def identify(
     Identification
         Evidence per candidate; ``.elements`` the elements found in selection order.
     """
-    with one_blas_thread():
+    from esmpy_hs.physics.attenuation import one_openmp_thread
+
+    with one_blas_thread(), one_openmp_thread():  # each set once for all the fits and μ/ρ
         return _identify(spectrum, axis, beam_energy, detector, candidates, known, explained,
                          alpha, max_elements, beyond, absent)  # fmt: skip
 
