@@ -510,6 +510,72 @@ def peak_sums(erfs, lo, m, weights, column, n, n_columns):  # pragma: no cover -
 
 
 @njit(cache=True)
+def peak_sums_columns(erfs, lo, m, weights, column, n, n_columns):  # pragma: no cover
+    """:func:`peak_sums` into the transposed layout ``(n_columns, n)`` (each peak's channels
+    one after another in memory, not ``n_columns`` apart; every entry the same sum in the same
+    order), and each column's sum over the channels in channel order (the order of NumPy's
+    ``G.sum(axis=0)`` on the (n, n_columns) matrix: the same sums)."""
+    out = np.zeros((n_columns, n))
+    pos = 0
+    for p in range(m.size):
+        w = weights[p]
+        col = column[p]
+        for t in range(m[p] - 1):
+            v = 0.5 * erfs[pos + t + 1] - 0.5 * erfs[pos + t]
+            v *= w
+            out[col, lo[p] + t] += v
+        pos += m[p]
+    sums = np.zeros(n_columns)
+    for c in range(n_columns):
+        acc = 0.0
+        for i in range(n):
+            acc += out[c, i]
+        sums[c] = acc
+    return out, sums
+
+
+@njit(cache=True)
+def tied_columns(Gt, first, two):  # pragma: no cover - compiled
+    """The tied columns (n, m) from the families' columns ``Gt`` (n_columns, n): column k is
+    family column ``first[k]``, plus ``first[k] + 1`` where ``two[k]`` (one addition, as
+    NumPy's ``T[:, two] += G[:, first[two] + 1]``)."""
+    n = Gt.shape[1]
+    m = first.size
+    T = np.empty((n, m))
+    for i in range(n):
+        for k in range(m):
+            v = Gt[first[k], i]
+            if two[k]:
+                v = v + Gt[first[k] + 1, i]
+            T[i, k] = v
+    return T
+
+
+@njit(cache=True)
+def nonzero_entries(C):  # pragma: no cover - compiled
+    """``np.nonzero(C)`` of a 2-D array and the entries there, ``(i, j, C[i, j])``, in the
+    same (row-major) order."""
+    n, m = C.shape
+    k = 0
+    for i in range(n):
+        for j in range(m):
+            if C[i, j] != 0.0:
+                k += 1
+    ii = np.empty(k, dtype=np.int64)
+    jj = np.empty(k, dtype=np.int64)
+    vv = np.empty(k)
+    k = 0
+    for i in range(n):
+        for j in range(m):
+            if C[i, j] != 0.0:
+                ii[k] = i
+                jj[k] = j
+                vv[k] = C[i, j]
+                k += 1
+    return ii, jj, vv
+
+
+@njit(cache=True)
 def screen_newton(yy, mm, c, j, n_cand, n_iter):  # pragma: no cover - compiled
     """The screen's Newton steps (:func:`esmpy_hs.physics.identification._screen` with
     ``FAST_PATH``) over the nonzero entries (channel values ``yy``, ``mm``, column entry

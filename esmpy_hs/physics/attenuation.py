@@ -89,6 +89,19 @@ def element_mass_attenuation(z: int, energy_keV: ArrayLike) -> NDArray[np.float6
     return out.reshape(e.shape)
 
 
+def elements_mass_attenuation(zs: ArrayLike, energy_keV: ArrayLike) -> NDArray[np.float64]:
+    """μ/ρ (cm²/g) of each element ``zs`` at the energies ``energy_keV`` (1-D), (len(zs), n):
+    the rows of :func:`element_mass_attenuation`, the same values, from one call over all
+    elements when xraylib's NumPy binding is used."""
+    z = np.asarray(zs, dtype=np.int64).reshape(-1)
+    e = np.clip(np.asarray(energy_keV, dtype=np.float64).reshape(-1), E_MIN_KEV, E_MAX_KEV)
+    if _xrl_np is not None and e.size >= VECTOR_MIN and z.size:
+        with one_openmp_thread():
+            out = _xrl_np.CS_Total(np.ascontiguousarray(z), np.ascontiguousarray(e))
+        return np.ascontiguousarray(out, dtype=np.float64).reshape(z.size, e.size)
+    return np.array([element_mass_attenuation(int(k), e) for k in z]).reshape(z.size, e.size)
+
+
 @lru_cache(maxsize=128)
 def _formula_fractions(formula: str) -> tuple[tuple[str, float], ...]:
     try:

@@ -403,6 +403,31 @@ def _peaks(edges: NDArray, centres: NDArray, fwhm: NDArray, weights: NDArray,
     return out.reshape(n, n_columns)
 
 
+def _peaks_by_column(edges: NDArray, centres: NDArray, fwhm: NDArray, weights: NDArray,
+                     column: NDArray, n_columns: int) -> tuple[NDArray, NDArray]:  # fmt: skip
+    """:func:`_peaks` (compiled) as the transpose of a (n_columns, n) array — each column's
+    channels contiguous, so that each peak adds to consecutive memory — and the columns' sums
+    (those of ``G.sum(axis=0)``): the same numbers, a view in Fortran order."""
+    from scipy.special import erf
+
+    from esmpy_hs.physics import _irls
+    from esmpy_hs.physics.detector import _FWHM_TO_SIGMA
+
+    n = edges.size - 1
+    sig = np.asarray(fwhm, dtype=np.float64) * _FWHM_TO_SIGMA
+    lo = np.clip(np.searchsorted(edges, centres - _SATURATED * sig) - 1, 0, n)
+    hi = np.clip(np.searchsorted(edges, centres + _SATURATED * sig), 0, n)
+    m = hi - lo + 1
+    x = _irls.peak_arguments(np.ascontiguousarray(edges, dtype=np.float64),
+                             np.ascontiguousarray(centres, dtype=np.float64), sig, lo,
+                             m)  # fmt: skip
+    erf(x, out=x)
+    Gt, sums = _irls.peak_sums_columns(x, lo, m, np.ascontiguousarray(weights, dtype=np.float64),
+                                       np.ascontiguousarray(column, dtype=np.int64), n,
+                                       int(n_columns))  # fmt: skip
+    return Gt.T, sums
+
+
 #: erf(x) is exactly ±1 in double precision for |x| ≥ 5.93: a peak's channel integrals are
 #: evaluated within ±_SATURATED σ of its centre only (5.94 √2), the same numbers as over ±9 σ
 _SATURATED = 8.4
@@ -592,14 +617,20 @@ def _build_columns_fast(axis: EnergyAxis, e0: float, elements: Sequence[str],
         kept.append((el, n_col, n_here, inside, names))
         parts.append((E[inside], _line_weights(detector, el, e0, eff_key)[inside], col))
         n_col += n_here
+    sums = None
     if parts:
         line_e = np.concatenate([p[0] for p in parts])
         base = np.concatenate([p[1] for p in parts])
         columns = np.concatenate([p[2] for p in parts]).astype(np.intp)
-        G = _peaks(axis.edges, line_e, detector.fwhm(line_e), base, columns, n_col)
+        if COMPILED:  # the same columns, stored column by column, and their sums
+            G, sums = _peaks_by_column(axis.edges, line_e, detector.fwhm(line_e), base,
+                                       columns, n_col)  # fmt: skip
+        else:
+            G = _peaks(axis.edges, line_e, detector.fwhm(line_e), base, columns, n_col)
     else:
         G = np.zeros((axis.size, 0))
-    sums = G.sum(axis=0)
+    if sums is None:
+        sums = G.sum(axis=0)
     if n_col and sums.mean() > 0:
         G /= sums.mean()  # build_G's shared scale of the element columns (in place)
     # (the efficiency at this axis's channels directly: a new axis's energies are all new to
@@ -678,8 +709,13 @@ def _assemble(G: NDArray, kept: list, parts: list, cont: NDArray, n: int) -> _Co
         return _Columns([], np.zeros((n, 0)), _Families(G, {}), cont, {})
     first = np.array([kept[k][1] for k in use], dtype=np.intp)
     two = np.array([kept[k][2] == 2 for k in use])
-    T = np.ascontiguousarray(G[:, first])
-    T[:, two] += G[:, first[two] + 1]  # all families with their tabulated ratios: one column
+    if G.flags.f_contiguous and G.shape[1] > 1:  # (_peaks_by_column's layout)
+        from esmpy_hs.physics import _irls
+
+        T = _irls.tied_columns(G.T, first.astype(np.int64), two)
+    else:
+        T = np.ascontiguousarray(G[:, first])
+        T[:, two] += G[:, first[two] + 1]  # all families with their tabulated ratios: one column
     names_out = [kept[k][0] for k in use]
     where = {kept[k][0]: (kept[k][1], kept[k][2]) for k in use}
     source = {kept[k][0]: (kept[k][3], kept[k][4], parts[k][0], parts[k][1]) for k in use}
@@ -726,6 +762,55 @@ def _line_groups(axis: EnergyAxis, detector: Detector, energies: NDArray, weight
     # each line: energy, weight, and its column (-1 if that column is empty)
     line_table = np.stack([E, w, np.where(keep[group], new_index[group], -1)], axis=1)
     return cols[:, keep], (weight >= 0.02 * weight.sum())[keep], line_table
+
+
+def _prepare_known(cols: _Columns, axis: EnergyAxis, detector: Detector,
+                   elements: Sequence[str]) -> None:
+    """The line groups (:func:`_line_groups`) and absorption-edge columns (:func:`_edge_column`)
+    of ``elements`` that ``cols.memo`` does not hold yet, built together: all their lines' peaks
+    in one pass (each group's column sums its own lines in the same order as alone: the same
+    columns) and μ/ρ of all of them in one call (the same values). :meth:`_State.add` then
+    finds them built."""
+    from esmpy_hs.physics._elements import atomic_number
+    from esmpy_hs.physics.attenuation import elements_mass_attenuation
+
+    memo = cols.memo
+    e_lo, e_hi = float(axis.edges[0]), float(axis.edges[-1])
+    todo = [e for e in dict.fromkeys(elements) if ("groups", e) not in memo]
+    parts = []
+    for el in todo:
+        energies, weights = _line_arrays(cols, el)
+        inside = (e_lo < energies) & (energies < e_hi)
+        if not inside.any():
+            memo[("groups", el)] = _line_groups(axis, detector, energies, weights)
+            continue
+        E, w = energies[inside], weights[inside]
+        order = np.argsort(E, kind="stable")
+        E, w = E[order], w[order]
+        fw = detector.fwhm(E)
+        group = np.concatenate([[0], np.cumsum(np.diff(E) > fw[1:])])
+        parts.append((el, E, w, fw, group, int(group[-1]) + 1))
+    if parts:
+        first = np.cumsum([0] + [p[5] for p in parts])
+        every = _peaks(axis.edges, np.concatenate([p[1] for p in parts]),
+                       np.concatenate([p[3] for p in parts]),
+                       np.concatenate([p[2] for p in parts]),
+                       np.concatenate([p[4] + f for p, f in zip(parts, first, strict=False)]),
+                       int(first[-1]))  # fmt: skip
+        for (el, E, w, _, group, n_g), f in zip(parts, first, strict=False):
+            # the rest as in _line_groups
+            g_cols = np.ascontiguousarray(every[:, f: f + n_g])
+            weight = np.bincount(group, weights=w, minlength=n_g)
+            keep = g_cols.sum(axis=0) > 0
+            new_index = np.cumsum(keep) - 1
+            line_table = np.stack([E, w, np.where(keep[group], new_index[group], -1)], axis=1)
+            memo[("groups", el)] = (g_cols[:, keep], (weight >= 0.02 * weight.sum())[keep],
+                                    line_table)  # fmt: skip
+    todo = [e for e in dict.fromkeys(elements) if ("edges", e) not in memo]
+    if todo:
+        mu = elements_mass_attenuation([atomic_number(e) for e in todo], axis.energies)
+        for el, row in zip(todo, mu, strict=True):
+            memo[("edges", el)] = _edge_column(axis, cols.continuum, el, row)
 
 
 def _derivatives(F: NDArray, scale: float) -> NDArray:
@@ -802,8 +887,8 @@ def _artefacts_by_counts(axis: EnergyAxis, detector: Detector,
     return np.stack(out, axis=1)
 
 
-def _edge_column(axis: EnergyAxis, continuum: NDArray, element: str
-                 ) -> tuple[NDArray | None, NDArray]:  # fmt: skip
+def _edge_column(axis: EnergyAxis, continuum: NDArray, element: str,
+                 mu: NDArray | None = None) -> tuple[NDArray | None, NDArray]:  # fmt: skip
     """The continuum times the element's mass attenuation μ/ρ(E), and the channels within
     0.3 keV of its absorption edges on the axis; (None, ...) without an edge there.
 
@@ -811,12 +896,14 @@ def _edge_column(axis: EnergyAxis, continuum: NDArray, element: str
     absorption edge of its elements. A thin specimen hardly does, a bulk (SEM) specimen does
     by tens of per cent, and a step at the Al K edge (1.56 keV) is no smooth shape the spline
     correction can follow: the counts it leaves below the edge were read as element lines.
-    The column is signed (its amplitude is −ρt, up to the scale)."""
+    The column is signed (its amplitude is −ρt, up to the scale). ``mu``: the element's μ/ρ
+    at the channels when the caller has it (:func:`_prepare_known`)."""
     from esmpy_hs.physics._elements import atomic_number
     from esmpy_hs.physics.attenuation import element_mass_attenuation
 
     e = axis.energies
-    mu = element_mass_attenuation(atomic_number(element), e)
+    if mu is None:
+        mu = element_mass_attenuation(atomic_number(element), e)
     jump = np.nonzero(mu[1:] > 1.2 * mu[:-1])[0]  # an edge: μ rises by > 20 % in one channel
     near = np.zeros(e.size, dtype=bool)
     if jump.size == 0:
@@ -1271,8 +1358,13 @@ class _Selection:
 
     def __init__(self, C: NDArray, ring: NDArray) -> None:
         self.C = C
-        i, j = np.nonzero(C)
-        self.nz = (i, j, C[i, j])
+        if COMPILED:  # the same entries in the same order
+            from esmpy_hs.physics import _irls
+
+            self.nz = _irls.nonzero_entries(np.ascontiguousarray(C, dtype=np.float64))
+        else:
+            i, j = np.nonzero(C)
+            self.nz = (i, j, C[i, j])
         self.away = C < _AWAY * C.max(axis=0)
         self.n_away = self.away.sum(0)
         self.ring = ring
@@ -1690,6 +1782,8 @@ def _identify(spectrum, axis, beam_energy, detector, candidates, known, explaine
     if mu0 is not None and mu0.size != y.size:
         raise ValueError(f"explained has {mu0.size} channels, the spectrum {y.size}")
     state = _State(y, np.zeros_like(y), cols, ax, det, mu0)
+    if FAST_PATH:  # the known elements' line groups and edge columns built together
+        _prepare_known(cols, ax, det, [e for e in known if e in cols.family])
     for e in known:
         if e in cols.family:
             state.add(e)
