@@ -41,7 +41,8 @@ BLOCK = 128
 def column_norms(A):  # pragma: no cover - compiled
     """``np.sqrt((A ** 2).sum(axis=0))`` with the zero norms set to 1 (``A`` C-contiguous,
     (n, p)): the squares summed row by row, in the order of NumPy's reduction over the first
-    axis, without the (n, p) array of squares; the same numbers."""
+    axis of a C-contiguous array (not of another layout, whose columns NumPy sums pairwise),
+    without the (n, p) array of squares; the same numbers."""
     n, p = A.shape
     s = np.zeros(p)
     for i in range(n):
@@ -466,6 +467,57 @@ def irls(A, norm, signed, y, offset, a_start, has_start, n_iter, floor):  # prag
     return a, fitted, True
 
 
+@njit(cache=True)
+def drop_one(n, cptr, cols, vptr, vals, M, rhs, signed, positive, owner, codes, zero,
+             floor):  # pragma: no cover - compiled
+    """The presence test's one-step bounds (:func:`esmpy_hs.physics.presence._presence`): for
+    each element code in ``codes``, the columns of other owners (``owner != code``) kept,
+    :func:`gram_nnls` on their normal equations (``M``, ``rhs`` of the packed normalised
+    matrix; started from the full fit's set ``positive``), and the fitted spectrum
+    ``max(zero + A x, floor)`` over the packed blocks. Returns ``(mu, x, ok)``: (k, n), the
+    amplitudes (k, p; 0 on the dropped columns) and whether each solve succeeded."""
+    p = rhs.size
+    k = codes.size
+    mus = np.empty((k, n))
+    xs = np.zeros((k, p))
+    ok = np.zeros(k, dtype=np.bool_)
+    full = np.empty(p)
+    fitted = np.empty(n)
+    for e in range(k):
+        q = 0
+        for j in range(p):
+            if owner[j] != codes[e]:
+                q += 1
+        idx = np.empty(q, dtype=np.int64)
+        q = 0
+        for j in range(p):
+            if owner[j] != codes[e]:
+                idx[q] = j
+                q += 1
+        Mk = np.empty((q, q))
+        bk = np.empty(q)
+        sk = np.empty(q, dtype=np.bool_)
+        pk = np.empty(q, dtype=np.bool_)
+        for r in range(q):
+            bk[r] = rhs[idx[r]]
+            sk[r] = signed[idx[r]]
+            pk[r] = positive[idx[r]]
+            for c in range(q):
+                Mk[r, c] = M[idx[r], idx[c]]
+        out = np.empty(q)
+        if not gram_nnls(Mk, bk, sk, 1e-10, pk, True, out):
+            continue
+        full[:] = 0.0
+        for r in range(q):
+            full[idx[r]] = out[r]
+            xs[e, idx[r]] = out[r]
+        _matvec(n, BLOCK, cptr, cols, vptr, vals, full, fitted)
+        for i in range(n):
+            mus[e, i] = max(zero[i] + fitted[i], floor)
+        ok[e] = True
+    return mus, xs, ok
+
+
 # ---- the peaks of line columns and the candidates' screen (bit-identical to NumPy) ----------
 # Only additions, subtractions, products and quotients (each correctly rounded, as NumPy's
 # elementwise operations are) and sums in the order ``np.bincount`` adds them; erf and log stay
@@ -506,6 +558,22 @@ def peak_sums(erfs, lo, m, weights, column, n, n_columns):  # pragma: no cover -
             v *= w
             out[(lo[p] + t) * n_columns + col] += v
         pos += m[p]
+    return out
+
+
+@njit(cache=True)
+def peak_sums_at(erfs, pos, lo, m, weights, column, n, n_columns):  # pragma: no cover
+    """:func:`peak_sums` with each peak's erf values at ``erfs[pos_p:pos_p + m_p]`` (peaks of
+    the same centre and width share them): the same sums in the same order."""
+    out = np.zeros(n * n_columns)
+    for p in range(m.size):
+        w = weights[p]
+        col = column[p]
+        q = pos[p]
+        for t in range(m[p] - 1):
+            v = 0.5 * erfs[q + t + 1] - 0.5 * erfs[q + t]
+            v *= w
+            out[(lo[p] + t) * n_columns + col] += v
     return out
 
 

@@ -445,6 +445,28 @@ def _peaks_fast(edges: NDArray, centres: NDArray, sig: NDArray, weights: NDArray
     lo = np.clip(np.searchsorted(edges, centres - _SATURATED * sig) - 1, 0, n)
     hi = np.clip(np.searchsorted(edges, centres + _SATURATED * sig), 0, n)
     m = hi - lo + 1  # edges lo..hi of each peak
+    if COMPILED and centres.size >= 32:  # peaks of the same centre and width: erf once
+        from esmpy_hs.physics import _irls
+
+        order = np.lexsort((sig, centres))
+        cs, ss = centres[order], sig[order]
+        new = np.ones(cs.size, dtype=bool)
+        new[1:] = (cs[1:] != cs[:-1]) | (ss[1:] != ss[:-1])
+        if not new.all():  # (the sum peaks of an element's lines with each other: half twice)
+            first = order[new]  # one peak of each (centre, width)
+            rep = np.cumsum(new) - 1  # its representative, in sorted order
+            which = np.empty(cs.size, dtype=np.intp)
+            which[order] = rep
+            x = _irls.peak_arguments(np.ascontiguousarray(edges, dtype=np.float64),
+                                     np.ascontiguousarray(centres[first], dtype=np.float64),
+                                     np.ascontiguousarray(sig[first], dtype=np.float64),
+                                     lo[first], m[first])  # fmt: skip
+            erf(x, out=x)
+            starts = np.cumsum(m[first]) - m[first]
+            return _irls.peak_sums_at(x, starts[which].astype(np.int64), lo, m,
+                                      np.ascontiguousarray(weights, dtype=np.float64),
+                                      np.ascontiguousarray(column, dtype=np.int64), n,
+                                      int(n_columns)).reshape(n, n_columns)  # fmt: skip
     if COMPILED:  # the same arguments, erf values and sums without the index arrays
         from esmpy_hs.physics import _irls
 
@@ -724,6 +746,27 @@ def _assemble(G: NDArray, kept: list, parts: list, cont: NDArray, n: int) -> _Co
     return out
 
 
+def _main_lines(cols: _Columns) -> tuple[NDArray, NDArray]:
+    """The main lines (≥ 10 % of the strongest line's weight) of all candidates, in the
+    order of ``cols.elements`` and of each one's lines: their energies (keV) and the index
+    of their element; kept in ``cols.memo`` (the same lines as :func:`_main_line_energies`
+    of each element, selected over all elements at once)."""
+    if "main lines" not in cols.memo:
+        parts = [(j, *_line_arrays(cols, el)) for j, el in enumerate(cols.elements)]
+        parts = [p for p in parts if p[1].size]
+        if not parts:
+            cols.memo["main lines"] = (np.zeros(0), np.zeros(0, dtype=np.intp))
+        else:
+            E = np.concatenate([p[1] for p in parts])
+            w = np.concatenate([p[2] for p in parts])
+            owner = np.concatenate([np.full(p[1].size, p[0], dtype=np.intp) for p in parts])
+            starts = np.cumsum([0] + [p[1].size for p in parts[:-1]])
+            top = np.repeat(np.maximum.reduceat(w, starts), [p[1].size for p in parts])
+            main = w >= 0.1 * top
+            cols.memo["main lines"] = (E[main], owner[main])
+    return cols.memo["main lines"]
+
+
 def _line_arrays(cols: _Columns, element: str) -> tuple[NDArray, NDArray]:
     """The energies (keV) and weights of ``element``'s lines in ``cols.lines`` (the same
     numbers, as arrays), kept in ``cols.memo``."""
@@ -824,6 +867,18 @@ def _derivatives(F: NDArray, scale: float) -> NDArray:
     return np.concatenate([d1, d2], axis=1)
 
 
+def _peak_regions(memo: dict, key: Any, F: NDArray) -> NDArray:
+    """Each column's peak region (channels ≥ 10 % of its maximum) of ``F`` (n, f), as
+    ``(f, n)`` 0/1 values to sum counts with; kept in ``memo`` under ``key`` (a
+    :class:`_Columns`' memo; the same array as computed afresh) with :data:`FAST_PATH`."""
+    if not FAST_PATH:
+        return (F / np.maximum(F.max(axis=0), 1e-300) >= 0.1).T.astype(np.float64)
+    k = ("regions", key)
+    if k not in memo:
+        memo[k] = (F / np.maximum(F.max(axis=0), 1e-300) >= 0.1).T.astype(np.float64)
+    return memo[k]
+
+
 def _kept_derivatives(memo: dict, key: Any, F: NDArray, use: NDArray, scale: float) -> NDArray:
     """:func:`_derivatives` of the columns ``use`` of ``F``, kept in ``memo`` (a
     :class:`_Columns`' memo; ``key`` names ``F`` there): the map and each phase of a check
@@ -856,16 +911,28 @@ def _artefacts_by_counts(axis: EnergyAxis, detector: Detector,
     E = np.concatenate([g[0] for g in main.values()])
     n = np.concatenate([g[1] for g in main.values()])
     esc = (E > _SI_K_EDGE) & (E - _SI_KA > e_lo)
+    escape = None
     if np.any(esc):
         c = E[esc] - _SI_KA
-        out.append(_peaks(axis.edges, c, detector.fwhm(c), n[esc],
-                          np.zeros(c.size, dtype=np.intp), 1)[:, 0])  # fmt: skip
+        escape = (c, n[esc])
+        if not (FAST_PATH and COMPILED):
+            out.append(_peaks(axis.edges, c, detector.fwhm(c), n[esc],
+                              np.zeros(c.size, dtype=np.intp), 1)[:, 0])  # fmt: skip
     if FAST_PATH and COMPILED:  # the same centres and weights, in the same order
         from esmpy_hs.physics import _irls
 
         starts = np.cumsum([0] + [g[0].size for g in main.values()]).astype(np.int64)
         cen, w = _irls.sum_peaks(E, n, starts, float(e_lo), float(e_hi))
-        pairs = [(cen, w)] if cen.size else []
+        # the escape peaks (column 0) and the sum peaks (column 1) in one pass: each column
+        # the same sums in the same order as alone
+        parts = ([escape] if escape is not None else []) + ([(cen, w)] if cen.size else [])
+        if not parts:
+            return np.zeros((axis.size, 0))
+        centres = np.concatenate([p[0] for p in parts])
+        column = np.concatenate([np.full(p[0].size, k, dtype=np.intp)
+                                 for k, p in enumerate(parts)])  # fmt: skip
+        return _peaks(axis.edges, centres, detector.fwhm(centres),
+                      np.concatenate([p[1] for p in parts]), column, len(parts))
     else:
         els = list(main)
         pairs = []
@@ -909,7 +976,12 @@ def _edge_column(axis: EnergyAxis, continuum: NDArray, element: str,
     if jump.size == 0:
         return None, near
     for j in jump:
-        near |= np.abs(e - e[j]) <= 0.3
+        if FAST_PATH:  # only the channels that can be within 0.3 keV (the axis ascends)
+            lo = int(np.searchsorted(e, e[j] - 0.31))
+            hi = int(np.searchsorted(e, e[j] + 0.31, side="right"))
+            near[lo:hi] |= np.abs(e[lo:hi] - e[j]) <= 0.3
+        else:
+            near |= np.abs(e - e[j]) <= 0.3
     col = continuum.sum(axis=1) * mu
     return col / max(float(col.max()), 1e-300), near
 
@@ -1148,8 +1220,12 @@ def _fit_blocks(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray,
     if COMPILED:  # (A / norm formed inside, as it is read: the same quotients)
         from esmpy_hs.physics import _irls
 
-        A = np.ascontiguousarray(A, dtype=np.float64)
-        norm = _irls.column_norms(A)  # the same norms, without an (n, p) array of squares
+        if A.flags.c_contiguous and A.dtype == np.float64:
+            norm = _irls.column_norms(A)  # the same norms, without an (n, p) array of squares
+        else:  # (NumPy sums the columns of another layout in another order: kept as it was)
+            norm = np.sqrt((A**2).sum(axis=0))
+            norm[norm <= 0] = 1.0
+            A = np.ascontiguousarray(A, dtype=np.float64)
         signed = np.ascontiguousarray(signed, dtype=np.bool_)
         start = np.zeros(A.shape[1])
         if a0 is not None:
@@ -1285,14 +1361,8 @@ def _testable(cols: _Columns, axis: EnergyAxis, detector: Detector) -> set[str]:
     shape the counts more than any model of them (C and N at the default 0.25 keV cut)."""
     e0 = float(axis.energies[0])
     start = e0 + 3.0 * float(detector.fwhm(e0))
-    out = set()
-    for el in cols.elements:
-        E, w = _line_arrays(cols, el)
-        if not E.size:
-            continue
-        if np.any(E[w >= 0.1 * w.max()] >= start):
-            out.add(el)
-    return out
+    E, owner = _main_lines(cols)
+    return {cols.elements[j] for j in np.unique(owner[E >= start])}
 
 
 def _main_line_energies(lines: list) -> NDArray | None:
@@ -1315,18 +1385,9 @@ def _neighbourhoods(cols: _Columns, axis: EnergyAxis, detector: Detector
     if FAST_PATH:
         # all elements' main lines at once, each compared with the channels within 4 FWHM
         # (and one channel more) of it only: the same comparisons where they can hold
-        E_all, owner = [], []
-        for j, el in enumerate(cols.elements):
-            E, w = _line_arrays(cols, el)
-            if not E.size:
-                continue
-            E = E[w >= 0.1 * w.max()]  # (_main_line_energies)
-            E_all.append(E)
-            owner.append(np.full(E.size, j))
-        if not E_all:
+        E, j = _main_lines(cols)  # (_main_line_energies of each element)
+        if not E.size:
             return near, wide
-        E = np.concatenate(E_all)
-        j = np.concatenate(owner)
         fw = detector.fwhm(E)
         lo = np.clip(np.searchsorted(e, E - 4.0 * fw) - 1, 0, n)
         hi = np.clip(np.searchsorted(e, E + 4.0 * fw) + 1, 0, n)
@@ -1369,6 +1430,14 @@ class _Selection:
         self.n_away = self.away.sum(0)
         self.ring = ring
         self.n_ring = ring.sum(0)
+        self._column_sums: NDArray | None = None
+
+    def column_sums(self) -> NDArray:
+        """``C[:, i].sum()`` of each candidate (the same sums), computed once."""
+        if self._column_sums is None:
+            self._column_sums = np.array([self.C[:, i].sum() for i in range(self.C.shape[1])],
+                                         dtype=np.float64)  # fmt: skip
+        return self._column_sums
 
     def dispersion(self, d: NDArray, p: int) -> NDArray:
         """:func:`_dispersion` of these candidates."""
@@ -1569,7 +1638,7 @@ class _State:
         # derivatives where the data resolve a position or width error: ≥ _RESOLVED counts
         # within the group's peak (a sparse spectrum cannot, and signed columns there only
         # trade counts with the element's own column)
-        under = (F / np.maximum(F.max(axis=0), 1e-300) >= 0.1).T.astype(np.float64) @ self.y
+        under = _peak_regions(memo, ("groups", element), F) @ self.y
         D = _kept_derivatives(memo, ("groups", element), F, strong & (under >= _RESOLVED),
                               self.axis.scale)  # fmt: skip
         self.blocks.append((D, np.full(D.shape[1], -np.inf), [None] * D.shape[1], False))
@@ -1631,6 +1700,15 @@ class _State:
 
     def element_counts(self, element: str) -> NDArray:
         """Per-channel counts of ``element``'s family columns in the current fit."""
+        if FAST_PATH:  # its one block of columns (the same product as over A's copy of it)
+            start, mine = 0, []
+            for F, _, owner, _ in self.blocks:
+                if element in owner:
+                    mine.append((start, F, all(o == element for o in owner)))
+                start += F.shape[1]
+            if len(mine) == 1 and mine[0][2] and mine[0][1].flags.c_contiguous:
+                start, F, _ = mine[0]
+                return F @ self.a[start: start + F.shape[1]]
         A, _, owner = self.matrix()
         sel = np.array([o == element for o in owner], dtype=bool)
         return A[:, sel] @ self.a[sel]
@@ -1815,13 +1893,15 @@ def _identify(spectrum, axis, beam_energy, detector, candidates, known, explaine
             C = kept.C
             phi = kept.dispersion(d, state.n_params)
             b, gain = _screen(y, state.mu, C, nz=kept.nz)
+            col_sums = kept.column_sums()
         else:
             C = cols.tied[:, sel]
             phi = _dispersion(d, C, near[:, sel], ring[:, sel], state.n_params)
             b, gain = _screen(y, state.mu, C)
+            col_sums = [C[:, i].sum() for i in range(C.shape[1])]
         T = gain / phi
         for i, e in enumerate(pool):
-            last[e] = (float(T[i]), float(gain[i]), float(phi[i]), float(b[i] * C[:, i].sum()))
+            last[e] = (float(T[i]), float(gain[i]), float(phi[i]), float(b[i] * col_sums[i]))
         # the largest likelihood gains first (forward selection); the test is on T
         order = np.argsort(gain)[::-1]
         dev0 = float(d.sum())
