@@ -152,8 +152,12 @@ COMPILED = True
 
 def candidate_elements() -> list[str]:
     """The default candidates: C (Z = 6) to U (Z = 92) without the short-lived elements."""
-    out = [symbol(z) for z in range(6, 93)]
-    return [e for e in out if e not in _NOT_CANDIDATES]
+    return list(_candidates())
+
+
+@lru_cache(maxsize=1)
+def _candidates() -> tuple[str, ...]:
+    return tuple(e for e in (symbol(z) for z in range(6, 93)) if e not in _NOT_CANDIDATES)
 
 
 @lru_cache(maxsize=256)
@@ -1698,16 +1702,32 @@ class _State:
             return None
         return self.a
 
+    def _own_blocks(self) -> dict[str, tuple[int, NDArray]]:
+        """The elements whose columns are one C-contiguous block owned by them alone: its
+        first column in the matrix and the block (kept until the blocks change)."""
+        src = [b[0] for b in self.blocks]
+        kept = getattr(self, "_own_src", None)
+        if kept is None or len(kept) != len(src) or any(
+                a is not b for a, b in zip(kept, src, strict=True)):  # fmt: skip
+            start, found, many = 0, {}, set()
+            for F, _, owner, _ in self.blocks:
+                names = set(owner) - {None}
+                for el in names:
+                    if el in found or len(names) > 1 or None in owner:
+                        many.add(el)
+                    found[el] = (start, F)
+                start += F.shape[1]
+            self._own_src = src
+            self._own = {el: v for el, v in found.items()
+                         if el not in many and v[1].flags.c_contiguous}  # fmt: skip
+        return self._own
+
     def element_counts(self, element: str) -> NDArray:
         """Per-channel counts of ``element``'s family columns in the current fit."""
         if FAST_PATH:  # its one block of columns (the same product as over A's copy of it)
-            start, mine = 0, []
-            for F, _, owner, _ in self.blocks:
-                if element in owner:
-                    mine.append((start, F, all(o == element for o in owner)))
-                start += F.shape[1]
-            if len(mine) == 1 and mine[0][2] and mine[0][1].flags.c_contiguous:
-                start, F, _ = mine[0]
+            own = self._own_blocks()
+            if element in own:
+                start, F = own[element]
                 return F @ self.a[start: start + F.shape[1]]
         A, _, owner = self.matrix()
         sel = np.array([o == element for o in owner], dtype=bool)

@@ -162,8 +162,8 @@ def _check_model(model, data_sum, model_sum, phase_data, phase_model, phase_name
         "min_share": MIN_SHARE,
         "min_unexplained": MIN_UNEXPLAINED,
         "seconds": time.perf_counter() - t0,
-        "data": [float(v) for v in data_sum],
-        "model": [float(v) for v in model_sum],
+        "data": np.asarray(data_sum, dtype=np.float64).tolist(),  # (Python floats)
+        "model": np.asarray(model_sum, dtype=np.float64).tolist(),
         "offset": float(model.axis.offset),
         "scale": float(model.axis.scale),
     }
