@@ -367,6 +367,8 @@ def _columns(axis: EnergyAxis, beam_energy: float, elements: Sequence[str],
     else:
         while len(_CACHE) >= _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
+        for older in _CACHE.values():  # (the lines' erf values: the newest axis's only)
+            older.memo.pop("line erf", None)
         _CACHE[key] = _build_columns(axis, beam_energy, elements, detector)
     return _CACHE[key]
 
@@ -408,10 +410,12 @@ def _peaks(edges: NDArray, centres: NDArray, fwhm: NDArray, weights: NDArray,
 
 
 def _peaks_by_column(edges: NDArray, centres: NDArray, fwhm: NDArray, weights: NDArray,
-                     column: NDArray, n_columns: int) -> tuple[NDArray, NDArray]:  # fmt: skip
+                     column: NDArray, n_columns: int
+                     ) -> tuple[NDArray, NDArray, tuple]:  # fmt: skip
     """:func:`_peaks` (compiled) as the transpose of a (n_columns, n) array — each column's
     channels contiguous, so that each peak adds to consecutive memory — and the columns' sums
-    (those of ``G.sum(axis=0)``): the same numbers, a view in Fortran order."""
+    (those of ``G.sum(axis=0)``): the same numbers, a view in Fortran order; and each peak's
+    erf values with its first edge and count (``(erfs, lo, m)``, peak after peak)."""
     from scipy.special import erf
 
     from esmpy_hs.physics import _irls
@@ -429,7 +433,7 @@ def _peaks_by_column(edges: NDArray, centres: NDArray, fwhm: NDArray, weights: N
     Gt, sums = _irls.peak_sums_columns(x, lo, m, np.ascontiguousarray(weights, dtype=np.float64),
                                        np.ascontiguousarray(column, dtype=np.int64), n,
                                        int(n_columns))  # fmt: skip
-    return Gt.T, sums
+    return Gt.T, sums, (x, lo, m)
 
 
 #: erf(x) is exactly ±1 in double precision for |x| ≥ 5.93: a peak's channel integrals are
@@ -643,14 +647,14 @@ def _build_columns_fast(axis: EnergyAxis, e0: float, elements: Sequence[str],
         kept.append((el, n_col, n_here, inside, names))
         parts.append((E[inside], _line_weights(detector, el, e0, eff_key)[inside], col))
         n_col += n_here
-    sums = None
+    sums = erfs = None
     if parts:
         line_e = np.concatenate([p[0] for p in parts])
         base = np.concatenate([p[1] for p in parts])
         columns = np.concatenate([p[2] for p in parts]).astype(np.intp)
         if COMPILED:  # the same columns, stored column by column, and their sums
-            G, sums = _peaks_by_column(axis.edges, line_e, detector.fwhm(line_e), base,
-                                       columns, n_col)  # fmt: skip
+            G, sums, erfs = _peaks_by_column(axis.edges, line_e, detector.fwhm(line_e), base,
+                                             columns, n_col)  # fmt: skip
         else:
             G = _peaks(axis.edges, line_e, detector.fwhm(line_e), base, columns, n_col)
     else:
@@ -664,7 +668,13 @@ def _build_columns_fast(axis: EnergyAxis, e0: float, elements: Sequence[str],
     cont = continuum_basis(axis.energies, e0) * detector.efficiency(axis.energies)[:, None]
     cont = cont / np.where(cont.sum(axis=0) > 0, cont.sum(axis=0), 1.0)
     if COMPILED:
-        return _assemble(G, kept, parts, cont, axis.size)
+        out = _assemble(G, kept, parts, cont, axis.size)
+        if erfs is not None:  # each line's erf values, for its element's line groups
+            first = np.cumsum([0] + [p[0].size for p in parts[:-1]])
+            x, lo_, m_ = erfs
+            out.memo["line erf"] = (x, lo_, m_, np.cumsum(m_) - m_,
+                                    {k[0]: int(f) for k, f in zip(kept, first, strict=True)})
+        return out
     names_out, family, tied, lines = [], {}, [], {}
     for (el, c0, n_here, inside, names), (E, w, _) in zip(kept, parts, strict=True):
         F = G[:, c0: c0 + n_here].copy()
@@ -824,6 +834,7 @@ def _prepare_known(cols: _Columns, axis: EnergyAxis, detector: Detector,
     memo = cols.memo
     e_lo, e_hi = float(axis.edges[0]), float(axis.edges[-1])
     todo = [e for e in dict.fromkeys(elements) if ("groups", e) not in memo]
+    erfs = memo.get("line erf")
     parts = []
     for el in todo:
         energies, weights = _line_arrays(cols, el)
@@ -831,20 +842,34 @@ def _prepare_known(cols: _Columns, axis: EnergyAxis, detector: Detector,
         if not inside.any():
             memo[("groups", el)] = _line_groups(axis, detector, energies, weights)
             continue
+        index = np.nonzero(inside)[0]
         E, w = energies[inside], weights[inside]
         order = np.argsort(E, kind="stable")
-        E, w = E[order], w[order]
+        E, w, index = E[order], w[order], index[order]
         fw = detector.fwhm(E)
         group = np.concatenate([[0], np.cumsum(np.diff(E) > fw[1:])])
-        parts.append((el, E, w, fw, group, int(group[-1]) + 1))
+        parts.append((el, E, w, fw, group, int(group[-1]) + 1, index))
     if parts:
         first = np.cumsum([0] + [p[5] for p in parts])
-        every = _peaks(axis.edges, np.concatenate([p[1] for p in parts]),
-                       np.concatenate([p[3] for p in parts]),
-                       np.concatenate([p[2] for p in parts]),
-                       np.concatenate([p[4] + f for p, f in zip(parts, first, strict=False)]),
-                       int(first[-1]))  # fmt: skip
-        for (el, E, w, _, group, n_g), f in zip(parts, first, strict=False):
+        column = np.concatenate([p[4] + f for p, f in zip(parts, first, strict=False)])
+        weight = np.concatenate([p[2] for p in parts])
+        if (erfs is not None and COMPILED
+                and all(p[0] in erfs[4] for p in parts)):  # fmt: skip
+            # the peaks of these same lines on this axis were computed with the candidates'
+            # columns: their erf values taken from there (the same values, the same sums)
+            from esmpy_hs.physics import _irls
+
+            x, lo_all, m_all, pos_all, start = erfs
+            line = np.concatenate([start[p[0]] + p[6] for p in parts])
+            n_g = int(first[-1])
+            every = _irls.peak_sums_at(x, pos_all[line], lo_all[line], m_all[line], weight,
+                                       column.astype(np.int64), axis.size,
+                                       n_g).reshape(axis.size, n_g)  # fmt: skip
+        else:
+            every = _peaks(axis.edges, np.concatenate([p[1] for p in parts]),
+                           np.concatenate([p[3] for p in parts]), weight, column,
+                           int(first[-1]))  # fmt: skip
+        for (el, E, w, _, group, n_g, _), f in zip(parts, first, strict=False):
             # the rest as in _line_groups
             g_cols = np.ascontiguousarray(every[:, f: f + n_g])
             weight = np.bincount(group, weights=w, minlength=n_g)
