@@ -1992,9 +1992,10 @@ def _identify(spectrum, axis, beam_energy, detector, candidates, known, explaine
     for e in found:
         counts_of[e] = count(e)
         lines_total += float(counts_of[e].sum())
-    for e in known:
-        if e in cols.family:
-            lines_total += float(count(e).sum())
+    if found or absent or not FAST_PATH:  # (the shares of what is reported; none without)
+        for e in known:
+            if e in cols.family:
+                lines_total += float(count(e).sum())
     evidence = []
     for e, (T_e, g_e, phi_e, st) in found.items():
         c = counts_of[e]

@@ -198,9 +198,18 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
     # above it (> ``_REFINE`` × the threshold) is kept; in between, the full refit decides
     floor = 1e-3 * max(float(y.mean()), 1e-9)
     statistic, counts, approximate = {}, {}, []
+    start, own_block = 0, {}
+    for b in blocks:  # each element's own line columns: one block (as A's copy of it)
+        if b[2] is not None and not b[1]:
+            own_block[b[2]] = (start, np.ascontiguousarray(b[0]))
+        start += b[0].shape[1]
     for e in tested:
-        mine = (owner == e) & own_line
-        counts[e] = float((A[:, mine] @ a[mine]).sum())
+        if _ident.FAST_PATH and e in own_block:
+            j, own = own_block[e]
+            counts[e] = float((own @ a[j: j + own.shape[1]]).sum())
+        else:
+            mine = (owner == e) & own_line
+            counts[e] = float((A[:, mine] @ a[mine]).sum())
     bounds = {}
     if _ident.FAST_PATH and _ident.COMPILED and COMPILED_BOUNDS:
         # every element's bound in one compiled call, from the same normal equations (the
