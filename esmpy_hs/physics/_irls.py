@@ -578,21 +578,20 @@ def peak_sums_at(erfs, pos, lo, m, weights, column, n, n_columns):  # pragma: no
 
 
 @njit(cache=True)
-def peak_sums_columns(erfs, lo, m, weights, column, n, n_columns):  # pragma: no cover
-    """:func:`peak_sums` into the transposed layout ``(n_columns, n)`` (each peak's channels
-    one after another in memory, not ``n_columns`` apart; every entry the same sum in the same
-    order), and each column's sum over the channels in channel order (the order of NumPy's
-    ``G.sum(axis=0)`` on the (n, n_columns) matrix: the same sums)."""
+def peak_sums_columns(erfs, pos, lo, m, weights, column, n, n_columns):  # pragma: no cover
+    """:func:`peak_sums_at` into the transposed layout ``(n_columns, n)`` (each peak's
+    channels one after another in memory, not ``n_columns`` apart; every entry the same sum in
+    the same order), and each column's sum over the channels in channel order (the order of
+    NumPy's ``G.sum(axis=0)`` on the (n, n_columns) matrix: the same sums)."""
     out = np.zeros((n_columns, n))
-    pos = 0
     for p in range(m.size):
         w = weights[p]
         col = column[p]
+        q = pos[p]
         for t in range(m[p] - 1):
-            v = 0.5 * erfs[pos + t + 1] - 0.5 * erfs[pos + t]
+            v = 0.5 * erfs[q + t + 1] - 0.5 * erfs[q + t]
             v *= w
             out[col, lo[p] + t] += v
-        pos += m[p]
     sums = np.zeros(n_columns)
     for c in range(n_columns):
         acc = 0.0

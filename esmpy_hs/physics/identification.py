@@ -415,7 +415,8 @@ def _peaks_by_column(edges: NDArray, centres: NDArray, fwhm: NDArray, weights: N
     """:func:`_peaks` (compiled) as the transpose of a (n_columns, n) array — each column's
     channels contiguous, so that each peak adds to consecutive memory — and the columns' sums
     (those of ``G.sum(axis=0)``): the same numbers, a view in Fortran order; and each peak's
-    erf values with its first edge and count (``(erfs, lo, m)``, peak after peak)."""
+    erf values with its first edge and count and where they start (``(erfs, lo, m, pos)``;
+    peaks of the same centre and width share theirs)."""
     from scipy.special import erf
 
     from esmpy_hs.physics import _irls
@@ -426,14 +427,24 @@ def _peaks_by_column(edges: NDArray, centres: NDArray, fwhm: NDArray, weights: N
     lo = np.clip(np.searchsorted(edges, centres - _SATURATED * sig) - 1, 0, n)
     hi = np.clip(np.searchsorted(edges, centres + _SATURATED * sig), 0, n)
     m = hi - lo + 1
+    # each (centre, width) evaluated once (lines of the same energy: one in eight here)
+    order = np.lexsort((sig, centres))
+    cs, ss = centres[order], sig[order]
+    new = np.ones(cs.size, dtype=bool)
+    new[1:] = (cs[1:] != cs[:-1]) | (ss[1:] != ss[:-1])
+    first = order[new]
+    which = np.empty(cs.size, dtype=np.intp)
+    which[order] = np.cumsum(new) - 1
     x = _irls.peak_arguments(np.ascontiguousarray(edges, dtype=np.float64),
-                             np.ascontiguousarray(centres, dtype=np.float64), sig, lo,
-                             m)  # fmt: skip
+                             np.ascontiguousarray(centres[first], dtype=np.float64),
+                             np.ascontiguousarray(sig[first]), lo[first], m[first])  # fmt: skip
     erf(x, out=x)
-    Gt, sums = _irls.peak_sums_columns(x, lo, m, np.ascontiguousarray(weights, dtype=np.float64),
+    pos = (np.cumsum(m[first]) - m[first])[which].astype(np.int64)
+    Gt, sums = _irls.peak_sums_columns(x, pos, lo, m,
+                                       np.ascontiguousarray(weights, dtype=np.float64),
                                        np.ascontiguousarray(column, dtype=np.int64), n,
                                        int(n_columns))  # fmt: skip
-    return Gt.T, sums, (x, lo, m)
+    return Gt.T, sums, (x, lo, m, pos)
 
 
 #: erf(x) is exactly ±1 in double precision for |x| ≥ 5.93: a peak's channel integrals are
@@ -671,8 +682,8 @@ def _build_columns_fast(axis: EnergyAxis, e0: float, elements: Sequence[str],
         out = _assemble(G, kept, parts, cont, axis.size)
         if erfs is not None:  # each line's erf values, for its element's line groups
             first = np.cumsum([0] + [p[0].size for p in parts[:-1]])
-            x, lo_, m_ = erfs
-            out.memo["line erf"] = (x, lo_, m_, np.cumsum(m_) - m_,
+            x, lo_, m_, pos = erfs
+            out.memo["line erf"] = (x, lo_, m_, pos,
                                     {k[0]: int(f) for k, f in zip(kept, first, strict=True)})
         return out
     names_out, family, tied, lines = [], {}, [], {}
