@@ -9,7 +9,9 @@ prints whether the warnings, findings and not-detected flags agree, the largest 
 the statistics both paths compute in full, and the CPU time of each (``time.process_time``,
 best of ``--repeat``).
 
-To compare two versions of the code (each run with its own ``PYTHONPATH``):
+To compare two versions of the code (each run with its own ``PYTHONPATH``; without it
+``import esmpy_hs`` finds the editable install, which may be another working tree, since
+``python benchmarks/...`` puts ``benchmarks/``, not the current folder, on ``sys.path``):
 ``python benchmarks/compare_model_check.py dump DIR OUT.pkl [repeat]`` re-runs the check on
 each captured input and pickles its results and CPU times (the axis's columns built anew,
 "cold", and found built, "warm"); ``python benchmarks/compare_model_check.py diff A.pkl B.pkl``

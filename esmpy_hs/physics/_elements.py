@@ -36,8 +36,9 @@ def atomic_number(element: str | int) -> int:
     return z
 
 
+@lru_cache(maxsize=512, typed=True)
 def symbol(element: str | int) -> str:
-    """Canonical symbol of ``element``."""
+    """Canonical symbol of ``element`` (kept per argument and its type: ``True`` is no 1)."""
     return xraylib.AtomicNumberToSymbol(atomic_number(element))
 
 

@@ -38,19 +38,40 @@ BLOCK = 128
 
 
 @njit(cache=True)
+def column_norms(A):  # pragma: no cover - compiled
+    """``np.sqrt((A ** 2).sum(axis=0))`` with the zero norms set to 1 (``A`` C-contiguous,
+    (n, p)): the squares summed row by row, in the order of NumPy's reduction over the first
+    axis of a C-contiguous array (not of another layout, whose columns NumPy sums pairwise),
+    without the (n, p) array of squares; the same numbers."""
+    n, p = A.shape
+    s = np.zeros(p)
+    for i in range(n):
+        for j in range(p):
+            s[j] += A[i, j] * A[i, j]
+    for j in range(p):
+        s[j] = np.sqrt(s[j])
+        if s[j] <= 0.0:
+            s[j] = 1.0
+    return s
+
+
+@njit(cache=True)
 def pack_blocks(A, norm, block):  # pragma: no cover - compiled
     """The nonzero columns of each block of ``block`` rows of ``A / norm`` (n, p; ``norm``
-    per column, the same quotients as NumPy's ``A / norm``) and their entries:
+    per column > 0, the same quotients as NumPy's ``A / norm``) and their entries:
     ``(cptr, cols, vptr, vals)``; block b holds ``cols[cptr[b]:cptr[b+1]]`` and its rows
-    × those columns row-major in ``vals[vptr[b]:vptr[b+1]]``."""
+    × those columns row-major in ``vals[vptr[b]:vptr[b+1]]``. A column is kept in a block
+    where ``A`` is not 0 there (one flag pass over ``A``, without a branch per entry; a
+    quotient that underflows to 0 would only add exact zeros), and only the kept entries are
+    divided."""
     n, p = A.shape
     nb = (n + block - 1) // block
-    used = np.zeros((nb, p), dtype=np.bool_)
-    for i in range(n):
-        b = i // block
-        for j in range(p):
-            if A[i, j] / norm[j] != 0.0:
-                used[b, j] = True
+    used = np.zeros((nb, p), dtype=np.uint8)
+    for b in range(nb):
+        u = used[b]
+        for i in range(b * block, min(n, (b + 1) * block)):
+            for j in range(p):
+                u[j] |= A[i, j] != 0.0
     cptr = np.zeros(nb + 1, dtype=np.int64)
     vptr = np.zeros(nb + 1, dtype=np.int64)
     for b in range(nb):
@@ -70,12 +91,13 @@ def pack_blocks(A, norm, block):  # pragma: no cover - compiled
                 cols[k] = j
                 k += 1
         c = cptr[b + 1] - cptr[b]
+        c0 = cptr[b]
         start = b * block
         rows = min(block, n - start)
         v = vptr[b]
         for r in range(rows):
             for t in range(c):
-                j = cols[cptr[b] + t]
+                j = cols[c0 + t]
                 vals[v + r * c + t] = A[start + r, j] / norm[j]
     return cptr, cols, vptr, vals
 
@@ -445,6 +467,57 @@ def irls(A, norm, signed, y, offset, a_start, has_start, n_iter, floor):  # prag
     return a, fitted, True
 
 
+@njit(cache=True)
+def drop_one(n, cptr, cols, vptr, vals, M, rhs, signed, positive, owner, codes, zero,
+             floor):  # pragma: no cover - compiled
+    """The presence test's one-step bounds (:func:`esmpy_hs.physics.presence._presence`): for
+    each element code in ``codes``, the columns of other owners (``owner != code``) kept,
+    :func:`gram_nnls` on their normal equations (``M``, ``rhs`` of the packed normalised
+    matrix; started from the full fit's set ``positive``), and the fitted spectrum
+    ``max(zero + A x, floor)`` over the packed blocks. Returns ``(mu, x, ok)``: (k, n), the
+    amplitudes (k, p; 0 on the dropped columns) and whether each solve succeeded."""
+    p = rhs.size
+    k = codes.size
+    mus = np.empty((k, n))
+    xs = np.zeros((k, p))
+    ok = np.zeros(k, dtype=np.bool_)
+    full = np.empty(p)
+    fitted = np.empty(n)
+    for e in range(k):
+        q = 0
+        for j in range(p):
+            if owner[j] != codes[e]:
+                q += 1
+        idx = np.empty(q, dtype=np.int64)
+        q = 0
+        for j in range(p):
+            if owner[j] != codes[e]:
+                idx[q] = j
+                q += 1
+        Mk = np.empty((q, q))
+        bk = np.empty(q)
+        sk = np.empty(q, dtype=np.bool_)
+        pk = np.empty(q, dtype=np.bool_)
+        for r in range(q):
+            bk[r] = rhs[idx[r]]
+            sk[r] = signed[idx[r]]
+            pk[r] = positive[idx[r]]
+            for c in range(q):
+                Mk[r, c] = M[idx[r], idx[c]]
+        out = np.empty(q)
+        if not gram_nnls(Mk, bk, sk, 1e-10, pk, True, out):
+            continue
+        full[:] = 0.0
+        for r in range(q):
+            full[idx[r]] = out[r]
+            xs[e, idx[r]] = out[r]
+        _matvec(n, BLOCK, cptr, cols, vptr, vals, full, fitted)
+        for i in range(n):
+            mus[e, i] = max(zero[i] + fitted[i], floor)
+        ok[e] = True
+    return mus, xs, ok
+
+
 # ---- the peaks of line columns and the candidates' screen (bit-identical to NumPy) ----------
 # Only additions, subtractions, products and quotients (each correctly rounded, as NumPy's
 # elementwise operations are) and sums in the order ``np.bincount`` adds them; erf and log stay
@@ -486,6 +559,87 @@ def peak_sums(erfs, lo, m, weights, column, n, n_columns):  # pragma: no cover -
             out[(lo[p] + t) * n_columns + col] += v
         pos += m[p]
     return out
+
+
+@njit(cache=True)
+def peak_sums_at(erfs, pos, lo, m, weights, column, n, n_columns):  # pragma: no cover
+    """:func:`peak_sums` with each peak's erf values at ``erfs[pos_p:pos_p + m_p]`` (peaks of
+    the same centre and width share them): the same sums in the same order."""
+    out = np.zeros(n * n_columns)
+    for p in range(m.size):
+        w = weights[p]
+        col = column[p]
+        q = pos[p]
+        for t in range(m[p] - 1):
+            v = 0.5 * erfs[q + t + 1] - 0.5 * erfs[q + t]
+            v *= w
+            out[(lo[p] + t) * n_columns + col] += v
+    return out
+
+
+@njit(cache=True)
+def peak_sums_columns(erfs, pos, lo, m, weights, column, n, n_columns):  # pragma: no cover
+    """:func:`peak_sums_at` into the transposed layout ``(n_columns, n)`` (each peak's
+    channels one after another in memory, not ``n_columns`` apart; every entry the same sum in
+    the same order), and each column's sum over the channels in channel order (the order of
+    NumPy's ``G.sum(axis=0)`` on the (n, n_columns) matrix: the same sums)."""
+    out = np.zeros((n_columns, n))
+    for p in range(m.size):
+        w = weights[p]
+        col = column[p]
+        q = pos[p]
+        for t in range(m[p] - 1):
+            v = 0.5 * erfs[q + t + 1] - 0.5 * erfs[q + t]
+            v *= w
+            out[col, lo[p] + t] += v
+    sums = np.zeros(n_columns)
+    for c in range(n_columns):
+        acc = 0.0
+        for i in range(n):
+            acc += out[c, i]
+        sums[c] = acc
+    return out, sums
+
+
+@njit(cache=True)
+def tied_columns(Gt, first, two):  # pragma: no cover - compiled
+    """The tied columns (n, m) from the families' columns ``Gt`` (n_columns, n): column k is
+    family column ``first[k]``, plus ``first[k] + 1`` where ``two[k]`` (one addition, as
+    NumPy's ``T[:, two] += G[:, first[two] + 1]``)."""
+    n = Gt.shape[1]
+    m = first.size
+    T = np.empty((n, m))
+    for i in range(n):
+        for k in range(m):
+            v = Gt[first[k], i]
+            if two[k]:
+                v = v + Gt[first[k] + 1, i]
+            T[i, k] = v
+    return T
+
+
+@njit(cache=True)
+def nonzero_entries(C):  # pragma: no cover - compiled
+    """``np.nonzero(C)`` of a 2-D array and the entries there, ``(i, j, C[i, j])``, in the
+    same (row-major) order."""
+    n, m = C.shape
+    k = 0
+    for i in range(n):
+        for j in range(m):
+            if C[i, j] != 0.0:
+                k += 1
+    ii = np.empty(k, dtype=np.int64)
+    jj = np.empty(k, dtype=np.int64)
+    vv = np.empty(k)
+    k = 0
+    for i in range(n):
+        for j in range(m):
+            if C[i, j] != 0.0:
+                ii[k] = i
+                jj[k] = j
+                vv[k] = C[i, j]
+                k += 1
+    return ii, jj, vv
 
 
 @njit(cache=True)
@@ -542,6 +696,33 @@ def screen_gain(yy, c, j, b, keep, log_ratio, n_cand):  # pragma: no cover - com
     for q in range(n_cand):
         gain[q] = max(2.0 * gain[q], 0.0)
     return gain
+
+
+@njit(cache=True)
+def sum_peaks(E, counts, starts, e_lo, e_hi):  # pragma: no cover - compiled
+    """The sum peaks of lines ``E`` (keV) with ``counts``, grouped by element
+    (``E[starts[i]:starts[i+1]]``): for each pair of elements i ≤ j, each line p of i and q of
+    j, the centre ``E_p + E_q`` and weight ``counts_p · counts_q`` (twice for i ≠ j) where
+    e_lo < centre < e_hi, in that order (as the NumPy outer sums and products row by row)."""
+    ne = starts.size - 1
+    total = 0
+    for i in range(ne):
+        for j in range(i, ne):
+            total += (starts[i + 1] - starts[i]) * (starts[j + 1] - starts[j])
+    cen = np.empty(total)
+    w = np.empty(total)
+    k = 0
+    for i in range(ne):
+        for j in range(i, ne):
+            f = 1.0 if i == j else 2.0
+            for p in range(starts[i], starts[i + 1]):
+                for q in range(starts[j], starts[j + 1]):
+                    c = E[p] + E[q]
+                    if c > e_lo and c < e_hi:
+                        cen[k] = c
+                        w[k] = (counts[p] * counts[q]) * f
+                        k += 1
+    return cen[:k].copy(), w[:k].copy()
 
 
 @njit(cache=True)

@@ -10,7 +10,8 @@ above 800 keV to 800 keV (an EDX axis must be cropped above 0 keV anyway; see
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -35,12 +36,12 @@ except ImportError:  # pragma: no cover - it comes with xraylib's wheels
 #: per energy. The same C function ``CS_Total``: the same values (tested).
 VECTOR_MIN = 64
 
-_OPENMP: dict[str, object] = {}
+_OPENMP: dict[str, object] = {"depth": 0}
 
 
-def _one_openmp_thread():
-    """One OpenMP thread for xraylib_np's loop (its threads, spinning on a shared machine, cost
-    more than the loop); nothing without threadpoolctl. The libraries are looked up once."""
+def _openmp_limit():
+    """threadpoolctl's limit of OpenMP to one thread (the libraries looked up once); a null
+    context without threadpoolctl."""
     from contextlib import nullcontext
 
     try:
@@ -54,17 +55,51 @@ def _one_openmp_thread():
     return _OPENMP["controller"].limit(limits=1, user_api="openmp")  # type: ignore[attr-defined]
 
 
+@contextmanager
+def one_openmp_thread() -> Iterator[None]:
+    """One OpenMP thread for xraylib_np's loop inside (its threads, spinning on a shared
+    machine, cost more than the loop); nothing without threadpoolctl. Nested uses set the
+    limit once: a caller that needs μ/ρ of many elements (the model check's absorption-edge
+    columns) holds it around all of them instead of setting and restoring it per call."""
+    if _OPENMP["depth"]:
+        _OPENMP["depth"] += 1  # type: ignore[operator]
+        try:
+            yield
+        finally:
+            _OPENMP["depth"] -= 1  # type: ignore[operator]
+        return
+    with _openmp_limit():
+        _OPENMP["depth"] = 1
+        try:
+            yield
+        finally:
+            _OPENMP["depth"] = 0
+
+
 def element_mass_attenuation(z: int, energy_keV: ArrayLike) -> NDArray[np.float64]:
     """μ/ρ (cm²/g) of element ``z`` at ``energy_keV`` (any shape), clipped to 0.1-800 keV."""
     e = np.clip(np.asarray(energy_keV, dtype=np.float64), E_MIN_KEV, E_MAX_KEV)
     flat = e.reshape(-1)
     if _xrl_np is not None and flat.size >= VECTOR_MIN:
-        with _one_openmp_thread():
+        with one_openmp_thread():
             out = _xrl_np.CS_Total(np.array([int(z)], dtype=np.int64),
                                    np.ascontiguousarray(flat))[0]  # fmt: skip
         return np.ascontiguousarray(out).reshape(e.shape)
     out = np.fromiter((_cs_total(z, float(v)) for v in flat), dtype=np.float64, count=flat.size)
     return out.reshape(e.shape)
+
+
+def elements_mass_attenuation(zs: ArrayLike, energy_keV: ArrayLike) -> NDArray[np.float64]:
+    """μ/ρ (cm²/g) of each element ``zs`` at the energies ``energy_keV`` (1-D), (len(zs), n):
+    the rows of :func:`element_mass_attenuation`, the same values, from one call over all
+    elements when xraylib's NumPy binding is used."""
+    z = np.asarray(zs, dtype=np.int64).reshape(-1)
+    e = np.clip(np.asarray(energy_keV, dtype=np.float64).reshape(-1), E_MIN_KEV, E_MAX_KEV)
+    if _xrl_np is not None and e.size >= VECTOR_MIN and z.size:
+        with one_openmp_thread():
+            out = _xrl_np.CS_Total(np.ascontiguousarray(z), np.ascontiguousarray(e))
+        return np.ascontiguousarray(out, dtype=np.float64).reshape(z.size, e.size)
+    return np.array([element_mass_attenuation(int(k), e) for k in z]).reshape(z.size, e.size)
 
 
 @lru_cache(maxsize=128)

@@ -122,6 +122,11 @@ def listed_presence(
                          others)  # fmt: skip
 
 
+#: the one-step bounds of all tested elements in one compiled call
+#: (:func:`esmpy_hs.physics._irls.drop_one`); False: one NumPy/SciPy step per element
+COMPILED_BOUNDS = True
+
+
 def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, alpha,
               others) -> dict:  # fmt: skip
     t0 = time.perf_counter()
@@ -148,10 +153,18 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
         high = _high_of(cols, e)
         own = tied if high is None else np.concatenate([tied, high[0][:, None]], axis=1)
         blocks.append((own, False, e))
-        F = cols.family[e]
-        F = F[:, F.sum(axis=0) > 0]
-        under = (F / np.maximum(F.max(axis=0), 1e-300) >= 0.1).T.astype(np.float64) @ y
-        strong = F.sum(axis=0) >= 0.02 * F.sum()
+        if _ident.FAST_PATH:  # the element's nonzero family columns kept with the columns
+            key = ("presence family", e)
+            if key not in cols.memo:
+                F = cols.family[e]
+                F = F[:, F.sum(axis=0) > 0]
+                cols.memo[key] = (F, F.sum(axis=0) >= 0.02 * F.sum())
+            F, strong = cols.memo[key]
+        else:
+            F = cols.family[e]
+            F = F[:, F.sum(axis=0) > 0]
+            strong = F.sum(axis=0) >= 0.02 * F.sum()
+        under = _ident._peak_regions(cols.memo, ("family", e), F) @ y
         D = _ident._kept_derivatives(cols.memo, ("family", e), F,
                                      strong & (under >= _RESOLVED), ax.scale)  # fmt: skip
         if D.shape[1]:
@@ -183,36 +196,72 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
     # deviance there is at least the reduced model's minimum, so its T is an upper bound. A
     # bound at or below the threshold flags the element as surely as the exact T; a bound far
     # above it (> ``_REFINE`` × the threshold) is kept; in between, the full refit decides
-    norm = np.sqrt((A**2).sum(axis=0))
-    norm[norm <= 0] = 1.0
-    An = A / norm
-    op = None
-    if _ident.FAST_PATH:  # the same normal equations from the matrix's nonzero blocks
-        op = _ident._BlockMatrix(An)
-        M, rhs = op.normal(1.0 / np.sqrt(mu), (y - zero) / mu)
-    else:
-        Aw = An / mu[:, None]
-        M, rhs = An.T @ Aw, (y - zero) @ Aw
     floor = 1e-3 * max(float(y.mean()), 1e-9)
     statistic, counts, approximate = {}, {}, []
+    start, own_block = 0, {}
+    for b in blocks:  # each element's own line columns: one block (as A's copy of it)
+        if b[2] is not None and not b[1]:
+            own_block[b[2]] = (start, np.ascontiguousarray(b[0]))
+        start += b[0].shape[1]
+    for e in tested:
+        if _ident.FAST_PATH and e in own_block:
+            j, own = own_block[e]
+            counts[e] = float((own @ a[j: j + own.shape[1]]).sum())
+        else:
+            mine = (owner == e) & own_line
+            counts[e] = float((A[:, mine] @ a[mine]).sum())
+    bounds = {}
+    if _ident.FAST_PATH and _ident.COMPILED and COMPILED_BOUNDS:
+        # every element's bound in one compiled call, from the same normal equations (the
+        # same amplitudes: the refits start where they did); only each bound's fitted
+        # spectrum A x is summed in the compiled order (the bounds equal to rounding,
+        # docs/validation.rst)
+        from esmpy_hs.physics import _irls
+
+        Ac = np.ascontiguousarray(A, dtype=np.float64)  # (A is: a concatenation)
+        if A.flags.c_contiguous:
+            norm = _irls.column_norms(Ac)  # (the same norms)
+        else:  # pragma: no cover - another layout, summed as NumPy sums it
+            norm = np.sqrt((A**2).sum(axis=0))
+            norm[norm <= 0] = 1.0
+        An = A / norm
+        op = _ident._BlockMatrix(An)
+        M, rhs = op.normal(1.0 / np.sqrt(mu), (y - zero) / mu)
+        packed = _irls.pack_blocks(Ac, norm, _irls.BLOCK)
+        run = [e for e in tested if counts[e] > 0]
+        code = {e: k for k, e in enumerate(run)}
+        owner_code = np.array([code.get(o, -1) for o in owner], dtype=np.int64)
+        mus, xs, ok = _irls.drop_one(y.size, *packed, M, rhs, signed.astype(np.bool_),
+                                     (a > 0) & ~signed, owner_code,
+                                     np.arange(len(run), dtype=np.int64),
+                                     np.ascontiguousarray(zero, dtype=np.float64),
+                                     float(floor))  # fmt: skip
+        bounds = {e: (mus[k], xs[k]) for k, e in enumerate(run) if ok[k]}
+    else:
+        norm = np.sqrt((A**2).sum(axis=0))
+        norm[norm <= 0] = 1.0
+        An = A / norm
+        op = None
+        if _ident.FAST_PATH:  # the same normal equations from the matrix's nonzero blocks
+            op = _ident._BlockMatrix(An)
+            M, rhs = op.normal(1.0 / np.sqrt(mu), (y - zero) / mu)
+        else:
+            Aw = An / mu[:, None]
+            M, rhs = An.T @ Aw, (y - zero) @ Aw
     for i, e in enumerate(tested):
         keep = owner != e
-        mine = (owner == e) & own_line
-        counts[e] = float((A[:, mine] @ a[mine]).sum())
         if not counts[e] > 0:
             statistic[e] = 0.0
             continue
         try:
-            x = _gram_nnls(M[np.ix_(keep, keep)], rhs[keep], signed[keep],
-                           passive=(a[keep] > 0) & ~signed[keep])  # the full fit's set
-            if op is None:
-                mu_e = np.maximum(zero + An[:, keep] @ x, floor)
+            if e in bounds:
+                mu_e, x = bounds[e][0], bounds[e][1][keep]
+                t_e = max(float(_deviance_terms(y, mu_e).sum()) - dev_full, 0.0) / float(phi[i])
+                start = x / norm[keep]
             else:
-                full = np.zeros(An.shape[1])
-                full[keep] = x
-                mu_e = np.maximum(zero + op.matvec(full), floor)
-            t_e = max(float(_deviance_terms(y, mu_e).sum()) - dev_full, 0.0) / float(phi[i])
-            start = x / norm[keep]
+                x, mu_e = _drop_step(A, norm, An, op, M, rhs, signed, a, keep, zero, floor)
+                t_e = max(float(_deviance_terms(y, mu_e).sum()) - dev_full, 0.0) / float(phi[i])
+                start = x / norm[keep]
         except np.linalg.LinAlgError:  # pragma: no cover - the ridge keeps it definite
             t_e, start = 2.0 * threshold, a[keep]  # no bound: the refit decides
         if threshold < t_e <= _REFINE * threshold:  # the bound cannot decide: refit
@@ -231,3 +280,17 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
         "dispersion": dev_full / max(y.size - p, 1),
         "seconds": time.perf_counter() - t0,
     }
+
+
+def _drop_step(A, norm, An, op, M, rhs, signed, a, keep, zero, floor):
+    """One element's one-step bound the NumPy/SciPy way (the compiled solve failed, or the
+    compiled path is off): the amplitudes of the kept columns and the fitted spectrum."""
+    if An is None:  # (the compiled path's normal equations; the matrix formed here)
+        An = A / norm
+    x = _gram_nnls(M[np.ix_(keep, keep)], rhs[keep], signed[keep],
+                   passive=(a[keep] > 0) & ~signed[keep])  # the full fit's set
+    if op is None:
+        return x, np.maximum(zero + An[:, keep] @ x, floor)
+    full = np.zeros(An.shape[1])
+    full[keep] = x
+    return x, np.maximum(zero + op.matvec(full), floor)

@@ -40,6 +40,7 @@ import numpy as np
 
 from esmpy_hs.nmf._blas import one_blas_thread
 from esmpy_hs.physics import identification
+from esmpy_hs.physics.attenuation import one_openmp_thread
 from esmpy_hs.physics.identification import identify
 
 _logger = logging.getLogger("esmpy_hs.signals")
@@ -121,7 +122,8 @@ def check_model(model, data_sum: np.ndarray, model_sum: np.ndarray, *, phase_dat
         :func:`listed_elements`), ``seconds``, ``data`` and ``model`` (the summed spectra,
         lists).
     """
-    with one_blas_thread():  # for all the tests, set once
+    # one BLAS thread and one OpenMP thread (xraylib's μ/ρ) for all the tests, each set once
+    with one_blas_thread(), one_openmp_thread():
         return _check_model(model, data_sum, model_sum, phase_data, phase_model, phase_names,
                             phase_pixels, beyond, pure)  # fmt: skip
 
@@ -160,8 +162,8 @@ def _check_model(model, data_sum, model_sum, phase_data, phase_model, phase_name
         "min_share": MIN_SHARE,
         "min_unexplained": MIN_UNEXPLAINED,
         "seconds": time.perf_counter() - t0,
-        "data": [float(v) for v in data_sum],
-        "model": [float(v) for v in model_sum],
+        "data": np.asarray(data_sum, dtype=np.float64).tolist(),  # (Python floats)
+        "model": np.asarray(model_sum, dtype=np.float64).tolist(),
         "offset": float(model.axis.offset),
         "scale": float(model.axis.scale),
     }
