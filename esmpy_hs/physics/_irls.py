@@ -544,36 +544,28 @@ def peak_arguments(edges, centres, sig, lo, m):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def peak_sums(erfs, lo, m, weights, column, n, n_columns):  # pragma: no cover - compiled
-    """``Σ_p weights_p (½ erf(x_{t+1}) − ½ erf(x_t))`` into channel ``lo_p + t`` of column
-    ``column_p``, (n · n_columns,), in ``np.bincount``'s order (peak by peak, channel by
-    channel)."""
-    out = np.zeros(n * n_columns)
-    pos = 0
+def _add_peaks(out, erfs, pos, lo, m, weights, column, ch_stride, col_stride):  # pragma: no cover
+    """Add ``weights_p (½ erf(x_{t+1}) − ½ erf(x_t))`` to ``out[(lo_p + t) · ch_stride +
+    column_p · col_stride]``, peak by peak, channel by channel (each peak's erf values at
+    ``erfs[pos_p:pos_p + m_p]``)."""
     for p in range(m.size):
         w = weights[p]
-        col = column[p]
-        for t in range(m[p] - 1):
-            v = 0.5 * erfs[pos + t + 1] - 0.5 * erfs[pos + t]
-            v *= w
-            out[(lo[p] + t) * n_columns + col] += v
-        pos += m[p]
-    return out
-
-
-@njit(cache=True)
-def peak_sums_at(erfs, pos, lo, m, weights, column, n, n_columns):  # pragma: no cover
-    """:func:`peak_sums` with each peak's erf values at ``erfs[pos_p:pos_p + m_p]`` (peaks of
-    the same centre and width share them): the same sums in the same order."""
-    out = np.zeros(n * n_columns)
-    for p in range(m.size):
-        w = weights[p]
-        col = column[p]
+        base = column[p] * col_stride
         q = pos[p]
         for t in range(m[p] - 1):
             v = 0.5 * erfs[q + t + 1] - 0.5 * erfs[q + t]
             v *= w
-            out[(lo[p] + t) * n_columns + col] += v
+            out[(lo[p] + t) * ch_stride + base] += v
+
+
+@njit(cache=True)
+def peak_sums_at(erfs, pos, lo, m, weights, column, n, n_columns):  # pragma: no cover
+    """``Σ_p weights_p (½ erf(x_{t+1}) − ½ erf(x_t))`` into channel ``lo_p + t`` of column
+    ``column_p``, (n · n_columns,), in ``np.bincount``'s order (peak by peak, channel by
+    channel), with each peak's erf values at ``erfs[pos_p:pos_p + m_p]`` (consecutive peaks:
+    ``pos = cumsum(m) − m``; peaks of the same centre and width may share them)."""
+    out = np.zeros(n * n_columns)
+    _add_peaks(out, erfs, pos, lo, m, weights, column, n_columns, 1)
     return out
 
 
@@ -583,15 +575,9 @@ def peak_sums_columns(erfs, pos, lo, m, weights, column, n, n_columns):  # pragm
     channels one after another in memory, not ``n_columns`` apart; every entry the same sum in
     the same order), and each column's sum over the channels in channel order (the order of
     NumPy's ``G.sum(axis=0)`` on the (n, n_columns) matrix: the same sums)."""
-    out = np.zeros((n_columns, n))
-    for p in range(m.size):
-        w = weights[p]
-        col = column[p]
-        q = pos[p]
-        for t in range(m[p] - 1):
-            v = 0.5 * erfs[q + t + 1] - 0.5 * erfs[q + t]
-            v *= w
-            out[col, lo[p] + t] += v
+    flat = np.zeros(n_columns * n)
+    _add_peaks(flat, erfs, pos, lo, m, weights, column, 1, n)
+    out = flat.reshape((n_columns, n))
     sums = np.zeros(n_columns)
     for c in range(n_columns):
         acc = 0.0

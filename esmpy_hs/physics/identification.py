@@ -493,9 +493,10 @@ def _peaks_fast(edges: NDArray, centres: NDArray, sig: NDArray, weights: NDArray
                                  np.ascontiguousarray(centres, dtype=np.float64),
                                  np.ascontiguousarray(sig, dtype=np.float64), lo, m)  # fmt: skip
         erf(x, out=x)
-        return _irls.peak_sums(x, lo, m, np.ascontiguousarray(weights, dtype=np.float64),
-                               np.ascontiguousarray(column, dtype=np.int64), n,
-                               int(n_columns)).reshape(n, n_columns)  # fmt: skip
+        return _irls.peak_sums_at(x, (np.cumsum(m) - m).astype(np.int64), lo, m,
+                                  np.ascontiguousarray(weights, dtype=np.float64),
+                                  np.ascontiguousarray(column, dtype=np.int64), n,
+                                  int(n_columns)).reshape(n, n_columns)  # fmt: skip
     starts = np.cumsum(m) - m
     pk = np.repeat(np.arange(centres.size), m)
     idx = np.arange(int(m[-1] + starts[-1]))
