@@ -174,7 +174,8 @@ class EDSespm(EDSTEMSpectrum):
             ``n_components`` and ``simplex_rows`` (which come from the model): ``lambda_L``,
             ``mu``, ``epsilon_reg``, ``simplex``, ``max_iter``, ``tol``, ``angle_tol``,
             ``abundance_tol``, ``init``, ``random_state``, ``spectra_from``,
-            ``init_extrapolation``, ``callback``, … — an unknown name raises a ``TypeError``
+            ``init_extrapolation``, ``sparsity_on``, ``callback``, … — an unknown name raises
+            a ``TypeError``
             listing them. For other algorithms: HyperSpy's keyword arguments.
 
         Returns
