@@ -175,8 +175,7 @@ class EDSespm(EDSTEMSpectrum):
             ``mu``, ``epsilon_reg``, ``simplex``, ``max_iter``, ``tol``, ``angle_tol``,
             ``abundance_tol``, ``init``, ``random_state``, ``spectra_from``,
             ``init_extrapolation``, ``sparsity_on``, ``callback``, … — an unknown name raises
-            a ``TypeError``
-            listing them. For other algorithms: HyperSpy's keyword arguments.
+            a ``TypeError`` listing them. For other algorithms: HyperSpy's keyword arguments.
 
         Returns
         -------
