@@ -764,45 +764,6 @@ def _largest_move(hn, h, kt):
 
 
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
-def _sweep_in(p, i0, i1, indices, counts, D, Df, D2, h, a, inv_scale, colsum, colsum2, mu,
-              eps_reg, lam, adj_indptr, adj_indices, Ht, lfac, want_loss, two, ls, kt):  # fmt: skip
-    """The sparse pass's first sweep over pixel p's counts (nonzeros ``i0:i1``, old h): ``a +=
-    Dᵀ r`` and, with ``want_loss``, the loss parts of the pixel added to ``ls`` (see
-    :func:`h_pass_sparse`; ``Df``: D's flat view, :data:`FLAT_ROWS`)."""
-    k = len(kt)
-    pairs = PAIRED_COUNTS and SCALAR_SUMS and k <= 4
-    flat = FLAT_ROWS and SCALAR_SUMS and k <= 4
-    if pairs and not want_loss:
-        if flat:
-            _ratios_pairs_flat(i0, i1, indices, counts, Df, h, a, inv_scale, kt)
-        else:
-            _ratios_pairs(i0, i1, indices, counts, D, h, a, inv_scale, kt)
-    elif want_loss:
-        if flat:
-            ls[0] += inv_scale * _ratios_loss_flat(i0, i1, indices, counts, Df, h,
-                                                   a, inv_scale, kt)  # fmt: skip
-        else:
-            ls[0] += inv_scale * _ratios_loss_sparse(i0, i1, indices, counts, D, h,
-                                                     a, inv_scale, kt)  # fmt: skip
-        if two:
-            ls[4] += inv_scale * _loss_at_sparse(i0, i1, indices, counts, D2, h,
-                                                 inv_scale, kt)  # fmt: skip
-    elif flat:
-        _ratios_flat(i0, i1, indices, counts, Df, h, a, inv_scale, kt)
-    else:
-        _ratios_sparse(i0, i1, indices, counts, D, h, a, inv_scale, kt)
-    if want_loss:
-        for j in range(k):
-            ls[1] += colsum[j] * h[j]
-            if two:
-                ls[5] += colsum2[j] * h[j]
-        lp, ll = _reg_loss(p, h, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
-                          lfac)  # fmt: skip
-        ls[2] += lp
-        ls[3] += ll
-
-
-@njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _surrogate_free(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht, c, beta, seq,
                     kt):  # fmt: skip
     """The surrogate of pixel p under the H simplex without fixed entries (the first half of
@@ -825,9 +786,10 @@ def _no_counts(c, kt):
 
 
 @njit(cache=True, inline="always")
-def _batched(simplex, fixed, update_h, want_loss):
+def _batched(simplex, fixed, update_h, want_loss, kt):
     """Does a sparse pass take :func:`_sparse_block_free` (:data:`BATCHED_SOLVE`)?"""
-    return (BATCHED_SOLVE and FREE_SIMPLEX_PATH and UNROLLED_SIMPLEX and simplex
+    return (BATCHED_SOLVE and FREE_SIMPLEX_PATH and UNROLLED_SIMPLEX and FLAT_ROWS
+            and PAIRED_COUNTS and SCALAR_SUMS and len(kt) <= 4 and simplex
             and fixed.shape[0] == 0 and update_h and not want_loss)  # fmt: skip
 
 
@@ -843,29 +805,23 @@ def _sparse_block_free(
     solved together (:func:`._simplex.solve_free_simplex_rows`); the stores, the
     extrapolation, the moves and the ``R Hᵀ`` sweep. The arithmetic of :func:`_sparse_block`
     pixel by pixel, and its sums in the same order. A function of its own: in
-    :func:`_sparse_block` the rounds' code slowed its loss sweeps by about 15 %."""
+    :func:`_sparse_block` the rounds' code slowed its loss sweeps by about 15 %. For k ≤ 4 only
+    (the sweeps of :data:`PAIRED_COUNTS` and :data:`FLAT_ROWS`; see :func:`_batched`)."""
     k = len(kt)  # compile-time constant (see the kernel's docstring)
-    flat = FLAT_ROWS and SCALAR_SUMS and k <= 4
     Df = D.reshape(D.size)  # flat views (FLAT_ROWS)
     accf = blk_acc.reshape(blk_acc.size)
     blk_acc[:] = 0.0
     hs = np.zeros(k)
-    ls = np.zeros(6)
     h = np.empty(k)
     y = np.empty(k)
     floored = np.empty(k, dtype=np.bool_)
     extrap = Hy_out.shape[0] > 0
-    D2 = np.empty((0, k))
-    colsum2 = colsum
-    want_loss = False
-    two = False
     a = np.empty(k)
     hn = np.empty(k)
     c = np.empty(k)
     beta = np.empty(k)
     free = np.ones(k, dtype=np.bool_)
     seq = phase >= 0
-    lfac = 0.0
     track = moved.shape[0] > 0
     skipping = track and skip_tol > 0.0
     H0 = np.empty((_STRIPE, k))  # the stripe's entering h
@@ -898,9 +854,8 @@ def _sparse_block_free(
                 _hold_pixel(i, h, hn, Ht_out, Hy_out, extrap, kt)
                 kind[pos] = 1
                 continue
-            _sweep_in(p, indptr[i], indptr[i + 1], indices, counts, D, Df, D2, h, a,
-                      inv_scale, colsum, colsum2, mu, eps_reg, lam, adj_indptr, adj_indices,
-                      Ht, lfac, want_loss, two, ls, kt)  # fmt: skip
+            _ratios_pairs_flat(indptr[i], indptr[i + 1], indices, counts, Df, h, a, inv_scale,
+                               kt)  # fmt: skip
             q = _surrogate_free(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices,
                                 Ht, c, beta, seq, kt)  # fmt: skip
             if _no_counts(c, kt) and q > 0.0:
@@ -947,12 +902,8 @@ def _sparse_block_free(
             if accumulate:
                 for j in range(k):
                     hs[j] += hn[j]
-                if flat:
-                    _accumulate_flat(indptr[i], indptr[i + 1], indices, counts, Df, hn, accf,
-                                     inv_scale, kt)  # fmt: skip
-                else:
-                    _accumulate_sparse(indptr[i], indptr[i + 1], indices, counts, D, hn,
-                                       blk_acc, inv_scale, kt)  # fmt: skip
+                _accumulate_flat(indptr[i], indptr[i + 1], indices, counts, Df, hn, accf,
+                                 inv_scale, kt)  # fmt: skip
     for j in range(k):
         hsum_b[j] = hs[j]
     for j in range(loss_b.shape[0]):
@@ -1169,7 +1120,7 @@ def h_pass_sparse(
     """
     npx = indptr.shape[0] - 1
     nblocks = acc.shape[0]
-    if _batched(simplex, fixed, update_h, want_loss):
+    if _batched(simplex, fixed, update_h, want_loss, kt):
         for b in prange(nblocks):
             _sparse_block_free(
                 b, nblocks, npx, indptr, indices, counts, D, colsum, Ht, start, Ht_out,
@@ -1317,7 +1268,7 @@ def h_pass_sparse_serial(
     """
     npx = indptr.shape[0] - 1
     nblocks = acc.shape[0]
-    if _batched(simplex, fixed, update_h, want_loss):
+    if _batched(simplex, fixed, update_h, want_loss, kt):
         for b in range(nblocks):
             _sparse_block_free(
                 b, nblocks, npx, indptr, indices, counts, D, colsum, Ht, start, Ht_out,
