@@ -98,7 +98,7 @@ def test_the_batched_block_is_the_per_pixel_block(lam, phase, held):
         Hy = np.full_like(Ht, np.nan)
         mv = moved.copy()
         if name == "per_pixel":
-            def common(acc, hsum, loss, Ht_out=Ht_out, Hy=Hy, mv=mv):  # noqa: E306
+            def common(acc, hsum, loss, Ht_out=Ht_out, Hy=Hy, mv=mv):
                 return (p, indptr, indices, counts, D, colsum, Ht, 0, Ht_out, 1.0, mu, 1.0, lam,
                         adj_indptr, adj_indices, colour, phase, True, np.empty((0, k)), 1e-12,
                         1e-10, True, True, False, acc, hsum, loss, (0,) * k, Hy, 0.7,
@@ -106,7 +106,7 @@ def test_the_batched_block_is_the_per_pixel_block(lam, phase, held):
 
             block = _kernels._sparse_block
         else:
-            def common(acc, hsum, loss, Ht_out=Ht_out, Hy=Hy, mv=mv):  # noqa: E306
+            def common(acc, hsum, loss, Ht_out=Ht_out, Hy=Hy, mv=mv):
                 return (p, indptr, indices, counts, D, colsum, Ht, 0, Ht_out, 1.0, mu, 1.0, lam,
                         adj_indptr, adj_indices, colour, phase, 1e-12, 1e-10, True, acc, hsum,
                         loss, (0,) * k, Hy, 0.7, mv, skip_tol)  # fmt: skip
