@@ -110,10 +110,12 @@ FLAT_ROWS = True
 #: between its first sweeps and its ``R Hᵀ`` sweeps, instead of each pixel's between its two:
 #: a pixel's Newton steps are a chain of square roots and divisions that the processor cannot
 #: overlap with the next pixel's across the thousands of instructions of the sweeps between;
-#: taken a step at a time for the stripe's pixels they overlap. The same results bit for bit
-#: (the same arithmetic; the stores, sums and loss parts in the same pixel order). Read at
-#: compile time; False: each pixel's solve between its sweeps (issue 18, fourth round,
-#: docs/validation.rst).
+#: taken a step at a time for the stripe's pixels they overlap. The same arithmetic, the stores
+#: and sums in the same pixel order; compiled in another function, the fast-math flags may
+#: associate a pixel's sums over its counts in another order (H and ``R Hᵀ`` within a few units
+#: in the last place; whole fits: the same iterations and answers to 5e-6°). Only the passes
+#: without the loss (k ≤ 4). Read at compile time; False: each pixel's solve between its sweeps
+#: (issue 18, fourth round, docs/validation.rst).
 BATCHED_SOLVE = True
 #: unsigned 1, 2, 3 (flat row offsets and steps of the sweeps with :data:`FLAT_ROWS`: an unsigned
 #: index plus a signed integer would be typed as a float)
@@ -804,7 +806,8 @@ def _sparse_block_free(
     each in pixel order — the first sweep and the surrogate of every pixel; the surrogates
     solved together (:func:`._simplex.solve_free_simplex_rows`); the stores, the
     extrapolation, the moves and the ``R Hᵀ`` sweep. The arithmetic of :func:`_sparse_block`
-    pixel by pixel, and its sums in the same order. A function of its own: in
+    pixel by pixel, and its sums in the same pixel order (see :data:`BATCHED_SOLVE` on the last
+    units). A function of its own: in
     :func:`_sparse_block` the rounds' code slowed its loss sweeps by about 15 %. For k ≤ 4 only
     (the sweeps of :data:`PAIRED_COUNTS` and :data:`FLAT_ROWS`; see :func:`_batched`)."""
     k = len(kt)  # compile-time constant (see the kernel's docstring)
