@@ -16,6 +16,10 @@ Switches (``--switch``):
   compiled for the pass's k; both read at compile time: off runs a copy of this tree's
   ``_kernels.py`` with them False) and :data:`esmpy_hs.nmf._solver.COMPILED_BLOCK_SUM` (the
   blocks' ``R Hᵀ`` summed in compiled code), all on or all off;
+- ``kernels``: this tree's compiled passes against those of ``--baseline REV``
+  (``esmpy_hs/nmf/_kernels.py`` of that revision, the rest of the fit this tree's; issue 18,
+  fourth round: :data:`esmpy_hs.nmf._kernels.FLAT_ROWS` and
+  :data:`esmpy_hs.nmf._kernels.BATCHED_SOLVE` against 52be320);
 - ``active``: :data:`esmpy_hs.nmf._solver.ACTIVE_SET` (the H step holds the pixels whose
   abundances stopped moving, between full sweeps; issue 18, third round) on or off;
 - ``loop``: the main loop's work outside the plain pass (issue 18):
@@ -113,6 +117,8 @@ def set_switch(name: str, on: bool) -> None:
         solver.COMPILED_BLOCK_SUM = on
     elif name == "active":
         solver.ACTIVE_SET = on
+    elif name == "kernels":
+        solver._kernels = _KERNELS["new"] if on else _KERNELS["old"]
     else:
         if _KERNELS["old"] is not None:
             solver._kernels = _KERNELS["new"] if on else _KERNELS["old"]
@@ -192,11 +198,12 @@ def against_truth(s, spectra, maps, r) -> tuple[list[float], float]:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--maps", nargs="*", default=["paper_N293_s1", "ref293_s0", "ref18_s0"])
-    ap.add_argument("--switch", choices=("blas", "loop", "pass", "active"), default="loop")
+    ap.add_argument("--switch", choices=("blas", "loop", "pass", "active", "kernels"),
+                    default="loop")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--baseline", default="ba42866",
-                    help="revision whose compiled passes run with --switch loop off ('' : this "
-                         "tree's)")  # fmt: skip
+                    help="revision whose compiled passes run with --switch loop or kernels off "
+                         "('' : this tree's)")  # fmt: skip
     ap.add_argument("--active-share", type=float, default=None,
                     help="ACTIVE_SHARE of the active set (default: _solver's)")  # fmt: skip
     ap.add_argument("--active-every", type=int, default=None,
@@ -210,6 +217,10 @@ def main():
         from bench_pass import load_baseline
 
         _KERNELS["old"] = _OldKernels(load_baseline(args.baseline))
+    if args.switch == "kernels":
+        from bench_pass import load_baseline
+
+        _KERNELS["old"] = load_baseline(args.baseline)
     if args.switch == "pass":
         _KERNELS["old"] = load_variant(**dict.fromkeys(PASS_KERNEL_SWITCHES, False))
     warnings.simplefilter("ignore")

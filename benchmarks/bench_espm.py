@@ -56,6 +56,10 @@ both from a start of espm's own (its default initialisation, computed once, outs
 scikit-learn: the difference of fits of ``1 + --sklearn-iter`` and 1 iterations. Each estimator's
 fastest round is kept: on a shared machine noise only ever adds time.
 
+``--baseline REV`` also times SmartNMF, in the same rounds, with the compiled passes of git
+revision REV (``esmpy_hs/nmf/_kernels.py`` of REV read with ``git show``, as
+``bench_pass.py --baseline`` does; the rest of the loop is this tree's), and prints the ratio.
+
 Quality: SmartNMF's default fit end to end (start, stopping rules, final steps, and its main loop's
 seconds per iteration), and (unless ``--espm-budget 0``) espm from its own initialisation for the
 number of iterations that fit in ``--espm-budget`` seconds at its measured as-shipped rate, both
@@ -155,12 +159,18 @@ def our_estimator(G, mask, shape, **kw):
     return SmartNMF(G, K, simplex_rows=mask, shape_2d=shape, progress=False, **kw)
 
 
-def time_ours(X, G, mask, shape, n_iter: int, active: bool = True) -> tuple[float, float]:
+def time_ours(X, G, mask, shape, n_iter: int, active: bool = True,
+              kernels=None) -> tuple[float, float]:  # fmt: skip
     """Median and mean seconds per iteration of one default fit run for ``n_iter`` iterations
-    (``active``: the H step's active set, :data:`esmpy_hs.nmf._solver.ACTIVE_SET`)."""
+    (``active``: the H step's active set, :data:`esmpy_hs.nmf._solver.ACTIVE_SET`;
+    ``kernels``: a module of compiled passes used instead of :mod:`esmpy_hs.nmf._kernels`,
+    see ``--baseline``)."""
     from esmpy_hs.nmf import _solver
 
+    own = _solver._kernels
     _solver.ACTIVE_SET = active
+    if kernels is not None:
+        _solver._kernels = kernels
     stamps: list[float] = []
     est = our_estimator(G, mask, shape, max_iter=n_iter, tol=0.0,
                         callback=lambda *_: stamps.append(time.perf_counter()))  # fmt: skip
@@ -168,6 +178,7 @@ def time_ours(X, G, mask, shape, n_iter: int, active: bool = True) -> tuple[floa
         est.fit(X)
     finally:
         _solver.ACTIVE_SET = True
+        _solver._kernels = own
     d = np.diff(stamps)
     return float(np.median(d)), float(d.mean())
 
@@ -247,7 +258,16 @@ def main(argv=None) -> None:
     ap.add_argument("--sklearn-iter", type=int, default=6)
     ap.add_argument("--espm-budget", type=float, default=180.0,
                     help="seconds of espm iterations for the quality run (0: no quality runs)")
+    ap.add_argument("--baseline", default="",
+                    help="also time SmartNMF with the compiled passes of this git revision "
+                         "(esmpy_hs/nmf/_kernels.py read with git show, bench_pass.py) in the "
+                         "same rounds")  # fmt: skip
     args = ap.parse_args(argv)
+    baseline = None
+    if args.baseline:
+        from bench_pass import load_baseline
+
+        baseline = load_baseline(args.baseline)
     espm, SmoothNMF, PhysicalModel = import_espm()
     FixedG = fixed_model_class(PhysicalModel)
 
@@ -280,14 +300,22 @@ def main(argv=None) -> None:
 
     t = time.perf_counter()
     time_ours(X, G, mask, shape, 5)  # compiles the kernels (numba cache) and warms the caches
+    if baseline is not None:
+        time_ours(X, G, mask, shape, 5, kernels=baseline)
     print(f"warm-up fit of SmartNMF: {time.perf_counter() - t:.1f} s", flush=True)
     t = time.perf_counter()
     start = espm_start(SmoothNMF, FixedG, Xe, G, mask, shape)
     print(f"espm's initialisation: {time.perf_counter() - t:.1f} s", flush=True)
 
     best = {"ours": (np.inf, np.inf), "espm": (np.inf, np.inf), "sklearn": np.inf,
-            "off": (np.inf, np.inf)}  # fmt: skip
+            "off": (np.inf, np.inf), "base": (np.inf, np.inf)}  # fmt: skip
     for r in range(args.rounds):
+        if baseline is not None:
+            base = time_ours(X, G, mask, shape, args.iter, kernels=baseline)
+            best["base"] = min(best["base"], base)
+            print(f"round {r + 1}: SmartNMF with the passes of {args.baseline} "
+                  f"{1e3 * base[0]:.2f} ms/iter (median; mean {1e3 * base[1]:.2f})",
+                  flush=True)  # fmt: skip
         off = time_ours(X, G, mask, shape, args.iter, active=False)
         ours = time_ours(X, G, mask, shape, args.iter)
         es = time_espm(SmoothNMF, FixedG, Xe, G, mask, shape, start, args.espm_iter)
@@ -318,6 +346,11 @@ def main(argv=None) -> None:
     print(f"  {'  the same, active set off':36s}{1e3 * best['off'][0]:8.2f} ms (median; mean "
           f"{1e3 * best['off'][1]:.2f} ms; on/off {ours_med / best['off'][0]:.3f}, "
           f"{ours_mean / best['off'][1]:.3f})")  # fmt: skip
+    if baseline is not None:
+        b_med, b_mean = best["base"]
+        print(f"  {'  the same, passes of ' + args.baseline:36s}{1e3 * b_med:8.2f} ms (median; "
+              f"mean {1e3 * b_mean:.2f} ms; this tree/it {ours_med / b_med:.3f}, "
+              f"{ours_mean / b_mean:.3f})")  # fmt: skip
     for name, _, sec, target in rows:
         print(f"  {name:36s}{1e3 * sec:8.1f} ms  → {sec / ours_med:5.1f}×{target}")
     against_mean = ", ".join(f"{short} {sec / ours_mean:.1f}×" for _, short, sec, _ in rows)

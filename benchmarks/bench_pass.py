@@ -47,6 +47,9 @@ def load_baseline(rev: str):
 
     text = subprocess.run(["git", "show", f"{rev}:esmpy_hs/nmf/_kernels.py"], cwd=_HERE,
                           check=True, capture_output=True, text=True).stdout  # fmt: skip
+    # kernels from before the prior's per-phase ε (78a74f9) take ε as a float; this tree's solver
+    # hands them an array of k equal entries: index it (the same arithmetic)
+    text = text.replace("(h[j] + eps_reg)", "(h[j] + eps_reg[j])")
     path = pathlib.Path(tempfile.mkdtemp()) / "_kernels_baseline.py"
     path.write_text(text)
     spec = importlib.util.spec_from_file_location("_kernels_baseline", path)

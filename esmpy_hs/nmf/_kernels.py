@@ -46,7 +46,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from esmpy_hs.nmf._simplex import fix_sum, solve_column, solve_free_simplex
+from esmpy_hs.nmf._simplex import (
+    fix_sum,
+    solve_column,
+    solve_free_simplex,
+    solve_free_simplex_rows,
+)
 
 #: LLVM fast-math flags of the kernels: fused multiply-add, reassociation of the sums over a
 #: pixel's counts and x/y → x·(1/y). No "no-NaN/no-inf" assumptions (the fixed entries are NaN
@@ -94,6 +99,30 @@ UNROLLED_SIMPLEX = True
 #: on one thread in register traffic (issue 18, third round, docs/validation.rst). The same
 #: results bit for bit. Read at compile time; False: :func:`_update_pixel` for every pixel.
 FREE_SIMPLEX_PATH = True
+#: the sparse sweeps (k ≤ 4, with :data:`SCALAR_SUMS`) read D and write the ``R Hᵀ``
+#: accumulator through flat views, a channel's row at ``k · channel`` with k a compile-time
+#: constant, and run over a pixel's nonzeros with unsigned positions: no multiplication by a
+#: run-time stride per count and no check for negative indices (NumPy's wraparound) per array
+#: read. The same arithmetic in the same order (bit for bit); fewer instructions per count
+#: (issue 18, fourth round, docs/validation.rst). Read at compile time; False: the sweeps before.
+FLAT_ROWS = True
+#: the sparse pass under the H simplex without fixed entries (:data:`FREE_SIMPLEX_PATH`) solves
+#: the surrogates of a stripe's pixels together (:func:`._simplex.solve_free_simplex_rows`)
+#: between its first sweeps and its ``R Hᵀ`` sweeps, instead of each pixel's between its two:
+#: a pixel's Newton steps are a chain of square roots and divisions that the processor cannot
+#: overlap with the next pixel's across the thousands of instructions of the sweeps between;
+#: taken a step at a time for the stripe's pixels they overlap. The same arithmetic, the stores
+#: and sums in the same pixel order; compiled in another function, the fast-math flags may
+#: associate a pixel's sums over its counts in another order (H and ``R Hᵀ`` within a few units
+#: in the last place; whole fits: the same iterations and answers to 5e-6°). Only the passes
+#: without the loss (k ≤ 4). Read at compile time; False: each pixel's solve between its sweeps
+#: (issue 18, fourth round, docs/validation.rst).
+BATCHED_SOLVE = True
+#: unsigned 1, 2, 3 (flat row offsets and steps of the sweeps with :data:`FLAT_ROWS`: an unsigned
+#: index plus a signed integer would be typed as a float)
+_U1 = np.uint64(1)
+_U2 = np.uint64(2)
+_U3 = np.uint64(3)
 
 
 @njit(cache=True, inline="always")
@@ -254,14 +283,9 @@ def _update_free(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
     k = len(kt)
     for j in range(k):
         hn[j] = h[j]
-        c[j] = h[j] * a[j]
-        beta[j] = colsum[j] + mu[j] / (h[j] + eps_reg[j])
-    q = _neighbour_terms(p, h, lam, adj_indptr, adj_indices, Ht, beta, seq, k)
-    empty = True
-    for j in range(k):
-        if c[j] != 0.0:
-            empty = False
-    if empty and q > 0.0:
+    q = _surrogate_free(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht, c, beta,
+                        seq, kt)  # fmt: skip
+    if _no_counts(c, kt) and q > 0.0:
         _empty_or_general(c, beta, q, free, eps, rtol, hn)
     elif not solve_free_simplex(c, beta, q, 1.0, eps, rtol, hn, kt):
         solve_column(c, beta, q, free, 1.0, eps, True, rtol, hn)
@@ -498,6 +522,132 @@ def _ratios_pairs(i0, i1, indices, counts, D, h, a, inv_scale, kt):
     _add4(a, a0, a1, a2, a3, kt)
 
 
+@njit(cache=True, inline="always")
+def _row(indices, t, kt):
+    """The flat offset ``k · indices[t]`` of a channel's row (unsigned; :data:`FLAT_ROWS`)."""
+    return np.uint64(indices[t]) * np.uint64(len(kt))
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _model4f(Df, c, h0, h1, h2, h3, kt):
+    """:func:`_model4` on the flat D (row at offset ``c``)."""
+    k = len(kt)
+    m = Df[c] * h0
+    if k > 1:
+        m += Df[c + _U1] * h1
+    if k > 2:
+        m += Df[c + _U2] * h2
+    if k > 3:
+        m += Df[c + _U3] * h3
+    if m < _TINY:
+        m = _TINY
+    return m
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _axpy4f(Df, c, r, a0, a1, a2, a3, kt):
+    """:func:`_axpy4` on the flat D."""
+    k = len(kt)
+    a0 += Df[c] * r
+    if k > 1:
+        a1 += Df[c + _U1] * r
+    if k > 2:
+        a2 += Df[c + _U2] * r
+    if k > 3:
+        a3 += Df[c + _U3] * r
+    return a0, a1, a2, a3
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _mul4f(Df, c, r, kt):
+    """``r · D[row]`` on the flat D (0 beyond k)."""
+    k = len(kt)
+    return (
+        Df[c] * r,
+        Df[c + _U1] * r if k > 1 else 0.0,
+        Df[c + _U2] * r if k > 2 else 0.0,
+        Df[c + _U3] * r if k > 3 else 0.0,
+    )
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _scatter4f(accf, c, r, h0, h1, h2, h3, kt):
+    """:func:`_scatter4` on the flat accumulator."""
+    k = len(kt)
+    accf[c] += r * h0
+    if k > 1:
+        accf[c + _U1] += r * h1
+    if k > 2:
+        accf[c + _U2] += r * h2
+    if k > 3:
+        accf[c + _U3] += r * h3
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _ratios_flat(i0, i1, indices, counts, Df, h, a, inv_scale, kt):
+    """:func:`_ratios_sparse` (k ≤ 4) on the flat D (:data:`FLAT_ROWS`)."""
+    h0, h1, h2, h3 = _h4(h, kt)
+    a0 = a1 = a2 = a3 = 0.0
+    for t in range(np.uint64(i0), np.uint64(i1)):
+        c = _row(indices, t, kt)
+        r = counts[t] * inv_scale / _model4f(Df, c, h0, h1, h2, h3, kt)
+        a0, a1, a2, a3 = _axpy4f(Df, c, r, a0, a1, a2, a3, kt)
+    _add4(a, a0, a1, a2, a3, kt)
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _ratios_pairs_flat(i0, i1, indices, counts, Df, h, a, inv_scale, kt):
+    """:func:`_ratios_pairs` on the flat D (:data:`FLAT_ROWS`)."""
+    h0, h1, h2, h3 = _h4(h, kt)
+    a0 = a1 = a2 = a3 = 0.0
+    t = np.uint64(i0)
+    end = np.uint64(i1)
+    while t + _U1 < end:
+        c = _row(indices, t, kt)
+        g = _row(indices, t + _U1, kt)
+        r = counts[t] * inv_scale / _model4f(Df, c, h0, h1, h2, h3, kt)
+        s = counts[t + _U1] * inv_scale / _model4f(Df, g, h0, h1, h2, h3, kt)
+        # the pair's first terms as products (not added to zeros: 0 + x is x, yet LLVM may not
+        # drop the add without the no-signed-zeros flag), then the second added to them
+        b0, b1, b2, b3 = _mul4f(Df, c, r, kt)
+        b0, b1, b2, b3 = _axpy4f(Df, g, s, b0, b1, b2, b3, kt)
+        a0, a1, a2, a3 = a0 + b0, a1 + b1, a2 + b2, a3 + b3
+        t += _U2
+    if t < end:
+        c = _row(indices, t, kt)
+        r = counts[t] * inv_scale / _model4f(Df, c, h0, h1, h2, h3, kt)
+        a0, a1, a2, a3 = _axpy4f(Df, c, r, a0, a1, a2, a3, kt)
+    _add4(a, a0, a1, a2, a3, kt)
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _ratios_loss_flat(i0, i1, indices, counts, Df, h, a, inv_scale, kt):
+    """:func:`_ratios_loss_sparse` (k ≤ 4) on the flat D (:data:`FLAT_ROWS`)."""
+    lraw = 0.0
+    prod = 1.0
+    pexp = 0
+    h0, h1, h2, h3 = _h4(h, kt)
+    a0 = a1 = a2 = a3 = 0.0
+    for t in range(np.uint64(i0), np.uint64(i1)):
+        c = _row(indices, t, kt)
+        yc = counts[t]
+        r = yc * inv_scale / _model4f(Df, c, h0, h1, h2, h3, kt)
+        prod, pexp, lraw = _log_product_step(yc, r, prod, pexp, lraw)
+        a0, a1, a2, a3 = _axpy4f(Df, c, r, a0, a1, a2, a3, kt)
+    _add4(a, a0, a1, a2, a3, kt)
+    return lraw + np.log(prod) + pexp * _LOG_BIG
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _accumulate_flat(i0, i1, indices, counts, Df, hn, accf, inv_scale, kt):
+    """:func:`_accumulate_sparse` (k ≤ 4) on the flat D and accumulator (:data:`FLAT_ROWS`)."""
+    h0, h1, h2, h3 = _h4(hn, kt)
+    for t in range(np.uint64(i0), np.uint64(i1)):
+        c = _row(indices, t, kt)
+        r = counts[t] * inv_scale / _model4f(Df, c, h0, h1, h2, h3, kt)
+        _scatter4f(accf, c, r, h0, h1, h2, h3, kt)
+
+
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _ratios_dense(i, dense, D, h, a, inv_scale, kt):
     """Dense counterpart of :func:`_ratios_sparse` (zero counts skipped)."""
@@ -617,6 +767,154 @@ def _largest_move(hn, h, kt):
     return d
 
 
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _surrogate_free(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht, c, beta, seq,
+                    kt):  # fmt: skip
+    """The surrogate of pixel p under the H simplex without fixed entries (the first half of
+    :func:`_update_free`): writes ``c`` and ``beta``, returns q."""
+    k = len(kt)
+    for j in range(k):
+        c[j] = h[j] * a[j]
+        beta[j] = colsum[j] + mu[j] / (h[j] + eps_reg[j])
+    return _neighbour_terms(p, h, lam, adj_indptr, adj_indices, Ht, beta, seq, k)
+
+
+@njit(cache=True, inline="always")
+def _no_counts(c, kt):
+    """Every ``c`` zero (a pixel without counts)."""
+    empty = True
+    for j in range(len(kt)):
+        if c[j] != 0.0:
+            empty = False
+    return empty
+
+
+@njit(cache=True, inline="always")
+def _batched(simplex, fixed, update_h, want_loss, kt):
+    """Does a sparse pass take :func:`_sparse_block_free` (:data:`BATCHED_SOLVE`)?"""
+    return (BATCHED_SOLVE and FREE_SIMPLEX_PATH and UNROLLED_SIMPLEX and FLAT_ROWS
+            and PAIRED_COUNTS and SCALAR_SUMS and len(kt) <= 4 and simplex
+            and fixed.shape[0] == 0 and update_h and not want_loss)  # fmt: skip
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _sparse_block_free(
+    b, nblocks, npx, indptr, indices, counts, D, colsum, Ht, start, Ht_out,
+    inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
+    eps, rtol, accumulate, blk_acc, hsum_b, loss_b, kt, Hy_out, beta_x, moved, skip_tol,
+):  # fmt: skip
+    """:func:`_sparse_block` for a pass that updates H under the H simplex without fixed
+    entries and evaluates no loss (:data:`BATCHED_SOLVE`): each stripe's pixels in three rounds,
+    each in pixel order — the first sweep and the surrogate of every pixel; the surrogates
+    solved together (:func:`._simplex.solve_free_simplex_rows`); the stores, the
+    extrapolation, the moves and the ``R Hᵀ`` sweep. The arithmetic of :func:`_sparse_block`
+    pixel by pixel, and its sums in the same pixel order (see :data:`BATCHED_SOLVE` on the last
+    units). A function of its own: in
+    :func:`_sparse_block` the rounds' code slowed its loss sweeps by about 15 %. For k ≤ 4 only
+    (the sweeps of :data:`PAIRED_COUNTS` and :data:`FLAT_ROWS`; see :func:`_batched`)."""
+    k = len(kt)  # compile-time constant (see the kernel's docstring)
+    Df = D.reshape(D.size)  # flat views (FLAT_ROWS)
+    accf = blk_acc.reshape(blk_acc.size)
+    blk_acc[:] = 0.0
+    hs = np.zeros(k)
+    h = np.empty(k)
+    y = np.empty(k)
+    floored = np.empty(k, dtype=np.bool_)
+    extrap = Hy_out.shape[0] > 0
+    a = np.empty(k)
+    hn = np.empty(k)
+    c = np.empty(k)
+    beta = np.empty(k)
+    free = np.ones(k, dtype=np.bool_)
+    seq = phase >= 0
+    track = moved.shape[0] > 0
+    skipping = track and skip_tol > 0.0
+    H0 = np.empty((_STRIPE, k))  # the stripe's entering h
+    HS = np.empty((_STRIPE, k))  # its pixels without counts, solved in the first round
+    CB = np.empty((_STRIPE, k))  # the surrogates to solve together, in rows
+    BB = np.empty((_STRIPE, k))
+    QB = np.empty(_STRIPE)
+    OB = np.empty((_STRIPE, k))
+    ok = np.empty(_STRIPE, dtype=np.bool_)
+    work = np.empty((5, _STRIPE))
+    kind = np.empty(_STRIPE, dtype=np.int64)  # 0 other colour, 1 held, 2 solved alone, 3 rows
+    lane = np.empty(_STRIPE, dtype=np.int64)
+    for st in range(b, (npx + _STRIPE - 1) // _STRIPE, nblocks):
+        s0 = st * _STRIPE
+        s1 = min(s0 + _STRIPE, npx)
+        nsolve = 0
+        for i in range(s0, s1):
+            pos = i - s0
+            p = start + i
+            if seq and colour[p] != phase:
+                for j in range(k):
+                    Ht_out[i, j] = Ht[p, j]
+                kind[pos] = 0
+                continue
+            for j in range(k):
+                h[j] = Ht[p, j]
+                a[j] = 0.0
+                H0[pos, j] = h[j]
+            if skipping and moved[i] < skip_tol:
+                _hold_pixel(i, h, hn, Ht_out, Hy_out, extrap, kt)
+                kind[pos] = 1
+                continue
+            _ratios_pairs_flat(indptr[i], indptr[i + 1], indices, counts, Df, h, a, inv_scale,
+                               kt)  # fmt: skip
+            q = _surrogate_free(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices,
+                                Ht, c, beta, seq, kt)  # fmt: skip
+            if _no_counts(c, kt) and q > 0.0:
+                for j in range(k):
+                    hn[j] = h[j]
+                _empty_or_general(c, beta, q, free, eps, rtol, hn)
+                for j in range(k):
+                    HS[pos, j] = hn[j]
+                kind[pos] = 2
+            else:
+                for j in range(k):
+                    CB[nsolve, j] = c[j]
+                    BB[nsolve, j] = beta[j]
+                    OB[nsolve, j] = h[j]
+                QB[nsolve] = q
+                lane[pos] = nsolve
+                nsolve += 1
+                kind[pos] = 3
+        if nsolve > 0:
+            solve_free_simplex_rows(CB, BB, QB, nsolve, eps, rtol, OB, ok, work, kt)
+            for m in range(nsolve):
+                if not ok[m]:  # as _update_free: the general solver from the entering h
+                    solve_column(CB[m], BB[m], QB[m], free, 1.0, eps, True, rtol, OB[m])
+        for i in range(s0, s1):
+            pos = i - s0
+            kd = kind[pos]
+            if kd == 0:
+                continue
+            for j in range(k):
+                h[j] = H0[pos, j]
+            if kd == 1:
+                for j in range(k):
+                    hn[j] = h[j]
+            else:
+                for j in range(k):
+                    Ht_out[i, j] = HS[pos, j] if kd == 2 else OB[lane[pos], j]
+                    hn[j] = Ht_out[i, j]  # accumulate with the stored (rounded) value
+                if extrap:
+                    _extrapolate_pixel(hn, h, beta_x, eps, y, floored)
+                    for j in range(k):
+                        Hy_out[i, j] = y[j]
+                if track:
+                    moved[i] = _largest_move(hn, h, kt)
+            if accumulate:
+                for j in range(k):
+                    hs[j] += hn[j]
+                _accumulate_flat(indptr[i], indptr[i + 1], indices, counts, Df, hn, accf,
+                                 inv_scale, kt)  # fmt: skip
+    for j in range(k):
+        hsum_b[j] = hs[j]
+    for j in range(loss_b.shape[0]):
+        loss_b[j] = 0.0
+
+
 @njit(cache=True, fastmath=_FASTMATH)
 def _sparse_block(
     b, nblocks, npx, indptr, indices, counts, D, colsum, Ht, start, Ht_out,
@@ -627,6 +925,9 @@ def _sparse_block(
     """Block ``b`` of ``nblocks``, its stripes serially (see :func:`h_pass_sparse`)."""
     k = len(kt)  # compile-time constant (see the kernel's docstring)
     pairs = PAIRED_COUNTS and SCALAR_SUMS and k <= 4
+    flat = FLAT_ROWS and SCALAR_SUMS and k <= 4
+    Df = D.reshape(D.size)  # flat views (FLAT_ROWS)
+    accf = blk_acc.reshape(blk_acc.size)
     blk_acc[:] = 0.0
     hs = np.zeros(k)
     ls = np.zeros(6)
@@ -665,13 +966,22 @@ def _sparse_block(
                 _hold_pixel(i, h, hn, Ht_out, Hy_out, extrap, kt)
             elif update_h or want_loss:
                 if pairs and not want_loss:
-                    _ratios_pairs(i0, i1, indices, counts, D, h, a, inv_scale, kt)
+                    if flat:
+                        _ratios_pairs_flat(i0, i1, indices, counts, Df, h, a, inv_scale, kt)
+                    else:
+                        _ratios_pairs(i0, i1, indices, counts, D, h, a, inv_scale, kt)
                 elif want_loss:
-                    ls[0] += inv_scale * _ratios_loss_sparse(i0, i1, indices, counts, D, h, a,
-                                                             inv_scale, kt)  # fmt: skip
+                    if flat:
+                        ls[0] += inv_scale * _ratios_loss_flat(i0, i1, indices, counts, Df, h,
+                                                               a, inv_scale, kt)  # fmt: skip
+                    else:
+                        ls[0] += inv_scale * _ratios_loss_sparse(i0, i1, indices, counts, D, h,
+                                                                 a, inv_scale, kt)  # fmt: skip
                     if two:
                         ls[4] += inv_scale * _loss_at_sparse(i0, i1, indices, counts, D2, h,
                                                              inv_scale, kt)  # fmt: skip
+                elif flat:
+                    _ratios_flat(i0, i1, indices, counts, Df, h, a, inv_scale, kt)
                 else:
                     _ratios_sparse(i0, i1, indices, counts, D, h, a, inv_scale, kt)
                 if want_loss:
@@ -710,7 +1020,10 @@ def _sparse_block(
             if accumulate:
                 for j in range(k):
                     hs[j] += hn[j]
-                _accumulate_sparse(i0, i1, indices, counts, D, hn, blk_acc, inv_scale, kt)
+                if flat:
+                    _accumulate_flat(i0, i1, indices, counts, Df, hn, accf, inv_scale, kt)
+                else:
+                    _accumulate_sparse(i0, i1, indices, counts, D, hn, blk_acc, inv_scale, kt)
     for j in range(k):
         hsum_b[j] = hs[j]
     for j in range(loss_b.shape[0]):
@@ -814,6 +1127,15 @@ def h_pass_sparse(
     """
     npx = indptr.shape[0] - 1
     nblocks = acc.shape[0]
+    if _batched(simplex, fixed, update_h, want_loss, kt):
+        for b in prange(nblocks):
+            _sparse_block_free(
+                b, nblocks, npx, indptr, indices, counts, D, colsum, Ht, start, Ht_out,
+                inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
+                eps, rtol, accumulate, acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, moved,
+                skip_tol,
+            )  # fmt: skip
+        return
     for b in prange(nblocks):
         _sparse_block(
             b, nblocks, npx,
@@ -953,6 +1275,15 @@ def h_pass_sparse_serial(
     """
     npx = indptr.shape[0] - 1
     nblocks = acc.shape[0]
+    if _batched(simplex, fixed, update_h, want_loss, kt):
+        for b in range(nblocks):
+            _sparse_block_free(
+                b, nblocks, npx, indptr, indices, counts, D, colsum, Ht, start, Ht_out,
+                inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
+                eps, rtol, accumulate, acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, moved,
+                skip_tol,
+            )  # fmt: skip
+        return
     for b in range(nblocks):
         _sparse_block(
             b, nblocks, npx,

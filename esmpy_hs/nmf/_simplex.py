@@ -412,3 +412,181 @@ def solve_free_simplex(c, beta, q, total, eps, rtol, out, kt):
                     if out[i] > eps:
                         out[i] *= fac
     return True
+
+
+@njit(cache=True)
+def solve_free_simplex_rows(C, B, Q, n, eps, rtol, OUT, ok, work, kt):
+    """:func:`solve_free_simplex` (T = 1) for the rows ``0 … n−1`` of ``C``/``B``/``Q``/``OUT``
+    at once: the same steps for every row, each Newton step taken for all the rows still
+    iterating before the next, so that the processor overlaps the rows' square roots and
+    divisions (one row's steps are a chain of them, and rows are independent).
+
+    Parameters
+    ----------
+    C, B : 2-D float64 arrays (≥ n rows × ``len(kt)``)
+        Numerators and linear coefficients, one surrogate per row.
+    Q : 1-D float64 array (≥ n)
+        The rows' quadratic coefficients.
+    n : int
+        Number of rows to solve.
+    eps, rtol : float
+        As :func:`solve_column`.
+    OUT : 2-D float64 array (≥ n rows × ``len(kt)``)
+        The rows' previous iterates on entry (the Newton start), their answers on exit; a row
+        the solver declines is left untouched.
+    ok : 1-D bool array (≥ n)
+        Receives, per row, whether it was solved: False where :func:`solve_free_simplex` would
+        return False (q = 0 with the largest −β on an entry without counts; the caller solves
+        those with :func:`solve_column`).
+    work : 2-D float64 array (≥ 5 × n)
+        Scratch (the rows' bracket, multiplier, φ and state).
+    kt : tuple
+        ``(0,) * r``: r, the length of a row, as a compile-time constant.
+
+    Every row gets the result of :func:`solve_free_simplex` on it (the same arithmetic in the
+    same order; tests/nmf/test_pass_switches.py). Issue 18, fourth round, docs/validation.rst.
+    """
+    r = len(kt)
+    total = 1.0
+    LO = work[0]
+    HI = work[1]
+    NU = work[2]
+    PHI = work[3]
+    STATE = work[4]  # 0: iterating, 1: converged, 2: bracket exhausted, 3: declined
+    active = 0
+    for row in range(n):
+        q = Q[row]
+        csum = 0.0
+        bmax = -np.inf
+        hi = -np.inf
+        nu_b = -np.inf
+        inf_at_b = False
+        lo_q = np.inf
+        for i in range(r):
+            ci = C[row, i]
+            bi = B[row, i]
+            csum += ci
+            if bi > bmax:
+                bmax = bi
+            if -bi > hi:
+                hi = -bi
+            if -bi > nu_b:
+                nu_b = -bi
+                inf_at_b = ci > 0.0
+            elif -bi == nu_b and ci > 0.0:
+                inf_at_b = True
+            cand = -bi - 2.0 * q * total
+            if cand < lo_q:
+                lo_q = cand
+        cmax_term = -np.inf
+        for i in range(r):
+            cand = r * C[row, i] / total - B[row, i]
+            if cand > cmax_term:
+                cmax_term = cand
+        if cmax_term > hi:
+            hi = cmax_term
+        if q == 0.0:
+            if not inf_at_b:
+                ok[row] = False
+                STATE[row] = 3.0
+                continue
+            lo = nu_b
+            if hi <= lo:
+                hi = lo + 1.0
+        else:
+            lo = lo_q - 1.0
+        sxb = 0.0
+        sxx = 0.0
+        sx = 0.0
+        for i in range(r):
+            xi = OUT[row, i]
+            sx += xi
+            sxb += xi * B[row, i]
+            sxx += xi * xi
+        nu = (csum - sxb - 2.0 * q * sxx) / total
+        if not (sx > 0.0 and abs(sx - total) <= 1e-6 * total and lo < nu < hi):
+            nu = csum / total - bmax
+            if nu <= lo or nu >= hi:
+                nu = 0.5 * (lo + hi)
+        ok[row] = True
+        LO[row] = lo
+        HI[row] = hi
+        NU[row] = nu
+        PHI[row] = 0.0
+        STATE[row] = 0.0
+        active += 1
+    for _ in range(_MAX_NEWTON):
+        if active == 0:
+            break
+        for row in range(n):
+            if STATE[row] != 0.0:
+                continue
+            q = Q[row]
+            nu = NU[row]
+            phi = 0.0
+            dphi = 0.0
+            for i in range(r):
+                x = B[row, i] + nu
+                if q == 0.0 and x <= 0.0:
+                    phi = np.inf
+                    break
+                v, dv = _g_dg(C[row, i], x, q)
+                if v > eps:
+                    phi += v
+                    dphi += dv
+                    OUT[row, i] = v
+                else:
+                    phi += eps
+                    OUT[row, i] = eps
+            PHI[row] = phi
+            f = phi - total
+            if abs(f) <= rtol * total:
+                STATE[row] = 1.0
+                active -= 1
+                continue
+            lo = LO[row]
+            hi = HI[row]
+            if f > 0.0:
+                lo = nu
+            else:
+                hi = nu
+            step_ok = False
+            if np.isfinite(phi) and dphi < 0.0:
+                cand = nu + phi * (1.0 - phi / total) / dphi
+                if lo < cand < hi:
+                    nu = cand
+                    step_ok = True
+            if not step_ok:
+                nu = 0.5 * (lo + hi)
+            LO[row] = lo
+            HI[row] = hi
+            NU[row] = nu
+            if hi - lo <= 1e-15 * max(abs(lo), abs(hi), 1e-300):
+                STATE[row] = 2.0
+                active -= 1
+    for row in range(n):
+        if STATE[row] == 3.0:
+            continue
+        s = PHI[row]
+        if STATE[row] != 1.0:
+            # not converged (the bracket exhausted or the steps spent): the entries at the last ν
+            q = Q[row]
+            nu = NU[row]
+            s = 0.0
+            for i in range(r):
+                x = B[row, i] + nu
+                v = _g(C[row, i], x, q) if (q > 0.0 or x > 0.0) else total
+                v = v if v > eps else eps
+                OUT[row, i] = v
+                s += v
+        if s != total:
+            above = 0.0
+            for i in range(r):
+                if OUT[row, i] > eps:
+                    above += OUT[row, i]
+            if above > 0.0:
+                fac = (total - (s - above)) / above
+                if fac > 0.0:
+                    for i in range(r):
+                        if OUT[row, i] > eps:
+                            OUT[row, i] *= fac

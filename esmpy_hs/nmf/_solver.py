@@ -235,6 +235,7 @@ def h_pass(
     skip_tol : float
         See ``moved`` (0: every pixel is updated).
     """
+    D = np.ascontiguousarray(D)  # the sparse pass reads it through a flat view
     k = D.shape[1]
     n = D.shape[0]
     npx = chunk[1].shape[0] - 1 if chunk[0] == "sparse" else chunk[1].shape[0]
