@@ -409,6 +409,31 @@ def _peaks(edges: NDArray, centres: NDArray, fwhm: NDArray, weights: NDArray,
     return out.reshape(n, n_columns)
 
 
+def _unique_erfs(edges: NDArray, centres: NDArray, sig: NDArray, lo: NDArray,
+                 m: NDArray) -> tuple[NDArray, NDArray]:  # fmt: skip
+    """erf of the peaks' edge arguments, evaluated once per (centre, σ): ``(x, pos)``, peak
+    p's ``m_p`` values at ``x[pos_p:pos_p + m_p]`` (its edges from ``lo_p``), as
+    :func:`esmpy_hs.physics._irls.peak_sums_at` reads them. The values do not depend on which
+    peak of a (centre, σ) they were computed for, so the sums are those of one erf per peak."""
+    from scipy.special import erf
+
+    from esmpy_hs.physics import _irls
+
+    order = np.lexsort((sig, centres))
+    cs, ss = centres[order], sig[order]
+    new = np.ones(cs.size, dtype=bool)
+    new[1:] = (cs[1:] != cs[:-1]) | (ss[1:] != ss[:-1])
+    first = order[new]  # one peak of each (centre, σ)
+    which = np.empty(cs.size, dtype=np.intp)
+    which[order] = np.cumsum(new) - 1  # each peak's representative, in sorted order
+    x = _irls.peak_arguments(np.ascontiguousarray(edges, dtype=np.float64),
+                             np.ascontiguousarray(centres[first], dtype=np.float64),
+                             np.ascontiguousarray(sig[first], dtype=np.float64),
+                             lo[first], m[first])  # fmt: skip
+    erf(x, out=x)
+    return x, (np.cumsum(m[first]) - m[first])[which].astype(np.int64)
+
+
 def _peaks_by_column(edges: NDArray, centres: NDArray, fwhm: NDArray, weights: NDArray,
                      column: NDArray, n_columns: int
                      ) -> tuple[NDArray, NDArray, tuple]:  # fmt: skip
@@ -417,7 +442,6 @@ def _peaks_by_column(edges: NDArray, centres: NDArray, fwhm: NDArray, weights: N
     (those of ``G.sum(axis=0)``): the same numbers, a view in Fortran order; and each peak's
     erf values with its first edge and count and where they start (``(erfs, lo, m, pos)``;
     peaks of the same centre and width share theirs)."""
-    from scipy.special import erf
 
     from esmpy_hs.physics import _irls
     from esmpy_hs.physics.detector import _FWHM_TO_SIGMA
@@ -427,19 +451,7 @@ def _peaks_by_column(edges: NDArray, centres: NDArray, fwhm: NDArray, weights: N
     lo = np.clip(np.searchsorted(edges, centres - _SATURATED * sig) - 1, 0, n)
     hi = np.clip(np.searchsorted(edges, centres + _SATURATED * sig), 0, n)
     m = hi - lo + 1
-    # each (centre, width) evaluated once (lines of the same energy: one in eight here)
-    order = np.lexsort((sig, centres))
-    cs, ss = centres[order], sig[order]
-    new = np.ones(cs.size, dtype=bool)
-    new[1:] = (cs[1:] != cs[:-1]) | (ss[1:] != ss[:-1])
-    first = order[new]
-    which = np.empty(cs.size, dtype=np.intp)
-    which[order] = np.cumsum(new) - 1
-    x = _irls.peak_arguments(np.ascontiguousarray(edges, dtype=np.float64),
-                             np.ascontiguousarray(centres[first], dtype=np.float64),
-                             np.ascontiguousarray(sig[first]), lo[first], m[first])  # fmt: skip
-    erf(x, out=x)
-    pos = (np.cumsum(m[first]) - m[first])[which].astype(np.int64)
+    x, pos = _unique_erfs(edges, centres, sig, lo, m)  # lines of the same energy: one in eight
     Gt, sums = _irls.peak_sums_columns(x, pos, lo, m,
                                        np.ascontiguousarray(weights, dtype=np.float64),
                                        np.ascontiguousarray(column, dtype=np.int64), n,
@@ -467,25 +479,10 @@ def _peaks_fast(edges: NDArray, centres: NDArray, sig: NDArray, weights: NDArray
     if COMPILED and centres.size >= 32:  # peaks of the same centre and width: erf once
         from esmpy_hs.physics import _irls
 
-        order = np.lexsort((sig, centres))
-        cs, ss = centres[order], sig[order]
-        new = np.ones(cs.size, dtype=bool)
-        new[1:] = (cs[1:] != cs[:-1]) | (ss[1:] != ss[:-1])
-        if not new.all():  # (the sum peaks of an element's lines with each other: half twice)
-            first = order[new]  # one peak of each (centre, width)
-            rep = np.cumsum(new) - 1  # its representative, in sorted order
-            which = np.empty(cs.size, dtype=np.intp)
-            which[order] = rep
-            x = _irls.peak_arguments(np.ascontiguousarray(edges, dtype=np.float64),
-                                     np.ascontiguousarray(centres[first], dtype=np.float64),
-                                     np.ascontiguousarray(sig[first], dtype=np.float64),
-                                     lo[first], m[first])  # fmt: skip
-            erf(x, out=x)
-            starts = np.cumsum(m[first]) - m[first]
-            return _irls.peak_sums_at(x, starts[which].astype(np.int64), lo, m,
-                                      np.ascontiguousarray(weights, dtype=np.float64),
-                                      np.ascontiguousarray(column, dtype=np.int64), n,
-                                      int(n_columns)).reshape(n, n_columns)  # fmt: skip
+        x, pos = _unique_erfs(edges, centres, sig, lo, m)
+        return _irls.peak_sums_at(x, pos, lo, m, np.ascontiguousarray(weights, dtype=np.float64),
+                                  np.ascontiguousarray(column, dtype=np.int64), n,
+                                  int(n_columns)).reshape(n, n_columns)  # fmt: skip
     if COMPILED:  # the same arguments, erf values and sums without the index arrays
         from esmpy_hs.physics import _irls
 
