@@ -712,6 +712,45 @@ def sum_peaks(E, counts, starts, e_lo, e_hi):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def edge_channels(e, jump, width, reach):  # pragma: no cover - compiled
+    """For each row of ``jump`` ((k, n − 1): an edge between channels c and c + 1), the
+    channels within ``width`` keV of each edge's channel c: ``|e[i] − e[c]| ≤ width``,
+    compared over the channels that can hold (``e[c] ± reach``, ``e`` ascending, as
+    ``np.searchsorted``'s left and right sides), as ``identification._edge_column`` marks
+    them; (k, n) flags."""
+    k, m = jump.shape
+    n = e.size
+    near = np.zeros((k, n), dtype=np.bool_)
+    for r in range(k):
+        for c in range(m):
+            if not jump[r, c]:
+                continue
+            ec = e[c]
+            lo = np.searchsorted(e, ec - reach)
+            hi = np.searchsorted(e, ec + reach, side="right")
+            for i in range(lo, hi):
+                if abs(e[i] - ec) <= width:
+                    near[r, i] = True
+    return near
+
+
+@njit(cache=True)
+def mark_neighbourhoods(e, E, fw, lo, hi, owner, near, wide):  # pragma: no cover - compiled
+    """For each main line p (energy ``E[p]``, FWHM ``fw[p]``, its element's column
+    ``owner[p]``) and channel c in ``lo[p] ≤ c < hi[p]``: ``near[c, owner[p]]`` where
+    ``|e[c] − E[p]| / fw[p] ≤ 1.5``, ``wide[...]`` where it is ≤ 4 (the same quotients and
+    comparisons as ``identification._neighbourhoods``' index arrays)."""
+    for p in range(E.size):
+        q = owner[p]
+        for c in range(lo[p], hi[p]):
+            d = abs(e[c] - E[p]) / fw[p]
+            if d <= 1.5:
+                near[c, q] = True
+            if d <= 4.0:
+                wide[c, q] = True
+
+
+@njit(cache=True)
 def derivatives(F, scale):  # pragma: no cover - compiled
     """``[np.gradient(F, axis=0) / scale, np.gradient(that, axis=0) / scale]`` (n ≥ 3): the
     centred differences halved inside, the one-sided ones at the ends, then the division by

@@ -127,6 +127,12 @@ def listed_presence(
 COMPILED_BOUNDS = True
 
 
+#: the normal equations' blocks taken from the compiled bounds' packed matrix
+#: (:meth:`esmpy_hs.physics.identification._BlockMatrix.from_packed`, the same blocks);
+#: False: formed from ``A / norm`` again
+PACKED_BLOCKS = True
+
+
 def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, alpha,
               others) -> dict:  # fmt: skip
     t0 = time.perf_counter()
@@ -224,10 +230,14 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
         else:  # pragma: no cover - another layout, summed as NumPy sums it
             norm = np.sqrt((A**2).sum(axis=0))
             norm[norm <= 0] = 1.0
-        An = A / norm
-        op = _ident._BlockMatrix(An)
-        M, rhs = op.normal(1.0 / np.sqrt(mu), (y - zero) / mu)
         packed = _irls.pack_blocks(Ac, norm, _irls.BLOCK)
+        if PACKED_BLOCKS and _irls.BLOCK == _ident._ROW_BLOCK:  # the same blocks, from those
+            An = None  # (formed by _drop_step if a compiled bound fails)
+            op = _ident._BlockMatrix.from_packed(*A.shape, *packed)
+        else:
+            An = A / norm
+            op = _ident._BlockMatrix(An)
+        M, rhs = op.normal(1.0 / np.sqrt(mu), (y - zero) / mu)
         run = [e for e in tested if counts[e] > 0]
         code = {e: k for k, e in enumerate(run)}
         owner_code = np.array([code.get(o, -1) for o in owner], dtype=np.int64)
