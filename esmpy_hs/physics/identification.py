@@ -1305,15 +1305,16 @@ def _guess_nnls(Ms: NDArray, bs: NDArray, nf: int, passive: NDArray) -> NDArray 
 
 
 def _fit(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray, a0: NDArray | None = None,
-         n_iter: int = 20) -> tuple[NDArray, NDArray]:  # fmt: skip
+         n_iter: int = 20, norm: NDArray | None = None) -> tuple[NDArray, NDArray]:  # fmt: skip
     """Poisson ML of ``y`` under ``offset + A a``, ``a ≥ 0`` except the ``signed`` columns
     (IRLS with weights 1/μ, each step :func:`_mixed_nnls`).
 
     Returns the amplitudes and μ (floored at a small positive value). With :data:`FAST_PATH`,
-    :func:`_fit_blocks` (the same steps on the matrix's nonzero blocks).
+    :func:`_fit_blocks` (the same steps on the matrix's nonzero blocks); ``norm``: the
+    columns' norms when the caller has them (zeros set to 1), that path only.
     """
     if FAST_PATH:
-        return _fit_blocks(A, signed, y, offset, a0, n_iter)
+        return _fit_blocks(A, signed, y, offset, a0, n_iter, norm)
     norm = np.sqrt((A**2).sum(axis=0))
     norm[norm <= 0] = 1.0
     An = A / norm
@@ -1412,7 +1413,7 @@ class _BlockMatrix:
 
 
 def _fit_blocks(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray,
-                a0: NDArray | None = None, n_iter: int = 20
+                a0: NDArray | None = None, n_iter: int = 20, norm: NDArray | None = None
                 ) -> tuple[NDArray, NDArray]:  # fmt: skip
     """:func:`_fit`'s IRLS, the products on :class:`_BlockMatrix` and each weighted NNLS
     step started from the previous step's set of positive amplitudes (:func:`_gram_nnls`'s
@@ -1423,7 +1424,9 @@ def _fit_blocks(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray,
     if COMPILED:  # (A / norm formed inside, as it is read: the same quotients)
         from esmpy_hs.physics import _irls
 
-        if A.flags.c_contiguous and A.dtype == np.float64:
+        if norm is not None:  # (the caller's)
+            A = np.ascontiguousarray(A, dtype=np.float64)
+        elif A.flags.c_contiguous and A.dtype == np.float64:
             norm = _irls.column_norms(A)  # the same norms, without an (n, p) array of squares
         else:  # (NumPy sums the columns of another layout in another order: kept as it was)
             norm = np.sqrt((A**2).sum(axis=0))
@@ -1440,7 +1443,7 @@ def _fit_blocks(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray,
                                    start, a0 is not None, int(n_iter), float(floor))  # fmt: skip
         if ok:
             return a / norm, np.maximum(offset + fitted, floor)
-    else:
+    elif norm is None:
         norm = np.sqrt((A**2).sum(axis=0))
         norm[norm <= 0] = 1.0
     An = A / norm
@@ -1792,6 +1795,12 @@ class _Beyond:
         return bool(b[0] * col.sum() >= 0.5 * predicted)
 
 
+#: :meth:`_State.matrix` copies the columns of the blocks it shares, first and in order, with
+#: the matrix it built before from that matrix in one piece (the same matrix); False: from
+#: each block
+MATRIX_PREFIX = True
+
+
 class _State:
     """The current model: its column blocks (columns, lower bounds, owners) and its fit."""
 
@@ -1826,7 +1835,15 @@ class _State:
         kept = getattr(self, "_matrix_src", None)
         if kept is None or len(kept) != len(src) or any(
                 a is not b for a, b in zip(kept, src, strict=True)):
-            A = np.concatenate(src, axis=1)
+            k = 0  # the blocks the kept matrix starts with, in the same order
+            while (MATRIX_PREFIX and kept is not None and k < min(len(kept), len(src))
+                   and kept[k] is src[k]):  # fmt: skip
+                k += 1
+            if k > 1:  # those columns copied from it in one piece (the same values)
+                head = self._matrix[0][:, :sum(a.shape[1] for a in src[:k])]
+                A = np.concatenate([head, *src[k:]], axis=1)
+            else:
+                A = np.concatenate(src, axis=1)
             lower = np.concatenate([b[1] for b in self.blocks])
             owner = [o for b in self.blocks for o in b[2]]
             self._matrix_src, self._matrix = src, (A, lower, owner)
@@ -2128,8 +2145,10 @@ def _identify(spectrum, axis, beam_energy, detector, candidates, known, explaine
             b, gain = _screen(y, state.mu, C)
             col_sums = [C[:, i].sum() for i in range(C.shape[1])]
         T = gain / phi
-        for i, e in enumerate(pool):
-            last[e] = (float(T[i]), float(gain[i]), float(phi[i]), float(b[i] * col_sums[i]))
+        # (the same Python floats as float() of each entry)
+        for e, t_i, g_i, p_i, n_i in zip(pool, T.tolist(), gain.tolist(), phi.tolist(),
+                                         (b * np.asarray(col_sums)).tolist(), strict=True):
+            last[e] = (t_i, g_i, p_i, n_i)
         # the largest likelihood gains first (forward selection); the test is on T
         order = np.argsort(gain)[::-1]
         dev0 = float(d.sum())

@@ -127,6 +127,11 @@ def listed_presence(
 COMPILED_BOUNDS = True
 
 
+#: a refit without one element takes the kept columns with ``np.compress`` (C order) and
+#: their norms as NumPy computes them for ``A[:, keep]`` (the same matrix and norms); False:
+#: ``A[:, keep]`` (Fortran order), its norms and its C-order copy formed for each refit
+TAKEN_REFITS = True
+
 #: the normal equations' blocks taken from the compiled bounds' packed matrix
 #: (:meth:`esmpy_hs.physics.identification._BlockMatrix.from_packed`, the same blocks);
 #: False: formed from ``A / norm`` again
@@ -258,6 +263,7 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
         else:
             Aw = An / mu[:, None]
             M, rhs = An.T @ Aw, (y - zero) @ Aw
+    norm_f = None  # (NumPy's norms of A's columns in Fortran order, for the refits)
     for i, e in enumerate(tested):
         keep = owner != e
         if not counts[e] > 0:
@@ -275,7 +281,19 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
         except np.linalg.LinAlgError:  # pragma: no cover - the ridge keeps it definite
             t_e, start = 2.0 * threshold, a[keep]  # no bound: the refit decides
         if threshold < t_e <= _REFINE * threshold:  # the bound cannot decide: refit
-            _, mu_e = _fit(A[:, keep], signed[keep], y, zero, start)
+            if _ident.FAST_PATH and TAKEN_REFITS:
+                # the kept columns taken in C order, with the norms NumPy gives them in
+                # ``A[:, keep]`` (Fortran order: each column summed on its own, pairwise, as
+                # in A in Fortran order): the same matrix and norms as below, without the
+                # slow Fortran-order copy and its copy back
+                if norm_f is None:
+                    norm_f = np.sqrt((np.asfortranarray(A) ** 2).sum(axis=0))
+                norm_e = norm_f[keep]
+                norm_e[norm_e <= 0] = 1.0
+                _, mu_e = _fit(np.compress(keep, A, axis=1), signed[keep], y, zero, start,
+                               norm=norm_e)  # fmt: skip
+            else:
+                _, mu_e = _fit(A[:, keep], signed[keep], y, zero, start)
             t_e = max(float(_deviance_terms(y, mu_e).sum()) - dev_full, 0.0) / float(phi[i])
         else:
             approximate.append(e)
