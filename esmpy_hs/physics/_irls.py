@@ -121,33 +121,39 @@ def _normal(n, p, block, cptr, cols, vptr, vals, sw, v, M, rhs):  # pragma: no c
         s = np.zeros(c)
         B = np.empty((rows, c))
         base = vptr[b]
+        uc = np.uint64(c)  # (unsigned indices: no negative-index test, so the loops vectorise)
         for r in range(rows):
             sr = sw[start + r]
             vr = v[start + r]
-            for t in range(c):
-                a = vals[base + r * c + t]
-                B[r, t] = a * sr
+            Br = B[r]
+            row = vals[base + r * c: base + (r + 1) * c]
+            for t in range(uc):
+                a = row[t]
+                Br[t] = a * sr
                 s[t] += vr * a
         r = 0
         while r + 4 <= rows:
+            B0, B1, B2, B3 = B[r], B[r + 1], B[r + 2], B[r + 3]
             for i in range(c):
-                b0 = B[r, i]
-                b1 = B[r + 1, i]
-                b2 = B[r + 2, i]
-                b3 = B[r + 3, i]
+                b0 = B0[i]
+                b1 = B1[i]
+                b2 = B2[i]
+                b3 = B3[i]
                 if b0 == 0.0 and b1 == 0.0 and b2 == 0.0 and b3 == 0.0:
                     continue
-                for j in range(c):
-                    G[i, j] += (b0 * B[r, j] + b1 * B[r + 1, j] + b2 * B[r + 2, j]
-                                + b3 * B[r + 3, j])  # fmt: skip
+                Gi = G[i]
+                for j in range(uc):
+                    Gi[j] += b0 * B0[j] + b1 * B1[j] + b2 * B2[j] + b3 * B3[j]
             r += 4
         while r < rows:
+            B0 = B[r]
             for i in range(c):
-                b0 = B[r, i]
+                b0 = B0[i]
                 if b0 == 0.0:
                     continue
-                for j in range(c):
-                    G[i, j] += b0 * B[r, j]
+                Gi = G[i]
+                for j in range(uc):
+                    Gi[j] += b0 * B0[j]
             r += 1
         for i in range(c):
             ci = cols[c0 + i]
@@ -365,19 +371,22 @@ def gram_nnls(M, b, signed, ridge, passive, use_passive, out):  # pragma: no cov
         tol = max(tol, abs(z[i]))
     tol = 1e-12 * max(tol, 1e-300)
     # eliminate the free columns (upper triangle, row j becomes U[j, j:])
+    up = np.uint64(p)  # (unsigned indices: no negative-index test, so the loops vectorise)
     for j in range(nf):
         d = S[j, j]
         if not d > 0.0:
             return False
         d = np.sqrt(d)
-        for t in range(j, p):
-            S[j, t] /= d
+        Sj = S[j]
+        for t in range(np.uint64(j), up):
+            Sj[t] /= d
         z[j] /= d
         for i in range(j + 1, p):
-            f = S[j, i]
+            f = Sj[i]
             if f != 0.0:
-                for t in range(i, p):
-                    S[i, t] -= f * S[j, t]
+                Si = S[i]
+                for t in range(np.uint64(i), up):
+                    Si[t] -= f * Sj[t]
                 z[i] -= f * z[j]
     Q = np.empty((nn, nn))
     q = np.empty(nn)

@@ -187,3 +187,92 @@ def test_matrix_extended_from_the_last_is_the_same(fresh, monkeypatch):
         np.testing.assert_array_equal(A, np.concatenate([b[0] for b in state.blocks], axis=1))
         assert A.flags.c_contiguous
         state.fit()
+
+
+def _normal_scalar(n, p, block, cptr, cols, vptr, vals, sw, v):
+    """The normal equations as the scalar loops before the unsigned indices (plain Python
+    floats: the same correctly rounded operations in the same order)."""
+    M = [[0.0] * p for _ in range(p)]
+    rhs = [0.0] * p
+    for b in range(cptr.size - 1):
+        c = int(cptr[b + 1] - cptr[b])
+        if c == 0:
+            continue
+        c0, start = int(cptr[b]), b * block
+        rows = min(block, n - start)
+        G = [[0.0] * c for _ in range(c)]
+        s = [0.0] * c
+        B = [[0.0] * c for _ in range(rows)]
+        for r in range(rows):
+            for t in range(c):
+                a = float(vals[vptr[b] + r * c + t])
+                B[r][t] = a * float(sw[start + r])
+                s[t] += float(v[start + r]) * a
+        r = 0
+        while r + 4 <= rows:
+            for i in range(c):
+                b0, b1, b2, b3 = B[r][i], B[r + 1][i], B[r + 2][i], B[r + 3][i]
+                if b0 == 0.0 and b1 == 0.0 and b2 == 0.0 and b3 == 0.0:
+                    continue
+                for j in range(c):
+                    G[i][j] += (b0 * B[r][j] + b1 * B[r + 1][j] + b2 * B[r + 2][j]
+                                + b3 * B[r + 3][j])  # fmt: skip
+            r += 4
+        while r < rows:
+            for i in range(c):
+                if B[r][i] != 0.0:
+                    for j in range(c):
+                        G[i][j] += B[r][i] * B[r][j]
+            r += 1
+        for i in range(c):
+            ci = int(cols[c0 + i])
+            rhs[ci] += s[i]
+            for j in range(c):
+                M[ci][int(cols[c0 + j])] += G[i][j]
+    return np.array(M), np.array(rhs)
+
+
+def test_vectorised_normal_equations_and_elimination_are_the_scalar_loops():
+    """The IRLS step's normal equations and the elimination of the free columns, their inner
+    loops on unsigned indices (so that they vectorise), give the numbers of the scalar loops
+    (elementwise operations in the same order, no fused multiply-add)."""
+    rng = np.random.default_rng(7)
+    n, p = 301, 23
+    A = rng.random((n, p)) * (rng.random((n, p)) < 0.4)
+    norm = _irls.column_norms(A)
+    packed = _irls.pack_blocks(A, norm, 64)
+    sw, v = rng.uniform(0.2, 2.0, n), rng.normal(size=n)
+    M, rhs = np.empty((p, p)), np.empty(p)
+    _irls._normal(n, p, 64, *packed, sw, v, M, rhs)
+    M0, rhs0 = _normal_scalar(n, p, 64, *packed, sw, v)
+    np.testing.assert_array_equal(M, M0)
+    np.testing.assert_array_equal(rhs, rhs0)
+    # the elimination: gram_nnls with every column free is the Cholesky solve of the scaled,
+    # ridged system; the same steps in plain Python floats
+    signed = np.ones(p, dtype=bool)
+    out = np.empty(p)
+    assert _irls.gram_nnls(M, rhs, signed, 1e-10, np.zeros(p, bool), False, out)
+    scale = [float(np.sqrt(max(M[i, i], 1e-300))) for i in range(p)]
+    S = [[M[i, j] / (scale[i] * scale[j]) if j >= i else 0.0 for j in range(p)]
+         for i in range(p)]  # fmt: skip
+    z = [rhs[i] / scale[i] for i in range(p)]
+    for i in range(p):
+        S[i][i] += 1e-10
+    for j in range(p):
+        d = float(np.sqrt(S[j][j]))
+        for t in range(j, p):
+            S[j][t] /= d
+        z[j] /= d
+        for i in range(j + 1, p):
+            f = S[j][i]
+            if f != 0.0:
+                for t in range(i, p):
+                    S[i][t] -= f * S[j][t]
+                z[i] -= f * z[j]
+    x = [0.0] * p
+    for i in range(p - 1, -1, -1):
+        s = z[i]
+        for k in range(i + 1, p):
+            s -= S[i][k] * x[k]
+        x[i] = s / S[i][i]
+    np.testing.assert_array_equal(out, np.array(x) / np.array(scale))
