@@ -45,9 +45,11 @@ def column_norms(A):  # pragma: no cover - compiled
     without the (n, p) array of squares; the same numbers."""
     n, p = A.shape
     s = np.zeros(p)
+    up = np.uint64(p)  # (unsigned indices: no negative-index test, so the loop vectorises)
     for i in range(n):
-        for j in range(p):
-            s[j] += A[i, j] * A[i, j]
+        Ai = A[i]
+        for j in range(up):
+            s[j] += Ai[j] * Ai[j]
     for j in range(p):
         s[j] = np.sqrt(s[j])
         if s[j] <= 0.0:
@@ -546,8 +548,10 @@ def peak_arguments(edges, centres, sig, lo, m):  # pragma: no cover - compiled
     for p in range(m.size):
         c = centres[p]
         d = r2 * sig[p]
-        for t in range(m[p]):
-            x[pos + t] = (edges[lo[p] + t] - c) / d
+        out = x[pos: pos + m[p]]
+        src = edges[lo[p]: lo[p] + m[p]]
+        for t in range(np.uint64(max(m[p], 0))):  # (unsigned: the loop vectorises)
+            out[t] = (src[t] - c) / d
         pos += m[p]
     return x
 
@@ -561,6 +565,18 @@ def _add_peaks(out, erfs, pos, lo, m, weights, column, ch_stride, col_stride):  
         w = weights[p]
         base = column[p] * col_stride
         q = pos[p]
+        if ch_stride == 1:  # a peak's channels one after another: the loop vectorises
+            nt = m[p] - 1
+            if nt <= 0:
+                continue
+            dst = out[lo[p] + base: lo[p] + base + nt]
+            e0 = erfs[q: q + nt]
+            e1 = erfs[q + 1: q + nt + 1]
+            for t in range(np.uint64(nt)):
+                v = 0.5 * e1[t] - 0.5 * e0[t]
+                v *= w
+                dst[t] += v
+            continue
         for t in range(m[p] - 1):
             v = 0.5 * erfs[q + t + 1] - 0.5 * erfs[q + t]
             v *= w
