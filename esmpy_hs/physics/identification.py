@@ -1624,6 +1624,11 @@ def _neighbourhoods(cols: _Columns, axis: EnergyAxis, detector: Detector
     return near, wide & ~near
 
 
+#: :class:`_Selection` keeps its channel masks cast to 0/1 values in C order, as NumPy casts a
+#: boolean operand of a product (the same products); False: cast at each product
+CAST_MASKS = True
+
+
 class _Selection:
     """The columns of a set of candidates (``cols.tied[:, sel]``) and what the tests read of
     them that does not depend on the spectrum, kept with the columns per set
@@ -1646,6 +1651,11 @@ class _Selection:
         self.ring = ring
         self.n_ring = ring.sum(0)
         self._column_sums: NDArray | None = None
+        # the masks as the 0/1 values NumPy casts them to for each product with a deviance
+        # (a C-order copy: the same product, the same sums) once, not at each product
+        self._weights = (np.ascontiguousarray(self.away, dtype=np.float64),
+                         np.ascontiguousarray(ring, dtype=np.float64)) \
+            if CAST_MASKS else (self.away, ring)  # fmt: skip
 
     def column_sums(self) -> NDArray:
         """``C[:, i].sum()`` of each candidate (the same sums), computed once."""
@@ -1656,8 +1666,9 @@ class _Selection:
 
     def dispersion(self, d: NDArray, p: int) -> NDArray:
         """:func:`_dispersion` of these candidates."""
-        phi_all = (d @ self.away) / np.maximum(self.n_away - p, 1)
-        phi_ring = np.where(self.n_ring >= 5, (d @ self.ring) / np.maximum(self.n_ring, 1),
+        away, ring = self._weights
+        phi_all = (d @ away) / np.maximum(self.n_away - p, 1)
+        phi_ring = np.where(self.n_ring >= 5, (d @ ring) / np.maximum(self.n_ring, 1),
                             0.0)  # fmt: skip
         return np.maximum(np.maximum(phi_all, phi_ring), 1.0)
 
