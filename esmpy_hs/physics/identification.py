@@ -1909,12 +1909,10 @@ class _State:
                 # each line's counts: its group's fitted amplitude times its weight (the
                 # lines with counts > 0, in the table's order)
                 amp = np.maximum(self.a[start: start + m], 0.0)
-                table = self.line_tables.get(owner[0], np.zeros((0, 3)))
-                g = table[:, 2].astype(np.intp)
-                ok = g >= 0
-                counts = table[ok, 1] * amp[g[ok]]
+                E_ok, w_ok, g_ok = self._lines_with_columns(owner[0])
+                counts = w_ok * amp[g_ok]
                 pos = counts > 0
-                groups[owner[0]] = (table[ok, 0][pos], counts[pos])
+                groups[owner[0]] = (E_ok[pos], counts[pos])
             start += m
         art = _artefacts_by_counts(self.axis, self.detector, groups)
         keep = [b for b in self.blocks if not b[3]]
@@ -1923,6 +1921,21 @@ class _State:
         self.blocks = keep
         A, lower, _ = self.matrix()
         self.a, self.mu = _fit(A, np.isinf(lower), self.y, self.offset, self.a_start(A))
+
+    def _lines_with_columns(self, element: str) -> tuple[NDArray, NDArray, NDArray]:
+        """The energies, weights and group columns of ``element``'s lines whose group has a
+        column (its line table's rows with a column ≥ 0), kept with the columns' memo for
+        the table the element was added with."""
+        table = self.line_tables.get(element, np.zeros((0, 3)))
+        key = ("lines with columns", element)
+        kept = self.cols.memo.get(key)
+        if kept is None or kept[0] is not table:
+            g = table[:, 2].astype(np.intp)
+            ok = g >= 0
+            kept = (table, table[ok, 0], table[ok, 1], g[ok])
+            if len(table):  # (an empty table is made anew each time: not kept)
+                self.cols.memo[key] = kept
+        return kept[1], kept[2], kept[3]
 
     def trial(self, column: NDArray) -> float:
         """Deviance with ``column`` (amplitude ≥ 0) added and all amplitudes refitted."""

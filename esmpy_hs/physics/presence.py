@@ -160,9 +160,17 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
     blocks = [(cols.continuum, False, None), (shape, True, None), (tail, False, None)]
     index = {e: i for i, e in enumerate(cols.elements)}
     for e in present_cols:
-        tied = cols.tied[:, index[e]][:, None]
-        high = _high_of(cols, e)
-        own = tied if high is None else np.concatenate([tied, high[0][:, None]], axis=1)
+        if _ident.FAST_PATH:  # (the same block, kept with the columns)
+            own = cols.memo.get(("presence own", e))
+            if own is None:
+                tied = cols.tied[:, index[e]][:, None]
+                high = _high_of(cols, e)
+                own = tied if high is None else np.concatenate([tied, high[0][:, None]], axis=1)
+                cols.memo[("presence own", e)] = own
+        else:
+            tied = cols.tied[:, index[e]][:, None]
+            high = _high_of(cols, e)
+            own = tied if high is None else np.concatenate([tied, high[0][:, None]], axis=1)
         blocks.append((own, False, e))
         if _ident.FAST_PATH:  # the element's nonzero family columns kept with the columns
             key = ("presence family", e)
