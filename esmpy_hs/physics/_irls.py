@@ -45,9 +45,11 @@ def column_norms(A):  # pragma: no cover - compiled
     without the (n, p) array of squares; the same numbers."""
     n, p = A.shape
     s = np.zeros(p)
+    up = np.uint64(p)  # (unsigned indices: no negative-index test, so the loop vectorises)
     for i in range(n):
-        for j in range(p):
-            s[j] += A[i, j] * A[i, j]
+        Ai = A[i]
+        for j in range(up):
+            s[j] += Ai[j] * Ai[j]
     for j in range(p):
         s[j] = np.sqrt(s[j])
         if s[j] <= 0.0:
@@ -121,33 +123,39 @@ def _normal(n, p, block, cptr, cols, vptr, vals, sw, v, M, rhs):  # pragma: no c
         s = np.zeros(c)
         B = np.empty((rows, c))
         base = vptr[b]
+        uc = np.uint64(c)  # (unsigned indices: no negative-index test, so the loops vectorise)
         for r in range(rows):
             sr = sw[start + r]
             vr = v[start + r]
-            for t in range(c):
-                a = vals[base + r * c + t]
-                B[r, t] = a * sr
+            Br = B[r]
+            row = vals[base + r * c: base + (r + 1) * c]
+            for t in range(uc):
+                a = row[t]
+                Br[t] = a * sr
                 s[t] += vr * a
         r = 0
         while r + 4 <= rows:
+            B0, B1, B2, B3 = B[r], B[r + 1], B[r + 2], B[r + 3]
             for i in range(c):
-                b0 = B[r, i]
-                b1 = B[r + 1, i]
-                b2 = B[r + 2, i]
-                b3 = B[r + 3, i]
+                b0 = B0[i]
+                b1 = B1[i]
+                b2 = B2[i]
+                b3 = B3[i]
                 if b0 == 0.0 and b1 == 0.0 and b2 == 0.0 and b3 == 0.0:
                     continue
-                for j in range(c):
-                    G[i, j] += (b0 * B[r, j] + b1 * B[r + 1, j] + b2 * B[r + 2, j]
-                                + b3 * B[r + 3, j])  # fmt: skip
+                Gi = G[i]
+                for j in range(uc):
+                    Gi[j] += b0 * B0[j] + b1 * B1[j] + b2 * B2[j] + b3 * B3[j]
             r += 4
         while r < rows:
+            B0 = B[r]
             for i in range(c):
-                b0 = B[r, i]
+                b0 = B0[i]
                 if b0 == 0.0:
                     continue
-                for j in range(c):
-                    G[i, j] += b0 * B[r, j]
+                Gi = G[i]
+                for j in range(uc):
+                    Gi[j] += b0 * B0[j]
             r += 1
         for i in range(c):
             ci = cols[c0 + i]
@@ -365,19 +373,22 @@ def gram_nnls(M, b, signed, ridge, passive, use_passive, out):  # pragma: no cov
         tol = max(tol, abs(z[i]))
     tol = 1e-12 * max(tol, 1e-300)
     # eliminate the free columns (upper triangle, row j becomes U[j, j:])
+    up = np.uint64(p)  # (unsigned indices: no negative-index test, so the loops vectorise)
     for j in range(nf):
         d = S[j, j]
         if not d > 0.0:
             return False
         d = np.sqrt(d)
-        for t in range(j, p):
-            S[j, t] /= d
+        Sj = S[j]
+        for t in range(np.uint64(j), up):
+            Sj[t] /= d
         z[j] /= d
         for i in range(j + 1, p):
-            f = S[j, i]
+            f = Sj[i]
             if f != 0.0:
-                for t in range(i, p):
-                    S[i, t] -= f * S[j, t]
+                Si = S[i]
+                for t in range(np.uint64(i), up):
+                    Si[t] -= f * Sj[t]
                 z[i] -= f * z[j]
     Q = np.empty((nn, nn))
     q = np.empty(nn)
@@ -537,8 +548,10 @@ def peak_arguments(edges, centres, sig, lo, m):  # pragma: no cover - compiled
     for p in range(m.size):
         c = centres[p]
         d = r2 * sig[p]
-        for t in range(m[p]):
-            x[pos + t] = (edges[lo[p] + t] - c) / d
+        out = x[pos: pos + m[p]]
+        src = edges[lo[p]: lo[p] + m[p]]
+        for t in range(np.uint64(max(m[p], 0))):  # (unsigned: the loop vectorises)
+            out[t] = (src[t] - c) / d
         pos += m[p]
     return x
 
@@ -552,6 +565,18 @@ def _add_peaks(out, erfs, pos, lo, m, weights, column, ch_stride, col_stride):  
         w = weights[p]
         base = column[p] * col_stride
         q = pos[p]
+        if ch_stride == 1:  # a peak's channels one after another: the loop vectorises
+            nt = m[p] - 1
+            if nt <= 0:
+                continue
+            dst = out[lo[p] + base: lo[p] + base + nt]
+            e0 = erfs[q: q + nt]
+            e1 = erfs[q + 1: q + nt + 1]
+            for t in range(np.uint64(nt)):
+                v = 0.5 * e1[t] - 0.5 * e0[t]
+                v *= w
+                dst[t] += v
+            continue
         for t in range(m[p] - 1):
             v = 0.5 * erfs[q + t + 1] - 0.5 * erfs[q + t]
             v *= w
@@ -595,12 +620,17 @@ def tied_columns(Gt, first, two):  # pragma: no cover - compiled
     n = Gt.shape[1]
     m = first.size
     T = np.empty((n, m))
-    for i in range(n):
+    for i0 in range(0, n, 64):  # 64 channels at a time: the rows of Gt read in runs
+        i1 = min(i0 + 64, n)
         for k in range(m):
-            v = Gt[first[k], i]
+            g = Gt[first[k]]
             if two[k]:
-                v = v + Gt[first[k] + 1, i]
-            T[i, k] = v
+                h = Gt[first[k] + 1]
+                for i in range(i0, i1):
+                    T[i, k] = g[i] + h[i]
+            else:
+                for i in range(i0, i1):
+                    T[i, k] = g[i]
     return T
 
 
@@ -709,6 +739,45 @@ def sum_peaks(E, counts, starts, e_lo, e_hi):  # pragma: no cover - compiled
                         w[k] = (counts[p] * counts[q]) * f
                         k += 1
     return cen[:k].copy(), w[:k].copy()
+
+
+@njit(cache=True)
+def edge_channels(e, jump, width, reach):  # pragma: no cover - compiled
+    """For each row of ``jump`` ((k, n − 1): an edge between channels c and c + 1), the
+    channels within ``width`` keV of each edge's channel c: ``|e[i] − e[c]| ≤ width``,
+    compared over the channels that can hold (``e[c] ± reach``, ``e`` ascending, as
+    ``np.searchsorted``'s left and right sides), as ``identification._edge_column`` marks
+    them; (k, n) flags."""
+    k, m = jump.shape
+    n = e.size
+    near = np.zeros((k, n), dtype=np.bool_)
+    for r in range(k):
+        for c in range(m):
+            if not jump[r, c]:
+                continue
+            ec = e[c]
+            lo = np.searchsorted(e, ec - reach)
+            hi = np.searchsorted(e, ec + reach, side="right")
+            for i in range(lo, hi):
+                if abs(e[i] - ec) <= width:
+                    near[r, i] = True
+    return near
+
+
+@njit(cache=True)
+def mark_neighbourhoods(e, E, fw, lo, hi, owner, near, wide):  # pragma: no cover - compiled
+    """For each main line p (energy ``E[p]``, FWHM ``fw[p]``, its element's column
+    ``owner[p]``) and channel c in ``lo[p] ≤ c < hi[p]``: ``near[c, owner[p]]`` where
+    ``|e[c] − E[p]| / fw[p] ≤ 1.5``, ``wide[...]`` where it is ≤ 4 (the same quotients and
+    comparisons as ``identification._neighbourhoods``' index arrays)."""
+    for p in range(E.size):
+        q = owner[p]
+        for c in range(lo[p], hi[p]):
+            d = abs(e[c] - E[p]) / fw[p]
+            if d <= 1.5:
+                near[c, q] = True
+            if d <= 4.0:
+                wide[c, q] = True
 
 
 @njit(cache=True)

@@ -632,6 +632,76 @@ def _line_weights(detector: Detector, element: str, beam_energy: float,
     return _LINE_WEIGHTS[key]
 
 
+#: :func:`_build_columns_fast` selects the lines in the axis's window from all elements' lines
+#: joined (:func:`_window_lines`, kept per detector efficiency, E0 and element list) in a few
+#: array operations; False: element by element (the same lines, columns and order)
+LINE_TABLE = True
+
+#: all lines of a list of elements joined (:func:`_joined_lines`), by detector efficiency, E0
+#: and list
+_JOINED: dict[tuple, tuple] = {}
+
+
+def _joined_lines(detector: Detector, eff_key: str, e0: float, elements: tuple[str, ...]
+                  ) -> tuple:  # fmt: skip
+    """The lines of ``elements`` (those with lines at E0, in order; :func:`_element_lines`
+    and their σ·ε, :func:`_line_weights`) joined: ``(names, E, w, family, owner, starts,
+    line_names)``. They do not depend on the axis: kept for the next maps."""
+    key = (eff_key, float(e0), elements)
+    if key not in _JOINED:
+        if len(_JOINED) >= 8:
+            _JOINED.pop(next(iter(_JOINED)))
+        names, E, w, fam, line_names = [], [], [], [], []
+        for el in elements:
+            E_el, _, fam_el, names_el = _element_lines(el, e0)
+            if not E_el.size:
+                continue  # (no line at E0: never in the window)
+            names.append(el)
+            E.append(E_el)
+            w.append(_line_weights(detector, el, e0, eff_key))
+            fam.append(fam_el)
+            line_names.append(names_el)
+        counts = np.array([x.size for x in E], dtype=np.intp)
+        if not names:  # (nothing joined)
+            E, w, fam = [np.zeros(0)], [np.zeros(0)], [np.zeros(0, dtype=np.intp)]
+        _JOINED[key] = (names, np.concatenate(E), np.concatenate(w), np.concatenate(fam),
+                        np.repeat(np.arange(len(names), dtype=np.intp), counts),
+                        np.cumsum(counts) - counts, line_names)  # fmt: skip
+    return _JOINED[key]
+
+
+def _window_lines(detector: Detector, eff_key: str, e0: float, elements: Sequence[str],
+                  lo: float, hi: float) -> tuple[list, list, int, tuple | None]:  # fmt: skip
+    """:func:`_build_columns_fast`'s loop over the elements in array operations on their
+    joined lines (:func:`_joined_lines`): each element with a line in ``lo ≤ E ≤ hi`` gets one
+    column for its highest family's lines there (K, else L, else M) and a second for the
+    others when it has any; the same ``kept`` and ``parts`` (views of the joined arrays),
+    the number of columns, and the lines' energies, weights and columns joined."""
+    names, E, w, fam, owner, starts, line_names = _joined_lines(
+        detector, eff_key, e0, tuple(dict.fromkeys(elements)))
+    if not names:
+        return [], [], 0, None
+    ne = len(names)
+    inside = (lo <= E) & (E <= hi)
+    n_in = np.bincount(owner[inside], minlength=ne)
+    fmin = np.minimum.reduceat(np.where(inside, fam, 3), starts)  # (codes 0-2)
+    low = inside & (fam != fmin[owner])  # lines of a lower family than the highest one
+    two = np.bincount(owner[low], minlength=ne) > 0
+    n_here = np.where(n_in > 0, 1 + two, 0)
+    first = np.cumsum(n_here) - n_here
+    line_e, base = E[inside], w[inside]
+    columns = (first[owner] + low)[inside].astype(np.intp)
+    at = np.cumsum(n_in) - n_in  # each element's first line in the joined window
+    ends = np.append(starts[1:], E.size)
+    kept, parts = [], []
+    for k in np.nonzero(n_in)[0].tolist():
+        a, b = int(at[k]), int(at[k] + n_in[k])
+        kept.append((names[k], int(first[k]), int(n_here[k]), inside[starts[k]: ends[k]],
+                     line_names[k]))  # fmt: skip
+        parts.append((line_e[a:b], base[a:b], columns[a:b]))
+    return kept, parts, int(n_here.sum()), (line_e, base, columns)
+
+
 def _build_columns_fast(axis: EnergyAxis, e0: float, elements: Sequence[str],
                         detector: Detector, energy_range: tuple[float, float]
                         ) -> _Columns:  # fmt: skip
@@ -642,25 +712,31 @@ def _build_columns_fast(axis: EnergyAxis, e0: float, elements: Sequence[str],
     from esmpy_hs.physics.continuum import continuum_basis
 
     lo, hi = energy_range
-    kept, parts, n_col = [], [], 0
     eff_key = _efficiency_key(detector)  # once, not per element
-    for el in dict.fromkeys(elements):
-        E, _, fam, names = _element_lines(el, e0)
-        inside = (lo <= E) & (E <= hi)
-        if not inside.any():
-            continue  # no line on the axis: dropped, as column_layout does
-        f = fam[inside]
-        high = f == f.min()
-        col = np.where(high, n_col, n_col + 1) if not high.all() else np.full(f.size, n_col)
-        n_here = 1 if high.all() else 2
-        kept.append((el, n_col, n_here, inside, names))
-        parts.append((E[inside], _line_weights(detector, el, e0, eff_key)[inside], col))
-        n_col += n_here
+    if LINE_TABLE:  # all elements' lines at once (the same lines, columns and order)
+        kept, parts, n_col, joined = _window_lines(detector, eff_key, e0, elements, lo, hi)
+    else:
+        kept, parts, n_col, joined = [], [], 0, None
+        for el in dict.fromkeys(elements):
+            E, _, fam, names = _element_lines(el, e0)
+            inside = (lo <= E) & (E <= hi)
+            if not inside.any():
+                continue  # no line on the axis: dropped, as column_layout does
+            f = fam[inside]
+            high = f == f.min()
+            col = np.where(high, n_col, n_col + 1) if not high.all() else np.full(f.size, n_col)
+            n_here = 1 if high.all() else 2
+            kept.append((el, n_col, n_here, inside, names))
+            parts.append((E[inside], _line_weights(detector, el, e0, eff_key)[inside], col))
+            n_col += n_here
     sums = erfs = None
     if parts:
-        line_e = np.concatenate([p[0] for p in parts])
-        base = np.concatenate([p[1] for p in parts])
-        columns = np.concatenate([p[2] for p in parts]).astype(np.intp)
+        if joined is not None:
+            line_e, base, columns = joined
+        else:
+            line_e = np.concatenate([p[0] for p in parts])
+            base = np.concatenate([p[1] for p in parts])
+            columns = np.concatenate([p[2] for p in parts]).astype(np.intp)
         if COMPILED:  # the same columns, stored column by column, and their sums
             G, sums, erfs = _peaks_by_column(axis.edges, line_e, detector.fwhm(line_e), base,
                                              columns, n_col)  # fmt: skip
@@ -889,9 +965,79 @@ def _prepare_known(cols: _Columns, axis: EnergyAxis, detector: Detector,
                                     line_table)  # fmt: skip
     todo = [e for e in dict.fromkeys(elements) if ("edges", e) not in memo]
     if todo:
-        mu = elements_mass_attenuation([atomic_number(e) for e in todo], axis.energies)
-        for el, row in zip(todo, mu, strict=True):
-            memo[("edges", el)] = _edge_column(axis, cols.continuum, el, row)
+        rows = _handed_attenuation(axis, todo)  # (the fit's, at these channels)
+        rest = [e for e in todo if e not in rows]
+        if rest:
+            mu = elements_mass_attenuation([atomic_number(e) for e in rest], axis.energies)
+            rows.update(zip(rest, mu, strict=True))
+        if COMPILED and EDGES_TOGETHER:
+            memo.update(zip([("edges", el) for el in todo],
+                            _edge_columns(axis, cols.continuum, [rows[el] for el in todo]),
+                            strict=True))  # fmt: skip
+        else:
+            for el in todo:
+                memo[("edges", el)] = _edge_column(axis, cols.continuum, el, rows[el])
+
+
+#: :func:`_prepare_known`'s edge columns of all its elements in one pass
+#: (:func:`_edge_columns`); False: element by element (the same columns)
+EDGES_TOGETHER = True
+
+
+def _edge_columns(axis: EnergyAxis, continuum: NDArray, mu: Sequence[NDArray]
+                  ) -> list[tuple[NDArray | None, NDArray]]:  # fmt: skip
+    """:func:`_edge_column` of several elements, their μ/ρ at the channels given (``mu``, one
+    row each): the same comparisons, products and quotients on all rows at once, the
+    channels near each edge marked by a compiled loop (the same comparisons as
+    :func:`_edge_column`'s)."""
+    from esmpy_hs.physics import _irls
+
+    if not len(mu):
+        return []
+    e = axis.energies
+    M = np.stack([np.asarray(m, dtype=np.float64) for m in mu])
+    jump = M[:, 1:] > 1.2 * M[:, :-1]  # an edge: μ rises by > 20 % in one channel
+    near = _irls.edge_channels(np.ascontiguousarray(e, dtype=np.float64), jump, 0.3, 0.31)
+    col = continuum.sum(axis=1) * M
+    col /= np.maximum(col.max(axis=1), 1e-300)[:, None]
+    has = jump.any(axis=1)
+    return [(col[k] if has[k] else None, near[k]) for k in range(M.shape[0])]
+
+
+#: μ/ρ at an axis's channel energies handed over by the caller (:func:`hand_attenuation`):
+#: ``(energies, {element: row})``, the last one handed
+_HANDED_MU: dict[str, tuple[NDArray, dict[str, NDArray]]] = {}
+
+
+def hand_attenuation(energies: ArrayLike | None,
+                     table: Mapping[str, ArrayLike] | None = None) -> None:
+    """Hand the check μ/ρ (cm²/g) of elements at an axis's channel energies (keV) that the
+    caller computed already with :func:`~esmpy_hs.physics.attenuation.element_mass_attenuation`
+    (the fit's absorption tables): the edge columns of :func:`_prepare_known` take an
+    element's row from here when the axis has exactly these energies, instead of computing
+    the same values again. ``None`` forgets what was handed."""
+    _HANDED_MU.clear()
+    if energies is not None and table:
+        _HANDED_MU["last"] = (np.array(energies, dtype=np.float64).reshape(-1),
+                              {symbol(k): np.ascontiguousarray(v, dtype=np.float64)
+                               for k, v in table.items()})  # fmt: skip
+
+
+def _handed_attenuation(axis: EnergyAxis, elements: Sequence[str]) -> dict[str, NDArray]:
+    """The rows of ``elements`` handed over for this axis's channels (:func:`hand_attenuation`)."""
+    kept = _HANDED_MU.get("last")
+    if kept is None or not HANDED_TABLES:
+        return {}
+    energies, table = kept
+    e = axis.energies
+    if energies.shape != e.shape or not np.array_equal(energies, e):
+        return {}
+    return {el: table[el] for el in elements if el in table and table[el].shape == e.shape}
+
+
+#: the edge columns take μ/ρ handed over by the caller (:func:`hand_attenuation`); False:
+#: always computed here (the same values)
+HANDED_TABLES = True
 
 
 def _derivatives(F: NDArray, scale: float) -> NDArray:
@@ -1159,15 +1305,16 @@ def _guess_nnls(Ms: NDArray, bs: NDArray, nf: int, passive: NDArray) -> NDArray 
 
 
 def _fit(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray, a0: NDArray | None = None,
-         n_iter: int = 20) -> tuple[NDArray, NDArray]:  # fmt: skip
+         n_iter: int = 20, norm: NDArray | None = None) -> tuple[NDArray, NDArray]:  # fmt: skip
     """Poisson ML of ``y`` under ``offset + A a``, ``a ≥ 0`` except the ``signed`` columns
     (IRLS with weights 1/μ, each step :func:`_mixed_nnls`).
 
     Returns the amplitudes and μ (floored at a small positive value). With :data:`FAST_PATH`,
-    :func:`_fit_blocks` (the same steps on the matrix's nonzero blocks).
+    :func:`_fit_blocks` (the same steps on the matrix's nonzero blocks); ``norm``: the
+    columns' norms when the caller has them (zeros set to 1), that path only.
     """
     if FAST_PATH:
-        return _fit_blocks(A, signed, y, offset, a0, n_iter)
+        return _fit_blocks(A, signed, y, offset, a0, n_iter, norm)
     norm = np.sqrt((A**2).sum(axis=0))
     norm[norm <= 0] = 1.0
     An = A / norm
@@ -1212,6 +1359,25 @@ class _BlockMatrix:
             flat = (cols[:, None] * self.p + cols[None, :]).reshape(-1)
             self.parts.append((start, stop, cols, np.ascontiguousarray(A[start:stop, cols]), flat))
 
+    @classmethod
+    def from_packed(cls, n: int, p: int, cptr: NDArray, cols: NDArray, vptr: NDArray,
+                    vals: NDArray) -> _BlockMatrix:  # fmt: skip
+        """The blocks of ``A / norm`` from :func:`esmpy_hs.physics._irls.pack_blocks` (its
+        ``_ROW_BLOCK``-row blocks, each block's columns where ``A`` is not 0 and their
+        quotients): the same parts as ``_BlockMatrix(A / norm)`` without forming the
+        quotients of the whole matrix again (a quotient that underflowed to 0 would keep its
+        column in a block, adding exact zeros)."""
+        self = cls.__new__(cls)
+        self.n, self.p = n, p
+        self.parts = []
+        for b, start in enumerate(range(0, n, _ROW_BLOCK)):
+            stop = min(start + _ROW_BLOCK, n)
+            c = cols[cptr[b]: cptr[b + 1]]
+            flat = (c[:, None] * p + c[None, :]).reshape(-1)
+            Ab = vals[vptr[b]: vptr[b + 1]].reshape(stop - start, c.size)
+            self.parts.append((start, stop, c, Ab, flat))
+        return self
+
     def gram(self, sqrt_w: NDArray) -> NDArray:
         """``Aᵀ diag(w) A`` from ``sqrt_w`` = √w (n,)."""
         M = np.zeros(self.p * self.p)
@@ -1247,7 +1413,7 @@ class _BlockMatrix:
 
 
 def _fit_blocks(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray,
-                a0: NDArray | None = None, n_iter: int = 20
+                a0: NDArray | None = None, n_iter: int = 20, norm: NDArray | None = None
                 ) -> tuple[NDArray, NDArray]:  # fmt: skip
     """:func:`_fit`'s IRLS, the products on :class:`_BlockMatrix` and each weighted NNLS
     step started from the previous step's set of positive amplitudes (:func:`_gram_nnls`'s
@@ -1258,7 +1424,9 @@ def _fit_blocks(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray,
     if COMPILED:  # (A / norm formed inside, as it is read: the same quotients)
         from esmpy_hs.physics import _irls
 
-        if A.flags.c_contiguous and A.dtype == np.float64:
+        if norm is not None:  # (the caller's)
+            A = np.ascontiguousarray(A, dtype=np.float64)
+        elif A.flags.c_contiguous and A.dtype == np.float64:
             norm = _irls.column_norms(A)  # the same norms, without an (n, p) array of squares
         else:  # (NumPy sums the columns of another layout in another order: kept as it was)
             norm = np.sqrt((A**2).sum(axis=0))
@@ -1275,7 +1443,7 @@ def _fit_blocks(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray,
                                    start, a0 is not None, int(n_iter), float(floor))  # fmt: skip
         if ok:
             return a / norm, np.maximum(offset + fitted, floor)
-    else:
+    elif norm is None:
         norm = np.sqrt((A**2).sum(axis=0))
         norm[norm <= 0] = 1.0
     An = A / norm
@@ -1429,6 +1597,15 @@ def _neighbourhoods(cols: _Columns, axis: EnergyAxis, detector: Detector
         fw = detector.fwhm(E)
         lo = np.clip(np.searchsorted(e, E - 4.0 * fw) - 1, 0, n)
         hi = np.clip(np.searchsorted(e, E + 4.0 * fw) + 1, 0, n)
+        if COMPILED:  # the same distances and comparisons, without the index arrays
+            from esmpy_hs.physics import _irls
+
+            _irls.mark_neighbourhoods(np.ascontiguousarray(e, dtype=np.float64),
+                                      np.ascontiguousarray(E, dtype=np.float64),
+                                      np.ascontiguousarray(fw, dtype=np.float64),
+                                      lo.astype(np.int64), hi.astype(np.int64),
+                                      j.astype(np.int64), near, wide)  # fmt: skip
+            return near, wide & ~near
         m_ = hi - lo
         pk = np.repeat(np.arange(E.size), m_)
         ch = np.arange(int(m_.sum())) - np.repeat(np.cumsum(m_) - m_, m_) + lo[pk]
@@ -1445,6 +1622,11 @@ def _neighbourhoods(cols: _Columns, axis: EnergyAxis, detector: Detector
         near[:, j] = (dist <= 1.5).any(axis=1)
         wide[:, j] = (dist <= 4.0).any(axis=1)
     return near, wide & ~near
+
+
+#: :class:`_Selection` keeps its channel masks cast to 0/1 values in C order, as NumPy casts a
+#: boolean operand of a product (the same products); False: cast at each product
+CAST_MASKS = True
 
 
 class _Selection:
@@ -1469,6 +1651,11 @@ class _Selection:
         self.ring = ring
         self.n_ring = ring.sum(0)
         self._column_sums: NDArray | None = None
+        # the masks as the 0/1 values NumPy casts them to for each product with a deviance
+        # (a C-order copy: the same product, the same sums) once, not at each product
+        self._weights = (np.ascontiguousarray(self.away, dtype=np.float64),
+                         np.ascontiguousarray(ring, dtype=np.float64)) \
+            if CAST_MASKS else (self.away, ring)  # fmt: skip
 
     def column_sums(self) -> NDArray:
         """``C[:, i].sum()`` of each candidate (the same sums), computed once."""
@@ -1479,8 +1666,9 @@ class _Selection:
 
     def dispersion(self, d: NDArray, p: int) -> NDArray:
         """:func:`_dispersion` of these candidates."""
-        phi_all = (d @ self.away) / np.maximum(self.n_away - p, 1)
-        phi_ring = np.where(self.n_ring >= 5, (d @ self.ring) / np.maximum(self.n_ring, 1),
+        away, ring = self._weights
+        phi_all = (d @ away) / np.maximum(self.n_away - p, 1)
+        phi_ring = np.where(self.n_ring >= 5, (d @ ring) / np.maximum(self.n_ring, 1),
                             0.0)  # fmt: skip
         return np.maximum(np.maximum(phi_all, phi_ring), 1.0)
 
@@ -1618,6 +1806,12 @@ class _Beyond:
         return bool(b[0] * col.sum() >= 0.5 * predicted)
 
 
+#: :meth:`_State.matrix` copies the columns of the blocks it shares, first and in order, with
+#: the matrix it built before from that matrix in one piece (the same matrix); False: from
+#: each block
+MATRIX_PREFIX = True
+
+
 class _State:
     """The current model: its column blocks (columns, lower bounds, owners) and its fit."""
 
@@ -1652,7 +1846,15 @@ class _State:
         kept = getattr(self, "_matrix_src", None)
         if kept is None or len(kept) != len(src) or any(
                 a is not b for a, b in zip(kept, src, strict=True)):
-            A = np.concatenate(src, axis=1)
+            k = 0  # the blocks the kept matrix starts with, in the same order
+            while (MATRIX_PREFIX and kept is not None and k < min(len(kept), len(src))
+                   and kept[k] is src[k]):  # fmt: skip
+                k += 1
+            if k > 1:  # those columns copied from it in one piece (the same values)
+                head = self._matrix[0][:, :sum(a.shape[1] for a in src[:k])]
+                A = np.concatenate([head, *src[k:]], axis=1)
+            else:
+                A = np.concatenate(src, axis=1)
             lower = np.concatenate([b[1] for b in self.blocks])
             owner = [o for b in self.blocks for o in b[2]]
             self._matrix_src, self._matrix = src, (A, lower, owner)
@@ -1707,12 +1909,10 @@ class _State:
                 # each line's counts: its group's fitted amplitude times its weight (the
                 # lines with counts > 0, in the table's order)
                 amp = np.maximum(self.a[start: start + m], 0.0)
-                table = self.line_tables.get(owner[0], np.zeros((0, 3)))
-                g = table[:, 2].astype(np.intp)
-                ok = g >= 0
-                counts = table[ok, 1] * amp[g[ok]]
+                E_ok, w_ok, g_ok = self._lines_with_columns(owner[0])
+                counts = w_ok * amp[g_ok]
                 pos = counts > 0
-                groups[owner[0]] = (table[ok, 0][pos], counts[pos])
+                groups[owner[0]] = (E_ok[pos], counts[pos])
             start += m
         art = _artefacts_by_counts(self.axis, self.detector, groups)
         keep = [b for b in self.blocks if not b[3]]
@@ -1721,6 +1921,21 @@ class _State:
         self.blocks = keep
         A, lower, _ = self.matrix()
         self.a, self.mu = _fit(A, np.isinf(lower), self.y, self.offset, self.a_start(A))
+
+    def _lines_with_columns(self, element: str) -> tuple[NDArray, NDArray, NDArray]:
+        """The energies, weights and group columns of ``element``'s lines whose group has a
+        column (its line table's rows with a column ≥ 0), kept with the columns' memo for
+        the table the element was added with."""
+        table = self.line_tables.get(element, np.zeros((0, 3)))
+        key = ("lines with columns", element)
+        kept = self.cols.memo.get(key)
+        if kept is None or kept[0] is not table:
+            g = table[:, 2].astype(np.intp)
+            ok = g >= 0
+            kept = (table, table[ok, 0], table[ok, 1], g[ok])
+            if len(table):  # (an empty table is made anew each time: not kept)
+                self.cols.memo[key] = kept
+        return kept[1], kept[2], kept[3]
 
     def trial(self, column: NDArray) -> float:
         """Deviance with ``column`` (amplitude ≥ 0) added and all amplitudes refitted."""
@@ -1954,8 +2169,10 @@ def _identify(spectrum, axis, beam_energy, detector, candidates, known, explaine
             b, gain = _screen(y, state.mu, C)
             col_sums = [C[:, i].sum() for i in range(C.shape[1])]
         T = gain / phi
-        for i, e in enumerate(pool):
-            last[e] = (float(T[i]), float(gain[i]), float(phi[i]), float(b[i] * col_sums[i]))
+        # (the same Python floats as float() of each entry)
+        for e, t_i, g_i, p_i, n_i in zip(pool, T.tolist(), gain.tolist(), phi.tolist(),
+                                         (b * np.asarray(col_sums)).tolist(), strict=True):
+            last[e] = (t_i, g_i, p_i, n_i)
         # the largest likelihood gains first (forward selection); the test is on T
         order = np.argsort(gain)[::-1]
         dev0 = float(d.sum())

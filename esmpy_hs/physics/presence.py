@@ -127,6 +127,17 @@ def listed_presence(
 COMPILED_BOUNDS = True
 
 
+#: a refit without one element takes the kept columns with ``np.compress`` (C order) and
+#: their norms as NumPy computes them for ``A[:, keep]`` (the same matrix and norms); False:
+#: ``A[:, keep]`` (Fortran order), its norms and its C-order copy formed for each refit
+TAKEN_REFITS = True
+
+#: the normal equations' blocks taken from the compiled bounds' packed matrix
+#: (:meth:`esmpy_hs.physics.identification._BlockMatrix.from_packed`, the same blocks);
+#: False: formed from ``A / norm`` again
+PACKED_BLOCKS = True
+
+
 def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, alpha,
               others) -> dict:  # fmt: skip
     t0 = time.perf_counter()
@@ -149,9 +160,17 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
     blocks = [(cols.continuum, False, None), (shape, True, None), (tail, False, None)]
     index = {e: i for i, e in enumerate(cols.elements)}
     for e in present_cols:
-        tied = cols.tied[:, index[e]][:, None]
-        high = _high_of(cols, e)
-        own = tied if high is None else np.concatenate([tied, high[0][:, None]], axis=1)
+        if _ident.FAST_PATH:  # (the same block, kept with the columns)
+            own = cols.memo.get(("presence own", e))
+            if own is None:
+                tied = cols.tied[:, index[e]][:, None]
+                high = _high_of(cols, e)
+                own = tied if high is None else np.concatenate([tied, high[0][:, None]], axis=1)
+                cols.memo[("presence own", e)] = own
+        else:
+            tied = cols.tied[:, index[e]][:, None]
+            high = _high_of(cols, e)
+            own = tied if high is None else np.concatenate([tied, high[0][:, None]], axis=1)
         blocks.append((own, False, e))
         if _ident.FAST_PATH:  # the element's nonzero family columns kept with the columns
             key = ("presence family", e)
@@ -224,10 +243,14 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
         else:  # pragma: no cover - another layout, summed as NumPy sums it
             norm = np.sqrt((A**2).sum(axis=0))
             norm[norm <= 0] = 1.0
-        An = A / norm
-        op = _ident._BlockMatrix(An)
-        M, rhs = op.normal(1.0 / np.sqrt(mu), (y - zero) / mu)
         packed = _irls.pack_blocks(Ac, norm, _irls.BLOCK)
+        if PACKED_BLOCKS and _irls.BLOCK == _ident._ROW_BLOCK:  # the same blocks, from those
+            An = None  # (formed by _drop_step if a compiled bound fails)
+            op = _ident._BlockMatrix.from_packed(*A.shape, *packed)
+        else:
+            An = A / norm
+            op = _ident._BlockMatrix(An)
+        M, rhs = op.normal(1.0 / np.sqrt(mu), (y - zero) / mu)
         run = [e for e in tested if counts[e] > 0]
         code = {e: k for k, e in enumerate(run)}
         owner_code = np.array([code.get(o, -1) for o in owner], dtype=np.int64)
@@ -248,6 +271,7 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
         else:
             Aw = An / mu[:, None]
             M, rhs = An.T @ Aw, (y - zero) @ Aw
+    norm_f = None  # (NumPy's norms of A's columns in Fortran order, for the refits)
     for i, e in enumerate(tested):
         keep = owner != e
         if not counts[e] > 0:
@@ -265,7 +289,19 @@ def _presence(spectrum, axis, beam_energy, elements, stray_elements, detector, a
         except np.linalg.LinAlgError:  # pragma: no cover - the ridge keeps it definite
             t_e, start = 2.0 * threshold, a[keep]  # no bound: the refit decides
         if threshold < t_e <= _REFINE * threshold:  # the bound cannot decide: refit
-            _, mu_e = _fit(A[:, keep], signed[keep], y, zero, start)
+            if _ident.FAST_PATH and TAKEN_REFITS:
+                # the kept columns taken in C order, with the norms NumPy gives them in
+                # ``A[:, keep]`` (Fortran order: each column summed on its own, pairwise, as
+                # in A in Fortran order): the same matrix and norms as below, without the
+                # slow Fortran-order copy and its copy back
+                if norm_f is None:
+                    norm_f = np.sqrt((np.asfortranarray(A) ** 2).sum(axis=0))
+                norm_e = norm_f[keep]
+                norm_e[norm_e <= 0] = 1.0
+                _, mu_e = _fit(np.compress(keep, A, axis=1), signed[keep], y, zero, start,
+                               norm=norm_e)  # fmt: skip
+            else:
+                _, mu_e = _fit(A[:, keep], signed[keep], y, zero, start)
             t_e = max(float(_deviance_terms(y, mu_e).sum()) - dev_full, 0.0) / float(phi[i])
         else:
             approximate.append(e)

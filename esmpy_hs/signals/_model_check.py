@@ -124,8 +124,27 @@ def check_model(model, data_sum: np.ndarray, model_sum: np.ndarray, *, phase_dat
     """
     # one BLAS thread and one OpenMP thread (xraylib's μ/ρ) for all the tests, each set once
     with one_blas_thread(), one_openmp_thread():
-        return _check_model(model, data_sum, model_sum, phase_data, phase_model, phase_names,
-                            phase_pixels, beyond, pure)  # fmt: skip
+        _hand_fit_attenuation(model)
+        try:
+            return _check_model(model, data_sum, model_sum, phase_data, phase_model,
+                                phase_names, phase_pixels, beyond, pure)  # fmt: skip
+        finally:
+            identification.hand_attenuation(None)
+
+
+def _hand_fit_attenuation(model) -> None:
+    """μ/ρ of the fit's absorbers at its channels (the fit's absorption tables, computed by
+    the same function at the same energies), handed to the check's absorption-edge columns
+    (:func:`esmpy_hs.physics.identification.hand_attenuation`); nothing when the fit's
+    model does not absorb (its tables are zeros then)."""
+    tables = getattr(model, "_response", None)
+    if tables is None or getattr(tables, "path_factor", None) is None:
+        return
+    mu = np.asarray(tables.mu_channels)
+    if mu.ndim != 2 or mu.shape[1] != len(tables.absorbers):
+        return
+    identification.hand_attenuation(tables.channel_energies,
+                                    {e: mu[:, k] for k, e in enumerate(tables.absorbers)})
 
 
 def _check_model(model, data_sum, model_sum, phase_data, phase_model, phase_names,
