@@ -1304,6 +1304,13 @@ def _guess_nnls(Ms: NDArray, bs: NDArray, nf: int, passive: NDArray) -> NDArray 
     return x
 
 
+#: the fit with the escape and sum peaks from the fitted line counts starts from the previous
+#: fit's amplitudes (the new peaks at 0) instead of from nothing: the same strictly convex
+#: problem and stopping rule, fewer steps (docs/validation.rst, issue 13, ninth part); False:
+#: the cold start, as before
+WARM_ARTEFACT_FIT = True
+
+
 def _fit(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray, a0: NDArray | None = None,
          n_iter: int = 20, norm: NDArray | None = None) -> tuple[NDArray, NDArray]:  # fmt: skip
     """Poisson ML of ``y`` under ``offset + A a``, ``a ≥ 0`` except the ``signed`` columns
@@ -1916,11 +1923,19 @@ class _State:
             start += m
         art = _artefacts_by_counts(self.axis, self.detector, groups)
         keep = [b for b in self.blocks if not b[3]]
+        a0 = None
+        if WARM_ARTEFACT_FIT:  # the kept columns start from their amplitudes, the new peaks at 0
+            kept_amp = [self.a[i: i + b[0].shape[1]] for i, b in
+                        zip(np.cumsum([0] + [b[0].shape[1] for b in self.blocks[:-1]]),
+                            self.blocks, strict=True) if not b[3]]  # fmt: skip
+            a0 = np.concatenate([*kept_amp, np.zeros(art.shape[1])])
         if art.shape[1]:
             keep.append((art, np.zeros(art.shape[1]), [None] * art.shape[1], True))
         self.blocks = keep
         A, lower, _ = self.matrix()
-        self.a, self.mu = _fit(A, np.isinf(lower), self.y, self.offset, self.a_start(A))
+        if a0 is None or a0.size != A.shape[1]:
+            a0 = self.a_start(A)
+        self.a, self.mu = _fit(A, np.isinf(lower), self.y, self.offset, a0)
 
     def _lines_with_columns(self, element: str) -> tuple[NDArray, NDArray, NDArray]:
         """The energies, weights and group columns of ``element``'s lines whose group has a

@@ -301,3 +301,50 @@ def test_cast_masks_and_tied_columns_are_the_same(fresh, monkeypatch):
     want = np.ascontiguousarray(Gt.T[:, first])
     want[:, two] += Gt.T[:, first[two] + 1]
     np.testing.assert_array_equal(_irls.tied_columns(Gt, first, two), want)
+
+
+def test_warm_artefact_fit_finds_the_same(monkeypatch):
+    """The fit with the escape and sum peaks from the fitted line counts, started from the
+    previous fit's amplitudes (``WARM_ARTEFACT_FIT``), finds the same elements as the cold
+    start, with the same test statistics to the IRLS stopping rule (relative change of the
+    fitted spectrum 1e-4 per step), and does start warm."""
+    from esmpy_hs.physics import build_G
+    from esmpy_hs.physics import identification as idm
+
+    axis = (0.2553, 0.01001, 1980)
+    comp = {"O": 0.55, "Mg": 0.18, "Si": 0.17, "Fe": 0.05, "Ca": 0.05}
+    model = build_G(axis, 200.0, list(comp))
+    W = np.zeros(model.n_columns)
+    for el, j in model.element_rows.items():
+        W[j] = comp[el]
+    for j, label in enumerate(model.labels):  # the continuum with the elements' weight
+        if label.startswith("continuum"):
+            W[j] = 0.5
+    mean = model.G @ W
+    mean *= 4e6 / mean.sum()
+    y = np.random.default_rng(11).poisson(mean).astype(float)
+    without_ca = model.G.copy()
+    without_ca[:, model.element_rows["Ca"]] = 0.0
+    explained = without_ca @ W * (4e6 / (model.G @ W).sum())
+    starts = []
+    original = idm._fit
+
+    def spy(A, signed, y_, offset, a0=None, n_iter=20):
+        starts.append(a0 is not None)
+        return original(A, signed, y_, offset, a0, n_iter)
+
+    runs = {}
+    for warm in (False, True):
+        monkeypatch.setattr(idm, "WARM_ARTEFACT_FIT", warm)
+        monkeypatch.setattr(idm, "_fit", spy)
+        starts.clear()
+        r = idm.identify(y, axis, 200.0, known=["O", "Mg", "Si", "Fe"], explained=explained)
+        runs[warm] = (r, list(starts))
+    (cold, cold_starts), (warm, warm_starts) = runs[False], runs[True]
+    assert "Ca" in cold.elements and cold.elements == warm.elements
+    assert sum(warm_starts) > sum(cold_starts)
+    Tc = {e.element: e.statistic for e in cold.evidence}
+    Tw = {e.element: e.statistic for e in warm.evidence}
+    assert Tc.keys() == Tw.keys()
+    for e in Tc:
+        assert abs(Tc[e] - Tw[e]) <= 1e-2 * max(abs(Tc[e]), 1.0), e
