@@ -105,6 +105,49 @@ def pack_blocks(A, norm, block):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def merge_packs(n, block, cptrs, vptrs, cbase, vbase, coloff, cols_all,
+                vals_all):  # pragma: no cover - compiled
+    """:func:`pack_blocks`'s form of ``[A_1, …, A_K] / norm`` from the packs of its column
+    blocks ``A_k / norm_k`` (K, each over the same n rows and ``block``-row blocks): pack k's
+    ``cptr`` and ``vptr`` are ``cptrs[k]`` and ``vptrs[k]`` (K, nb + 1), its ``cols`` and
+    ``vals`` start at ``cbase[k]`` and ``vbase[k]`` of ``cols_all`` and ``vals_all``, and its
+    first column is column ``coloff[k]`` of the whole. A column of the whole is kept in a block
+    where its block keeps it, in the same (ascending) order, and its entries are the same
+    quotients (each column's norm is its own): the same arrays as ``pack_blocks`` of the
+    whole matrix, the entries copied row by row, not computed again."""
+    k_all = cptrs.shape[0]
+    nb = cptrs.shape[1] - 1
+    cptr = np.zeros(nb + 1, dtype=np.int64)
+    vptr = np.zeros(nb + 1, dtype=np.int64)
+    for b in range(nb):
+        c = 0
+        for k in range(k_all):
+            c += cptrs[k, b + 1] - cptrs[k, b]
+        rows = min(block, n - b * block)
+        cptr[b + 1] = cptr[b] + c
+        vptr[b + 1] = vptr[b] + rows * c
+    cols = np.empty(cptr[nb], dtype=np.int64)
+    vals = np.empty(vptr[nb], dtype=np.float64)
+    for b in range(nb):
+        c = cptr[b + 1] - cptr[b]
+        rows = min(block, n - b * block)
+        at = 0  # the block's first column of pack k among the merged block's columns
+        for k in range(k_all):
+            ck = cptrs[k, b + 1] - cptrs[k, b]
+            src = cbase[k] + cptrs[k, b]
+            for t in range(ck):
+                cols[cptr[b] + at + t] = cols_all[src + t] + coloff[k]
+            vsrc = vbase[k] + vptrs[k, b]
+            for r in range(rows):
+                dst = vptr[b] + r * c + at
+                row = vsrc + r * ck
+                for t in range(ck):
+                    vals[dst + t] = vals_all[row + t]
+            at += ck
+    return cptr, cols, vptr, vals
+
+
+@njit(cache=True)
 def _normal(n, p, block, cptr, cols, vptr, vals, sw, v, M, rhs):  # pragma: no cover
     """``M = Aᵀ diag(sw²) A`` and ``rhs = Aᵀ v`` over the blocks: each block's rows scaled by
     ``sw`` (√w), their Gram matrix summed four rows at a time in a dense c × c buffer (the
@@ -429,6 +472,15 @@ def irls(A, norm, signed, y, offset, a_start, has_start, n_iter, floor):  # prag
     signed columns."""
     n, p = A.shape
     cptr, cols, vptr, vals = pack_blocks(A, norm, BLOCK)
+    return irls_packed(n, p, cptr, cols, vptr, vals, signed, y, offset, a_start, has_start,
+                       n_iter, floor)
+
+
+@njit(cache=True)
+def irls_packed(n, p, cptr, cols, vptr, vals, signed, y, offset, a_start, has_start, n_iter,
+                floor):  # pragma: no cover - compiled
+    """:func:`irls` on the packed blocks of ``A / norm`` (:func:`pack_blocks`'s form, n × p,
+    from it or from :func:`merge_packs`): the same steps."""
     r = np.empty(n)
     for i in range(n):
         r[i] = y[i] - offset[i]

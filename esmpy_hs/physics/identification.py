@@ -1453,8 +1453,12 @@ def _fit_blocks(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray,
     elif norm is None:
         norm = np.sqrt((A**2).sum(axis=0))
         norm[norm <= 0] = 1.0
-    An = A / norm
-    op = _BlockMatrix(An)
+    return _irls_steps(_BlockMatrix(A / norm), norm, signed, y, offset, a0, n_iter, floor)
+
+
+def _irls_steps(op: _BlockMatrix, norm: NDArray, signed: NDArray, y: NDArray, offset: NDArray,
+                a0: NDArray | None, n_iter: int, floor: float) -> tuple[NDArray, NDArray]:
+    """:func:`_fit_blocks`'s NumPy IRLS on the blocks ``op`` of ``A / norm``."""
     r = y - offset
     w = 1.0 / np.maximum(y + offset, 1.0) if a0 is None else None
     a = None
@@ -1476,6 +1480,56 @@ def _fit_blocks(A: NDArray, signed: NDArray, y: NDArray, offset: NDArray,
             break
     mu = np.maximum(offset + fitted, floor)
     return a / norm, mu
+
+
+def _fit_packed(n: int, norm: NDArray, packed: tuple[NDArray, NDArray, NDArray, NDArray],
+                signed: NDArray, y: NDArray, offset: NDArray, a0: NDArray | None = None,
+                n_iter: int = 20) -> tuple[NDArray, NDArray]:  # fmt: skip
+    """:func:`_fit_blocks` (compiled) on a matrix given as its column norms ``norm`` and the
+    packed blocks of ``A / norm`` (:func:`esmpy_hs.physics._irls.pack_blocks`'s form, from
+    :meth:`_State.packed`): the same steps on the same arrays, without the dense matrix."""
+    from esmpy_hs.physics import _irls
+
+    floor = 1e-3 * max(float(y.mean()), 1e-9)
+    cptr, cols, vptr, vals = packed
+    p = norm.size
+    signed = np.ascontiguousarray(signed, dtype=np.bool_)
+    start = np.zeros(p)
+    if a0 is not None:
+        start = a0 * norm
+        start[~signed] = np.maximum(start[~signed], 0.0)
+    offset = np.ascontiguousarray(offset, dtype=np.float64)
+    a, fitted, ok = _irls.irls_packed(n, p, cptr, cols, vptr, vals, signed,
+                                      np.ascontiguousarray(y, dtype=np.float64), offset, start,
+                                      a0 is not None, int(n_iter), float(floor))  # fmt: skip
+    if ok:
+        return a / norm, np.maximum(offset + fitted, floor)
+    op = _BlockMatrix.from_packed(n, p, cptr, cols, vptr, vals)  # pragma: no cover - fallback
+    return _irls_steps(op, norm, signed, y, offset, a0, n_iter, floor)  # pragma: no cover
+
+
+def _block_pack(memo: dict, X: NDArray) -> tuple[NDArray, NDArray, NDArray, NDArray, NDArray]:
+    """One column block's norms (as :func:`esmpy_hs.physics._irls.column_norms` sums each
+    column of a matrix that holds it: row by row, on its own) and the packed blocks of
+    ``X / norm`` (:func:`esmpy_hs.physics._irls.pack_blocks`), kept in ``memo`` by the array's
+    identity (the arrays of the model's blocks are never changed in place)."""
+    from esmpy_hs.physics import _irls
+
+    store = memo.setdefault("packed blocks", {})
+    kept = store.get(id(X))
+    if kept is not None and kept[0] is X:
+        return kept[1]
+    Xf = X if X.dtype == np.float64 else X.astype(np.float64)
+    norm = _irls.column_norms(Xf)
+    out = (norm, *_irls.pack_blocks(Xf, norm, _irls.BLOCK))
+    if len(store) >= _PACKED_KEPT:
+        store.clear()
+    store[id(X)] = (X, out)  # (the array held with its pack: its id is not reused meanwhile)
+    return out
+
+
+#: at most so many column blocks' packs kept per axis (:func:`_block_pack`)
+_PACKED_KEPT = 256
 
 
 def _screen(y: NDArray, mu: NDArray, C: NDArray, n_iter: int = 12,
@@ -1818,6 +1872,13 @@ class _Beyond:
 #: each block
 MATRIX_PREFIX = True
 
+#: With :data:`FAST_PATH` and :data:`COMPILED`: :meth:`_State.fit`'s Poisson fits on the
+#: packed row blocks merged from each column block's pack (kept per block,
+#: :func:`_block_pack`), without the dense matrix (≈ 85 % zeros) and its packing; the same
+#: arrays as ``_irls.pack_blocks`` of it, so the same fits (docs/validation.rst, issue #13,
+#: tenth part). False: the dense matrix, as before
+PACKED_MATRIX = True
+
 
 class _State:
     """The current model: its column blocks (columns, lower bounds, owners) and its fit."""
@@ -1867,6 +1928,38 @@ class _State:
             self._matrix_src, self._matrix = src, (A, lower, owner)
         return self._matrix
 
+    def packed(self) -> tuple[NDArray, tuple[NDArray, NDArray, NDArray, NDArray], NDArray]:
+        """The column norms and packed blocks of the model's matrix (:func:`_fit_packed`'s
+        input: :func:`esmpy_hs.physics._irls.merge_packs` of its blocks' packs) and the
+        lower bounds, without forming the matrix."""
+        from esmpy_hs.physics import _irls
+
+        parts = [_block_pack(self.cols.memo, b[0]) for b in self.blocks]
+        widths = np.array([b[0].shape[1] for b in self.blocks], dtype=np.int64)
+        c_len = np.array([q[2].size for q in parts], dtype=np.int64)
+        v_len = np.array([q[4].size for q in parts], dtype=np.int64)
+        packed = _irls.merge_packs(
+            self.y.size, _irls.BLOCK, np.stack([q[1] for q in parts]),
+            np.stack([q[3] for q in parts]), np.cumsum(c_len) - c_len,
+            np.cumsum(v_len) - v_len, np.cumsum(widths) - widths,
+            np.concatenate([q[2] for q in parts]), np.concatenate([q[4] for q in parts]))
+        norm = np.concatenate([q[0] for q in parts])
+        return norm, packed, np.concatenate([b[1] for b in self.blocks])
+
+    def _fit_model(self, a0: NDArray | None, n_iter: int = 20) -> None:
+        """The current blocks' Poisson fit from ``a0`` (when it has their size)."""
+        if PACKED_MATRIX and FAST_PATH and COMPILED and self.y.size:
+            norm, packed, lower = self.packed()
+            if a0 is not None and a0.size != norm.size:
+                a0 = None
+            self.a, self.mu = _fit_packed(self.y.size, norm, packed, np.isinf(lower), self.y,
+                                          self.offset, a0, n_iter)  # fmt: skip
+            return
+        A, lower, _ = self.matrix()
+        if a0 is not None and a0.size != A.shape[1]:
+            a0 = None
+        self.a, self.mu = _fit(A, np.isinf(lower), self.y, self.offset, a0, n_iter=n_iter)
+
     def add(self, element: str) -> None:
         """Add ``element``'s line-group columns and their derivatives; rebuild the artefacts."""
         memo = self.cols.memo
@@ -1897,11 +1990,9 @@ class _State:
         self.members.append(element)  # its escape and sum peaks: at the next fit
 
     def fit(self) -> None:
-        A, lower, _ = self.matrix()
         # with elements in the model, this first fit gives the line counts that weight their
         # escape and sum peaks (a few iterations do), then the fit with those
-        self.a, self.mu = _fit(A, np.isinf(lower), self.y, self.offset, self.a_start(A),
-                               n_iter=3 if self.members else 20)  # fmt: skip
+        self._fit_model(self.a, n_iter=3 if self.members else 20)
         if not self.members:
             return
         # the escape and sum peaks again, from the fitted counts of each line instead of the
@@ -1932,10 +2023,9 @@ class _State:
         if art.shape[1]:
             keep.append((art, np.zeros(art.shape[1]), [None] * art.shape[1], True))
         self.blocks = keep
-        A, lower, _ = self.matrix()
-        if a0 is None or a0.size != A.shape[1]:
-            a0 = self.a_start(A)
-        self.a, self.mu = _fit(A, np.isinf(lower), self.y, self.offset, a0)
+        if a0 is None or a0.size != self.n_params:
+            a0 = self.a if self.a is not None and self.a.size == self.n_params else None
+        self._fit_model(a0)
 
     def _lines_with_columns(self, element: str) -> tuple[NDArray, NDArray, NDArray]:
         """The energies, weights and group columns of ``element``'s lines whose group has a
