@@ -329,14 +329,21 @@ def test_warm_artefact_fit_finds_the_same(monkeypatch):
     starts = []
     original = idm._fit
 
+    original_packed = idm._fit_packed
+
     def spy(A, signed, y_, offset, a0=None, n_iter=20):
         starts.append(a0 is not None)
         return original(A, signed, y_, offset, a0, n_iter)
+
+    def spy_packed(n, norm, packed, signed, y_, offset, a0=None, n_iter=20):
+        starts.append(a0 is not None)
+        return original_packed(n, norm, packed, signed, y_, offset, a0, n_iter)
 
     runs = {}
     for warm in (False, True):
         monkeypatch.setattr(idm, "WARM_ARTEFACT_FIT", warm)
         monkeypatch.setattr(idm, "_fit", spy)
+        monkeypatch.setattr(idm, "_fit_packed", spy_packed)
         starts.clear()
         r = idm.identify(y, axis, 200.0, known=["O", "Mg", "Si", "Fe"], explained=explained)
         runs[warm] = (r, list(starts))
@@ -348,3 +355,76 @@ def test_warm_artefact_fit_finds_the_same(monkeypatch):
     assert Tc.keys() == Tw.keys()
     for e in Tc:
         assert abs(Tc[e] - Tw[e]) <= 1e-2 * max(abs(Tc[e]), 1.0), e
+
+
+def _state_with_elements(elements):
+    rng = np.random.default_rng(3)
+    m = build_G(AXIS, 200, ["Mg", "Si", "O", "Fe"])
+    y = rng.poisson(m.G @ np.full(m.G.shape[1], 1e5)).astype(float)
+    cols = idm._columns(AXIS, 200.0, idm.candidate_elements(), DET)
+    state = idm._State(y, np.zeros_like(y), cols, AXIS, DET, 0.5 * y)
+    for e in elements:
+        state.add(e)
+    return state
+
+
+def test_packed_from_the_blocks_is_pack_blocks_of_the_matrix(fresh):
+    """The model's packed blocks merged from each column block's pack (``_State.packed``):
+    the same norms as ``_irls.column_norms`` of the dense matrix and the same arrays as
+    ``_irls.pack_blocks`` of it, before and after the fit appends the escape and sum peaks,
+    with an element added afterwards (its blocks' packs new, the others' kept), and for
+    column blocks of another layout and of no columns."""
+    state = _state_with_elements(("Mg", "Si", "O"))
+
+    def same():
+        A, lower, _ = state.matrix()
+        norm = _irls.column_norms(A)
+        ref = _irls.pack_blocks(A, norm, _irls.BLOCK)
+        got_norm, got, got_lower = state.packed()
+        np.testing.assert_array_equal(got_norm, norm)
+        np.testing.assert_array_equal(got_lower, lower)
+        for x, z in zip(ref, got, strict=True):
+            assert x.dtype == z.dtype
+            np.testing.assert_array_equal(x, z)
+        return ref
+
+    same()
+    state.fit()
+    assert any(b[3] for b in state.blocks)  # (the artefacts appended)
+    same()
+    state.add("Fe")
+    same()
+    # a Fortran-order block with zero columns here and there, and an empty block
+    F = np.asfortranarray(state.cols.tied[:, :7] * (np.arange(7) % 3 != 0))
+    state.blocks.append((F, np.zeros(7), [None] * 7, False))
+    state.blocks.append((np.zeros((state.y.size, 0)), np.zeros(0), [], False))
+    cptr = same()[0]
+    assert np.all(np.diff(cptr) < state.n_params)  # (blocks without some columns: packed)
+
+
+def test_packed_matrix_switch_gives_the_same_identification(fresh, monkeypatch):
+    """``identify`` with the fits on the merged packs (``PACKED_MATRIX``) and on the dense
+    matrix: the same elements and every statistic bit for bit, and the packed path taken."""
+    rng = np.random.default_rng(5)
+    m = build_G(AXIS, 200, ["Mg", "Si", "O", "Fe", "Ca"])
+    y = rng.poisson(m.G @ np.full(m.G.shape[1], 3e4)).astype(float)
+    calls = []
+    original = idm._fit_packed
+
+    def spy(*args, **kw):
+        calls.append(1)
+        return original(*args, **kw)
+
+    monkeypatch.setattr(idm, "_fit_packed", spy)
+    runs = {}
+    for packed in (False, True):
+        monkeypatch.setattr(idm, "PACKED_MATRIX", packed)
+        calls.clear()
+        r = idm.identify(y, AXIS, 200.0, known=["Mg", "Si", "O"], detector=DET)
+        runs[packed] = (r, len(calls))
+    (old, n_old), (new, n_new) = runs[False], runs[True]
+    assert n_old == 0 and n_new > 0
+    assert old.elements == new.elements and "Fe" in new.elements
+    assert [(e.element, e.statistic) for e in old.evidence] == \
+        [(e.element, e.statistic) for e in new.evidence]  # fmt: skip
+    np.testing.assert_array_equal(old.fitted, new.fitted)
