@@ -105,6 +105,56 @@ def pack_blocks(A, norm, block):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def pack_columns(A, block):  # pragma: no cover - compiled
+    """:func:`column_norms` of ``A`` and :func:`pack_blocks` of ``A`` by them, the same arrays
+    in one call (the squares and the nonzero flags in one pass; each column's squares summed
+    in the same row order), for the model's column blocks that :func:`merge_packs` joins."""
+    n, p = A.shape
+    nb = (n + block - 1) // block
+    norm = np.zeros(p)
+    used = np.zeros((nb, p), dtype=np.uint8)
+    up = np.uint64(p)  # (unsigned indices: no negative-index test, so the loop vectorises)
+    for b in range(nb):  # the squares and the flags in one pass, row by row (column_norms's
+        u = used[b]      # order of each column's sum)
+        for i in range(b * block, min(n, (b + 1) * block)):
+            Ai = A[i]
+            for j in range(up):
+                x = Ai[j]
+                norm[j] += x * x
+                u[j] |= x != 0.0
+    for j in range(p):
+        norm[j] = np.sqrt(norm[j])
+        if norm[j] <= 0.0:
+            norm[j] = 1.0
+    cptr = np.zeros(nb + 1, dtype=np.int64)
+    vptr = np.zeros(nb + 1, dtype=np.int64)
+    for b in range(nb):
+        c = 0
+        for j in range(p):
+            if used[b, j]:
+                c += 1
+        cptr[b + 1] = cptr[b] + c
+        vptr[b + 1] = vptr[b] + min(block, n - b * block) * c
+    cols = np.empty(cptr[nb], dtype=np.int64)
+    vals = np.empty(vptr[nb], dtype=np.float64)
+    for b in range(nb):
+        c0 = cptr[b]
+        k = c0
+        for j in range(p):
+            if used[b, j]:
+                cols[k] = j
+                k += 1
+        c = cptr[b + 1] - c0
+        start = b * block
+        v = vptr[b]
+        for r in range(min(block, n - start)):
+            for t in range(c):
+                j = cols[c0 + t]
+                vals[v + r * c + t] = A[start + r, j] / norm[j]
+    return norm, cptr, cols, vptr, vals
+
+
+@njit(cache=True)
 def merge_packs(n, block, cptrs, vptrs, cbase, vbase, coloff, cols_all,
                 vals_all):  # pragma: no cover - compiled
     """:func:`pack_blocks`'s form of ``[A_1, …, A_K] / norm`` from the packs of its column
@@ -134,15 +184,16 @@ def merge_packs(n, block, cptrs, vptrs, cbase, vbase, coloff, cols_all,
         at = 0  # the block's first column of pack k among the merged block's columns
         for k in range(k_all):
             ck = cptrs[k, b + 1] - cptrs[k, b]
+            if ck == 0:
+                continue
             src = cbase[k] + cptrs[k, b]
             for t in range(ck):
                 cols[cptr[b] + at + t] = cols_all[src + t] + coloff[k]
             vsrc = vbase[k] + vptrs[k, b]
-            for r in range(rows):
-                dst = vptr[b] + r * c + at
-                row = vsrc + r * ck
-                for t in range(ck):
-                    vals[dst + t] = vals_all[row + t]
+            dst = vptr[b] + at
+            for t in range(ck):  # (column by column: a strided copy of the block's rows)
+                for r in range(rows):
+                    vals[dst + r * c + t] = vals_all[vsrc + r * ck + t]
             at += ck
     return cptr, cols, vptr, vals
 

@@ -1520,8 +1520,7 @@ def _block_pack(memo: dict, X: NDArray) -> tuple[NDArray, NDArray, NDArray, NDAr
     if kept is not None and kept[0] is X:
         return kept[1]
     Xf = X if X.dtype == np.float64 else X.astype(np.float64)
-    norm = _irls.column_norms(Xf)
-    out = (norm, *_irls.pack_blocks(Xf, norm, _irls.BLOCK))
+    out = _irls.pack_columns(Xf, _irls.BLOCK)
     if len(store) >= _PACKED_KEPT:
         store.clear()
     store[id(X)] = (X, out)  # (the array held with its pack: its id is not reused meanwhile)
@@ -1934,8 +1933,10 @@ class _State:
         lower bounds, without forming the matrix."""
         from esmpy_hs.physics import _irls
 
-        parts = [_block_pack(self.cols.memo, b[0]) for b in self.blocks]
-        widths = np.array([b[0].shape[1] for b in self.blocks], dtype=np.int64)
+        # (a block of no columns adds nothing: left out)
+        blocks = [b[0] for b in self.blocks if b[0].shape[1]]
+        parts = [_block_pack(self.cols.memo, X) for X in blocks]
+        widths = np.array([X.shape[1] for X in blocks], dtype=np.int64)
         c_len = np.array([q[2].size for q in parts], dtype=np.int64)
         v_len = np.array([q[4].size for q in parts], dtype=np.int64)
         packed = _irls.merge_packs(
@@ -1986,7 +1987,10 @@ class _State:
             memo[("edges", element)] = _edge_column(self.axis, self.cols.continuum, element)
         edge, near_edge = memo[("edges", element)]
         if edge is not None and float(self.y[near_edge].sum()) >= _RESOLVED:
-            self.blocks.append((edge[:, None], np.full(1, -np.inf), [None], False))
+            if ("edge block", element) not in memo:  # (one (n, 1) view: its pack kept with it)
+                memo[("edge block", element)] = edge[:, None]
+            self.blocks.append((memo[("edge block", element)], np.full(1, -np.inf), [None],
+                                False))  # fmt: skip
         self.members.append(element)  # its escape and sum peaks: at the next fit
 
     def fit(self) -> None:
