@@ -104,24 +104,41 @@ def pack_blocks(A, norm, block):  # pragma: no cover - compiled
     return cptr, cols, vptr, vals
 
 
+#: :func:`pack_columns` sums a block of at most so many columns column by column
+_NARROW = 2
+
+
 @njit(cache=True)
 def pack_columns(A, block):  # pragma: no cover - compiled
     """:func:`column_norms` of ``A`` and :func:`pack_blocks` of ``A`` by them, the same arrays
     in one call (the squares and the nonzero flags in one pass; each column's squares summed
-    in the same row order), for the model's column blocks that :func:`merge_packs` joins."""
+    in the same row order, whether the pass runs row by row or, for a narrow block, column by
+    column), for the model's column blocks that :func:`merge_packs` joins."""
     n, p = A.shape
     nb = (n + block - 1) // block
     norm = np.zeros(p)
     used = np.zeros((nb, p), dtype=np.uint8)
     up = np.uint64(p)  # (unsigned indices: no negative-index test, so the loop vectorises)
-    for b in range(nb):  # the squares and the flags in one pass, row by row (column_norms's
-        u = used[b]      # order of each column's sum)
-        for i in range(b * block, min(n, (b + 1) * block)):
-            Ai = A[i]
-            for j in range(up):
-                x = Ai[j]
-                norm[j] += x * x
-                u[j] |= x != 0.0
+    if p <= _NARROW:  # a narrow block column by column (a row's loop would be all overhead)
+        for j in range(p):
+            s = 0.0
+            for b in range(nb):
+                nz = False
+                for i in range(b * block, min(n, (b + 1) * block)):
+                    x = A[i, j]
+                    s += x * x
+                    nz |= x != 0.0
+                used[b, j] = nz
+            norm[j] = s
+    else:
+        for b in range(nb):  # the squares and the flags in one pass, row by row
+            u = used[b]
+            for i in range(b * block, min(n, (b + 1) * block)):
+                Ai = A[i]
+                for j in range(up):
+                    x = Ai[j]
+                    norm[j] += x * x
+                    u[j] |= x != 0.0
     for j in range(p):
         norm[j] = np.sqrt(norm[j])
         if norm[j] <= 0.0:

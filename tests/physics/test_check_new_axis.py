@@ -428,3 +428,22 @@ def test_packed_matrix_switch_gives_the_same_identification(fresh, monkeypatch):
     assert [(e.element, e.statistic) for e in old.evidence] == \
         [(e.element, e.statistic) for e in new.evidence]  # fmt: skip
     np.testing.assert_array_equal(old.fitted, new.fitted)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_pack_columns_is_column_norms_and_pack_blocks(order):
+    """A column block's norms and pack in one call (``_irls.pack_columns``, column by column
+    for a narrow block, row by row otherwise) equal ``column_norms`` and ``pack_blocks`` of
+    the C-order block: zero columns, columns zero in some row blocks, a short last block."""
+    rng = np.random.default_rng(2)
+    for m in (1, 2, 3, 7):
+        X = rng.random((700, m)) * (rng.random((700, 1)) < 0.3)
+        X[:300, 0] = 0.0
+        if m > 1:
+            X[:, -1] = 0.0
+        X = np.asarray(X, order=order)
+        C = np.ascontiguousarray(X)
+        norm = _irls.column_norms(C)
+        got = _irls.pack_columns(X, _irls.BLOCK)
+        for x, z in zip((norm, *_irls.pack_blocks(C, norm, _irls.BLOCK)), got, strict=True):
+            np.testing.assert_array_equal(x, z)
