@@ -1508,33 +1508,11 @@ def _fit_packed(n: int, norm: NDArray, packed: tuple[NDArray, NDArray, NDArray, 
     return _irls_steps(op, norm, signed, y, offset, a0, n_iter, floor)  # pragma: no cover
 
 
-class _Arena:
-    """The packed entries of the column blocks of one axis's memo, one after the other in one
-    growing buffer (:func:`_block_pack`), so that :meth:`_State.packed` hands them over
-    without joining them again for each fit."""
-
-    def __init__(self) -> None:
-        self.buf = np.empty(0)
-        self.size = 0
-
-    def put(self, values: NDArray) -> int:
-        """Append ``values``; returns where they start."""
-        end = self.size + values.size
-        if end > self.buf.size:  # (the entries so far copied: their places stay)
-            grown = np.empty(max(2 * self.buf.size, end, 1 << 16))
-            grown[: self.size] = self.buf[: self.size]
-            self.buf = grown
-        self.buf[self.size: end] = values
-        start, self.size = self.size, end
-        return start
-
-
-def _block_pack(memo: dict, X: NDArray) -> tuple[NDArray, NDArray, NDArray, NDArray, int, int]:
+def _block_pack(memo: dict, X: NDArray) -> tuple[NDArray, NDArray, NDArray, NDArray, NDArray]:
     """One column block's norms (as :func:`esmpy_hs.physics._irls.column_norms` sums each
     column of a matrix that holds it: row by row, on its own) and the packed blocks of
-    ``X / norm`` (:func:`esmpy_hs.physics._irls.pack_blocks`'s ``cptr, cols, vptr`` and where
-    its ``vals`` start in the memo's :class:`_Arena`, and how many), kept in ``memo`` by the
-    array's identity (the arrays of the model's blocks are never changed in place)."""
+    ``X / norm`` (:func:`esmpy_hs.physics._irls.pack_blocks`), kept in ``memo`` by the array's
+    identity (the arrays of the model's blocks are never changed in place)."""
     from esmpy_hs.physics import _irls
 
     store = memo.setdefault("packed blocks", {})
@@ -1542,8 +1520,9 @@ def _block_pack(memo: dict, X: NDArray) -> tuple[NDArray, NDArray, NDArray, NDAr
     if kept is not None and kept[0] is X:
         return kept[1]
     Xf = X if X.dtype == np.float64 else X.astype(np.float64)
-    norm, cptr, cols, vptr, vals = _irls.pack_columns(Xf, _irls.BLOCK)
-    out = (norm, cptr, cols, vptr, memo["packed arena"].put(vals), vals.size)
+    out = _irls.pack_columns(Xf, _irls.BLOCK)
+    if len(store) >= _PACKED_KEPT:
+        store.clear()
     store[id(X)] = (X, out)  # (the array held with its pack: its id is not reused meanwhile)
     return out
 
@@ -1954,19 +1933,17 @@ class _State:
         lower bounds, without forming the matrix."""
         from esmpy_hs.physics import _irls
 
-        memo = self.cols.memo
-        if len(memo.get("packed blocks", ())) >= _PACKED_KEPT or "packed arena" not in memo:
-            memo["packed blocks"], memo["packed arena"] = {}, _Arena()  # (both anew)
         # (a block of no columns adds nothing: left out)
         blocks = [b[0] for b in self.blocks if b[0].shape[1]]
-        parts = [_block_pack(memo, X) for X in blocks]
+        parts = [_block_pack(self.cols.memo, X) for X in blocks]
         widths = np.array([X.shape[1] for X in blocks], dtype=np.int64)
         c_len = np.array([q[2].size for q in parts], dtype=np.int64)
+        v_len = np.array([q[4].size for q in parts], dtype=np.int64)
         packed = _irls.merge_packs(
             self.y.size, _irls.BLOCK, np.stack([q[1] for q in parts]),
             np.stack([q[3] for q in parts]), np.cumsum(c_len) - c_len,
-            np.array([q[4] for q in parts], dtype=np.int64), np.cumsum(widths) - widths,
-            np.concatenate([q[2] for q in parts]), memo["packed arena"].buf)
+            np.cumsum(v_len) - v_len, np.cumsum(widths) - widths,
+            np.concatenate([q[2] for q in parts]), np.concatenate([q[4] for q in parts]))
         norm = np.concatenate([q[0] for q in parts])
         return norm, packed, np.concatenate([b[1] for b in self.blocks])
 
