@@ -58,22 +58,11 @@ def column_norms(A):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def pack_blocks(A, norm, block):  # pragma: no cover - compiled
-    """The nonzero columns of each block of ``block`` rows of ``A / norm`` (n, p; ``norm``
-    per column > 0, the same quotients as NumPy's ``A / norm``) and their entries:
-    ``(cptr, cols, vptr, vals)``; block b holds ``cols[cptr[b]:cptr[b+1]]`` and its rows
-    × those columns row-major in ``vals[vptr[b]:vptr[b+1]]``. A column is kept in a block
-    where ``A`` is not 0 there (one flag pass over ``A``, without a branch per entry; a
-    quotient that underflows to 0 would only add exact zeros), and only the kept entries are
-    divided."""
+def _pack_flagged(A, norm, used, block):  # pragma: no cover - compiled
+    """The packed blocks of ``A / norm`` from the flags ``used`` (blocks × columns: the
+    column is not 0 in the block): ``(cptr, cols, vptr, vals)`` of :func:`pack_blocks`."""
     n, p = A.shape
-    nb = (n + block - 1) // block
-    used = np.zeros((nb, p), dtype=np.uint8)
-    for b in range(nb):
-        u = used[b]
-        for i in range(b * block, min(n, (b + 1) * block)):
-            for j in range(p):
-                u[j] |= A[i, j] != 0.0
+    nb = used.shape[0]
     cptr = np.zeros(nb + 1, dtype=np.int64)
     vptr = np.zeros(nb + 1, dtype=np.int64)
     for b in range(nb):
@@ -102,6 +91,26 @@ def pack_blocks(A, norm, block):  # pragma: no cover - compiled
                 j = cols[c0 + t]
                 vals[v + r * c + t] = A[start + r, j] / norm[j]
     return cptr, cols, vptr, vals
+
+
+@njit(cache=True)
+def pack_blocks(A, norm, block):  # pragma: no cover - compiled
+    """The nonzero columns of each block of ``block`` rows of ``A / norm`` (n, p; ``norm``
+    per column > 0, the same quotients as NumPy's ``A / norm``) and their entries:
+    ``(cptr, cols, vptr, vals)``; block b holds ``cols[cptr[b]:cptr[b+1]]`` and its rows
+    × those columns row-major in ``vals[vptr[b]:vptr[b+1]]``. A column is kept in a block
+    where ``A`` is not 0 there (one flag pass over ``A``, without a branch per entry; a
+    quotient that underflows to 0 would only add exact zeros), and only the kept entries are
+    divided."""
+    n, p = A.shape
+    nb = (n + block - 1) // block
+    used = np.zeros((nb, p), dtype=np.uint8)
+    for b in range(nb):
+        u = used[b]
+        for i in range(b * block, min(n, (b + 1) * block)):
+            for j in range(p):
+                u[j] |= A[i, j] != 0.0
+    return _pack_flagged(A, norm, used, block)
 
 
 #: :func:`pack_columns` sums a block of at most so many columns column by column
@@ -143,31 +152,7 @@ def pack_columns(A, block):  # pragma: no cover - compiled
         norm[j] = np.sqrt(norm[j])
         if norm[j] <= 0.0:
             norm[j] = 1.0
-    cptr = np.zeros(nb + 1, dtype=np.int64)
-    vptr = np.zeros(nb + 1, dtype=np.int64)
-    for b in range(nb):
-        c = 0
-        for j in range(p):
-            if used[b, j]:
-                c += 1
-        cptr[b + 1] = cptr[b] + c
-        vptr[b + 1] = vptr[b] + min(block, n - b * block) * c
-    cols = np.empty(cptr[nb], dtype=np.int64)
-    vals = np.empty(vptr[nb], dtype=np.float64)
-    for b in range(nb):
-        c0 = cptr[b]
-        k = c0
-        for j in range(p):
-            if used[b, j]:
-                cols[k] = j
-                k += 1
-        c = cptr[b + 1] - c0
-        start = b * block
-        v = vptr[b]
-        for r in range(min(block, n - start)):
-            for t in range(c):
-                j = cols[c0 + t]
-                vals[v + r * c + t] = A[start + r, j] / norm[j]
+    cptr, cols, vptr, vals = _pack_flagged(A, norm, used, block)
     return norm, cptr, cols, vptr, vals
 
 
