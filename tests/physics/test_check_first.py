@@ -14,19 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from esmpy_hs.physics import Detector, EnergyAxis, _irls, build_G, presence
+from esmpy_hs.physics import _irls, build_G, presence
 from esmpy_hs.physics import identification as idm
-
-AXIS = EnergyAxis(0.2553, 0.01001, 1980)
-DET = Detector(resolution_mnka=131.0)
-KNOWN = ["Mg", "Si", "O", "Fe", "Ca", "Al", "Sm", "Lu", "Hf", "Cu"]
-
-
-@pytest.fixture
-def fresh(monkeypatch):
-    """The candidates' columns built anew (as for a new map's axis)."""
-    monkeypatch.setattr(idm, "_CACHE", {})
-    monkeypatch.setattr(idm, "_NUISANCE", {})
+from tests.physics.conftest import AXIS, DET, KNOWN
 
 
 def test_column_norms_and_block_scan_are_numpys(monkeypatch):

@@ -14,23 +14,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from esmpy_hs.physics import Detector, EnergyAxis, Specimen, _irls, build_G, presence
+from esmpy_hs.physics import EnergyAxis, Specimen, _irls, build_G, presence
 from esmpy_hs.physics import identification as idm
 from esmpy_hs.physics._elements import atomic_number
 from esmpy_hs.physics.attenuation import elements_mass_attenuation
-
-AXIS = EnergyAxis(0.2553, 0.01001, 1980)
-DET = Detector(resolution_mnka=131.0)
-KNOWN = ["Mg", "Si", "O", "Fe", "Ca", "Al", "Sm", "Lu", "Hf", "Cu"]
-
-
-@pytest.fixture
-def fresh(monkeypatch):
-    """The candidates' columns built anew (as for a new map's axis), nothing handed over."""
-    monkeypatch.setattr(idm, "_CACHE", {})
-    monkeypatch.setattr(idm, "_NUISANCE", {})
-    monkeypatch.setattr(idm, "_JOINED", {})
-    monkeypatch.setattr(idm, "_HANDED_MU", {})
+from tests.physics.conftest import AXIS, DET, KNOWN
 
 
 @pytest.mark.parametrize(("axis", "e0"), [(AXIS, 200.0), (EnergyAxis(0.1, 0.02, 600), 15.0),
