@@ -29,16 +29,15 @@ from esmpy_hs.nmf import _plan
 from esmpy_hs.nmf._blocksum import block_sums
 from esmpy_hs.nmf._coarse import coarse_start, joint_level
 from esmpy_hs.nmf._data import CompactCounts
-from esmpy_hs.nmf._init import anchor_move, auto_init, extrapolate_minor_phases, random_init
+from esmpy_hs.nmf._init import (
+    BOUND_ABUNDANCE,
+    anchor_move,
+    auto_init,
+    extrapolate_minor_phases,
+    random_init,
+)
 from esmpy_hs.nmf._plan import COLLAPSE_SHARE, Plan, coarse_levels, joint_factor
 from esmpy_hs.nmf._solver import PassFn, SolveResult, feasible_H, feasible_W, iterate, memory_pass
-
-#: the move to the composition bound after a fit (:func:`to_bound`) is made when the bound puts
-#: the phase's largest abundance between these fractions of its fitted one, 1/(1 + β): below
-#: 80 % the phase is clearly never seen pure; above 25 % the bound is a plausible thickness
-#: for an embedded phase (a bound further out, e.g. a phase sharing every element of the
-#: dominant one, is not evidence of an embedded phase and is left alone)
-BOUND_ABUNDANCE = (0.25, 0.8)
 
 #: a phase whose abundance is ≥ 0.9 in at least this share of the pixels where it is present
 #: (≥ 0.1) is seen pure and is not moved to its bound (measured after the fit: 0.95 for pure

@@ -37,7 +37,8 @@
    estimate of ``spectra_from="blocks"`` always uses every block.
 5. **Extrapolate** (physics G only): minor phases are moved away from the anchor up to the
    bound set by non-negative compositions (:func:`extrapolate_minor_phases`), since particles
-   thinner than the specimen are only seen mixed with the matrix. Skipped by default when the
+   thinner than the specimen are only seen mixed with the matrix (:data:`START_BOUND_LIMIT`:
+   not a phase whose bound lies implausibly far). Skipped by default when the
    full-resolution fit follows with its own final move to the bound (:func:`anchor_move`):
    that move is then made once, from the fitted spectra.
 6. **H**: every pixel takes its block's abundances, then a few H-only iterations with W held
@@ -74,6 +75,21 @@ PARTNER_SHARE = 0.1
 #: than this many standard errors below zero (:func:`spectra_errors`): the counts do not show
 #: an element of the phase to be present when its estimate is within that of zero
 BOUND_Z = 2.0
+#: the move to the composition bound is made when the bound puts the phase's largest abundance
+#: between these fractions of its fitted one, 1/(1 + β): below 80 % the phase is clearly never
+#: seen pure; above 25 % the bound is a plausible thickness for an embedded phase (a bound
+#: further out, e.g. a phase sharing every element of the dominant one, is not evidence of an
+#: embedded phase and is left alone). Used by the move after the fit (:func:`esmpy_hs.nmf._fit.
+#: to_bound`, both limits) and by the start's move after its refinement (step 5, the far limit)
+BOUND_ABUNDANCE = (0.25, 0.8)
+#: True: step 5 leaves a phase whose bound lies beyond the far limit of :data:`BOUND_ABUNDANCE`
+#: where it is, as the move after the fit does. A grain boundary enriched in one element (espm's
+#: Ca–P–Sr map) reaches its bound only where the enriched element alone is left, far beyond
+#: every pixel, and this keeps it; but a particle much smaller than a binned block is diluted
+#: in every block as far, and stays mixed too (the reference sample's 48 × 48 map at 18 counts
+#: per pixel: ferropericlase 29.7°). Off by default (docs/validation.rst, "Maps espm's
+#: defaults make")
+START_BOUND_LIMIT = False
 #: most binned blocks the refinement of W works on (step 4; :func:`refine_subset`)
 MAX_REFINE_BLOCKS = 4096
 #: iterations refitting the blocks' abundances with W held after a grouped refinement
@@ -528,7 +544,9 @@ def auto_init(
         # the counts of the blocks fix how well W is known: a poorly known element does not
         # bound the move
         errors = spectra_errors(G, W, Hb, wts)
-        W, Hb, _ = extrapolate_minor_phases(W, Hb, wp, 0, gamma, errors=errors)
+        far = 1.0 / BOUND_ABUNDANCE[0] - 1.0 if START_BOUND_LIMIT else np.inf
+        W, Hb, _ = extrapolate_minor_phases(W, Hb, wp, 0, gamma, bounds=(0.0, far),
+                                            errors=errors)  # fmt: skip
     Ht = np.ascontiguousarray(Hb[nearest], dtype=dtype)
     if not simplex_H:
         # per-pixel intensity from the pixel's counts

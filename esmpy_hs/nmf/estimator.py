@@ -174,7 +174,7 @@ class SmartNMF:
         mixed pixels; the bound is the most distinct composition the counts allow. A phase
         that lacks one of the dominant phase's elements is at its bound already and does not
         move, and so does a phase whose bound would put its largest abundance outside
-        :data:`~esmpy_hs.nmf._fit.BOUND_ABUNDANCE` (25–80 %) of the fitted one. 0 keeps the
+        :data:`~esmpy_hs.nmf._init.BOUND_ABUNDANCE` (25–80 %) of the fitted one. 0 keeps the
         fitted spectra. The shift of each phase is ``final_shift_``.
     spectra_from : {"auto", "pixels", "blocks"}, default "auto"
         Where W (the phase spectra) is estimated. ``"pixels"``: W and H are fitted together on

@@ -302,15 +302,25 @@ def mark_not_detected(q: Quantification, not_detected: dict[str, dict[str, float
     small fluorescence yield), and the other elements' fractions are shares of a total that
     includes it. Without it, they are the shares of what the data show. The errors of the others
     are scaled by the same factor (the counting error of the removed amount is left out).
-    Phases not determined are left as they are.
+    Phases not determined are left as they are; a phase none of whose elements is detected is
+    marked not determined (``q.undetermined``, its fractions NaN).
     """
     index = {el: i for i, el in enumerate(q.elements)}
     for k, name in enumerate(q.phase_names):
         found = {el: float(t) for el, t in not_detected.get(name, {}).items() if el in index}
         if not found or name in q.undetermined:
             continue
-        q.not_detected[name] = found
         rows = [index[el] for el in found]
+        if not 1.0 - float(q.atomic_fractions[rows, k].sum()) > 1e-12:
+            # every element the phase holds is one its pixels do not need: nothing is left
+            # to renormalise, and no number means anything
+            q.undetermined[name] = ("none of its elements is detected in its pixels (model "
+                                    "check): no element signal")  # fmt: skip
+            for table in (q.atomic_fractions, q.weight_fractions, q.atomic_errors,
+                          q.weight_errors):  # fmt: skip
+                table[:, k] = np.nan
+            continue
+        q.not_detected[name] = found
         for frac, err in ((q.atomic_fractions, q.atomic_errors),
                           (q.weight_fractions, q.weight_errors)):  # fmt: skip
             rest = 1.0 - float(frac[rows, k].sum())

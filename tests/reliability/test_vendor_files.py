@@ -77,8 +77,15 @@ def test_vendor_file_end_to_end(name, capsys):
             assert f"{key} = {float(value):g}" in out, key
     q = s.quantify_phases()
     assert set(q.elements) <= set(file_elements) and len(q.elements) >= 2
-    np.testing.assert_allclose(q.atomic_fractions.sum(axis=0), 1.0, rtol=1e-9)
-    assert np.all(np.isfinite(q.atomic_errors))
+    # each phase sums to 1, or is said to be not determined (NaN, with the reason printed)
+    determined = [j for j, n in enumerate(q.phase_names) if n not in q.undetermined]
+    assert determined
+    np.testing.assert_allclose(q.atomic_fractions[:, determined].sum(axis=0), 1.0, rtol=1e-9)
+    for j, n in enumerate(q.phase_names):
+        if n in q.undetermined:
+            assert np.all(np.isnan(q.atomic_fractions[:, j]))
+            assert f"{n}: not determined" in str(q)
+    assert np.all(np.isfinite(q.atomic_errors[:, determined]))
 
 
 def test_vendor_file_missing_field_is_named():
