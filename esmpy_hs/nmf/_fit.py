@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from esmpy_hs.nmf import _plan
+from esmpy_hs.nmf import _init, _plan
 from esmpy_hs.nmf._blocksum import block_sums
 from esmpy_hs.nmf._coarse import coarse_start, joint_level
 from esmpy_hs.nmf._data import CompactCounts
@@ -120,7 +120,8 @@ def initial(plan: Plan, source, init) -> Start:
                             anchor_extrapolation=anchor_move(
                                 plan.extrapolation, s.init_extrapolation is not None,
                                 plan.hold_W, _moves_to_bound(plan),
-                            ))  # fmt: skip
+                            ),
+                            hold_far=_held_back(plan))  # fmt: skip
         start = Start(W0, Ht0, WARMUP_ITER)
     feasible_W(start.W, wp)
     feasible_H(start.Ht, simplex_H, s.fixed_Ht, s.eps)
@@ -198,7 +199,8 @@ def run(
         desc=source.desc, timings=timings, move_view=view,
     )  # fmt: skip
     res = replace(res, coarse=coarse)
-    if not update_W or res.stop_reason == "interrupted":
+    if res.stop_reason == "interrupted" or not (update_W or (start.warmup > 0
+                                                            and _held_back(plan))):
         return res
     moved = to_bound(plan, res)
     if moved is None and not (view is not None and view.unwatched):
@@ -215,6 +217,14 @@ def run(
     stop = "interrupted" if fin.stop_reason == "interrupted" else res.stop_reason
     return replace(res, W=fin.W, Ht=fin.Ht, stop_reason=stop, shift=shift,
                    final_iter=fin.n_iter, final_loss=fin.loss_history[-1])  # fmt: skip
+
+
+def _held_back(plan: Plan) -> bool:
+    """Whether a fit with W held (the low-dose blocks mode) ends with the move to the bound: the
+    ``"auto"`` start holds back the phases whose bound lies beyond the far limit in the binned
+    blocks (:data:`._init.START_BOUND_LIMIT`), and the pixels' abundances decide for them as
+    after a full-resolution fit. The phases the start moved already lack an element and stay."""
+    return _init.START_BOUND_LIMIT and plan.hold_W and _moves_to_bound(plan)
 
 
 def to_bound(plan: Plan, res: SolveResult) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

@@ -82,14 +82,15 @@ BOUND_Z = 2.0
 #: embedded phase and is left alone). Used by the move after the fit (:func:`esmpy_hs.nmf._fit.
 #: to_bound`, both limits) and by the start's move after its refinement (step 5, the far limit)
 BOUND_ABUNDANCE = (0.25, 0.8)
-#: True: step 5 leaves a phase whose bound lies beyond the far limit of :data:`BOUND_ABUNDANCE`
-#: where it is, as the move after the fit does. A grain boundary enriched in one element (espm's
-#: Ca–P–Sr map) reaches its bound only where the enriched element alone is left, far beyond
-#: every pixel, and this keeps it; but a particle much smaller than a binned block is diluted
-#: in every block as far, and stays mixed too (the reference sample's 48 × 48 map at 18 counts
-#: per pixel: ferropericlase 29.7°). Off by default (docs/validation.rst, "Maps espm's
-#: defaults make")
-START_BOUND_LIMIT = False
+#: step 5 leaves a phase whose bound lies beyond the far limit of :data:`BOUND_ABUNDANCE` in
+#: the binned blocks where it is; in the low-dose blocks mode the move after the fit then
+#: decides for it from the pixels' abundances (:func:`esmpy_hs.nmf._fit.run`), as after a
+#: full-resolution fit. A grain boundary enriched in one element (espm's Ca–P–Sr map) reaches
+#: its bound only where the enriched element alone is left, far beyond every pixel, and stays;
+#: a particle smaller than a block, as far from its bound in every block, is moved once its
+#: pixels show it. False: the move in the blocks, unlimited, as before (docs/validation.rst,
+#: "Maps espm's defaults make")
+START_BOUND_LIMIT = True
 #: most binned blocks the refinement of W works on (step 4; :func:`refine_subset`)
 MAX_REFINE_BLOCKS = 4096
 #: iterations refitting the blocks' abundances with W held after a grouped refinement
@@ -447,6 +448,7 @@ def auto_init(
     eps_reg: float = 0.01,
     anchor_extrapolation: float | None = None,
     sparsity_on: str = "share",
+    hold_far: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``"auto"`` start: returns (W internal, Ht pixels × k), both feasible.
 
@@ -454,7 +456,9 @@ def auto_init(
     binned blocks (None: none, the default; see step 4 of the module docstring).
     ``extrapolation``: the fraction of the way to the composition bound of the moves of steps
     3b and 5; ``anchor_extrapolation``, if given, that of step 5 alone (0: no move away from the
-    anchor after the refinement; see :func:`anchor_move`).
+    anchor after the refinement; see :func:`anchor_move`). ``hold_far``: step 5 leaves a phase
+    whose bound lies beyond the far limit of :data:`BOUND_ABUNDANCE` in the blocks where it is
+    (the caller's move after the fit decides for it; :data:`START_BOUND_LIMIT`).
 
     Raises
     ------
@@ -544,7 +548,7 @@ def auto_init(
         # the counts of the blocks fix how well W is known: a poorly known element does not
         # bound the move
         errors = spectra_errors(G, W, Hb, wts)
-        far = 1.0 / BOUND_ABUNDANCE[0] - 1.0 if START_BOUND_LIMIT else np.inf
+        far = 1.0 / BOUND_ABUNDANCE[0] - 1.0 if hold_far else np.inf
         W, Hb, _ = extrapolate_minor_phases(W, Hb, wp, 0, gamma, bounds=(0.0, far),
                                             errors=errors)  # fmt: skip
     Ht = np.ascontiguousarray(Hb[nearest], dtype=dtype)

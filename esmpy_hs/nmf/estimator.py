@@ -174,8 +174,11 @@ class SmartNMF:
         mixed pixels; the bound is the most distinct composition the counts allow. A phase
         that lacks one of the dominant phase's elements is at its bound already and does not
         move, and so does a phase whose bound would put its largest abundance outside
-        :data:`~esmpy_hs.nmf._init.BOUND_ABUNDANCE` (25–80 %) of the fitted one. 0 keeps the
-        fitted spectra. The shift of each phase is ``final_shift_``.
+        :data:`~esmpy_hs.nmf._init.BOUND_ABUNDANCE` (25–80 %) of the fitted one. With the
+        spectra from the blocks (``spectra_from_ == "blocks"``) the same move is made, after
+        the pixels' abundances are fitted, for a phase the start held back because its bound
+        lay that far from its blocks (:data:`~esmpy_hs.nmf._init.START_BOUND_LIMIT`). 0 keeps
+        the fitted spectra. The shift of each phase is ``final_shift_``.
     spectra_from : {"auto", "pixels", "blocks"}, default "auto"
         Where W (the phase spectra) is estimated. ``"pixels"``: W and H are fitted together on
         the full-resolution data. ``"blocks"``: W is the one of the ``init="auto"`` start,

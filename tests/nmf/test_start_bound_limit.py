@@ -1,5 +1,6 @@
-"""``START_BOUND_LIMIT``: the start's move to the composition bound leaves a phase alone whose
-bound is implausibly far (off by default: docs/validation.rst, "Maps espm's defaults make").
+"""``START_BOUND_LIMIT``: in the low-dose blocks mode the start's move to the composition bound
+leaves a phase alone whose bound is implausibly far in the binned blocks, and the pixels'
+abundances decide for it after the fit, as after a full-resolution fit.
 
 A grain boundary enriched in one element holds every element of the grains around it: moving
 its (mixed) spectrum away from the grain reaches zero only where the enriched element alone is
@@ -7,8 +8,9 @@ left, far beyond every pixel. At a low dose (spectra from binned blocks, where t
 is the last word on the spectra) that move made a boundary of Sr alone out of espm's Ca–P–Sr map
 (docs/validation.rst, "Maps espm's defaults make"); the same limit as the move after the fit
 (a bound that leaves the phase's largest abundance below a quarter of the measured one is not
-evidence of an embedded phase) keeps the enriched phase's composition. It is off by default
-because a particle much smaller than a binned block is as far from its bound in every block.
+evidence of an embedded phase), applied to the pixels' abundances, keeps the enriched phase's
+composition; a particle smaller than a block, as far from its bound in every block, is still
+moved once the pixels show it (tests/test_validation_small.py at 18 counts per pixel).
 """
 
 from __future__ import annotations
@@ -51,14 +53,14 @@ def _fit(s):
 @pytest.mark.parametrize("dose", [30.0])
 def test_enriched_boundary_keeps_its_composition(dose, monkeypatch):
     truth_sr = BOUNDARY["Sr"] / sum(BOUNDARY.values())
-    monkeypatch.setattr(init, "START_BOUND_LIMIT", True)
+    assert init.START_BOUND_LIMIT  # the default
     sr, ca, mode = _fit(_map(dose))
     print(f"with the limit Sr {sr:.4f}, Ca {ca:.4f}")
     assert mode == "blocks"  # the low-dose mode, where the start's move sets the spectra
     # the truth is 0.060; the bound where Ca reaches zero reads ≈ 0.3
     assert 0.5 * truth_sr < sr < 2.0 * truth_sr
     assert ca > 0.1
-    # without the limit (the default) the start moves the boundary out to where Ca reaches zero
+    # without the limit the start moves the boundary out to where Ca reaches zero
     monkeypatch.setattr(init, "START_BOUND_LIMIT", False)
     sr_old, ca_old, _ = _fit(_map(dose))
     print(f"without Sr {sr_old:.4f}, Ca {ca_old:.4f}")
