@@ -223,7 +223,7 @@ def listed_elements(model, data_sum: np.ndarray, phase_names=(), phase_data=None
         if phase_parts is not None and phase_parts.shape[0] > 1:
             others = np.delete(phase_parts[j], j, axis=0).T
         r = listed_presence(phase_data[j], model.axis, model.beam_energy, model.elements,
-                            others=others, **kw)  # fmt: skip
+                            others=others, fine_low=True, **kw)  # fmt: skip
         phases[names[j]] = r["statistic"]
         not_detected[names[j]].update({e: r["statistic"][e] for e in r["not_detected"]})
     for e in whole["not_detected"]:
