@@ -1609,9 +1609,8 @@ def _nuisance(axis: EnergyAxis, continuum: NDArray, y: NDArray, fine_low: bool =
     * exponential tails from the first channel (decay 0.05, 0.1 and 0.2 keV, ≥ 0): the tail of
       the detector's noise peak and incomplete charge collection at the lowest energies.
     """
-    fine_low = fine_low and LOW_ENERGY_KNOT_KEV is not None
     key = (axis.offset, axis.scale, axis.size)
-    kept = _NUISANCE.get(("last", fine_low))
+    kept = _NUISANCE.get("last")
     if FAST_PATH and kept is not None and kept[0] == key and kept[1] is continuum:
         shape, inside, nonzero, tail = kept[2]  # the same axis and continuum (the same object)
     else:
@@ -1622,22 +1621,49 @@ def _nuisance(axis: EnergyAxis, continuum: NDArray, y: NDArray, fine_low: bool =
         inner = np.linspace(lo, hi, max(int(np.ceil((hi - lo) / _KNOT_KEV)), 1) + 1)
         t = np.concatenate([[lo] * 3, inner, [hi] * 3])
         basis = BSpline.design_matrix(np.clip(e, lo, hi), t, 3).toarray()
-        top = min(LOW_ENERGY_TOP_KEV, hi)
-        if fine_low and top - lo > LOW_ENERGY_KNOT_KEV:
-            fine = np.linspace(lo, top, int(np.ceil((top - lo) / LOW_ENERGY_KNOT_KEV)) + 1)
-            tf = np.concatenate([[lo] * 3, fine, [top] * 3])
-            low = BSpline.design_matrix(np.clip(e, lo, top), tf, 3).toarray()
-            low[e > top] = 0.0
-            basis = np.concatenate([basis, low], axis=1)
         cont = continuum.sum(axis=1)
         shape = basis * cont[:, None]
         inside = (basis > 0.05).T.astype(np.float64)
         nonzero = shape.sum(axis=0) > 0
         tail = np.stack([np.exp(-(e - lo) / tau) for tau in (0.05, 0.1, 0.2)], axis=1)
-        _NUISANCE[("last", fine_low)] = (key, continuum, (shape, inside, nonzero, tail))
+        _NUISANCE["last"] = (key, continuum, (shape, inside, nonzero, tail))
     # only where the data resolve a shape error: ≥ _RESOLVED counts under the basis function
     support = inside @ y
-    return shape[:, nonzero & (support >= _RESOLVED)], tail
+    shape = shape[:, nonzero & (support >= _RESOLVED)]
+    if fine_low and LOW_ENERGY_KNOT_KEV is not None:
+        low, low_inside = _fine_low_shape(axis, continuum, key)
+        if low.shape[1]:
+            low = low[:, low_inside @ y >= _RESOLVED]
+            shape = np.concatenate([shape, low], axis=1)
+    return shape, tail
+
+
+def _fine_low_shape(axis: EnergyAxis, continuum: NDArray, key: tuple
+                    ) -> tuple[NDArray, NDArray]:  # fmt: skip
+    """The continuum times cubic B-splines with knots every :data:`LOW_ENERGY_KNOT_KEV` below
+    :data:`LOW_ENERGY_TOP_KEV` (zero above), and where each is above 5 % of its peak; kept with
+    the axis and continuum, as the 1 keV basis is."""
+    kept = _NUISANCE.get("low")
+    if FAST_PATH and kept is not None and kept[0] == key and kept[1] is continuum:
+        return kept[2]
+    from scipy.interpolate import BSpline
+
+    e = axis.energies
+    lo = float(e[0])
+    top = min(LOW_ENERGY_TOP_KEV, float(e[-1]))
+    if not top - lo > LOW_ENERGY_KNOT_KEV:
+        out = (np.zeros((e.size, 0)), np.zeros((0, e.size)))
+    else:
+        below = int(np.searchsorted(e, top, side="right"))
+        fine = np.linspace(lo, top, int(np.ceil((top - lo) / LOW_ENERGY_KNOT_KEV)) + 1)
+        tf = np.concatenate([[lo] * 3, fine, [top] * 3])
+        basis = np.zeros((e.size, len(tf) - 4))
+        basis[:below] = BSpline.design_matrix(np.clip(e[:below], lo, top), tf, 3).toarray()
+        shape = basis * continuum.sum(axis=1)[:, None]
+        keep = shape.sum(axis=0) > 0
+        out = (shape[:, keep], (basis[:, keep] > 0.05).T.astype(np.float64))
+    _NUISANCE["low"] = (key, continuum, out)
+    return out
 
 
 #: the last axis's spline basis and tails of :func:`_nuisance` (a check asks for them once per
