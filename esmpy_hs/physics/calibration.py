@@ -885,9 +885,11 @@ def _finish(prob, theta, a, free, fitted, file_fwhm, file_law, common, t_start,
         )
     if abs(shift0) > _WARN_SHIFT_EV:
         notes.append(f"the energy offset moved by {shift0:+.0f} eV (more than {_WARN_SHIFT_EV:g})")
+    lo_keV = prob.axis.offset + prob.axis.scale * prob.c0  # the fitted channels' first energy
     for k in ("O Ka", "Mn Ka"):
         rel = fwhm[k] / file_fwhm[k] - 1.0
-        if abs(rel) > _WARN_WIDTH:
+        # a line below the fitted channels: its width there is the law's extrapolation
+        if abs(rel) > _WARN_WIDTH and REPORT_LINES[k] >= lo_keV:
             notes.append(f"the FWHM at {k} changed by {100 * rel:+.0f} % (more than 50 %)")
     base = {
         "offset_shift_eV": float(shift0), "gain": float(theta[1]), "fwhm_quadratic": coef,
