@@ -87,9 +87,10 @@ BOUND_ABUNDANCE = (0.25, 0.8)
 #: decides for it from the pixels' abundances (:func:`esmpy_hs.nmf._fit.run`), as after a
 #: full-resolution fit. A grain boundary enriched in one element (espm's Ca–P–Sr map) reaches
 #: its bound only where the enriched element alone is left, far beyond every pixel, and stays;
-#: a particle smaller than a block, as far from its bound in every block, is moved once its
-#: pixels show it. False: the move in the blocks, unlimited, as before (docs/validation.rst,
-#: "Maps espm's defaults make")
+#: a particle smaller than a block, as far from its bound in every block, is moved by the rules
+#: after the fit (which can stop short of this step's move: no allowance for the blocks'
+#: errors, ``BOUND_Z``). False: the move in the blocks, unlimited, as before
+#: (docs/validation.rst, "Maps espm's defaults make")
 START_BOUND_LIMIT = True
 #: most binned blocks the refinement of W works on (step 4; :func:`refine_subset`)
 MAX_REFINE_BLOCKS = 4096
