@@ -1603,9 +1603,10 @@ def _nuisance(axis: EnergyAxis, continuum: NDArray, y: NDArray, fine_low: bool =
       functions with ≥ 2000 counts under them, where a shape error is resolved): the
       continuum's shape (efficiency, absorption edges, the bremsstrahlung law) is known to a
       few per cent only, and such broad residuals must not be read as many weak lines; with
-      ``fine_low`` (the test of the listed elements, :mod:`esmpy_hs.physics.presence`) also
-      every :data:`LOW_ENERGY_KNOT_KEV` below :data:`LOW_ENERGY_TOP_KEV`, so that a broad
-      low-energy excess is not read as a listed light element;
+      ``fine_low`` (the test of the listed elements on one phase's pure pixels,
+      :mod:`esmpy_hs.physics.presence`) also every :data:`LOW_ENERGY_KNOT_KEV` below
+      :data:`LOW_ENERGY_TOP_KEV` (built once per axis, :func:`_fine_low_shape`), so that a
+      broad low-energy excess is not read as a listed light element;
     * exponential tails from the first channel (decay 0.05, 0.1 and 0.2 keV, ≥ 0): the tail of
       the detector's noise peak and incomplete charge collection at the lowest energies.
     """
@@ -1667,7 +1668,8 @@ def _fine_low_shape(axis: EnergyAxis, continuum: NDArray, key: tuple
 
 
 #: the last axis's spline basis and tails of :func:`_nuisance` (a check asks for them once per
-#: spectrum tested, twice per spectrum with the presence test, on the same axis)
+#: spectrum tested, twice per spectrum with the presence test, on the same axis; ``"low"``: the
+#: finer low-energy basis of :func:`_fine_low_shape`)
 _NUISANCE: dict[str, Any] = {}
 
 
