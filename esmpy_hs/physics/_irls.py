@@ -58,21 +58,32 @@ def column_norms(A):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def _block_pointers(counts, n, block):  # pragma: no cover - compiled
+    """``cptr`` and ``vptr`` of a pack (:func:`pack_blocks`) of n rows in blocks of ``block``
+    from each block's number of kept columns ``counts``: the running sums of the columns and
+    of the entries (rows × columns) of the blocks."""
+    nb = counts.shape[0]
+    cptr = np.zeros(nb + 1, dtype=np.int64)
+    vptr = np.zeros(nb + 1, dtype=np.int64)
+    for b in range(nb):
+        rows = min(block, n - b * block)
+        cptr[b + 1] = cptr[b] + counts[b]
+        vptr[b + 1] = vptr[b] + rows * counts[b]
+    return cptr, vptr
+
+
+@njit(cache=True)
 def _pack_flagged(A, norm, used, block):  # pragma: no cover - compiled
     """The packed blocks of ``A / norm`` from the flags ``used`` (blocks × columns: the
     column is not 0 in the block): ``(cptr, cols, vptr, vals)`` of :func:`pack_blocks`."""
     n, p = A.shape
     nb = used.shape[0]
-    cptr = np.zeros(nb + 1, dtype=np.int64)
-    vptr = np.zeros(nb + 1, dtype=np.int64)
+    counts = np.zeros(nb, dtype=np.int64)
     for b in range(nb):
-        c = 0
         for j in range(p):
             if used[b, j]:
-                c += 1
-        rows = min(block, n - b * block)
-        cptr[b + 1] = cptr[b] + c
-        vptr[b + 1] = vptr[b] + rows * c
+                counts[b] += 1
+    cptr, vptr = _block_pointers(counts, n, block)
     cols = np.empty(cptr[nb], dtype=np.int64)
     vals = np.empty(vptr[nb], dtype=np.float64)
     for b in range(nb):
@@ -169,15 +180,11 @@ def merge_packs(n, block, cptrs, vptrs, cbase, vbase, coloff, cols_all,
     whole matrix, the entries copied row by row, not computed again."""
     k_all = cptrs.shape[0]
     nb = cptrs.shape[1] - 1
-    cptr = np.zeros(nb + 1, dtype=np.int64)
-    vptr = np.zeros(nb + 1, dtype=np.int64)
+    counts = np.zeros(nb, dtype=np.int64)
     for b in range(nb):
-        c = 0
         for k in range(k_all):
-            c += cptrs[k, b + 1] - cptrs[k, b]
-        rows = min(block, n - b * block)
-        cptr[b + 1] = cptr[b] + c
-        vptr[b + 1] = vptr[b] + rows * c
+            counts[b] += cptrs[k, b + 1] - cptrs[k, b]
+    cptr, vptr = _block_pointers(counts, n, block)
     cols = np.empty(cptr[nb], dtype=np.int64)
     vals = np.empty(vptr[nb], dtype=np.float64)
     for b in range(nb):

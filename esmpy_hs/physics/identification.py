@@ -1615,13 +1615,9 @@ def _nuisance(axis: EnergyAxis, continuum: NDArray, y: NDArray, fine_low: bool =
     if FAST_PATH and kept is not None and kept[0] == key and kept[1] is continuum:
         shape, inside, nonzero, tail = kept[2]  # the same axis and continuum (the same object)
     else:
-        from scipy.interpolate import BSpline
-
         e = axis.energies
         lo, hi = float(e[0]), float(e[-1])
-        inner = np.linspace(lo, hi, max(int(np.ceil((hi - lo) / _KNOT_KEV)), 1) + 1)
-        t = np.concatenate([[lo] * 3, inner, [hi] * 3])
-        basis = BSpline.design_matrix(np.clip(e, lo, hi), t, 3).toarray()
+        basis = _clamped_splines(e, lo, hi, _KNOT_KEV)
         cont = continuum.sum(axis=1)
         shape = basis * cont[:, None]
         inside = (basis > 0.05).T.astype(np.float64)
@@ -1639,6 +1635,16 @@ def _nuisance(axis: EnergyAxis, continuum: NDArray, y: NDArray, fine_low: bool =
     return shape, tail
 
 
+def _clamped_splines(x: NDArray, lo: float, hi: float, knot: float) -> NDArray:
+    """Cubic B-splines on [lo, hi] with clamped ends and knots every ``knot`` (or fewer, to fit
+    evenly), evaluated at ``x`` (clipped to [lo, hi]): (x.size, number of splines)."""
+    from scipy.interpolate import BSpline
+
+    inner = np.linspace(lo, hi, max(int(np.ceil((hi - lo) / knot)), 1) + 1)
+    t = np.concatenate([[lo] * 3, inner, [hi] * 3])
+    return BSpline.design_matrix(np.clip(x, lo, hi), t, 3).toarray()
+
+
 def _fine_low_shape(axis: EnergyAxis, continuum: NDArray, key: tuple
                     ) -> tuple[NDArray, NDArray]:  # fmt: skip
     """The continuum times cubic B-splines with knots every :data:`LOW_ENERGY_KNOT_KEV` below
@@ -1647,8 +1653,6 @@ def _fine_low_shape(axis: EnergyAxis, continuum: NDArray, key: tuple
     kept = _NUISANCE.get("low")
     if FAST_PATH and kept is not None and kept[0] == key and kept[1] is continuum:
         return kept[2]
-    from scipy.interpolate import BSpline
-
     e = axis.energies
     lo = float(e[0])
     top = min(LOW_ENERGY_TOP_KEV, float(e[-1]))
@@ -1656,10 +1660,9 @@ def _fine_low_shape(axis: EnergyAxis, continuum: NDArray, key: tuple
         out = (np.zeros((e.size, 0)), np.zeros((0, e.size)))
     else:
         below = int(np.searchsorted(e, top, side="right"))
-        fine = np.linspace(lo, top, int(np.ceil((top - lo) / LOW_ENERGY_KNOT_KEV)) + 1)
-        tf = np.concatenate([[lo] * 3, fine, [top] * 3])
-        basis = np.zeros((e.size, len(tf) - 4))
-        basis[:below] = BSpline.design_matrix(np.clip(e[:below], lo, top), tf, 3).toarray()
+        low = _clamped_splines(e[:below], lo, top, LOW_ENERGY_KNOT_KEV)
+        basis = np.zeros((e.size, low.shape[1]))
+        basis[:below] = low
         shape = basis * continuum.sum(axis=1)[:, None]
         keep = shape.sum(axis=0) > 0
         out = (shape[:, keep], (basis[:, keep] > 0.05).T.astype(np.float64))
