@@ -13,6 +13,8 @@ Cells, by axis of the matrix:
 - geometry: particles of maximum abundance 0.33, 0.5 and 1 in a matrix; two layers and a
   wedge; a segregated grain boundary (a thin band, at most 0.3 of a pixel, between two
   grains); a smooth map where every pixel is a mixture (Gaussian ripples, no phase pure);
+  minor phases spread through a matrix as smooth random fields of 0 to 1/3 of a pixel (the
+  matrix everywhere, as in espm's "laplacian" maps);
 - chemistry: the lower-mantle minerals of the reference sample; a V–Rb–W matrix with N–Yb–Pt
   and Al–Ti–La particles (L and M lines, light N); enstatite with forsterite and
   wollastonite (phases sharing every element);
@@ -107,6 +109,19 @@ def _smooth(n: int) -> np.ndarray:
     return m / m.sum(axis=0)
 
 
+def _spread(n: int) -> np.ndarray:
+    """The matrix everywhere and n − 1 phases spread through it, each a smooth random field
+    from 0 to 1/3 of a pixel (fixed seed: the same map for every noise seed)."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(11)
+    minors = []
+    for _ in range(n - 1):
+        f = gaussian_filter(rng.random(SHAPE), 5.0, mode="wrap")
+        minors.append((f - f.min()) / (f.max() - f.min()) / 3)
+    return np.concatenate([1 - np.sum(minors, axis=0)[None], np.array(minors)])
+
+
 GEOMETRY: dict[str, Callable[[int], np.ndarray]] = {
     "particles 0.33": lambda n: _particles(0.33, n - 1),
     "particles 0.5": lambda n: _particles(0.5, n - 1),
@@ -115,6 +130,7 @@ GEOMETRY: dict[str, Callable[[int], np.ndarray]] = {
     "wedge": lambda n: _wedge(),
     "grain boundary": lambda n: _grain_boundary(),
     "smooth mixture": _smooth,
+    "spread phases": _spread,
 }
 
 #: name → (chemistry, number of phases, geometry, dose, mismatch)
@@ -125,6 +141,8 @@ CELLS = {
     "mantle particles 1": ("mantle", 3, "particles 1", 300, None),
     "mantle particles 0.5 dose 1000": ("mantle", 3, "particles 0.5", 1000, None),
     "mantle smooth mixture": ("mantle", 3, "smooth mixture", 300, None),
+    "mantle spread phases": ("mantle", 3, "spread phases", 300, None),
+    "heavy spread phases": ("heavy", 3, "spread phases", 300, None),
     "mantle 2 phases layers": ("mantle", 2, "layers", 300, None),
     "mantle 2 phases wedge": ("mantle", 2, "wedge", 300, None),
     "mantle grain boundary": ("mantle", 3, "grain boundary", 300, None),

@@ -54,6 +54,19 @@ def _k_or_auto(text: str) -> int | str:
         ) from None
 
 
+def _mu_or_auto(text: str) -> float | str:
+    """``--mu``: a number ≥ 0 or ``auto`` (:meth:`EDSespm.estimate_mu`)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value >= 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number ≥ 0 or 'auto', got {text!r}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -215,6 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dec.add_argument(
         "--max-iter", type=_positive_int, metavar="N", help="iteration cap (default: the solver's)"
+    )
+    dec.add_argument(
+        "--mu",
+        type=_mu_or_auto,
+        metavar="MU",
+        help="weight of the sparsity prior (default 0.01; 0 switches it off), or 'auto' to "
+        "choose between the default and 0 from held-out counts (s.estimate_mu): for maps where "
+        "every phase is present almost everywhere",
     )
     dec.add_argument(
         "--init",
@@ -438,6 +459,7 @@ def decompose(
     max_iter: int | None = None,
     seed: int | None = None,
     init: str = "auto",
+    mu: float | str | None = None,
     lazy: bool = False,
     log: bool = False,
     quiet: bool = False,
@@ -473,6 +495,7 @@ def decompose(
         max_iter=max_iter,
         seed=seed,
         init=init,
+        mu=mu,
         lazy=lazy,
         log=log,
         quiet=quiet,
@@ -524,6 +547,12 @@ def _decompose(args) -> dict[str, Path]:
                 args.k = s.estimate_n_phases(**est_kw)
                 if not args.quiet:
                     print(f"-k auto: {args.k} phases")
+            mu = getattr(args, "mu", None)
+            if mu == "auto":
+                est_kw = {key: v for key, v in kwargs.items() if key != "max_iter"}
+                mu = s.estimate_mu(args.k, **est_kw)
+            if mu is not None:
+                kwargs["mu"] = mu
             s.decomposition(algorithm="smart_nmf", output_dimension=args.k, **kwargs)
     except MissingMetadataError as exc:
         raise CLIError(f"missing metadata: {_one_line(exc)}") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -46,6 +47,7 @@ def test_help_lists_every_option(capsys):
         "--max-iter",
         "--energy-range",
         "--stray-elements",
+        "--mu",
         "FILE",
     ):
         assert option in out, option
@@ -305,3 +307,25 @@ def test_decompose_k_auto(small_map, tmp_path):
     k = int(s.metadata.SmartNMF_n_phases.k)
     assert 1 <= k <= 6
     assert s.learning_results.factors.shape[1] == k
+
+
+def test_decompose_mu(small_map, tmp_path, capsys):
+    """--mu VALUE is the fit's sparsity weight; --mu auto chooses it from held-out counts;
+    anything else is refused before any fit."""
+    import hyperspy.api as hs
+
+    out = tmp_path / "mu0.hspy"
+    assert main(["decompose", str(small_map), "-k", "3", "--mu", "0", "--max-iter", "20", "-q",
+                 "-o", str(out)]) == 0  # fmt: skip
+    assert json.loads(hs.load(out).metadata.SmartNMF.parameters)["mu"] == 0.0
+    out = tmp_path / "muauto.hspy"
+    assert main(["decompose", str(small_map), "-k", "3", "--mu", "auto", "--max-iter", "20",
+                 "-q", "-o", str(out)]) == 0  # fmt: skip
+    s = hs.load(out)
+    node = s.metadata.SmartNMF_mu
+    assert json.loads(s.metadata.SmartNMF.parameters)["mu"] == node.mu
+    assert node.mu in (0.01, 0.0) and node.scores.shape == (3, 2)
+    for bad in ("-1", "x", "inf"):
+        with pytest.raises(SystemExit):
+            main(["decompose", str(small_map), "-k", "3", "--mu", bad])
+        assert "--mu" in capsys.readouterr().err

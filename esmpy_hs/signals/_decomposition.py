@@ -546,8 +546,10 @@ def _warn_traded(record) -> None:
     warnings.warn(
         "; ".join(parts) + ". Its composition means nothing. The phases it stands "
         "for may not be separable in this map (e.g. particles that always occur together): fit "
-        "one phase fewer, or give a known composition with phases=...; see docs/choosing.rst, "
-        "'A phase that trades abundance for scale'",
+        "one phase fewer, or give a known composition with phases=...; if every phase is "
+        "present almost everywhere (a smooth mixture), the sparsity prior may be wrong for this "
+        "map: s.estimate_mu(k) asks the counts. See docs/choosing.rst, 'A phase that trades "
+        "abundance for scale'",
         TradedPhaseWarning, stacklevel=4,
     )
 

@@ -9,7 +9,7 @@ that improve on every smaller k by at least :data:`MIN_GAIN_SHARE` of the whole 
 (:func:`gain_candidates`). The curve and the suggestion are stored in
 ``metadata.SmartNMF_n_phases`` (:data:`NODE`), apart from the fit record ``metadata.SmartNMF``.
 :func:`prepare` and :class:`HeldOut` (the model and the binned counts) are shared with
-:mod:`._lambda_cv`. docs/choosing.rst explains the method and its limits.
+:mod:`._prior_cv`. docs/choosing.rst explains the method and its limits.
 """
 
 from __future__ import annotations

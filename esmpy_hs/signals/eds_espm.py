@@ -395,10 +395,46 @@ class EDSespm(EDSTEMSpectrum):
             λ for the full map (dimensionless, the weight of ``lambda_L``); the curve is stored
             in ``metadata.SmartNMF_lambda``.
         """
-        from esmpy_hs.signals._lambda_cv import estimate_lambda
+        from esmpy_hs.signals._prior_cv import estimate_lambda
 
         return estimate_lambda(self, output_dimension, factors=factors, n_splits=n_splits,
                                **kwargs)  # fmt: skip
+
+    def estimate_mu(self, output_dimension: int, *, values=None, n_splits: int = 3,
+                    **kwargs) -> float:  # fmt: skip
+        """Is the sparsity prior right for this map? Choose its weight μ from held-out counts.
+
+        The log-sparsity prior (``mu``, default 0.01) keeps a phase at zero where it is absent:
+        right for precipitates in a matrix, wrong where every phase is present almost
+        everywhere (smooth mixtures, a minor phase spread through the map), where it bends the
+        phases towards the mixtures the map is made of. The counts are split in two independent
+        halves; SmartNMF is fitted to one half with each candidate μ and the other half is
+        scored (Poisson deviance per count). The default μ is kept unless another value scores
+        better by more than one paired standard error. Use the result as
+        ``decomposition(algorithm="smart_nmf", output_dimension=k, mu=μ)``; see
+        docs/choosing.rst and, for what it chose on the validation maps, docs/validation.rst.
+
+        Parameters
+        ----------
+        output_dimension : int
+            Number of phases k.
+        values : sequence of float ≥ 0, optional
+            The μ tried; must hold the default μ. Default: the default μ and 0 (the prior off).
+        n_splits : int, default 3
+            Independent splits.
+        **kwargs
+            ``max_iter`` (of each fit, default 400), ``random_state``, ``print_info``; the
+            model options of :meth:`decomposition` and SmartNMF parameters other than ``mu``.
+
+        Returns
+        -------
+        float
+            μ (dimensionless, the weight of ``mu``); the held-out deviances are stored in
+            ``metadata.SmartNMF_mu``.
+        """
+        from esmpy_hs.signals._prior_cv import estimate_mu
+
+        return estimate_mu(self, output_dimension, values=values, n_splits=n_splits, **kwargs)
 
     def get_element_maps(self, unit: str = "at.%", family: str | None = None) -> list:
         """Per-pixel composition implied by the last smart_nmf fit, one map per element.
