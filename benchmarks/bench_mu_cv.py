@@ -8,7 +8,9 @@ phase with its matched component, abundance-map MSE). The time of the choice is 
 ratio to the default fit's, measured in the same process. Maps: cells of
 ``validate_matrix.py`` (64 × 64), ``../shared/data/independent/`` and folders of
 ``make_espm_maps.py`` (each with ``sample.hspy`` and ``truth.npz``; their own k); ``--real``
-adds the choice alone on the real 71 GPa map (no truth; k = 3, the file's metadata)::
+adds the choice alone on the real 71 GPa map (no truth; k = 3, the file's metadata).
+``--shares`` prints, instead, the share of the counts behind the dominant cluster that decides
+whether ``decomposition`` makes the choice itself (``esmpy_hs.signals._prior_cv.auto_mu``)::
 
     python benchmarks/bench_mu_cv.py --cells "heavy spread phases" "mantle particles 0.5" \\
         --independent particles_N500_w1 --espm-dir /tmp/espm_maps --espm k3_laplacian
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +44,22 @@ def _maps(args):
         yield f"espm/{name}", s, k, np.asarray(t.spectra), maps.reshape(maps.shape[0], -1)
 
 
+def _share(s, k: int) -> tuple[float, int, float]:
+    """(share behind the dominant cluster, blocks, mean counts per pixel) with the model of a
+    default decomposition of ``s``."""
+    from esmpy_hs.nmf._data import as_compact
+    from esmpy_hs.nmf._init import dominant_mixed_share
+    from esmpy_hs.signals._calibration import calibrate_signal
+    from esmpy_hs.signals._decomposition import _navigation_grid, build_model
+
+    model, (c0, c1), _ = build_model(s, calibration=calibrate_signal(s, "auto"))
+    X = np.asarray(s.data).reshape(-1, s.data.shape[-1])[:, c0:c1]
+    share, blocks = dominant_mixed_share(as_compact(X, float_dtype=np.float64),
+                                         np.asarray(model.G, dtype=np.float64), k,
+                                         tuple(_navigation_grid(s)))  # fmt: skip
+    return share, blocks, float(X.sum()) / X.shape[0]
+
+
 def main() -> None:
     from bench_lambda_cv import _fit, _score
 
@@ -52,7 +71,32 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--splits", type=int, default=3)
     p.add_argument("--real", action="store_true", help="also the real 71 GPa map (choice only)")
+    p.add_argument("--shares", action="store_true", help="only the shares that trigger the check")
+    p.add_argument("--vendor", nargs="*", default=[], help="with --shares: files of ../shared/"
+                   "data/vendor/ (k = 3)")
     args = p.parse_args()
+    if args.shares:
+        import hyperspy.api as hs
+
+        maps = [(name, s, k) for name, s, k, _, _ in _maps(args)]
+        for name in args.vendor:
+            s = hs.load(str(REPO.parent / "shared" / "data" / "vendor" / name))
+            if isinstance(s, list):  # a file of several signals: its spectrum image
+                s = next(x for x in s if x.axes_manager.signal_dimension == 1
+                         and x.axes_manager.navigation_dimension == 2)
+            s.set_signal_type("EDS_ESMPY")
+            maps.append((f"vendor/{name}", s, 3))
+        if args.real:
+            s = hs.load(str(REPO.parent / "shared" / "data" / "71GPa_experimental_data.hspy"))
+            s.set_signal_type("EDS_ESMPY")
+            maps.append(("real 71 GPa map", s, 3))
+        for name, s, k in maps:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                share, blocks, mean = _share(s, k)
+            print(f"{name}: share {share:.4f} of the counts behind the dominant cluster "
+                  f"({blocks} blocks, {mean:.0f} counts/px)", flush=True)  # fmt: skip
+        return
     if args.real:
         import hyperspy.api as hs
 

@@ -92,6 +92,9 @@ BOUND_ABUNDANCE = (0.25, 0.8)
 #: errors, ``BOUND_Z``). False: the move in the blocks, unlimited, as before
 #: (docs/validation.rst, "Maps espm's defaults make")
 START_BOUND_LIMIT = True
+#: a block lies behind the dominant cluster when one of its coordinates along the directions to
+#: the most distinct blocks is below minus this share of the way (:func:`behind_share`)
+BEHIND_DEPTH = 0.3
 #: most binned blocks the refinement of W works on (step 4; :func:`refine_subset`)
 MAX_REFINE_BLOCKS = 4096
 #: iterations refitting the blocks' abundances with W held after a grouped refinement
@@ -433,6 +436,76 @@ def fit_W_columns(spectra: np.ndarray, G: np.ndarray | None) -> np.ndarray:
     return W
 
 
+def _binned(data: CompactCounts, shape: tuple[int, ...] | None, k: int):
+    """Step 1: the counts binned in b × b blocks (b from :func:`bin_factor`); returns (blocks ×
+    channels CSR counts, the block of every pixel, the number of blocks, b, the blocks' grid)."""
+    p = data.n_pixels
+    X = to_csr(data)
+    b = bin_factor(shape, data.total / p, k)
+    if b == 1:
+        return X, np.arange(p), p, 1, shape
+    block, nearest, nb = block_index(shape, b)
+    inside = block >= 0
+    A = sp.csr_array(
+        (np.ones(int(inside.sum())), (block[inside], np.flatnonzero(inside))), shape=(nb, p)
+    )
+    grid = (nb,) if len(shape) == 1 else (shape[0] // b, shape[1] // b)
+    return (A @ X).tocsr(), nearest, nb, b, grid
+
+
+def _clusters(Xb, G: np.ndarray | None, n: int, k: int):
+    """Step 2: (counts of every block, its normalised features, its label); with a physics G
+    the labels of :func:`anchored_spa_labels` (0: the dominant cluster, 1 … k − 1: the most
+    distinct blocks, −1: the others), else those of k-means."""
+    wts = np.asarray(Xb.sum(axis=1)).ravel()
+    F = _features(Xb, G, n)
+    Fs = F.sum(axis=1)
+    Fn = F / np.where(Fs > 0, Fs, 1.0)[:, None]
+    labels = kmeans_maximin(Fn, wts, k)
+    if G is not None and k > 1:
+        labels = anchored_spa_labels(Fn, wts, labels, k)
+    return wts, Fn, labels
+
+
+def behind_share(Fn: np.ndarray, weights: np.ndarray, labels: np.ndarray, k: int,
+                 depth: float = BEHIND_DEPTH) -> float:  # fmt: skip
+    """The share of the counts in blocks that lie *behind* the dominant cluster.
+
+    Each block's features are written as the dominant cluster's mean (label 0) plus
+    coordinates along the directions to the k − 1 most distinct blocks (labels 1 … k − 1;
+    least squares). In a map of phases in a matrix seen pure, the dominant cluster is a corner
+    of the data: every block lies on its side of it (coordinates ≥ 0 but for noise). When
+    every phase is present almost everywhere (smooth mixtures, a phase spread through the
+    matrix) the dominant cluster is the map's average, and many blocks hold *less* of a phase
+    than it does: a coordinate below ``−depth`` (a share ``depth`` of the way to the extreme
+    block, the other way). Returns that share of the counts (0 for k < 2).
+    """
+    if k < 2 or not np.any(labels == 0):
+        return 0.0
+    anchor = np.average(Fn[labels == 0], axis=0, weights=weights[labels == 0] + 1e-300)
+    dirs = []
+    for c in range(1, k):
+        sel = labels == c
+        if np.any(sel):
+            dirs.append(np.average(Fn[sel], axis=0, weights=weights[sel] + 1e-300) - anchor)
+    if not dirs:
+        return 0.0
+    coords = np.linalg.lstsq(np.array(dirs).T, (Fn - anchor).T, rcond=None)[0]
+    behind = np.any(coords < -depth, axis=0)
+    total = float(weights.sum())
+    return float(weights[behind].sum()) / total if total > 0 else 0.0
+
+
+def dominant_mixed_share(data: CompactCounts, G: np.ndarray, k: int,
+                         shape: tuple[int, ...] | None) -> tuple[float, int]:  # fmt: skip
+    """:func:`behind_share` of the ``"auto"`` start's blocks and clusters (steps 1–2), before
+    any fit: how far the dominant phase of this map is from being a corner of its data; and
+    the number of blocks it was measured on."""
+    Xb, _, nb, _, _ = _binned(data, shape, k)
+    wts, Fn, labels = _clusters(Xb, G, data.n_channels, k)
+    return behind_share(Fn, wts, labels, k), int(nb)
+
+
 def auto_init(
     data: CompactCounts,
     G: np.ndarray | None,
@@ -466,33 +539,11 @@ def auto_init(
     KeyboardInterrupt
         When interrupted, also during the refinement (whose solver would otherwise return).
     """
-    p, n = data.n_pixels, data.n_channels
-    X = to_csr(data)
-    mean_counts = data.total / p
-    b = bin_factor(shape, mean_counts, k)
-    if b > 1:
-        block, nearest, nb = block_index(shape, b)
-        inside = block >= 0
-        A = sp.csr_array(
-            (np.ones(int(inside.sum())), (block[inside], np.flatnonzero(inside))), shape=(nb, p)
-        )
-        Xb = (A @ X).tocsr()
-        per_block = float(b * b)
-        grid = (nb,) if len(shape) == 1 else (shape[0] // b, shape[1] // b)
-    else:
-        nearest = np.arange(p)
-        nb = p
-        Xb = X
-        per_block = 1.0
-        grid = shape
-    wts = np.asarray(Xb.sum(axis=1)).ravel()
-    F = _features(Xb, G, n)
-    Fs = F.sum(axis=1)
-    Fn = F / np.where(Fs > 0, Fs, 1.0)[:, None]
-    labels = kmeans_maximin(Fn, wts, k)
+    n = data.n_channels
+    Xb, nearest, nb, b, grid = _binned(data, shape, k)
+    per_block = float(b * b)
+    wts, Fn, labels = _clusters(Xb, G, n, k)
     physics = G is not None and k > 1
-    if physics:
-        labels = anchored_spa_labels(Fn, wts, labels, k)
     # mean spectrum (counts per original pixel) of each cluster, in scaled units
     sel = labels >= 0
     onehot = sp.csr_array(

@@ -19,6 +19,7 @@ import logging
 import numbers
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -309,9 +310,16 @@ def smart_nmf(
     client=None,
     calibrate="auto",
     print_info: bool = True,
+    mu_check: Callable | None = None,
     **estimator_params,
 ) -> dict:
-    """Fit ``signal`` with SmartNMF and store the results; see :meth:`EDSespm.decomposition`."""
+    """Fit ``signal`` with SmartNMF and store the results; see :meth:`EDSespm.decomposition`.
+
+    ``mu_check``: called as ``mu_check(signal, model, k, channels, grid, params,
+    absorption_every, print_info)`` after the model is built when the caller gave no ``mu``;
+    a number it returns is the fit's μ (:func:`._prior_cv.auto_mu`, which the signal's
+    ``decomposition`` passes).
+    """
     k = output_dimension
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise ValueError(
@@ -393,6 +401,13 @@ def smart_nmf(
             params["fixed_W"] = priors.fixed_W
         params.setdefault("shape_2d", _navigation_grid(signal))
         params.setdefault("progress", print_info)
+        if mu_check is not None and not lazy and priors.fixed_W is None \
+                and not priors.needs_W_simplex:  # fmt: skip
+            # every phase present almost everywhere? then the held-out counts choose μ
+            mu = mu_check(signal, model, int(k), (c0, c1), params["shape_2d"], params,
+                          absorption_every, print_info)  # fmt: skip
+            if mu is not None:
+                params["mu"] = mu
 
         estimator = physics_estimator(model, priors, int(k), params, absorption_every,
                                       wrap=watch.wrap)  # fmt: skip

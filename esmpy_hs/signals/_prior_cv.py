@@ -33,6 +33,18 @@ import numpy as np
 NODE = "SmartNMF_lambda"
 #: metadata node of the last μ choice
 NODE_MU = "SmartNMF_mu"
+#: ``decomposition(algorithm="smart_nmf")`` without ``mu`` asks the held-out counts whether the
+#: sparsity prior suits the map (:func:`auto_mu`) when more than this share of the counts lies
+#: in binned blocks behind the dominant cluster (:func:`esmpy_hs.nmf._init.behind_share`). In a
+#: map of phases in a matrix seen pure the share is 0–0.3 % (the reference sample, the particle
+#: and layer maps of the validation, the independent maps, the real map); where every phase is
+#: present almost everywhere it is 7.6–52 % (docs/validation.rst)
+MIXED_SHARE = 0.05
+#: fewer binned blocks than this (a map of fewer than about 64 × 3000 counts) is too small for
+#: the share and for three count splits: no check
+MIN_BLOCKS = 64
+#: False: the fit never makes that check (the default μ, as before)
+AUTO_MU = True
 #: factors on the dose formula tried by default
 DEFAULT_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
 #: parameters of the fits to a half (the caller's win): no final move to the composition bound
@@ -69,8 +81,21 @@ def _check_k(k) -> int:
     return int(k)
 
 
+def _prepared(signal, k: int, desc: str, kwargs: dict):
+    """The model of ``decomposition(algorithm="smart_nmf")`` and the unbinned counts of a 2-D
+    map (:func:`._nphases.prepare`), checked for a choice of the priors' weights."""
+    from esmpy_hs.signals._nphases import prepare
+
+    ho = prepare(signal, bin=1, **kwargs)
+    if ho.shape is None or len(ho.shape) != 2:
+        raise ValueError(f"{desc} needs a 2-D map: the priors act on the pixel grid")
+    if k > ho.max_k(k):
+        raise ValueError(f"output_dimension={k} is more than the model's columns allow")
+    return ho
+
+
 def _heldout_choice(
-    signal,
+    ho,
     k: int,
     n_candidates: int,
     default: int,
@@ -82,24 +107,19 @@ def _heldout_choice(
     print_info: bool,
     desc: str,
     kwargs: dict,
-) -> tuple[int, np.ndarray, dict, Any]:
-    """Fit one half per candidate, score the other; returns (chosen index, scores of shape
-    (n_splits, n_candidates), the paired-SE summary, the prepared map).
+) -> tuple[int, np.ndarray, dict]:
+    """Fit one half of ``ho``'s counts per candidate, score the other; returns (chosen index,
+    scores of shape (n_splits, n_candidates), the paired-SE summary).
 
     ``params_of(i, counts, pixels)`` gives the SmartNMF parameters of candidate i for a half
     holding ``counts``. The ``default`` candidate is kept unless another scores better by more
     than one paired standard error (with one split: the best).
     """
     from esmpy_hs.nmf._split import heldout_curve, one_se_choice
-    from esmpy_hs.signals._nphases import _check_int, prepare
+    from esmpy_hs.signals._nphases import _check_int
 
     n_splits = _check_int("n_splits", n_splits, 1)
     max_iter = _check_int("max_iter", max_iter, 1)
-    ho = prepare(signal, bin=1, **kwargs)
-    if ho.shape is None or len(ho.shape) != 2:
-        raise ValueError(f"{desc} needs a 2-D map: the priors act on the pixel grid")
-    if k > ho.max_k(k):
-        raise ValueError(f"output_dimension={k} is more than the model's columns allow")
     p = ho.X.shape[0]
     fixed = {**HELDOUT_PARAMS, **{n: v for n, v in kwargs.items() if n in HELDOUT_PARAMS},
              "max_iter": max_iter}  # fmt: skip
@@ -117,7 +137,7 @@ def _heldout_choice(
         d = scores[:, default] - scores[:, best]
         se = d.std(ddof=1) / np.sqrt(n_splits)
         chosen = default if d.mean() <= se else best
-    return chosen, scores, one_se_choice(np.asarray(idx), scores), ho
+    return chosen, scores, one_se_choice(np.asarray(idx), scores)
 
 
 def estimate_lambda(
@@ -144,8 +164,9 @@ def estimate_lambda(
     def params_of(i: int, counts: np.ndarray, p: int) -> dict:
         return {"lambda_L": factors[i] * default_lambda(float(counts.sum()) / (p * k))}
 
-    chosen, scores, choice, ho = _heldout_choice(
-        signal, k, len(factors), 0 if default is None else default, params_of,
+    ho = _prepared(signal, k, "estimate_lambda", kwargs)
+    chosen, scores, choice = _heldout_choice(
+        ho, k, len(factors), 0 if default is None else default, params_of,
         n_splits=n_splits, max_iter=max_iter, random_state=random_state,
         print_info=print_info, desc="estimate_lambda", kwargs=kwargs,
     )  # fmt: skip
@@ -174,6 +195,41 @@ def estimate_lambda(
     return float(lam)
 
 
+def choose_mu(ho, k: int, values: tuple[float, ...], default_mu: float, *, n_splits: int = 3,
+              max_iter: int = 400, random_state: Any = 0, print_info: bool = False,
+              kwargs: dict | None = None) -> tuple[float, dict]:  # fmt: skip
+    """μ among ``values`` (checked by :func:`_check_mu_values`) for the prepared map ``ho``;
+    returns μ and the record stored in ``metadata.SmartNMF_mu`` (without the seconds)."""
+    default = values.index(default_mu)
+    chosen, scores, choice = _heldout_choice(
+        ho, k, len(values), default, lambda i, counts, p: {"mu": values[i]}, n_splits=n_splits,
+        max_iter=max_iter, random_state=random_state, print_info=print_info,
+        desc="estimate_mu", kwargs=kwargs or {},
+    )  # fmt: skip
+    return values[chosen], {
+        "mu": float(values[chosen]),
+        "default": default_mu,
+        "values": np.asarray(values),
+        "deviance": np.asarray(scores.mean(axis=0)),
+        "deviance_se_diff": np.asarray(choice["se_diff"]),
+        "scores": np.asarray(scores),
+        "n_components": k,
+        "n_splits": scores.shape[0],
+        "max_iter": int(max_iter),
+    }
+
+
+def mu_text(node: dict) -> str:
+    """One line on a choice of :func:`choose_mu` (the record it returns)."""
+    values = list(node["values"])
+    chosen, default = values.index(node["mu"]), values.index(node["default"])
+    d = np.asarray(node["scores"])[:, default] - np.asarray(node["scores"])[:, chosen]
+    why = ("the default" if chosen == default else
+           f"held-out deviance per count {d.mean():.3g} below that of the default "
+           f"μ = {node['default']:g}")  # fmt: skip
+    return f"μ = {node['mu']:g} ({why}; {node['n_splits']} count splits)"
+
+
 def estimate_mu(
     signal,
     output_dimension: int,
@@ -194,35 +250,65 @@ def estimate_mu(
     values = _check_mu_values((default_mu, 0.0) if values is None else values, default_mu)
     if "mu" in kwargs or "bin" in kwargs:
         raise TypeError("estimate_mu sets mu (and uses the map unbinned) itself")
-
-    def params_of(i: int, counts: np.ndarray, p: int) -> dict:
-        return {"mu": values[i]}
-
-    default = values.index(default_mu)
-    chosen, scores, choice, _ = _heldout_choice(
-        signal, k, len(values), default, params_of, n_splits=n_splits, max_iter=max_iter,
-        random_state=random_state, print_info=print_info, desc="estimate_mu", kwargs=kwargs,
-    )  # fmt: skip
-    mu = values[chosen]
-    signal.metadata.set_item(NODE_MU, {
-        "mu": float(mu),
-        "default": default_mu,
-        "values": np.asarray(values),
-        "deviance": np.asarray(scores.mean(axis=0)),
-        "deviance_se_diff": np.asarray(choice["se_diff"]),
-        "scores": np.asarray(scores),
-        "n_components": k,
-        "n_splits": scores.shape[0],
-        "max_iter": int(max_iter),
-        "seconds": float(time.perf_counter() - t0),
-    })  # fmt: skip
+    ho = _prepared(signal, k, "estimate_mu", kwargs)
+    mu, node = choose_mu(ho, k, values, default_mu, n_splits=n_splits, max_iter=max_iter,
+                         random_state=random_state, print_info=print_info,
+                         kwargs=kwargs)  # fmt: skip
+    node["seconds"] = float(time.perf_counter() - t0)
+    signal.metadata.set_item(NODE_MU, node)
     if print_info:
-        d = scores[:, default] - scores[:, chosen]
-        print(
-            f"estimate_mu: μ = {mu:g}"
-            + (" (the default)" if chosen == default else
-               f" (held-out deviance per count {d.mean():.3g} below that of the default "
-               f"μ = {default_mu:g})")
-            + f"; {scores.shape[0]} splits, {time.perf_counter() - t0:.0f} s"
-        )  # fmt: skip
+        print(f"estimate_mu: {mu_text(node)}, {node['seconds']:.0f} s")
+    return float(mu)
+
+
+def auto_mu(signal, model, k: int, channels: tuple[int, int], grid, params: dict,
+            absorption_every: int, print_info: bool) -> float | None:  # fmt: skip
+    """μ for ``decomposition(algorithm="smart_nmf")`` when the caller gave none: the default
+    and 0 compared on held-out counts (:func:`choose_mu`) when the "auto" start's blocks show
+    the dominant cluster to be mixed (more than :data:`MIXED_SHARE` of the counts behind it),
+    else None (the default μ, no check).
+
+    Only where the spectra are fitted at full resolution (the held-out choice does not help
+    the low-dose blocks mode, docs/validation.rst), for an in-memory 2-D map of integer
+    counts of at least :data:`MIN_BLOCKS` blocks, k ≥ 2, the ``"auto"`` start, the H simplex
+    and no known phases. The choice and the share are stored in ``metadata.SmartNMF_mu``.
+    """
+    from esmpy_hs.nmf._data import as_compact
+    from esmpy_hs.nmf._init import dominant_mixed_share
+    from esmpy_hs.nmf._plan import LOW_DOSE_COUNTS
+    from esmpy_hs.nmf.estimator import SmartNMF
+    from esmpy_hs.signals._nphases import HeldOut
+
+    if not AUTO_MU or "mu" in params or k < 2 or grid is None or len(grid) != 2:
+        return None
+    if params.get("init", "auto") != "auto" or params.get("simplex", "H") != "H" \
+            or "fixed_W" in params or "fixed_H" in params:  # fmt: skip
+        return None
+    c0, c1 = channels
+    X = np.asarray(signal.data).reshape(-1, signal.data.shape[-1])[:, c0:c1]
+    if X.size == 0 or X.min() < 0 or not np.all(X == np.round(X)):
+        return None  # not counts: they cannot be split
+    mode = params.get("spectra_from", "auto")
+    if mode == "blocks" or (mode == "auto" and X.sum() / X.shape[0] < LOW_DOSE_COUNTS):
+        return None
+    t0 = time.perf_counter()
+    G = np.asarray(model.G, dtype=np.float64)
+    share, blocks = dominant_mixed_share(as_compact(X, float_dtype=np.float64), G, k,
+                                         tuple(grid))  # fmt: skip
+    if blocks < MIN_BLOCKS or not share > MIXED_SHARE:
+        return None
+    default_mu = float(SmartNMF().mu)
+    counts = X.astype(np.int64 if X.max(initial=0) > np.iinfo(np.uint16).max else np.uint16)
+    # the held-out fits take the caller's model settings, not its callback or progress bar
+    own = {n: v for n, v in params.items() if n not in ("callback", "callback_every", "progress")}
+    ho = HeldOut(model, counts, tuple(grid), 1, own, absorption_every)
+    if print_info:
+        print(f"smart_nmf: {100 * share:.0f} % of the counts lie in blocks with less of a phase "
+              "than the map's dominant cluster: every phase may be present almost everywhere; "
+              "the sparsity prior is checked on held-out counts (pass mu= to skip)")  # fmt: skip
+    mu, node = choose_mu(ho, k, (default_mu, 0.0), default_mu, print_info=print_info)
+    node.update(mixed_share=share, seconds=float(time.perf_counter() - t0), automatic=True)
+    signal.metadata.set_item(NODE_MU, node)
+    if print_info:
+        print(f"smart_nmf: sparsity prior {mu_text(node)}, {node['seconds']:.0f} s")
     return float(mu)

@@ -176,6 +176,10 @@ class EDSespm(EDSTEMSpectrum):
             ``abundance_tol``, ``init``, ``random_state``, ``spectra_from``,
             ``init_extrapolation``, ``sparsity_on``, ``callback``, … — an unknown name raises
             a ``TypeError`` listing them. For other algorithms: HyperSpy's keyword arguments.
+            Without ``mu``, a map whose dominant phase is itself a mixture in the start's
+            binned blocks (every phase present almost everywhere) gets μ from held-out counts
+            first, the default 0.01 or 0 (:meth:`estimate_mu`; stored in
+            ``metadata.SmartNMF_mu``); ``mu=0.01`` skips that check.
 
         Returns
         -------
@@ -204,8 +208,10 @@ class EDSespm(EDSTEMSpectrum):
                     "s.decomposition(algorithm='smart_nmf', output_dimension=3)"
                 )
             from esmpy_hs.signals._decomposition import smart_nmf
+            from esmpy_hs.signals._prior_cv import auto_mu
 
-            info = smart_nmf(self, output_dimension, print_info=print_info, **smart, **kwargs)
+            info = smart_nmf(self, output_dimension, print_info=print_info, mu_check=auto_mu,
+                             **smart, **kwargs)  # fmt: skip
             return info["estimator"] if return_info else None
         defaults = EDSespm.decomposition.__kwdefaults__
         given = [name for name, value in smart.items() if value is not defaults[name]]

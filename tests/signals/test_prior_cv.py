@@ -1,6 +1,7 @@
 """estimate_lambda and estimate_mu: the priors' weights from held-out counts, on the project's
 simulator."""
 
+import json
 import warnings
 
 import numpy as np
@@ -87,7 +88,7 @@ def test_smooth_mixtures_drop_the_sparsity_prior():
             # trade a phase's abundance against its spectrum's scale, and warn)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", TradedPhaseWarning)
-                default = _mse(s, 3)
+                default = _mse(s, 3, mu=0.01)
             assert _mse(s, 3, mu=0.0) < 0.5 * default, seed
     assert sum(v == 0.0 for v in chosen.values()) >= 2, chosen
 
@@ -111,3 +112,27 @@ def test_estimate_mu_refuses_bad_input():
         s.estimate_mu(2, mu=0.5, print_info=False)
     with pytest.raises(ValueError, match="2-D map"):
         s.inav[:, 0].estimate_mu(2, print_info=False)
+
+
+def test_decomposition_checks_the_prior_on_mixed_maps_only():
+    """Without ``mu``, a map whose dominant cluster is mixed (the spread map) gets μ from
+    held-out counts; a particle map, or a call that gives ``mu``, gets no check."""
+    s = smooth_mixture_map(3, 300.0, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TradedPhaseWarning)
+        s.decomposition(algorithm="smart_nmf", output_dimension=3, print_info=False)
+    node = s.metadata.SmartNMF_mu
+    assert node.automatic and node.mixed_share > 0.05 and node.scores.shape == (3, 2)
+    assert json.loads(s.metadata.SmartNMF.parameters)["mu"] == node.mu == 0.0
+    # the map is unchanged by the check, and the choice is the one estimate_mu makes
+    t = smooth_mixture_map(3, 300.0, 0)
+    np.testing.assert_array_equal(s.data, t.data)
+    assert t.estimate_mu(3, print_info=False) == node.mu
+    p = k_phase_map(3, 300.0, seed=4)
+    p.decomposition(algorithm="smart_nmf", output_dimension=3, print_info=False)
+    assert "SmartNMF_mu" not in p.metadata
+    s = smooth_mixture_map(3, 300.0, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TradedPhaseWarning)
+        s.decomposition(algorithm="smart_nmf", output_dimension=3, print_info=False, mu=0.01)
+    assert "SmartNMF_mu" not in s.metadata
