@@ -58,18 +58,26 @@ def test_choice_is_a_candidate_and_no_worse_than_the_formula():
     assert mse_cv <= 1.25 * mse_formula + 1e-4, (node.factor, mse_cv, mse_formula)
 
 
-def test_refuses_bad_input():
+@pytest.mark.parametrize(
+    "method, candidates, bads, own",
+    [
+        ("estimate_lambda", "factors", ([], [0.5, -1.0], [1.0, 1.0], ["a"], [np.inf]),
+         "lambda_L"),
+        ("estimate_mu", "values",
+         ([], [0.01, -1.0], [0.01, 0.01], ["a"], [0.01, np.inf], [0.003, 0.0]), "mu"),
+    ],
+)  # fmt: skip
+def test_refuses_bad_input(method, candidates, bads, own):
     s = k_phase_map(2, 100.0, seed=0)
-    for bad in ([], [0.5, -1.0], [1.0, 1.0], ["a"], [np.inf]):
-        with pytest.raises(ValueError, match="factors"):
-            s.estimate_lambda(2, factors=bad, print_info=False)
+    for bad in bads:
+        with pytest.raises(ValueError, match=candidates):
+            getattr(s, method)(2, **{candidates: bad}, print_info=False)
     with pytest.raises(ValueError, match="output_dimension"):
-        s.estimate_lambda(0, print_info=False)
-    with pytest.raises(TypeError, match="sets lambda_L"):
-        s.estimate_lambda(2, lambda_L=0.5, print_info=False)
-    line = s.inav[:, 0]
+        getattr(s, method)(0, print_info=False)
+    with pytest.raises(TypeError, match=f"sets {own}"):
+        getattr(s, method)(2, **{own: 0.5}, print_info=False)
     with pytest.raises(ValueError, match="2-D map"):
-        line.estimate_lambda(2, print_info=False)
+        getattr(s.inav[:, 0], method)(2, print_info=False)
 
 
 # measured (docs/validation.rst, "Is the sparsity prior right for this map?"): μ = 0 chosen on
@@ -99,19 +107,6 @@ def test_particles_keep_the_sparsity_prior():
     node = s.metadata.SmartNMF_mu
     # μ = 0 predicts the held-out half worse on every split
     assert np.all(node.scores[:, 1] > node.scores[:, 0])
-
-
-def test_estimate_mu_refuses_bad_input():
-    s = k_phase_map(2, 100.0, seed=0)
-    for bad in ([], [0.01, -1.0], [0.01, 0.01], ["a"], [0.01, np.inf], [0.003, 0.0]):
-        with pytest.raises(ValueError, match="values"):
-            s.estimate_mu(2, values=bad, print_info=False)
-    with pytest.raises(ValueError, match="output_dimension"):
-        s.estimate_mu(0, print_info=False)
-    with pytest.raises(TypeError, match="sets mu"):
-        s.estimate_mu(2, mu=0.5, print_info=False)
-    with pytest.raises(ValueError, match="2-D map"):
-        s.inav[:, 0].estimate_mu(2, print_info=False)
 
 
 def test_decomposition_checks_the_prior_on_mixed_maps_only():
