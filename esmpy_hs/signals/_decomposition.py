@@ -316,8 +316,9 @@ def smart_nmf(
     """Fit ``signal`` with SmartNMF and store the results; see :meth:`EDSespm.decomposition`.
 
     ``mu_check``: called as ``mu_check(signal, model, k, channels, grid, params,
-    absorption_every, print_info)`` after the model is built when the caller gave no ``mu``;
-    a number it returns is the fit's μ (:func:`._prior_cv.auto_mu`, which the signal's
+    absorption_every, print_info, compact)`` (``compact``: the fitted channels' counts,
+    :class:`esmpy_hs.nmf._data.CompactCounts`) after the model is built, for an in-memory
+    signal; a number it returns is the fit's μ (:func:`._prior_cv.auto_mu`, which the signal's
     ``decomposition`` passes).
     """
     k = output_dimension
@@ -401,19 +402,29 @@ def smart_nmf(
             params["fixed_W"] = priors.fixed_W
         params.setdefault("shape_2d", _navigation_grid(signal))
         params.setdefault("progress", print_info)
-        if mu_check is not None and not lazy and priors.fixed_W is None \
+        nav_dim = signal.axes_manager.navigation_dimension
+        data = signal.data
+        compact = None
+        if not lazy:
+            from esmpy_hs.nmf import SmartNMF
+            from esmpy_hs.nmf._data import as_compact
+
+            X = data.reshape(-1, data.shape[-1]) if nav_dim else data.reshape(1, -1)
+            # compacted here, not in the estimator, so that the check of the prior and the
+            # model check's per-phase sums read the fit's nonzeros instead of the whole array
+            # again (0.28 s → 0.01 s at 512² × 4096, 1 count/px)
+            dtype = params.get("dtype", SmartNMF(None, int(k)).dtype)
+            compact = as_compact(X[:, c0:c1], float_dtype=np.dtype(dtype))
+        if mu_check is not None and compact is not None and priors.fixed_W is None \
                 and not priors.needs_W_simplex:  # fmt: skip
             # every phase present almost everywhere? then the held-out counts choose μ
             mu = mu_check(signal, model, int(k), (c0, c1), params["shape_2d"], params,
-                          absorption_every, print_info)  # fmt: skip
+                          absorption_every, print_info, compact)  # fmt: skip
             if mu is not None:
                 params["mu"] = mu
 
         estimator = physics_estimator(model, priors, int(k), params, absorption_every,
                                       wrap=watch.wrap)  # fmt: skip
-
-        nav_dim = signal.axes_manager.navigation_dimension
-        data = signal.data
         if lazy:
             # chunk by chunk, never computing the whole array (see esmpy_hs.nmf._chunked)
             from esmpy_hs.signals._lazy import unfold
@@ -423,13 +434,7 @@ def smart_nmf(
                 raise RuntimeError("the model's channels differ from those read")
             loadings = estimator.fit_transform(X if opened is None else opened[0], **lazy_kw)
         else:
-            from esmpy_hs.nmf._data import as_compact
-
-            X = data.reshape(-1, data.shape[-1]) if nav_dim else data.reshape(1, -1)
-            # compacted here, not in the estimator, so that the model check's per-phase sums
-            # read the fit's nonzeros instead of the whole array again (0.28 s → 0.01 s at
-            # 512² × 4096, 1 count/px)
-            X = as_compact(X[:, c0:c1], float_dtype=np.dtype(estimator.get_params()["dtype"]))
+            X = compact
             # a keyboard interrupt stops the estimator, which keeps its last iterate: stored
             loadings = estimator.fit_transform(X)
     W_param = estimator.W_

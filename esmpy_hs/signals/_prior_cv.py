@@ -262,18 +262,18 @@ def estimate_mu(
 
 
 def auto_mu(signal, model, k: int, channels: tuple[int, int], grid, params: dict,
-            absorption_every: int, print_info: bool) -> float | None:  # fmt: skip
+            absorption_every: int, print_info: bool, compact) -> float | None:  # fmt: skip
     """μ for ``decomposition(algorithm="smart_nmf")`` when the caller gave none: the default
     and 0 compared on held-out counts (:func:`choose_mu`) when the "auto" start's blocks show
     the dominant cluster to be mixed (more than :data:`MIXED_SHARE` of the counts behind it),
-    else None (the default μ, no check).
+    else None (the default μ, no check). ``compact``: the fitted channels' counts
+    (:class:`esmpy_hs.nmf._data.CompactCounts`).
 
     Only where the spectra are fitted at full resolution (the held-out choice does not help
-    the low-dose blocks mode, docs/validation.rst), for an in-memory 2-D map of integer
-    counts of at least :data:`MIN_BLOCKS` blocks, k ≥ 2, the ``"auto"`` start, the H simplex
-    and no known phases. The choice and the share are stored in ``metadata.SmartNMF_mu``.
+    the low-dose blocks mode, docs/validation.rst), for a 2-D map of integer counts of at
+    least :data:`MIN_BLOCKS` blocks, k ≥ 2, the ``"auto"`` start, the H simplex and no known
+    phases. The choice and the share are stored in ``metadata.SmartNMF_mu``.
     """
-    from esmpy_hs.nmf._data import as_compact
     from esmpy_hs.nmf._init import dominant_mixed_share
     from esmpy_hs.nmf._plan import LOW_DOSE_COUNTS
     from esmpy_hs.nmf.estimator import SmartNMF
@@ -284,20 +284,20 @@ def auto_mu(signal, model, k: int, channels: tuple[int, int], grid, params: dict
     if params.get("init", "auto") != "auto" or params.get("simplex", "H") != "H" \
             or "fixed_W" in params or "fixed_H" in params:  # fmt: skip
         return None
-    c0, c1 = channels
-    X = np.asarray(signal.data).reshape(-1, signal.data.shape[-1])[:, c0:c1]
-    if X.size == 0 or X.min() < 0 or not np.all(X == np.round(X)):
+    stored = compact.dense if compact.dense is not None else compact.counts
+    if stored.dtype.kind == "f" and not np.array_equal(stored, np.round(stored)):
         return None  # not counts: they cannot be split
     mode = params.get("spectra_from", "auto")
-    if mode == "blocks" or (mode == "auto" and X.sum() / X.shape[0] < LOW_DOSE_COUNTS):
+    if mode == "blocks" or (mode == "auto" and compact.total / compact.n_pixels < LOW_DOSE_COUNTS):
         return None
     t0 = time.perf_counter()
     G = np.asarray(model.G, dtype=np.float64)
-    share, blocks = dominant_mixed_share(as_compact(X, float_dtype=np.float64), G, k,
-                                         tuple(grid))  # fmt: skip
+    share, blocks = dominant_mixed_share(compact, G, k, tuple(grid))
     if blocks < MIN_BLOCKS or not share > MIXED_SHARE:
         return None
     default_mu = float(SmartNMF().mu)
+    c0, c1 = channels
+    X = np.asarray(signal.data).reshape(-1, signal.data.shape[-1])[:, c0:c1]
     counts = X.astype(np.int64 if X.max(initial=0) > np.iinfo(np.uint16).max else np.uint16)
     # the held-out fits take the caller's model settings, not its callback or progress bar
     own = {n: v for n, v in params.items() if n not in ("callback", "callback_every", "progress")}
