@@ -35,10 +35,9 @@ NODE = "SmartNMF_lambda"
 NODE_MU = "SmartNMF_mu"
 #: ``decomposition(algorithm="smart_nmf")`` without ``mu`` asks the held-out counts whether the
 #: sparsity prior suits the map (:func:`auto_mu`) when more than this share of the counts lies
-#: in binned blocks behind the dominant cluster (:func:`esmpy_hs.nmf._init.behind_share`). In a
-#: map of phases in a matrix seen pure the share is 0–0.3 % (the reference sample, the particle
-#: and layer maps of the validation, the independent maps, the real map); where every phase is
-#: present almost everywhere it is 7.6–52 % (docs/validation.rst)
+#: in binned blocks behind the dominant cluster (:func:`esmpy_hs.nmf._init.behind_share`): 0 or
+#: nearly so where a matrix is seen pure, large where every phase is present almost everywhere
+#: (the measured shares are in docs/validation.rst)
 MIXED_SHARE = 0.05
 #: fewer binned blocks than this (a map of fewer than about 64 × 3000 counts) is too small for
 #: the share and for three count splits: no check
