@@ -17,7 +17,8 @@ pixel's abundances.
   map where every phase is present almost everywhere (smooth mixtures) is fitted worse with it,
   and the held-out counts show it (docs/validation.rst, "Is the sparsity prior right for this
   map?"). μ weighs a term per pixel against counts in the data's scale, so a value chosen on a
-  half applies to the full map.
+  half applies to the full map. ``decomposition`` without ``mu`` makes this choice itself when
+  the start's binned blocks show such a map (:func:`auto_mu`).
 """
 
 from __future__ import annotations
