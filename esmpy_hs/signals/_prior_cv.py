@@ -272,13 +272,17 @@ def auto_mu(signal, model, k: int, channels: tuple[int, int], grid, params: dict
     Only where the spectra are fitted at full resolution (the held-out choice does not help
     the low-dose blocks mode, docs/validation.rst), for a 2-D map of integer counts of at
     least :data:`MIN_BLOCKS` blocks, k ≥ 2, the ``"auto"`` start, the H simplex and no known
-    phases. The choice and the share are stored in ``metadata.SmartNMF_mu``.
+    phases. The choice and the share are stored in ``metadata.SmartNMF_mu``; such a record of
+    an earlier fit is removed (one left by :func:`estimate_mu` stays).
     """
     from esmpy_hs.nmf._init import dominant_mixed_share
     from esmpy_hs.nmf._plan import LOW_DOSE_COUNTS
     from esmpy_hs.nmf.estimator import SmartNMF
     from esmpy_hs.signals._nphases import HeldOut
 
+    node = signal.metadata.get_item(NODE_MU)
+    if node is not None and node.get_item("automatic", False):
+        delattr(signal.metadata, NODE_MU)  # the check of an earlier fit: not this one's
     if not AUTO_MU or "mu" in params or k < 2 or grid is None or len(grid) != 2:
         return None
     if params.get("init", "auto") != "auto" or params.get("simplex", "H") != "H" \

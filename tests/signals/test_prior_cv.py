@@ -123,6 +123,14 @@ def test_decomposition_checks_the_prior_on_mixed_maps_only():
     t = smooth_mixture_map(3, 300.0, 0)
     np.testing.assert_array_equal(s.data, t.data)
     assert t.estimate_mu(3, print_info=False) == node.mu
+    # a later fit with mu given leaves no record of the earlier check; estimate_mu's stays
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TradedPhaseWarning)
+        s.decomposition(algorithm="smart_nmf", output_dimension=3, print_info=False, mu=0.01,
+                        max_iter=20)  # fmt: skip
+        t.decomposition(algorithm="smart_nmf", output_dimension=3, print_info=False, mu=0.01,
+                        max_iter=20)  # fmt: skip
+    assert "SmartNMF_mu" not in s.metadata and "SmartNMF_mu" in t.metadata
     p = k_phase_map(3, 300.0, seed=4)
     p.decomposition(algorithm="smart_nmf", output_dimension=3, print_info=False)
     assert "SmartNMF_mu" not in p.metadata
