@@ -542,14 +542,14 @@ def _decompose(args) -> dict[str, Path]:
             # implausible inputs (a thick specimen, scaled data): one line each, and go on
             warnings.simplefilter("always", ImplausibleInputWarning)
             warnings.showwarning = _warning_line
+            # the held-out choices: the fit's options but its iteration cap
+            est_kw = {key: v for key, v in kwargs.items() if key != "max_iter"}
             if args.k == "auto":
-                est_kw = {key: v for key, v in kwargs.items() if key != "max_iter"}
                 args.k = s.estimate_n_phases(**est_kw)
                 if not args.quiet:
                     print(f"-k auto: {args.k} phases")
             mu = getattr(args, "mu", None)
             if mu == "auto":
-                est_kw = {key: v for key, v in kwargs.items() if key != "max_iter"}
                 mu = s.estimate_mu(args.k, **est_kw)
             if mu is not None:
                 kwargs["mu"] = mu

@@ -269,8 +269,13 @@ def prepare(
         raise ValueError(
             "estimate_n_phases splits the counts: the data must be non-negative integer counts"
         )
-    X = X.astype(np.int64 if X.max(initial=0) > np.iinfo(np.uint16).max else np.uint16)
-    return HeldOut(model, X, shape, b, estimator_params, absorption_every)
+    return HeldOut(model, count_array(X), shape, b, estimator_params, absorption_every)
+
+
+def count_array(X: np.ndarray) -> np.ndarray:
+    """Integer counts (pixels × channels) as the splits take them: uint16, or int64 where a
+    channel holds more than 65 535."""
+    return X.astype(np.int64 if X.max(initial=0) > np.iinfo(np.uint16).max else np.uint16)
 
 
 def estimate_n_phases(

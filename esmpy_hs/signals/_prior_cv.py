@@ -140,6 +140,26 @@ def _heldout_choice(
     return chosen, scores, one_se_choice(np.asarray(idx), scores)
 
 
+def _curve(scores: np.ndarray, choice: dict, k: int, max_iter: int) -> dict:
+    """The part of a choice's metadata record that λ and μ share: the held-out deviance per
+    count of every split and candidate, its mean, the paired standard errors, the settings."""
+    return {
+        "deviance": np.asarray(scores.mean(axis=0)),
+        "deviance_se_diff": np.asarray(choice["se_diff"]),
+        "scores": np.asarray(scores),
+        "n_components": k,
+        "n_splits": scores.shape[0],
+        "max_iter": int(max_iter),
+    }
+
+
+def _default_mu() -> float:
+    """The estimator's default μ: the one a choice keeps unless the counts say otherwise."""
+    from esmpy_hs.nmf.estimator import SmartNMF
+
+    return float(SmartNMF().mu)
+
+
 def estimate_lambda(
     signal,
     output_dimension: int,
@@ -179,12 +199,7 @@ def estimate_lambda(
         "factor": float(factors[chosen]),
         "formula": float(formula),
         "factors": np.asarray(factors),
-        "deviance": np.asarray(scores.mean(axis=0)),
-        "deviance_se_diff": np.asarray(choice["se_diff"]),
-        "scores": np.asarray(scores),
-        "n_components": k,
-        "n_splits": scores.shape[0],
-        "max_iter": int(max_iter),
+        **_curve(scores, choice, k, max_iter),
         "seconds": float(time.perf_counter() - t0),
     })  # fmt: skip
     if print_info:
@@ -210,12 +225,7 @@ def choose_mu(ho, k: int, values: tuple[float, ...], default_mu: float, *, n_spl
         "mu": float(values[chosen]),
         "default": default_mu,
         "values": np.asarray(values),
-        "deviance": np.asarray(scores.mean(axis=0)),
-        "deviance_se_diff": np.asarray(choice["se_diff"]),
-        "scores": np.asarray(scores),
-        "n_components": k,
-        "n_splits": scores.shape[0],
-        "max_iter": int(max_iter),
+        **_curve(scores, choice, k, max_iter),
     }
 
 
@@ -242,11 +252,9 @@ def estimate_mu(
     **kwargs,
 ) -> float:
     """Choose μ by held-out counts; see :meth:`EDSespm.estimate_mu`."""
-    from esmpy_hs.nmf.estimator import SmartNMF
-
     t0 = time.perf_counter()
     k = _check_k(output_dimension)
-    default_mu = float(SmartNMF().mu)
+    default_mu = _default_mu()
     values = _check_mu_values((default_mu, 0.0) if values is None else values, default_mu)
     if "mu" in kwargs or "bin" in kwargs:
         raise TypeError("estimate_mu sets mu (and uses the map unbinned) itself")
@@ -277,8 +285,7 @@ def auto_mu(signal, model, k: int, channels: tuple[int, int], grid, params: dict
     """
     from esmpy_hs.nmf._init import dominant_mixed_share
     from esmpy_hs.nmf._plan import LOW_DOSE_COUNTS
-    from esmpy_hs.nmf.estimator import SmartNMF
-    from esmpy_hs.signals._nphases import HeldOut
+    from esmpy_hs.signals._nphases import HeldOut, count_array
 
     node = signal.metadata.get_item(NODE_MU)
     if node is not None and node.get_item("automatic", False):
@@ -299,10 +306,9 @@ def auto_mu(signal, model, k: int, channels: tuple[int, int], grid, params: dict
     share, blocks = dominant_mixed_share(compact, G, k, tuple(grid))
     if blocks < MIN_BLOCKS or not share > MIXED_SHARE:
         return None
-    default_mu = float(SmartNMF().mu)
+    default_mu = _default_mu()
     c0, c1 = channels
-    X = np.asarray(signal.data).reshape(-1, signal.data.shape[-1])[:, c0:c1]
-    counts = X.astype(np.int64 if X.max(initial=0) > np.iinfo(np.uint16).max else np.uint16)
+    counts = count_array(np.asarray(signal.data).reshape(-1, signal.data.shape[-1])[:, c0:c1])
     # the held-out fits take the caller's model settings, not its callback or progress bar
     own = {n: v for n, v in params.items() if n not in ("callback", "callback_every", "progress")}
     ho = HeldOut(model, counts, tuple(grid), 1, own, absorption_every)
