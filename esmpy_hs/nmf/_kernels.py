@@ -97,7 +97,8 @@ UNROLLED_SIMPLEX = True
 #: :func:`_update_pixel`, with the rare cases (a pixel without counts, the degenerate surrogate)
 #: behind calls instead of inlined; the general path inlined cost about 2 ms of a 128² pass
 #: on one thread in register traffic (issue 18, third round, docs/validation.rst). The same
-#: results bit for bit. Read at compile time; False: :func:`_update_pixel` for every pixel.
+#: results (bit for bit where the compiler orders the two alike). Read at compile time; False:
+#: :func:`_update_pixel` for every pixel.
 FREE_SIMPLEX_PATH = True
 #: the sparse sweeps (k ≤ 4, with :data:`SCALAR_SUMS`) read D and write the ``R Hᵀ``
 #: accumulator through flat views, a channel's row at ``k · channel`` with k a compile-time
