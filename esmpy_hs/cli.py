@@ -178,7 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         metavar="K",
         help="number of phases to find (required), or 'auto' to estimate it from held-out "
-        "counts (s.estimate_n_phases, up to 6 phases)",
+        "counts (s.estimate_n_phases, up to --max-phases)",
+    )
+    dec.add_argument(
+        "--max-phases",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="largest number of phases that -k auto tries (default: 6)",
     )
     dec.add_argument(
         "-e",
@@ -537,6 +544,10 @@ def _decompose(args) -> dict[str, Path]:
                 file=sys.stderr,
             )
         kwargs["random_state"] = args.seed
+    max_phases = getattr(args, "max_phases", None)
+    if max_phases is not None and args.k != "auto":
+        print(f"{PROG}: note: --max-phases has no effect with -k {args.k} (it caps -k auto)",
+              file=sys.stderr)  # fmt: skip
     try:
         with warnings.catch_warnings():
             # implausible inputs (a thick specimen, scaled data): one line each, and go on
@@ -545,7 +556,8 @@ def _decompose(args) -> dict[str, Path]:
             # the held-out choices: the fit's options but its iteration cap
             est_kw = {key: v for key, v in kwargs.items() if key != "max_iter"}
             if args.k == "auto":
-                args.k = s.estimate_n_phases(**est_kw)
+                cap = {} if max_phases is None else {"max_phases": max_phases}
+                args.k = s.estimate_n_phases(**cap, **est_kw)
                 if not args.quiet:
                     print(f"-k auto: {args.k} phases")
             mu = getattr(args, "mu", None)

@@ -48,6 +48,7 @@ def test_help_lists_every_option(capsys):
         "--energy-range",
         "--stray-elements",
         "--mu",
+        "--max-phases",
         "FILE",
     ):
         assert option in out, option
@@ -296,17 +297,26 @@ def test_decompose_lazy(small_map, tmp_path):
                                    rtol=1e-6, atol=1e-3)  # fmt: skip
 
 
-def test_decompose_k_auto(small_map, tmp_path):
-    """-k auto estimates k from held-out counts, then fits that many phases."""
+def test_decompose_k_auto(small_map, tmp_path, capsys):
+    """-k auto estimates k from held-out counts (up to --max-phases), then fits that many
+    phases; --max-phases without -k auto is noted, not silently dropped."""
     import hyperspy.api as hs
 
     out = tmp_path / "auto.hspy"
-    assert main(["decompose", str(small_map), "-k", "auto", "--max-iter", "20", "-q",
-                 "-o", str(out)]) == 0  # fmt: skip
+    assert main(["decompose", str(small_map), "-k", "auto", "--max-phases", "4", "--max-iter",
+                 "20", "-q", "-o", str(out)]) == 0  # fmt: skip
     s = hs.load(out)
-    k = int(s.metadata.SmartNMF_n_phases.k)
-    assert 1 <= k <= 6
+    node = s.metadata.SmartNMF_n_phases
+    assert list(node.ks) == [1, 2, 3, 4]  # the cap was passed on
+    k = int(node.k)
+    assert 1 <= k <= 4
     assert s.learning_results.factors.shape[1] == k
+    assert main(["decompose", str(small_map), "-k", "2", "--max-phases", "4", "--max-iter", "5",
+                 "-q", "-o", str(tmp_path / "k2.hspy")]) == 0  # fmt: skip
+    assert "--max-phases has no effect with -k 2" in capsys.readouterr().err
+    for bad in ("0", "x"):
+        with pytest.raises(SystemExit):
+            main(["decompose", str(small_map), "-k", "auto", "--max-phases", bad])
 
 
 def test_decompose_mu(small_map, tmp_path, capsys):
