@@ -109,7 +109,11 @@ def test_interrupt_in_the_main_loop_keeps_the_last_iterate(small, capsys):
 
 
 _CTRL_C_SCRIPT = """
-import sys, time
+import signal, sys, time
+# a runner that started the suite in the background (``cmd &`` in a script) passes SIGINT on
+# as ignored, and Python then keeps it ignored: Python's own handler, as a terminal's Ctrl-C
+# would find it
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from esmpy_hs.datasets import reference_sample
 s = reference_sample(dose=20, shape=(96, 96))
 print("START", flush=True)
@@ -136,15 +140,8 @@ def test_real_ctrl_c_stops_the_fit_quickly(tmp_path):
 
     root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=str(root), TQDM_DISABLE="1", MPLBACKEND="Agg")
-    # a runner that started the suite in the background (``cmd &`` in a script) passes SIGINT
-    # on as ignored, and Python then keeps it ignored: the child gets the default, as a
-    # terminal's Ctrl-C would find it
-    def default_sigint():
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-
     proc = subprocess.Popen([sys.executable, "-c", _CTRL_C_SCRIPT], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
-                            preexec_fn=default_sigint)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)  # fmt: skip
     try:
         assert proc.stdout.readline().strip() == "START"
         time.sleep(0.3)
