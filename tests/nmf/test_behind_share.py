@@ -8,11 +8,15 @@ from esmpy_hs.nmf._init import anchored_spa_labels, behind_share, kmeans_maximin
 PURE = np.array([[0.8, 0.1, 0.1, 0.0], [0.1, 0.1, 0.0, 0.8], [0.0, 0.2, 0.7, 0.1]])
 
 
-def _share(abundances: np.ndarray) -> float:
+def _clustered(abundances: np.ndarray):
+    """(features, weights, labels) of blocks of 3000 counts, labelled as the start does."""
     F = abundances @ PURE
     w = np.full(len(F), 3000.0)
-    labels = anchored_spa_labels(F, w, kmeans_maximin(F, w, 3), 3)
-    return behind_share(F, w, labels, 3)
+    return F, w, anchored_spa_labels(F, w, kmeans_maximin(F, w, 3), 3)
+
+
+def _share(abundances: np.ndarray) -> float:
+    return behind_share(*_clustered(abundances), 3)
 
 
 def test_a_matrix_seen_pure_is_a_corner():
@@ -34,8 +38,6 @@ def test_phases_spread_through_the_matrix_put_blocks_behind_it():
     share = _share(a)
     assert share > 0.2  # measured 0.2–0.5 on such maps (docs/validation.rst)
     # the depth sets what counts as behind: none at all is further than the whole way
-    F = a @ PURE
-    w = np.full(len(F), 3000.0)
-    labels = anchored_spa_labels(F, w, kmeans_maximin(F, w, 3), 3)
+    F, w, labels = _clustered(a)
     assert behind_share(F, w, labels, 3, depth=1.5) == 0.0
     assert behind_share(F, w, labels, 1) == 0.0
