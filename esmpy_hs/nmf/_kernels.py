@@ -22,7 +22,9 @@ threads. The per-pixel helpers are inlined into the block loop (numba ``inline="
 low dose the calls cost as much as the arithmetic. The surrogate solver is called, not inlined:
 inlining it saved about 10 % at low dose but more than doubled the compile time; under the
 H simplex without fixed entries the one called is compiled for the pass's k
-(:data:`UNROLLED_SIMPLEX`). The caller
+(:data:`UNROLLED_SIMPLEX`). The general H step of a pixel (:func:`_update_pixel`: fixed entries,
+no H simplex) is called too: inlined into the sparse and the dense block it made up about a
+tenth of the compile time of every pass, for paths the default fit does not take. The caller
 sums the blocks (see :func:`esmpy_hs.nmf._solver.h_pass`).
 
 Storage: ``D`` is channels × k and ``Ht`` is pixels × k (pixel-major), both C-contiguous and of the
@@ -237,12 +239,14 @@ def _neighbour_terms(p, h, lam, adj_indptr, adj_indices, Ht, beta, seq, k):
     return 0.5 * lam * deg if seq else lam * deg
 
 
-@njit(cache=True, inline="always", fastmath=_FASTMATH)
+@njit(cache=True, fastmath=_FASTMATH)
 def _update_pixel(
     p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
     simplex, fixed, eps, rtol, c, beta, free, hn, seq, kt,
 ):  # fmt: skip
     """Solve the surrogate of pixel p (global index) / i (chunk index); write ``hn``.
+
+    Called, not inlined (see the module docstring): the default fit takes :func:`_update_free`.
 
     A pixel without counts (every ``c`` zero) with q > 0 under the simplex is solved in closed
     form (:func:`_project_empty`), the same way in the sparse and the dense pass.
