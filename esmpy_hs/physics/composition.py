@@ -85,6 +85,14 @@ def normalise_composition(
     return symbols, at, wt
 
 
+#: what ``print(q)`` says of counting errors alone: they are the Poisson floor of the counts
+#: given to each element, not the accuracy of the compositions
+COUNTING_ONLY = (
+    "counting only (the Poisson floor of each element's counts; the accuracy of the physics "
+    "model is not included: uncertainty 'systematic' adds it)"
+)
+
+
 @dataclass
 class Quantification:
     """Composition of each phase derived from W.
@@ -267,6 +275,8 @@ class Quantification:
 
     def __str__(self) -> str:
         text = self.table("atomic") + "\n\n" + self.table("weight")
+        if self.errors == "counting":
+            return text + f"\n± 1σ: {COUNTING_ONLY}"
         return text + f"\n± 1σ: {self.errors}"
 
     def __repr__(self) -> str:
