@@ -85,8 +85,9 @@ def normalise_composition(
     return symbols, at, wt
 
 
-#: what ``print(q)`` says of counting errors alone: they are the Poisson floor of the counts
-#: given to each element, not the accuracy of the compositions
+#: what the errors of a quantification contain when they are counting errors alone (the default
+#: of :attr:`Quantification.errors`): the Poisson floor of the counts given to each element, not
+#: the accuracy of the compositions
 COUNTING_ONLY = (
     "counting only (the Poisson floor of each element's counts; the accuracy of the physics "
     "model is not included: uncertainty 'systematic' adds it)"
@@ -136,8 +137,9 @@ class Quantification:
         abundance against the scale of their spectrum (:func:`traded_phases`); the short form,
         without the figures of a pure pixel, labels the phase's panel in ``plot_phases``.
     errors : str
-        What the 1-σ errors contain (``"counting"``; ``quantify_phases(uncertainty=...)``
-        also adds the spread over count splits and a systematic part); ``print(q)`` says it.
+        What the 1-σ errors contain, as ``print(q)`` says it (by default :data:`COUNTING_ONLY`;
+        ``quantify_phases(uncertainty=...)`` also adds the spread over count splits and a
+        systematic part).
     error_parts : dict
         ``{part: (atomic σ, weight σ)}`` (fractions, arrays like ``atomic_fractions``): the
         parts that ``atomic_errors``/``weight_errors`` add in quadrature, when more than the
@@ -160,7 +162,7 @@ class Quantification:
     never_pure: dict[str, float] = field(default_factory=dict)
     not_detected: dict[str, dict[str, float]] = field(default_factory=dict)
     traded: dict[str, str] = field(default_factory=dict)
-    errors: str = "counting"
+    errors: str = COUNTING_ONLY
     error_parts: dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]] = field(
         default_factory=dict
     )
@@ -275,8 +277,6 @@ class Quantification:
 
     def __str__(self) -> str:
         text = self.table("atomic") + "\n\n" + self.table("weight")
-        if self.errors == "counting":
-            return text + f"\n± 1σ: {COUNTING_ONLY}"
         return text + f"\n± 1σ: {self.errors}"
 
     def __repr__(self) -> str:
