@@ -93,6 +93,7 @@ class Problem:
         self.k, (self.p, self.n) = k, Y.shape
         self.pix, self.ch = np.nonzero(Y)
         self.y = Y[self.pix, self.ch]
+        self.Y = Y.T  # channels × pixels, for the engine's objective_dense
         self.lam = float(s.metadata.SmartNMF.lambda_L)  # the λ the fit used (from the dose)
         self.eps = float(est.plan_.settings.eps_reg)
         self.G = np.asarray(est.G_, dtype=np.float64)
@@ -123,13 +124,14 @@ class Problem:
                          for j in range(self.k)], 1)  # fmt: skip
 
     def objective(self, D, Ht, form, mu):
-        m = self.model(D, Ht)
-        kl = float((self.y * np.log(self.y / m)).sum() - self.y.sum()
-                   + (D.sum(axis=0) * Ht.sum(axis=0)).sum())  # fmt: skip
-        d = Ht[self.src] - Ht[self.indices]
+        """F: the engine's Kullback-Leibler and sparsity parts (``objective_dense``) and the
+        form's smoothing, (λ/2) Σ over the undirected edges of dᵀ M d."""
+        from esmpy_hs.nmf._objective import objective_dense
+
+        d = Ht[self.src] - Ht[self.indices]  # every edge twice
         M = self.metric(D, form)
         smooth = 0.5 * 0.5 * self.lam * float(np.einsum("ej,jl,el->", d, M, d))
-        return kl + smooth + float((mu * np.log(Ht + self.eps)).sum())
+        return objective_dense(self.Y, D, Ht.T, mu=mu, eps_reg=self.eps) + smooth
 
     def metric(self, D, form):
         if form == "shares":
