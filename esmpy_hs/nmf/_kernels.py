@@ -242,7 +242,7 @@ def _neighbour_terms(p, h, lam, adj_indptr, adj_indices, Ht, beta, seq, k):
 @njit(cache=True, fastmath=_FASTMATH)
 def _update_pixel(
     p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
-    simplex, fixed, eps, rtol, c, beta, free, hn, seq, kt,
+    simplex, fixed, eps, rtol, c, beta, free, hn, seq, off, kt,
 ):  # fmt: skip
     """Solve the surrogate of pixel p (global index) / i (chunk index); write ``hn``.
 
@@ -270,6 +270,8 @@ def _update_pixel(
                 total -= fv
         c[j] = h[j] * a[j]
         beta[j] = colsum[j] + mu[j] / (h[j] + eps_reg[j])
+        if off.shape[0] > 0:
+            beta[j] += off[i, j]
     q = _neighbour_terms(p, h, lam, adj_indptr, adj_indices, Ht, beta, seq, k)
     if simplex and q > 0.0 and _project_empty(c, beta, q, free, total, eps, hn):
         return
@@ -280,16 +282,16 @@ def _update_pixel(
 
 
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
-def _update_free(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht, eps, rtol, c,
-                 beta, free, hn, seq, kt):  # fmt: skip
+def _update_free(p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht, eps, rtol, c,
+                 beta, free, hn, seq, off, kt):  # fmt: skip
     """:func:`_update_pixel` under the H simplex without fixed entries (``free`` all True on
     entry and exit): the same surrogate, sums and solve; the empty pixel's closed form and
     :func:`._simplex.solve_column` are called (:func:`_empty_or_general`), not inlined."""
     k = len(kt)
     for j in range(k):
         hn[j] = h[j]
-    q = _surrogate_free(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht, c, beta,
-                        seq, kt)  # fmt: skip
+    q = _surrogate_free(p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht, c,
+                        beta, seq, off, kt)  # fmt: skip
     if _no_counts(c, kt) and q > 0.0:
         _empty_or_general(c, beta, q, free, eps, rtol, hn)
     elif not solve_free_simplex(c, beta, q, 1.0, eps, rtol, hn, kt):
@@ -773,14 +775,18 @@ def _largest_move(hn, h, kt):
 
 
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
-def _surrogate_free(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht, c, beta, seq,
-                    kt):  # fmt: skip
-    """The surrogate of pixel p under the H simplex without fixed entries (the first half of
-    :func:`_update_free`): writes ``c`` and ``beta``, returns q."""
+def _surrogate_free(p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht, c, beta,
+                    seq, off, kt):  # fmt: skip
+    """The surrogate of pixel p (chunk index i) under the H simplex without fixed entries (the
+    first half of :func:`_update_free`): writes ``c`` and ``beta``, returns q. ``off``: see
+    :func:`h_pass_sparse`."""
     k = len(kt)
+    has_off = off.shape[0] > 0
     for j in range(k):
         c[j] = h[j] * a[j]
         beta[j] = colsum[j] + mu[j] / (h[j] + eps_reg[j])
+        if has_off:
+            beta[j] += off[i, j]
     return _neighbour_terms(p, h, lam, adj_indptr, adj_indices, Ht, beta, seq, k)
 
 
@@ -806,7 +812,7 @@ def _batched(simplex, fixed, update_h, want_loss, kt):
 def _sparse_block_free(
     b, nblocks, npx, indptr, indices, counts, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
-    eps, rtol, accumulate, blk_acc, hsum_b, loss_b, kt, Hy_out, beta_x, moved, skip_tol,
+    eps, rtol, accumulate, blk_acc, hsum_b, loss_b, kt, Hy_out, beta_x, moved, skip_tol, off,
 ):  # fmt: skip
     """:func:`_sparse_block` for a pass that updates H under the H simplex without fixed
     entries and evaluates no loss (:data:`BATCHED_SOLVE`): each stripe's pixels in three rounds,
@@ -866,8 +872,8 @@ def _sparse_block_free(
                 continue
             _ratios_pairs_flat(indptr[i], indptr[i + 1], indices, counts, Df, h, a, inv_scale,
                                kt)  # fmt: skip
-            q = _surrogate_free(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices,
-                                Ht, c, beta, seq, kt)  # fmt: skip
+            q = _surrogate_free(p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices,
+                                Ht, c, beta, seq, off, kt)  # fmt: skip
             if _no_counts(c, kt) and q > 0.0:
                 for j in range(k):
                     hn[j] = h[j]
@@ -925,7 +931,7 @@ def _sparse_block(
     b, nblocks, npx, indptr, indices, counts, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    blk_acc, hsum_b, loss_b, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
+    blk_acc, hsum_b, loss_b, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol, off,
 ):  # fmt: skip
     """Block ``b`` of ``nblocks``, its stripes serially (see :func:`h_pass_sparse`)."""
     k = len(kt)  # compile-time constant (see the kernel's docstring)
@@ -1000,12 +1006,13 @@ def _sparse_block(
                     ls[3] += ll
                 if update_h:
                     if free_path:
-                        _update_free(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices,
-                                     Ht, eps, rtol, c, beta, free, hn, seq, kt)  # fmt: skip
+                        _update_free(p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr,
+                                     adj_indices, Ht, eps, rtol, c, beta, free, hn, seq, off,
+                                     kt)  # fmt: skip
                     else:
                         _update_pixel(
                             p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
-                            simplex, fixed, eps, rtol, c, beta, free, hn, seq, kt,
+                            simplex, fixed, eps, rtol, c, beta, free, hn, seq, off, kt,
                         )  # fmt: skip
                     for j in range(k):
                         Ht_out[i, j] = hn[j]
@@ -1040,7 +1047,7 @@ def h_pass_sparse(
     indptr, indices, counts, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
+    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol, off,
 ):  # fmt: skip
     """Fused pass over pixels ``start … start + len(indptr) − 2`` stored sparse by pixel.
 
@@ -1129,6 +1136,11 @@ def h_pass_sparse(
         any pixel's. Without rows every pixel is updated (the pass before).
     skip_tol : float
         See ``moved``.
+    off : float64[npx, k] or float64[0, k]
+        With rows: added to the linear coefficient of every updated pixel's surrogate (chunk
+        row i for pixel ``start + i``); the smoothing of the model's counts puts its part
+        that the Laplacian's form leaves out there (:mod:`._model_smoothing`). Without rows:
+        nothing is added (the pass before).
     """
     npx = indptr.shape[0] - 1
     nblocks = acc.shape[0]
@@ -1138,7 +1150,7 @@ def h_pass_sparse(
                 b, nblocks, npx, indptr, indices, counts, D, colsum, Ht, start, Ht_out,
                 inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
                 eps, rtol, accumulate, acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, moved,
-                skip_tol,
+                skip_tol, off,
             )  # fmt: skip
         return
     for b in prange(nblocks):
@@ -1147,7 +1159,7 @@ def h_pass_sparse(
             indptr, indices, counts, D, colsum, Ht, start, Ht_out,
             inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
+            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol, off,
         )  # fmt: skip
 
 
@@ -1156,7 +1168,7 @@ def _dense_block(
     b, nblocks, npx, dense, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    blk_acc, hsum_b, loss_b, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
+    blk_acc, hsum_b, loss_b, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol, off,
 ):  # fmt: skip
     """Block ``b`` of ``nblocks``, its stripes serially (see :func:`h_pass_dense`)."""
     k = len(kt)  # compile-time constant (see the kernel's docstring)
@@ -1211,12 +1223,13 @@ def _dense_block(
                     ls[3] += ll
                 if update_h:
                     if free_path:
-                        _update_free(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices,
-                                     Ht, eps, rtol, c, beta, free, hn, seq, kt)  # fmt: skip
+                        _update_free(p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr,
+                                     adj_indices, Ht, eps, rtol, c, beta, free, hn, seq, off,
+                                     kt)  # fmt: skip
                     else:
                         _update_pixel(
                             p, i, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
-                            simplex, fixed, eps, rtol, c, beta, free, hn, seq, kt,
+                            simplex, fixed, eps, rtol, c, beta, free, hn, seq, off, kt,
                         )  # fmt: skip
                     for j in range(k):
                         Ht_out[i, j] = hn[j]
@@ -1248,7 +1261,7 @@ def h_pass_dense(
     dense, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
+    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol, off,
 ):  # fmt: skip
     """As :func:`h_pass_sparse` for counts stored dense, ``dense[i, c]`` (chunk pixels × channels).
 
@@ -1262,7 +1275,7 @@ def h_pass_dense(
             dense, D, colsum, Ht, start, Ht_out,
             inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
+            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol, off,
         )  # fmt: skip
 
 
@@ -1271,7 +1284,7 @@ def h_pass_sparse_serial(
     indptr, indices, counts, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
+    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol, off,
 ):  # fmt: skip
     """:func:`h_pass_sparse` on one thread (same blocks, bit-identical results).
 
@@ -1286,7 +1299,7 @@ def h_pass_sparse_serial(
                 b, nblocks, npx, indptr, indices, counts, D, colsum, Ht, start, Ht_out,
                 inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
                 eps, rtol, accumulate, acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, moved,
-                skip_tol,
+                skip_tol, off,
             )  # fmt: skip
         return
     for b in range(nblocks):
@@ -1295,7 +1308,7 @@ def h_pass_sparse_serial(
             indptr, indices, counts, D, colsum, Ht, start, Ht_out,
             inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
+            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol, off,
         )  # fmt: skip
 
 
@@ -1304,7 +1317,7 @@ def h_pass_dense_serial(
     dense, D, colsum, Ht, start, Ht_out,
     inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
     simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
+    acc, hsum, loss, kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol, off,
 ):  # fmt: skip
     """:func:`h_pass_dense` on one thread (same blocks, bit-identical results)."""
     npx = dense.shape[0]
@@ -1315,7 +1328,7 @@ def h_pass_dense_serial(
             dense, D, colsum, Ht, start, Ht_out,
             inv_scale, mu, eps_reg, lam, adj_indptr, adj_indices, colour, phase,
             simplex, fixed, eps, rtol, update_h, accumulate, want_loss,
-            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol,
+            acc[b], hsum[b], loss[b], kt, Hy_out, beta_x, D2, colsum2, moved, skip_tol, off,
         )  # fmt: skip
 
 

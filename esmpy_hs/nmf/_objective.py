@@ -34,11 +34,14 @@ def objective_dense(
     inv_scale: float = 1.0,
     sparsity_on: str = "share",
     mean_counts: float | None = None,
+    metric: np.ndarray | None = None,
 ) -> float:
     """F evaluated densely with NumPy (Y: channels × pixels, D: channels × k, H: k × pixels).
 
     ``sparsity_on="counts"``: the prior on the counts, with ``mean_counts`` s̄ (scaled units;
-    None: the mean pixel counts of ``Y · inv_scale``).
+    None: the mean pixel counts of ``Y · inv_scale``). ``metric`` (k × k): the smoothing
+    prior is ``(λ/2) Σ_edges (h_p − h_q)ᵀ M (h_p − h_q)`` with this M (the smoothing of the
+    model's counts, :mod:`._model_smoothing`) instead of the Laplacian of the shares.
     """
     Ys = np.asarray(Y, dtype=np.float64) * inv_scale
     M = np.asarray(D, dtype=np.float64) @ np.asarray(H, dtype=np.float64)
@@ -54,5 +57,11 @@ def objective_dense(
     if lam > 0:
         if adjacency is None:
             raise ValueError("λ > 0 needs the pixel graph (adjacency)")
-        reg += 0.5 * lam * laplacian_energy(np.asarray(H).T, *adjacency)
+        if metric is None:
+            reg += 0.5 * lam * laplacian_energy(np.asarray(H).T, *adjacency)
+        else:
+            from esmpy_hs.nmf._model_smoothing import gram
+
+            reg += 0.5 * lam * float(np.sum(np.asarray(metric) * gram(np.asarray(H).T,
+                                                                      *adjacency)))  # fmt: skip
     return kl + reg

@@ -139,6 +139,7 @@ PARAMETERS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "final_extrapolation": (_real(0.0, 1.0), "in [0, 1]"),
     "spectra_from": (_one_of("auto", "pixels", "blocks"), "'auto', 'pixels' or 'blocks'"),
     "sparsity_on": (_one_of("share", "counts"), "'share' or 'counts'"),
+    "smoothing": (_one_of("shares", "model"), "'shares' or 'model'"),
 }
 
 
@@ -159,6 +160,11 @@ def validate_params(params: dict[str, Any]) -> None:
     init = params["init"]
     if isinstance(init, tuple | list) and len(init) != 2:
         raise ValueError("init as a tuple must be (W, H)")
+    if params["smoothing"] == "model" and params["simplex"] == "W":
+        raise ValueError(
+            "smoothing='model' is built for simplex='H' or None (its W step has no W simplex); "
+            "use smoothing='shares' with simplex='W'"
+        )
     if params["spectra_from"] == "blocks" and not (
         isinstance(init, str) and init == "auto" and params["shape_2d"] is not None
     ):
@@ -207,6 +213,7 @@ class Settings:
     spectra_from: str
     random_state: Any
     sparsity_on: str = "share"
+    smoothing: str = "shares"
 
 
 def _check_G(G, k: int, n: int) -> np.ndarray | None:
@@ -327,7 +334,7 @@ def settle(params: dict[str, Any], n: int, p: int) -> Settings:
         init_extrapolation=None if gamma is None else float(gamma),
         final_extrapolation=float(params["final_extrapolation"]),
         spectra_from=params["spectra_from"], random_state=params["random_state"],
-        sparsity_on=str(params["sparsity_on"]),
+        sparsity_on=str(params["sparsity_on"]), smoothing=str(params["smoothing"]),
     )  # fmt: skip
 
 

@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from esmpy_hs.nmf import _kernels
+from esmpy_hs.nmf import _kernels, _model_smoothing
 from esmpy_hs.nmf._blas import with_one_blas_thread
+from esmpy_hs.nmf._model_smoothing import ModelSmoothing
 from esmpy_hs.nmf._objective import assemble
 from esmpy_hs.nmf._prior import counts_prior, log_r_constant, phase_eps, w_tangent
 from esmpy_hs.nmf._updates import colsums, compute_D, g_colsums, update_W
@@ -120,6 +121,9 @@ class HParams:
         ``μ log(r h + ε_reg)`` (see :mod:`._prior`).
     mean_counts : float
         s̄, the map's mean pixel counts (scaled units) of ``r = 1ᵀD / s̄`` (``"counts"`` only).
+    model : ModelSmoothing or None
+        The smoothing prior on the model's counts (``smoothing="model"``,
+        :mod:`._model_smoothing`) in place of the Laplacian of the shares; None: the Laplacian.
     """
 
     inv_scale: float
@@ -136,6 +140,7 @@ class HParams:
     colour: np.ndarray | None = None
     sparsity_on: str = "share"
     mean_counts: float = 1.0
+    model: ModelSmoothing | None = None
 
 
 @dataclass
@@ -281,10 +286,29 @@ def h_pass(
         if two:
             reg2 = counts_prior(Ht[start : start + npx][counted], hp.mu, hp.eps_reg, colsum2,
                                 hp.mean_counts)  # fmt: skip
+    lam, off, model_loss = hp.lam, np.empty((0, k)), None
+    if hp.model is not None and hp.lam > 0:
+        # the smoothing of the model's counts: the kernels' Laplacian at λρ, plus the offset
+        # of every pixel's linear coefficient; its loss replaces the kernels' (._model_smoothing)
+        M = hp.model.metric(D)
+        lam, rho = _model_smoothing.kernel_weight(hp.lam, M)
+        if update_h:
+            off = _model_smoothing.h_offset(hp.lam, M, rho, Ht, hp.adj_indptr, hp.adj_indices,
+                                            start, start + npx)  # fmt: skip
+        if want_loss:
+            counted = None if phase < 0 else hp.colour[start : start + npx] == 0
+            factor = 0.25 if phase < 0 else (0.5 if phase == 0 else 0.0)
+            model_loss = [
+                _model_smoothing.loss(hp.lam, hp.model.metric(Dx), Ht, hp.adj_indptr,
+                                      hp.adj_indices, start, start + npx, counted, factor)
+                if factor > 0 else 0.0
+                for Dx in ((D, D2) if two else (D,))
+            ]  # fmt: skip
     common = (
-        hp.inv_scale, hp.mu, eps_j, hp.lam, hp.adj_indptr, hp.adj_indices, colour,
+        hp.inv_scale, hp.mu, eps_j, lam, hp.adj_indptr, hp.adj_indices, colour,
         int(phase), hp.simplex, fixed, hp.eps, hp.rtol, update_h, accumulate, want_loss,
         acc, hsum, loss, (0,) * k, Hy_out, float(beta), D2, colsum2, moved, float(skip_tol),
+        off,
     )  # fmt: skip
     if chunk[0] == "sparse":
         _, indptr, indices, counts = chunk
@@ -298,7 +322,12 @@ def h_pass(
     tot = loss.sum(axis=0)
     if on_counts and want_loss:
         tot[2] += reg_const
-    loss2 = np.array([tot[4], tot[5], tot[2] if reg2 is None else reg2, tot[3]]) if two else None
+    loss3_2 = tot[3]
+    if model_loss is not None:
+        tot[3] = model_loss[0]
+        loss3_2 = model_loss[-1]
+    loss2 = np.array([tot[4], tot[5], tot[2] if reg2 is None else reg2, loss3_2]) if two \
+        else None  # fmt: skip
     if COMPILED_BLOCK_SUM:
         RHt = np.empty((n, k))
         _kernels.sum_blocks(acc.reshape(nb, n * k), RHt.reshape(n * k))
@@ -646,7 +675,13 @@ def iterate(
                     # the prior on the counts: its tangent at this W (r from this D) joins H 1
                     # in the denominator (see _prior)
                     hsum = hsum + w_tangent(Ht_new, hp.mu, hp.eps_reg, colsum, hp.mean_counts)
-                W_new = update_W(W, G, res.RHt, hsum, Gt1=Gt1, **wp.kwargs()) \
+                smooth = None
+                if update_W_ and hp.model is not None and hp.lam > 0:
+                    # the smoothing of the model's counts: its W-step terms at this W, with
+                    # the new H (._model_smoothing)
+                    S = _model_smoothing.gram(Ht_new, hp.adj_indptr, hp.adj_indices)
+                    smooth = _model_smoothing.w_terms(hp.model, hp.lam, G, W, S)
+                W_new = update_W(W, G, res.RHt, hsum, Gt1=Gt1, smooth=smooth, **wp.kwargs()) \
                     if update_W_ else W  # fmt: skip
                 if mom:
                     # extrapolate along the last step; the next evaluation of F checks it

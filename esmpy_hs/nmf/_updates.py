@@ -97,6 +97,7 @@ def update_W(
     fixed: np.ndarray | None,
     eps: float,
     rtol: float = 1e-13,
+    smooth: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """One multiplicative W step; returns the new W (same dtype as ``W``).
 
@@ -122,10 +123,23 @@ def update_W(
         Lower bound of free entries.
     rtol : float
         Tolerance of the simplex sums.
+    smooth : (quad, lin) of ndarrays (rows × k), or None
+        The smoothing of the model's counts (:func:`._model_smoothing.w_terms`): every entry's
+        surrogate gains ``½ (quad / w̃) w² − lin · w`` (w̃ the current W), minimised with the
+        rest in closed form. Not under the W simplex.
     """
     Wf = W.astype(np.float64)
     num = Wf * gt_times(G, RHt)
     den = Gt1 * np.asarray(hsum, dtype=np.float64)[None, :]
+    if smooth is not None:
+        if simplex and np.any(simplex_rows):
+            raise ValueError("the smoothing of the model's counts does not support the W simplex")
+        quad, lin = smooth
+        out = _smoothed_entries(num, den - lin, quad / np.maximum(Wf, 1e-300), Wf, eps)
+        if fixed is not None:
+            free = np.isnan(fixed)
+            out[~free] = fixed[~free]
+        return out.astype(W.dtype, copy=False)
     free = np.ones(W.shape, dtype=bool) if fixed is None else np.isnan(fixed)
     out = Wf.copy()
     k = W.shape[1]
@@ -160,3 +174,16 @@ def update_W(
     if fixed is not None:
         out[~free] = fixed[~free]
     return out.astype(W.dtype, copy=False)
+
+
+def _smoothed_entries(c: np.ndarray, b: np.ndarray, a: np.ndarray, old: np.ndarray,
+                      eps: float) -> np.ndarray:  # fmt: skip
+    """The minimiser over w ≥ ε of ``−c log w + b w + ½ a w²`` entry by entry (c, a ≥ 0; b
+    real): the positive root of ``a w² + b w − c = 0`` (``c / b`` where a = 0), written to avoid
+    cancellation. An entry whose surrogate is flat (c = a = 0 and b ≤ 0: a zero column of G
+    or a phase without abundance) keeps ``old``."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        disc = np.sqrt(b * b + 4.0 * a * c)
+        root = np.where(b > 0, 2.0 * c / (b + disc), (disc - b) / (2.0 * a))
+    flat = (a <= 0) & (b <= 0)
+    return np.where(flat, old, np.maximum(np.where(np.isfinite(root), root, eps), eps))

@@ -196,6 +196,15 @@ class SmartNMF:
         pure pixel of phase j over the map's mean pixel counts; unlike the share form it gains
         nothing when a phase trades its share against the scale of its spectrum (see
         docs/choosing.rst and docs/validation.rst).
+    smoothing : {"shares", "model"}, default "shares"
+        What the smoothing prior (weight λ) compares between neighbouring pixels.
+        ``"shares"``: the abundance shares, ``(λ/2) Σ_edges ‖h_p − h_q‖²`` (the Laplacian).
+        ``"model"``: the expected counts, ``(λ/2) Σ_edges (h_p − h_q)ᵀ M (h_p − h_q)`` with
+        ``M = Dᵀ Λ D / c`` (D the phase spectra, Λ the inverse mean spectrum of the map, c = k
+        times the mean pixel's counts); the same for every remixing of the phases that the
+        counts cannot see, so it does not push the spectra outwards on maps where no pixel is
+        pure (:mod:`esmpy_hs.nmf._model_smoothing`, docs/choosing.rst). In-memory fits only,
+        not with ``simplex="W"``.
 
     Attributes
     ----------
@@ -299,6 +308,7 @@ class SmartNMF:
         final_extrapolation: float = 1.0,
         spectra_from: str = "auto",
         sparsity_on: str = "share",
+        smoothing: str = "shares",
     ) -> None:
         self.G = G
         self.n_components = n_components
@@ -329,6 +339,7 @@ class SmartNMF:
         self.final_extrapolation = final_extrapolation
         self.spectra_from = spectra_from
         self.sparsity_on = sparsity_on
+        self.smoothing = smoothing
 
     # ------------------------------------------------------------------ sklearn plumbing
     def get_params(self, deep: bool = True) -> dict:
@@ -381,6 +392,13 @@ class SmartNMF:
         t0 = time.perf_counter()
         params = self.get_params()
         chunked = sys.modules.get("esmpy_hs.nmf._chunked")  # imported with dask, when needed
+        if params["smoothing"] == "model" and (
+            is_dask_array(X) or (chunked is not None and isinstance(X, chunked.ChunkedSource))
+        ):
+            raise ValueError(
+                "smoothing='model' is built for in-memory fits: fit the map in memory, or use "
+                "smoothing='shares' for a chunked (lazy) fit"
+            )
         if chunked is not None and isinstance(X, chunked.ChunkedSource):
             # a source the caller opened (its chunks read once already)
             if np.dtype(X.float_dtype) != np.dtype(params["dtype"]):
@@ -409,6 +427,8 @@ class SmartNMF:
                                          float_dtype=settings.dtype))  # fmt: skip
         try:
             plan = resolve(settings, source.stats.total)
+            if settings.smoothing == "model":
+                plan = _with_model_smoothing(plan, source)
             init = self.init if W is None else (W, H)
             res, setup, times = self._run(plan, source, init, t0)
             self.init_note_ = ""
@@ -538,3 +558,15 @@ class SmartNMF:
             raise ValueError("score is defined on the data the model was fitted on")
         Ht = np.ascontiguousarray(self.H_.T)
         return -evaluate_loss(data, self.G_, self.W_ / self.scale_, Ht, self.plan_.hp)
+
+
+def _with_model_smoothing(plan, source):
+    """The plan with the smoothing of the model's counts (:mod:`._model_smoothing`): Λ and c
+    from the map's counts per channel."""
+    from dataclasses import replace
+
+    from esmpy_hs.nmf._model_smoothing import ModelSmoothing
+
+    s = plan.settings
+    sm = ModelSmoothing.from_channel_sums(source.stats.channel_sums, s.p, plan.scale, s.k)
+    return replace(plan, hp=replace(plan.hp, model=sm))

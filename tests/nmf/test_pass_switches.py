@@ -133,7 +133,7 @@ def test_fits_with_and_without_the_compiled_block_sum_are_identical(monkeypatch)
 
 @njit(fastmath=_kernels._FASTMATH)
 def _both_updates(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht, eps, rtol, seq,
-                  kt):  # fmt: skip
+                  off, kt):  # fmt: skip
     """One pixel's H step by :func:`._kernels._update_free` and by
     :func:`._kernels._update_pixel` (no fixed entries, the simplex), inlined with the
     kernels' fast-math flags as in the passes."""
@@ -143,11 +143,11 @@ def _both_updates(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht
     free = np.ones(k, dtype=np.bool_)
     out = np.empty((2, k))
     hn = np.empty(k)
-    _kernels._update_free(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht, eps,
-                          rtol, c, beta, free, hn, seq, kt)  # fmt: skip
+    _kernels._update_free(p, p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht, eps,
+                          rtol, c, beta, free, hn, seq, off, kt)  # fmt: skip
     out[0] = hn
     _kernels._update_pixel(p, p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht,
-                           True, np.empty((0, k)), eps, rtol, c, beta, free, hn, seq,
+                           True, np.empty((0, k)), eps, rtol, c, beta, free, hn, seq, off,
                            kt)  # fmt: skip
     out[1] = hn
     return out
@@ -157,7 +157,8 @@ def _both_updates(p, h, a, colsum, mu, eps_reg, lam, adj_indptr, adj_indices, Ht
 def test_the_free_simplex_path_is_the_general_update(seq):
     """:data:`._kernels.FREE_SIMPLEX_PATH`: the default fit's H step takes a path of its own;
     on every kind of pixel (counts or none, with and without the Laplacian, degenerate q = 0
-    surrogates) it gives the general update's answer.
+    surrogates; with and without a per-pixel offset of the linear coefficient, as the smoothing
+    of the model's counts adds) it gives the general update's answer.
 
     The bound is the Newton solve's own tolerance (1e-10), as for the unrolled solve above, not
     a count of units in the last place: the two paths are the same arithmetic in the same order,
@@ -173,6 +174,8 @@ def test_the_free_simplex_path_is_the_general_update(seq):
     colsum = rng.random(k) + 0.5
     mu = np.full(k, 0.01)
     kinds = {"counts": 0, "empty": 0}
+    # the offset of the model's smoothing: rows of either sign, small against colsum + μ/h
+    offsets = (np.empty((0, k)), 0.3 * (rng.random(Ht.shape) - 0.5))
     for p in range(Ht.shape[0]):
         a = rng.random(k) * 10.0 ** rng.uniform(-2, 2)
         if p % 3 == 0:
@@ -180,8 +183,9 @@ def test_the_free_simplex_path_is_the_general_update(seq):
         elif p % 7 == 0:
             a[rng.integers(k)] = 0.0
         lam = 0.0 if p % 5 == 0 else 10.0 ** rng.uniform(-2, 1)
+        off = offsets[p % 2]
         out = _both_updates(p, Ht[p].copy(), a, colsum, mu, np.full(k, 1.0), lam, adj_indptr,
-                            adj_indices, Ht, 1e-12, 1e-10, seq, (0,) * k)  # fmt: skip
+                            adj_indices, Ht, 1e-12, 1e-10, seq, off, (0,) * k)  # fmt: skip
         np.testing.assert_allclose(out[0], out[1], rtol=1e-10, atol=1e-300)
         kinds["empty" if not a.any() else "counts"] += 1
     assert min(kinds.values()) > 50

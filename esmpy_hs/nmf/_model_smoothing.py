@@ -1,0 +1,158 @@
+"""Smoothing the model's counts instead of the abundance shares (``smoothing="model"``).
+
+The default smoothing prior (``smoothing="shares"``) is the Laplacian of the abundance maps,
+
+    (λ/2) Σ_edges ‖h_p − h_q‖²,
+
+summed over the edges p–q of the pixel grid. It is not invariant under the remixing of the
+phases that the counts cannot see (abundances contracted towards their mean, spectra moved out
+by as much): along that family it falls as the square of the contraction, so it pushes the
+phase spectra outwards on maps where no pixel is pure (``tests/nmf/test_prior_directions.py``;
+docs/validation.rst, "Which way the priors lean"). This module gives the form
+
+    (λ/2) Σ_edges (h_p − h_q)ᵀ M (h_p − h_q),   M = Dᵀ Λ D / c,
+
+with D = G·W the phase spectra (channels × k, scaled units), Λ = diag(1/ȳ) the inverse of the
+map's mean spectrum ȳ (a fixed weight per channel: the Poisson variance of a channel's counts,
+floored at :data:`FLOOR` of the mean channel) and c = k Σ ȳ (fixed by the data: M's diagonal is
+then about 1 for k phases of equal shares whose spectra do not overlap; M does not change
+when the data and D are scaled together). It is the squared difference of the expected counts
+of neighbouring pixels, ``(D h_p − D h_q)ᵀ Λ (D h_p − D h_q) / c``: the same for every
+remixing ``(D A⁻¹, A H)``, so it smooths what the counts show and leans nowhere.
+
+**H step** (in the kernels' pass). M ⪯ ρ I with ρ the largest eigenvalue of M, so the
+kernels' Laplacian surrogate with weight λρ majorises the term, once the part that the form
+``λρ ‖·‖²`` leaves out is added to every pixel's linear coefficient (:func:`h_offset`)::
+
+    e_p = −λ (ρ I − M) (L H)_p,   (L H)_p = deg_p h_p − Σ_{q∈N(p)} h_q.
+
+The same offset serves both updates of the kernels: every pixel at once (the Laplacian
+majorised per edge, L ⪯ 2 Deg) and the red-black sweep (neighbours held; xᵀMx majorised at h by
+its tangent plus ρ‖x − h‖²), with (L H)_p read from the H the pass reads. Both surrogates are
+exact minimisations of majorants, so F cannot rise.
+
+**W step** (:func:`w_terms`). With S = Hᵀ L H (k × k, the new H) and P_jl = G_jᵀ Λ G_l / c ≥ 0,
+the term is ½ λ Σ_jl S_jl w_jᵀ P_jl w_l. Split S = S⁺ − S⁻ into its positive and negative
+entries: the part of S⁺ (a quadratic form with non-negative coefficients) is majorised entry
+by entry, ``½ Σ_i (A⁺ w̃)_i w_i² / w̃_i``, and the part of S⁻ (concave) by its tangent. Added to
+the Kullback-Leibler surrogate of the W step, each entry's surrogate is
+``−num log w + (den − λ(A⁻w̃)) w + ½ λ (A⁺w̃) / w̃ · w²``, minimised in closed form
+(:func:`._updates.update_W`). Rows under the W simplex are not supported (one multiplier per
+phase with a quadratic per entry: not built).
+
+Both steps need G to be non-negative, which every fit checks. The fit's objective F holds
+this term in place of the Laplacian (:func:`loss`), so the convergence test, the momentum's
+checks and ``score`` read the objective the updates decrease.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from esmpy_hs.nmf._updates import gt_times
+
+#: floor of ȳ, as a share of its mean over the channels (a channel that never counts gets the
+#: weight of a channel at this share of the mean, not an infinite one)
+FLOOR = 1e-3
+
+
+@dataclass(frozen=True)
+class ModelSmoothing:
+    """The fixed parts of M = Dᵀ Λ D / c: ``weights`` Λ (channels, float64) and ``c``."""
+
+    weights: np.ndarray
+    c: float
+
+    @classmethod
+    def from_channel_sums(cls, channel_sums: np.ndarray, n_pixels: int, scale: float,
+                          k: int) -> ModelSmoothing:  # fmt: skip
+        """Λ and c of a map from its counts per channel (unscaled), its number of pixels, the
+        fit's scale and the number of phases."""
+        ybar = np.asarray(channel_sums, dtype=np.float64) / (n_pixels * scale)
+        if not np.all(np.isfinite(ybar)) or ybar.sum() <= 0:
+            raise ValueError("the smoothing of the model's counts needs a map with counts")
+        floor = FLOOR * ybar.mean()
+        return cls(1.0 / np.maximum(ybar, floor), float(k * ybar.sum()))
+
+    def metric(self, D: np.ndarray) -> np.ndarray:
+        """M = Dᵀ Λ D / c (k × k, float64) of phase spectra D (channels × k, scaled units)."""
+        D = np.asarray(D, dtype=np.float64)
+        M = D.T @ (self.weights[:, None] * D) / self.c
+        return 0.5 * (M + M.T)
+
+
+def _rows(adj_indptr: np.ndarray, adj_indices: np.ndarray, start: int, stop: int,
+          n_pixels: int) -> sp.csr_array:  # fmt: skip
+    """The adjacency rows of pixels ``start … stop − 1`` (a CSR matrix over all pixels)."""
+    a0, a1 = int(adj_indptr[start]), int(adj_indptr[stop])
+    ptr = np.asarray(adj_indptr[start : stop + 1], dtype=np.int64) - a0
+    return sp.csr_array((np.ones(a1 - a0), np.asarray(adj_indices[a0:a1]), ptr),
+                        shape=(stop - start, n_pixels))  # fmt: skip
+
+
+def laplacian_rows(Ht: np.ndarray, adj_indptr: np.ndarray, adj_indices: np.ndarray, start: int,
+                   stop: int) -> np.ndarray:  # fmt: skip
+    """(L H)_p = deg_p h_p − Σ_{q∈N(p)} h_q for pixels ``start … stop − 1`` ((stop − start) × k,
+    float64); ``Ht`` holds every pixel (pixels × k)."""
+    H = np.asarray(Ht, dtype=np.float64)
+    A = _rows(adj_indptr, adj_indices, start, stop, H.shape[0])
+    deg = np.diff(np.asarray(adj_indptr[start : stop + 1], dtype=np.int64)).astype(np.float64)
+    return deg[:, None] * H[start:stop] - A @ H
+
+
+def kernel_weight(lam: float, M: np.ndarray) -> tuple[float, float]:
+    """(λρ, ρ): the weight of the kernels' Laplacian form and ρ, the largest eigenvalue of M."""
+    rho = float(max(np.linalg.eigvalsh(M)[-1], 0.0))
+    return lam * rho, rho
+
+
+def h_offset(lam: float, M: np.ndarray, rho: float, Ht: np.ndarray, adj_indptr: np.ndarray,
+             adj_indices: np.ndarray, start: int, stop: int) -> np.ndarray:  # fmt: skip
+    """e_p = −λ (ρ I − M)(L H)_p of pixels ``start … stop − 1`` ((stop − start) × k, float64,
+    C-contiguous): the kernels' ``off`` (see the module docstring)."""
+    LH = laplacian_rows(Ht, adj_indptr, adj_indices, start, stop)
+    k = M.shape[0]
+    return np.ascontiguousarray(-lam * (LH @ (rho * np.eye(k) - M)))
+
+
+def loss(lam: float, M: np.ndarray, Ht: np.ndarray, adj_indptr: np.ndarray,
+         adj_indices: np.ndarray, start: int, stop: int, counted: np.ndarray | None,
+         factor: float) -> float:  # fmt: skip
+    """``factor · λ Σ_{p counted} Σ_{q∈N(p)} (h_p − h_q)ᵀ M (h_p − h_q)`` over the pixels
+    ``start … stop − 1`` (those of ``counted``, a mask over them, when given).
+
+    ``factor`` 1/4 counts every edge half from each end, 1/2 every edge from its colour-0 end
+    (the first half of a red-black sweep), as the kernels' Laplacian loss does: summed over the
+    chunks (and the halves) it is (λ/2) Σ_edges dᵀ M d.
+    """
+    H = np.asarray(Ht, dtype=np.float64)
+    A = _rows(adj_indptr, adj_indices, start, stop, H.shape[0]).tocoo()
+    rows, cols = A.row, A.col
+    if counted is not None:
+        keep = np.asarray(counted, dtype=bool)[rows]
+        rows, cols = rows[keep], cols[keep]
+    d = H[start + rows] - H[cols]
+    return float(factor * lam * np.einsum("ej,jl,el->", d, M, d))
+
+
+def gram(Ht: np.ndarray, adj_indptr: np.ndarray, adj_indices: np.ndarray) -> np.ndarray:
+    """S = Hᵀ L H (k × k, float64) of every pixel's H (pixels × k)."""
+    H = np.asarray(Ht, dtype=np.float64)
+    S = H.T @ laplacian_rows(H, adj_indptr, adj_indices, 0, H.shape[0])
+    return 0.5 * (S + S.T)
+
+
+def w_terms(sm: ModelSmoothing, lam: float, G: np.ndarray | None, W: np.ndarray,
+            S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(λ A⁺w̃, λ A⁻w̃) (rows of W × k, float64) of the W step's surrogate at W (see the module
+    docstring): ``A± w̃ = Gᵀ Λ (D S±) / c`` per phase, D = G·W."""
+    from esmpy_hs.nmf._updates import compute_D
+
+    D = compute_D(G, W, np.float64)
+    pos = np.maximum(S, 0.0)
+    neg = np.maximum(-S, 0.0)
+    wl = (lam / sm.c) * sm.weights[:, None]
+    return gt_times(G, wl * (D @ pos)), gt_times(G, wl * (D @ neg))
