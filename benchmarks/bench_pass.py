@@ -113,6 +113,8 @@ def call(mod, d, adj, colour, lam, phase, update_h, accumulate, want_loss, Ht_in
     extra = (np.empty((0, k)), 0.0, np.empty((0, k)), np.zeros(k)) if nargs > 27 else ()
     if nargs > 31:  # issue 18's active set: two more (none used here)
         extra += (np.zeros(0), 0.0)
+    if nargs > 33:  # issue 14's smoothing of the model's counts: the offset (none here)
+        extra += (np.empty((0, k)),)
     # kernels from issue 14's prior on the counts take ε per phase (an array)
     eps_reg = np.full(k, 1.0) if "eps_reg[j]" in pathlib.Path(mod.__file__).read_text() else 1.0
     mod.h_pass_sparse(d["indptr"], d["indices"], d["counts"], d["D"], d["D"].sum(axis=0),

@@ -63,7 +63,7 @@ def load_independent(folder: Path):
     return s, k
 
 
-def fit_independent(s, k: int, calibrate) -> dict:
+def fit_independent(s, k: int, calibrate, **options) -> dict:
     from validate_paper import major_elements
 
     from esmpy_hs.metrics import score
@@ -72,7 +72,7 @@ def fit_independent(s, k: int, calibrate) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est = s.decomposition(algorithm="smart_nmf", output_dimension=k, print_info=False,
-                              return_info=True, calibrate=calibrate)  # fmt: skip
+                              return_info=True, calibrate=calibrate, **options)  # fmt: skip
     seconds = time.perf_counter() - t0
     sc = score(s)
     q = s.quantify_phases()
@@ -131,7 +131,7 @@ def poisson_deviance(s) -> float:
     return total
 
 
-def fit_real(path: Path, calibrate) -> dict:
+def fit_real(path: Path, calibrate, **options) -> dict:
     import hyperspy.api as hs
     from validate_real_map import WINDOWS, identify, mineral_ratios
 
@@ -143,7 +143,7 @@ def fit_real(path: Path, calibrate) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est = s.decomposition(algorithm="smart_nmf", output_dimension=3, print_info=False,
-                              return_info=True, calibrate=calibrate)  # fmt: skip
+                              return_info=True, calibrate=calibrate, **options)  # fmt: skip
     seconds = time.perf_counter() - t0
     q = s.quantify_phases()
     at, err = q.atomic_percent, q.atomic_percent_error

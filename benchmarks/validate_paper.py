@@ -10,6 +10,8 @@ noise seed is fitted by the methods named with ``--methods``:
 ``default``
     ``s.decomposition(algorithm="smart_nmf", output_dimension=3)``: esmpy-hs's defaults
     (λ = 0.1, μ = 0.01, ε_reg = 0.01, H simplex, ``init="auto"``, max_iter 2000, tol 1e-8).
+``model``
+    The defaults with ``smoothing="model"`` (the smoothing prior on the model's counts).
 ``paper``
     smart_nmf with the paper's regularisation: λ = 1, μ = 0.004, ε_reg = 0.01, W simplex
     (``simplex="W"``); everything else at the defaults.
@@ -53,9 +55,10 @@ from esmpy_hs.datasets import get_truth, reference_sample
 from esmpy_hs.metrics import map_mse, match_phases, score, spectral_angle
 
 PAPER = {"lambda_L": 1.0, "mu": 0.004, "epsilon_reg": 0.01, "simplex": "W"}
-METHODS = ("default", "paper", "sklearn", "sklearn-long")
+METHODS = ("default", "model", "paper", "sklearn", "sklearn-long")
 LABELS = {
     "default": "smart_nmf defaults",
+    "model": "smart_nmf defaults, smoothing='model'",
     "paper": "smart_nmf, paper (λ=1, μ=0.004, W simplex)",
     "sklearn": "scikit-learn KL NMF",
     "sklearn-long": "scikit-learn KL NMF (long)",
@@ -279,7 +282,8 @@ def make_figure(figs: dict, path: Path, phases: list[str]) -> None:
         k * len(doses), ncols, figsize=(2.3 * ncols + 3.5, 2.3 * k * len(doses)), squeeze=False,
         gridspec_kw={"width_ratios": [1] * (ncols - 1) + [2.6]},
     )  # fmt: skip
-    colours = {"default": "C0", "paper": "C1", "sklearn": "C2", "sklearn-long": "C3"}
+    colours = {"default": "C0", "paper": "C1", "sklearn": "C2", "sklearn-long": "C3",
+               "model": "C4"}  # fmt: skip
     for di, dose in enumerate(doses):
         f = figs[dose]
         e = f["energies"]
@@ -384,6 +388,8 @@ def main(argv=None) -> list[dict]:
                 opts = {} if args.max_iter is None else {"max_iter": args.max_iter}
                 if method == "default":
                     r = run_smart(s, opts)
+                elif method == "model":
+                    r = run_smart(s, {"smoothing": "model", **opts})
                 elif method == "paper":
                     r = run_smart(s, {**PAPER, **opts})
                 elif method == "sklearn":

@@ -14,9 +14,10 @@ docs/validation.rst, "Which way the priors lean"). This module gives the form
 
 with D = G·W the phase spectra (channels × k, scaled units), Λ = diag(1/ȳ) the inverse of the
 map's mean spectrum ȳ (a fixed weight per channel: the Poisson variance of a channel's counts,
-floored at :data:`FLOOR` of the mean channel) and c = k Σ ȳ (fixed by the data: M's diagonal is
-then about 1 for k phases of equal shares whose spectra do not overlap; M does not change
-when the data and D are scaled together). It is the squared difference of the expected counts
+floored at :data:`FLOOR` of the mean channel) and c fixed at the start of the fit so that the
+prior there has the value of the shares' Laplacian (:meth:`ModelSmoothing.at_start`: λ and its
+dose formula keep their weight against the counts; M does not change when the data and D are
+scaled together). It is the squared difference of the expected counts
 of neighbouring pixels, ``(D h_p − D h_q)ᵀ Λ (D h_p − D h_q) / c``: the same for every
 remixing ``(D A⁻¹, A H)``, so it smooths what the counts show and leans nowhere.
 
@@ -61,24 +62,45 @@ FLOOR = 1e-3
 
 @dataclass(frozen=True)
 class ModelSmoothing:
-    """The fixed parts of M = Dᵀ Λ D / c: ``weights`` Λ (channels, float64) and ``c``."""
+    """The fixed parts of M = Dᵀ Λ D / c: ``weights`` Λ (channels, float64) and ``c`` (None
+    until :meth:`at_start` fixes it)."""
 
     weights: np.ndarray
-    c: float
+    c: float | None = None
 
     @classmethod
-    def from_channel_sums(cls, channel_sums: np.ndarray, n_pixels: int, scale: float,
-                          k: int) -> ModelSmoothing:  # fmt: skip
-        """Λ and c of a map from its counts per channel (unscaled), its number of pixels, the
-        fit's scale and the number of phases."""
+    def from_channel_sums(cls, channel_sums: np.ndarray, n_pixels: int,
+                          scale: float) -> ModelSmoothing:  # fmt: skip
+        """Λ of a map from its counts per channel (unscaled), its number of pixels and the
+        fit's scale (c is fixed by :meth:`at_start`)."""
         ybar = np.asarray(channel_sums, dtype=np.float64) / (n_pixels * scale)
         if not np.all(np.isfinite(ybar)) or ybar.sum() <= 0:
             raise ValueError("the smoothing of the model's counts needs a map with counts")
         floor = FLOOR * ybar.mean()
-        return cls(1.0 / np.maximum(ybar, floor), float(k * ybar.sum()))
+        return cls(1.0 / np.maximum(ybar, floor))
+
+    def at_start(self, D: np.ndarray, S0: np.ndarray) -> ModelSmoothing:
+        """The same Λ with c fixed at the start: the start's spectra D (channels × k, scaled
+        units) and ``S0 = H0ᵀ L H0`` of its abundances (:func:`gram`, k × k).
+
+        c = tr(Dᵀ Λ D S0) / tr(S0): the prior then has the value of the shares' Laplacian at
+        the start, so λ (and its dose formula) weighs it against the counts as it weighs the
+        Laplacian. A start without differences between neighbours (tr S0 = 0) takes the mean
+        diagonal of Dᵀ Λ D instead.
+        """
+        D = np.asarray(D, dtype=np.float64)
+        raw = D.T @ (self.weights[:, None] * D)
+        S0 = np.asarray(S0, dtype=np.float64)
+        t = float(np.trace(S0))
+        c = float(np.sum(raw * S0) / t) if t > 0 else float(np.mean(np.diag(raw)))
+        if not (np.isfinite(c) and c > 0):
+            raise ValueError("the start's phase spectra are zero: no scale for the smoothing")
+        return ModelSmoothing(self.weights, c)
 
     def metric(self, D: np.ndarray) -> np.ndarray:
         """M = Dᵀ Λ D / c (k × k, float64) of phase spectra D (channels × k, scaled units)."""
+        if self.c is None:
+            raise RuntimeError("the scale c of the model's smoothing is fixed at the start")
         D = np.asarray(D, dtype=np.float64)
         M = D.T @ (self.weights[:, None] * D) / self.c
         return 0.5 * (M + M.T)

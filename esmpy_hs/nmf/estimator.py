@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -200,11 +201,11 @@ class SmartNMF:
         What the smoothing prior (weight λ) compares between neighbouring pixels.
         ``"shares"``: the abundance shares, ``(λ/2) Σ_edges ‖h_p − h_q‖²`` (the Laplacian).
         ``"model"``: the expected counts, ``(λ/2) Σ_edges (h_p − h_q)ᵀ M (h_p − h_q)`` with
-        ``M = Dᵀ Λ D / c`` (D the phase spectra, Λ the inverse mean spectrum of the map, c = k
-        times the mean pixel's counts); the same for every remixing of the phases that the
-        counts cannot see, so it does not push the spectra outwards on maps where no pixel is
-        pure (:mod:`esmpy_hs.nmf._model_smoothing`, docs/choosing.rst). In-memory fits only,
-        not with ``simplex="W"``.
+        ``M = Dᵀ Λ D / c`` (D the phase spectra, Λ the inverse mean spectrum of the map, c
+        fixed at the start so that the prior there equals the Laplacian's value); the same for
+        every remixing of the phases that the counts cannot see, so it does not push the
+        spectra outwards on maps where no pixel is pure (:mod:`esmpy_hs.nmf._model_smoothing`,
+        docs/choosing.rst). In-memory fits only, not with ``simplex="W"``.
 
     Attributes
     ----------
@@ -430,7 +431,7 @@ class SmartNMF:
             if settings.smoothing == "model":
                 plan = _with_model_smoothing(plan, source)
             init = self.init if W is None else (W, H)
-            res, setup, times = self._run(plan, source, init, t0)
+            res, setup, times, plan = self._run(plan, source, init, t0)
             self.init_note_ = ""
             if W is None and init == "auto" and plan.extrapolation > 0 \
                     and res.stop_reason != "interrupted":  # fmt: skip
@@ -440,7 +441,7 @@ class SmartNMF:
                     # the extrapolated start (particles never seen pure) lost a phase: refit
                     # from the measured extremes and keep that fit
                     plan = with_extrapolation(plan, 0.0)
-                    res, setup, times = self._run(plan, source, init, time.perf_counter())
+                    res, setup, times, plan = self._run(plan, source, init, time.perf_counter())
                     what = "the abundance" if settings.simplex == "H" else "the counts"
                     self.init_note_ = (
                         f"phase(s) {weak} held < {100 * COLLAPSE_SHARE:g} % of {what} from the "
@@ -457,12 +458,20 @@ class SmartNMF:
     def _run(self, plan: Plan, source, init, t0: float):
         """Start and fit; returns the result, the set-up seconds and the iteration times."""
         start = initial(plan, source, init)
+        if plan.hp.model is not None:
+            # the smoothing of the model's counts: its scale c from the start (the prior's
+            # value there is the shares' Laplacian's)
+            from esmpy_hs.nmf._model_smoothing import gram
+
+            S0 = gram(start.Ht, plan.hp.adj_indptr, plan.hp.adj_indices)
+            plan = replace(plan, hp=replace(plan.hp, model=plan.hp.model.at_start(
+                compute_D(plan.settings.G, start.W, np.float64), S0)))  # fmt: skip
         times: list[float] = []
         res = run(plan, source, start, update_W=not plan.hold_W, callback=self.callback,
                   callback_every=int(self.callback_every), owner=self,
                   progress=bool(self.progress), timings=times)  # fmt: skip
         setup = time.perf_counter() - t0 - sum(times)
-        return res, setup, times
+        return res, setup, times, plan
 
     def _store(self, res, plan: Plan, n_channels: int) -> None:
         scale = plan.scale
@@ -561,12 +570,10 @@ class SmartNMF:
 
 
 def _with_model_smoothing(plan, source):
-    """The plan with the smoothing of the model's counts (:mod:`._model_smoothing`): Λ and c
-    from the map's counts per channel."""
-    from dataclasses import replace
-
+    """The plan with the smoothing of the model's counts (:mod:`._model_smoothing`): Λ from the
+    map's counts per channel (c is fixed at the start, :meth:`SmartNMF._run`)."""
     from esmpy_hs.nmf._model_smoothing import ModelSmoothing
 
     s = plan.settings
-    sm = ModelSmoothing.from_channel_sums(source.stats.channel_sums, s.p, plan.scale, s.k)
+    sm = ModelSmoothing.from_channel_sums(source.stats.channel_sums, s.p, plan.scale)
     return replace(plan, hp=replace(plan.hp, model=sm))

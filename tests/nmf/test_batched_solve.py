@@ -67,15 +67,17 @@ def _blocks(block, common: tuple, nb: int, n: int, k: int):
 
 
 @pytest.mark.parametrize(
-    ("lam", "phase", "held"),
-    [(0.5, -1, False), (0.5, -1, True), (0.0, -1, False), (3.0, 0, False), (3.0, 1, True)],
-)
-def test_the_batched_block_is_the_per_pixel_block(lam, phase, held):
+    ("lam", "phase", "held", "offset"),
+    [(0.5, -1, False, False), (0.5, -1, True, False), (0.0, -1, False, False),
+     (3.0, 0, False, False), (3.0, 1, True, False), (0.5, -1, False, True)],
+)  # fmt: skip
+def test_the_batched_block_is_the_per_pixel_block(lam, phase, held, offset):
     """:func:`._kernels._sparse_block_free` against :func:`._kernels._sparse_block` on the
     same pass (H simplex, no fixed entries, no loss): the new H, its extrapolation, the
     pixels' moves, ``R Hᵀ`` and ``H 1``; with the Laplacian and without (q = 0, where the
     one-row solver declines some pixels), a red-black phase, held pixels, pixels without
-    counts. The same arithmetic; the sums over a pixel's counts may be associated another way
+    counts, a per-pixel offset of the linear coefficient (the smoothing of the model's
+    counts). The same arithmetic; the sums over a pixel's counts may be associated another way
     (fast-math), so to a few units in the last place."""
     D, Ht, Y = pass_data(23, 3.0, SHAPE)
     assert not Y.is_dense
@@ -93,6 +95,7 @@ def test_the_batched_block_is_the_per_pixel_block(lam, phase, held):
     mu = np.full(k, 0.1)
     eps_k = np.ones(k)  # the prior's ε per phase
     colsum = D.sum(axis=0)
+    off = 0.2 * (rng.random((p, k)) - 0.5) if offset else np.empty((0, k))
     outs = {}
     for name in ("per_pixel", "batched"):
         Ht_out = np.full_like(Ht, np.nan)
@@ -103,14 +106,14 @@ def test_the_batched_block_is_the_per_pixel_block(lam, phase, held):
                 return (p, indptr, indices, counts, D, colsum, Ht, 0, Ht_out, 1.0, mu, eps_k, lam,
                         adj_indptr, adj_indices, colour, phase, True, np.empty((0, k)), 1e-12,
                         1e-10, True, True, False, acc, hsum, loss, (0,) * k, Hy, 0.7,
-                        np.empty((0, k)), colsum, mv, skip_tol)  # fmt: skip
+                        np.empty((0, k)), colsum, mv, skip_tol, off)  # fmt: skip
 
             block = _kernels._sparse_block
         else:
             def common(acc, hsum, loss, Ht_out=Ht_out, Hy=Hy, mv=mv):
                 return (p, indptr, indices, counts, D, colsum, Ht, 0, Ht_out, 1.0, mu, eps_k, lam,
                         adj_indptr, adj_indices, colour, phase, 1e-12, 1e-10, True, acc, hsum,
-                        loss, (0,) * k, Hy, 0.7, mv, skip_tol)  # fmt: skip
+                        loss, (0,) * k, Hy, 0.7, mv, skip_tol, off)  # fmt: skip
 
             block = _kernels._sparse_block_free
         RHt, hsum = _blocks(block, common, nb, n, k)

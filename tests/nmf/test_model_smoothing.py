@@ -128,15 +128,26 @@ def test_the_parameter_is_checked_before_the_data():
                  progress=False).fit(da.from_array(X, chunks=(40, 40)))  # fmt: skip
 
 
-def test_the_metric_is_dimensionless():
-    """M does not change when the counts and the spectra are scaled together, and its diagonal
-    is 1 for k pure, disjoint phases of equal shares."""
+def test_the_scale_is_fixed_at_the_start_and_the_metric_is_dimensionless():
+    """At the start the prior has the value of the shares' Laplacian (tr(M S0) = tr(S0)); M
+    does not change when the counts and the spectra are scaled together; the fit keeps the c
+    of its start."""
+    rng = np.random.default_rng(6)
     k, n = 3, 30
-    D = np.zeros((n, k))
-    for j in range(k):
-        D[10 * j : 10 * (j + 1), j] = 1.0
+    D = rng.uniform(0.0, 1.0, size=(n, k))
+    H0 = rng.dirichlet(np.ones(k), size=SHAPE[0] * SHAPE[1])
+    S0 = gram(H0, *grid_adjacency(SHAPE))
     ybar = D @ np.full(k, 1.0 / k)
-    sm = ModelSmoothing.from_channel_sums(ybar * 50 * 7.0, 50, 7.0, k)
-    np.testing.assert_allclose(sm.metric(D), np.eye(k), atol=1e-12)
-    sm2 = ModelSmoothing.from_channel_sums(ybar * 50 * 7.0 * 4, 50, 7.0, k)
-    np.testing.assert_allclose(sm2.metric(4 * D), sm.metric(D), rtol=1e-12)
+    sm = ModelSmoothing.from_channel_sums(ybar * 50 * 7.0, 50, 7.0).at_start(D, S0)
+    np.testing.assert_allclose(np.sum(sm.metric(D) * S0), np.trace(S0), rtol=1e-12)
+    sm4 = ModelSmoothing.from_channel_sums(ybar * 50 * 7.0 * 4, 50, 7.0).at_start(4 * D, S0)
+    np.testing.assert_allclose(sm4.metric(4 * D), sm.metric(D), rtol=1e-12)
+    # a start without neighbour differences: M's mean diagonal is 1
+    flat = ModelSmoothing.from_channel_sums(ybar, 1, 1.0).at_start(D, np.zeros((k, k)))
+    np.testing.assert_allclose(np.trace(flat.metric(D)), k, rtol=1e-12)
+    with pytest.raises(RuntimeError, match="fixed at the start"):
+        ModelSmoothing.from_channel_sums(ybar, 1, 1.0).metric(D)
+    X, G, _, _ = _map(6)
+    est = SmartNMF(n_components=3, G=G, shape_2d=SHAPE, smoothing="model", init="random",
+                   max_iter=5, random_state=0, progress=False).fit(X)  # fmt: skip
+    assert est.plan_.hp.model.c > 0

@@ -83,7 +83,7 @@ def test_update_pixel_of_an_empty_pixel_matches_newton(seq):
             h = Ht[p].copy()
             _update_pixel(p, p, h, a, colsum, mu, np.full(k, 0.2), lam, ip, ix, Ht, True,
                           np.empty((0, k)), 1e-12, 1e-10, c, beta, free, hn, seq,
-                          (0,) * k)  # fmt: skip
+                          np.empty((0, k)), (0,) * k)  # fmt: skip
             deg = ip[p + 1] - ip[p]
             q = (0.5 if seq else 1.0) * lam * deg
             ref = h.copy()
