@@ -205,7 +205,9 @@ class SmartNMF:
         fixed at the start so that the prior there equals the Laplacian's value); the same for
         every remixing of the phases that the counts cannot see, so it does not push the
         spectra outwards on maps where no pixel is pure (:mod:`esmpy_hs.nmf._model_smoothing`,
-        docs/choosing.rst). In-memory fits only, not with ``simplex="W"``.
+        docs/choosing.rst). In-memory fits only, not with ``simplex="W"``. Where the spectra
+        are held (``spectra_from_ == "blocks"``) there is no remixing to guard against, and the
+        shares' Laplacian is used (``smoothing_``).
 
     Attributes
     ----------
@@ -251,6 +253,9 @@ class SmartNMF:
         The λ used (``lambda_L``, or the dose-dependent choice of ``lambda_L=None``).
     spectra_from_ : {"pixels", "blocks"}
         Where W was estimated (see ``spectra_from``).
+    smoothing_ : {"shares", "model"}
+        The smoothing prior used (see ``smoothing``: ``"shares"`` where the spectra were
+        held).
     init_extrapolation_ : float
         The extrapolation of the start used (see ``init_extrapolation``).
     final_shift_ : ndarray (k,)
@@ -428,7 +433,7 @@ class SmartNMF:
                                          float_dtype=settings.dtype))  # fmt: skip
         try:
             plan = resolve(settings, source.stats.total)
-            if settings.smoothing == "model":
+            if settings.smoothing == "model" and not plan.hold_W:
                 plan = _with_model_smoothing(plan, source)
             init = self.init if W is None else (W, H)
             res, setup, times, plan = self._run(plan, source, init, t0)
@@ -479,6 +484,7 @@ class SmartNMF:
         self.scale_ = float(scale)
         self.lambda_L_ = plan.lam
         self.spectra_from_ = plan.spectra_from
+        self.smoothing_ = "shares" if plan.hp.model is None else "model"
         self.init_extrapolation_ = plan.extrapolation
         self.final_shift_ = np.zeros(plan.settings.k) if res.shift is None else res.shift
         self.final_iter_ = int(res.final_iter)

@@ -340,6 +340,11 @@ def smart_nmf(
             or absorption_every < 1:  # fmt: skip
         raise ValueError(f"absorption_every must be an integer ≥ 1, got {absorption_every!r}")
     _check_estimator_params(estimator_params, _navigation_grid(signal))
+    if lazy and estimator_params.get("smoothing") == "model":
+        raise ValueError(
+            "smoothing='model' is built for in-memory fits: s.compute() first, or use "
+            "smoothing='shares' for a lazy (chunked) fit"
+        )
     # from here on a Ctrl-C is remembered even where a library swallows it (numba compiling a
     # kernel of the calibration or of the fit): the fit then stops at its next iteration
     watch = _InterruptWatch()
@@ -456,7 +461,11 @@ def smart_nmf(
             f"{estimator.n_iter_} iterations ({estimator.stop_reason_}); λ = "
             f"{estimator.lambda_L_:.3g}, spectra from "
             f"{'binned blocks (low dose)' if estimator.spectra_from_ == 'blocks' else 'pixels'}"
+            f"{', smoothing of the model counts' if estimator.smoothing_ == 'model' else ''}"
         )
+        if params.get("smoothing") == "model" and estimator.smoothing_ != "model":
+            print("smart_nmf: smoothing='model' asked, the spectra held from the binned blocks: "
+                  "nothing to remix, the shares' Laplacian was used")  # fmt: skip
         if getattr(estimator, "init_note_", ""):
             print(f"smart_nmf: {estimator.init_note_}")
         if estimator.stop_reason_ == "interrupted":

@@ -364,3 +364,31 @@ def test_spectra_from_blocks_can_be_asked_for_on_a_map():
     with pytest.raises(ValueError, match="spectra_from='blocks'"):
         s.decomposition(algorithm="smart_nmf", output_dimension=2, spectra_from="blocks",
                         init="random")  # fmt: skip
+
+
+def test_smoothing_of_the_model_counts_through_the_signal(capsys):
+    """``smoothing="model"`` reaches the estimator from ``decomposition``: the fit recovers the
+    phases, says which smoothing it used, and keeps the request in the stored parameters;
+    where the spectra are held from the blocks it says it used the shares' Laplacian; a lazy
+    signal is refused before its data are read."""
+    s = make_map(dose=300.0)
+    s.decomposition(algorithm="smart_nmf", output_dimension=3, smoothing="model")
+    out = capsys.readouterr().out
+    assert "smoothing of the model counts" in out
+    import json
+
+    assert json.loads(s.metadata.SmartNMF.parameters)["smoothing"] == "model"
+    factors = np.asarray(s.learning_results.factors).T  # k × channels
+    spectra = _spectra()
+    order = _match(factors.T, spectra)
+    angles = [_angle(spectra[i], factors[j]) for i, j in enumerate(order)]
+    assert max(angles) < 3.0, angles
+    low = make_map(dose=20.0, shape=(16, 16))
+    low.decomposition(algorithm="smart_nmf", output_dimension=3, smoothing="model",
+                      max_iter=20)  # fmt: skip
+    assert "the shares' Laplacian was used" in capsys.readouterr().out
+    lazy = make_map(dose=20.0, shape=(8, 8)).as_lazy()
+    before = lazy.metadata.as_dictionary()
+    with pytest.raises(ValueError, match="in-memory fits"):
+        lazy.decomposition(algorithm="smart_nmf", output_dimension=2, smoothing="model")
+    assert lazy.metadata.as_dictionary() == before
