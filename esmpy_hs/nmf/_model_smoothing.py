@@ -51,7 +51,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
+from numba import njit
 
 from esmpy_hs.nmf._updates import gt_times
 
@@ -106,23 +106,51 @@ class ModelSmoothing:
         return 0.5 * (M + M.T)
 
 
-def _rows(adj_indptr: np.ndarray, adj_indices: np.ndarray, start: int, stop: int,
-          n_pixels: int) -> sp.csr_array:  # fmt: skip
-    """The adjacency rows of pixels ``start … stop − 1`` (a CSR matrix over all pixels)."""
-    a0, a1 = int(adj_indptr[start]), int(adj_indptr[stop])
-    ptr = np.asarray(adj_indptr[start : stop + 1], dtype=np.int64) - a0
-    return sp.csr_array((np.ones(a1 - a0), np.asarray(adj_indices[a0:a1]), ptr),
-                        shape=(stop - start, n_pixels))  # fmt: skip
+@njit(cache=True)
+def _laplacian_rows(H, adj_indptr, adj_indices, start, stop, out):  # pragma: no cover (numba)
+    """``out[i] = deg_p h_p − Σ_{q∈N(p)} h_q`` for p = start + i (compiled: a sparse product in
+    SciPy cost 2 ms per 128² map, as much as a tenth of an iteration)."""
+    k = H.shape[1]
+    for p in range(start, stop):
+        i = p - start
+        for j in range(k):
+            out[i, j] = 0.0
+        for t in range(adj_indptr[p], adj_indptr[p + 1]):
+            q = adj_indices[t]
+            for j in range(k):
+                out[i, j] += H[p, j] - H[q, j]
+
+
+@njit(cache=True)
+def _edge_products(H, adj_indptr, adj_indices, start, stop, counted, out):  # pragma: no cover
+    """``out = Σ_{p counted} Σ_{q∈N(p)} (h_p − h_q)(h_p − h_q)ᵀ`` (k × k) over p = start …
+    stop − 1 (``counted``: a mask over them, or empty for all)."""
+    k = H.shape[1]
+    d = np.empty(k)
+    use = counted.shape[0] > 0
+    for a in range(k):
+        for b in range(k):
+            out[a, b] = 0.0
+    for p in range(start, stop):
+        if use and not counted[p - start]:
+            continue
+        for t in range(adj_indptr[p], adj_indptr[p + 1]):
+            q = adj_indices[t]
+            for j in range(k):
+                d[j] = H[p, j] - H[q, j]
+            for a in range(k):
+                for b in range(k):
+                    out[a, b] += d[a] * d[b]
 
 
 def laplacian_rows(Ht: np.ndarray, adj_indptr: np.ndarray, adj_indices: np.ndarray, start: int,
                    stop: int) -> np.ndarray:  # fmt: skip
     """(L H)_p = deg_p h_p − Σ_{q∈N(p)} h_q for pixels ``start … stop − 1`` ((stop − start) × k,
     float64); ``Ht`` holds every pixel (pixels × k)."""
-    H = np.asarray(Ht, dtype=np.float64)
-    A = _rows(adj_indptr, adj_indices, start, stop, H.shape[0])
-    deg = np.diff(np.asarray(adj_indptr[start : stop + 1], dtype=np.int64)).astype(np.float64)
-    return deg[:, None] * H[start:stop] - A @ H
+    H = np.ascontiguousarray(Ht, dtype=np.float64)
+    out = np.empty((stop - start, H.shape[1]))
+    _laplacian_rows(H, adj_indptr, adj_indices, int(start), int(stop), out)
+    return out
 
 
 def kernel_weight(lam: float, M: np.ndarray) -> tuple[float, float]:
@@ -150,19 +178,17 @@ def loss(lam: float, M: np.ndarray, Ht: np.ndarray, adj_indptr: np.ndarray,
     (the first half of a red-black sweep), as the kernels' Laplacian loss does: summed over the
     chunks (and the halves) it is (λ/2) Σ_edges dᵀ M d.
     """
-    H = np.asarray(Ht, dtype=np.float64)
-    A = _rows(adj_indptr, adj_indices, start, stop, H.shape[0]).tocoo()
-    rows, cols = A.row, A.col
-    if counted is not None:
-        keep = np.asarray(counted, dtype=bool)[rows]
-        rows, cols = rows[keep], cols[keep]
-    d = H[start + rows] - H[cols]
-    return float(factor * lam * np.einsum("ej,jl,el->", d, M, d))
+    H = np.ascontiguousarray(Ht, dtype=np.float64)
+    k = H.shape[1]
+    E = np.empty((k, k))
+    mask = np.zeros(0, dtype=np.bool_) if counted is None else np.asarray(counted, dtype=np.bool_)
+    _edge_products(H, adj_indptr, adj_indices, int(start), int(stop), mask, E)
+    return float(factor * lam * np.sum(np.asarray(M) * E))
 
 
 def gram(Ht: np.ndarray, adj_indptr: np.ndarray, adj_indices: np.ndarray) -> np.ndarray:
     """S = Hᵀ L H (k × k, float64) of every pixel's H (pixels × k)."""
-    H = np.asarray(Ht, dtype=np.float64)
+    H = np.ascontiguousarray(Ht, dtype=np.float64)
     S = H.T @ laplacian_rows(H, adj_indptr, adj_indices, 0, H.shape[0])
     return 0.5 * (S + S.T)
 
