@@ -53,7 +53,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from esmpy_hs.nmf._updates import gt_times
+from esmpy_hs.nmf._updates import compute_D, gt_times
 
 #: floor of ȳ, as a share of its mean over the channels (a channel that never counts gets the
 #: weight of a channel at this share of the mean, not an infinite one)
@@ -197,8 +197,6 @@ def w_terms(sm: ModelSmoothing, lam: float, G: np.ndarray | None, W: np.ndarray,
             S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """(λ A⁺w̃, λ A⁻w̃) (rows of W × k, float64) of the W step's surrogate at W (see the module
     docstring): ``A± w̃ = Gᵀ Λ (D S±) / c`` per phase, D = G·W."""
-    from esmpy_hs.nmf._updates import compute_D
-
     D = compute_D(G, W, np.float64)
     pos = np.maximum(S, 0.0)
     neg = np.maximum(-S, 0.0)

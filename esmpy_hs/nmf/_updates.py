@@ -180,8 +180,8 @@ def _smoothed_entries(c: np.ndarray, b: np.ndarray, a: np.ndarray, old: np.ndarr
                       eps: float) -> np.ndarray:  # fmt: skip
     """The minimiser over w ≥ ε of ``−c log w + b w + ½ a w²`` entry by entry (c, a ≥ 0; b
     real): the positive root of ``a w² + b w − c = 0`` (``c / b`` where a = 0), written to avoid
-    cancellation. An entry whose surrogate is flat (c = a = 0 and b ≤ 0: a zero column of G
-    or a phase without abundance) keeps ``old``."""
+    cancellation. An entry without a minimiser (a = 0 and b ≤ 0: a zero column of G, a phase
+    without abundance) keeps ``old``."""
     with np.errstate(divide="ignore", invalid="ignore"):
         disc = np.sqrt(b * b + 4.0 * a * c)
         root = np.where(b > 0, 2.0 * c / (b + disc), (disc - b) / (2.0 * a))
