@@ -245,6 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
         "instead when the map looks mixed (every phase present almost everywhere)",
     )
     dec.add_argument(
+        "--smoothing",
+        choices=("shares", "model"),
+        default="shares",
+        help="what the smoothing prior compares between neighbouring pixels: the abundance "
+        "'shares' (default) or the 'model' counts, which does not push the spectra outwards on "
+        "maps without a pure matrix (in-memory fits only; see docs/choosing.rst)",
+    )
+    dec.add_argument(
         "--init",
         choices=("auto", "random"),
         default="auto",
@@ -523,6 +531,10 @@ def _decompose(args) -> dict[str, Path]:
     if not path.exists():
         raise CLIError(f"{path}: no such file")
     _check_writable(outputs)  # before loading and fitting: a bad -o never costs a fit
+    smoothing = getattr(args, "smoothing", "shares")
+    if smoothing == "model" and args.lazy:
+        raise CLIError("--smoothing model is built for in-memory fits: drop --lazy, or keep "
+                       "--smoothing shares for a chunked fit")  # fmt: skip
     s = _prepare(_load(path, args.lazy), args)
     _check_counts(s)
 
@@ -533,6 +545,8 @@ def _decompose(args) -> dict[str, Path]:
         kwargs["energy_range"] = tuple(args.energy_range)
     if args.max_iter is not None:
         kwargs["max_iter"] = args.max_iter
+    if smoothing != "shares":
+        kwargs["smoothing"] = smoothing
     init = getattr(args, "init", "auto") or "auto"
     if init != "auto":
         kwargs["init"] = init

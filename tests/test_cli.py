@@ -49,6 +49,7 @@ def test_help_lists_every_option(capsys):
         "--stray-elements",
         "--mu",
         "--max-phases",
+        "--smoothing",
         "FILE",
     ):
         assert option in out, option
@@ -339,3 +340,21 @@ def test_decompose_mu(small_map, tmp_path, capsys):
         with pytest.raises(SystemExit):
             main(["decompose", str(small_map), "-k", "3", "--mu", bad])
         assert "--mu" in capsys.readouterr().err
+
+
+def test_decompose_smoothing(small_map, tmp_path, capsys):
+    """--smoothing model reaches the fit (kept in its stored parameters); with --lazy it is
+    refused before the file is read; a third value is a usage error."""
+    import hyperspy.api as hs
+
+    out = tmp_path / "model.hspy"
+    assert main(["decompose", str(small_map), "-k", "2", "--smoothing", "model", "--max-iter",
+                 "20", "-q", "-o", str(out)]) == 0  # fmt: skip
+    assert json.loads(hs.load(out).metadata.SmartNMF.parameters)["smoothing"] == "model"
+    assert main(["decompose", str(small_map), "-k", "2", "--smoothing", "model", "--lazy",
+                 "-o", str(tmp_path / "lazy.hspy")]) == 1  # fmt: skip
+    assert "in-memory fits" in _error_line(capsys)
+    assert not (tmp_path / "lazy.hspy").exists()
+    with pytest.raises(SystemExit):
+        main(["decompose", str(small_map), "-k", "2", "--smoothing", "counts"])
+    assert "--smoothing" in capsys.readouterr().err
