@@ -10,11 +10,12 @@ Not a test. Run from the repository root, e.g.::
     python benchmarks/validate_uncertainty.py --json out.json ...
 
 Each map is fitted with the defaults (``s.decomposition(algorithm="smart_nmf",
-output_dimension=k)``), then ``s.quantify_phases(uncertainty="total", n_splits=2)`` (seed 0),
-which keeps the counting, split and systematic parts; the four modes are scored from those parts
-(``counting``, ``splits`` = counting ⊕ splits, ``systematic`` = counting ⊕ systematic,
-``total``). Fitted phases are matched to the true ones by composition (Hungarian, L1 distance);
-the *major* elements are those with a true fraction ≥ 5 at.% (truth renormalised over the
+output_dimension=k)``, plus the string keywords of ``--option KEY=VALUE``), then
+``s.quantify_phases(uncertainty="total", n_splits=2)`` (seed 0), which keeps the counting,
+split and systematic parts; the four modes are scored from those parts (``counting``,
+``splits`` = counting ⊕ splits, ``systematic`` = counting ⊕ systematic, ``total``). Fitted
+phases are matched to the true ones by composition (Hungarian, L1 distance); the *major*
+elements are those with a true fraction ≥ 5 at.% (truth renormalised over the
 fitted elements); an element of a phase the fit marks undetermined counts as missed.
 
 Model-misfit candidates (:mod:`esmpy_hs.signals._misfit`, measured here, not part of
@@ -230,7 +231,10 @@ def main() -> None:
     p.add_argument("--draws", type=int, nargs=2, default=(0, 5), metavar=("FIRST", "STOP"),
                    help="the budget draws (seeds): range(FIRST, STOP)")  # fmt: skip
     p.add_argument("--no-misfit", action="store_true", help="skip the misfit candidates")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a decomposition keyword for every fit (e.g. smoothing=model)")
     args = p.parse_args()
+    options = dict(kv.split("=", 1) for kv in args.option)
     results = {}
     tot = {m: [0, 0, 0] for m in MODES}
     for name, make, k in todo(args.which, range(*args.draws)):
@@ -242,7 +246,8 @@ def main() -> None:
         truth = _truth_of(name, s) if truth is None else truth
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            s.decomposition(algorithm="smart_nmf", output_dimension=k, print_info=False)
+            s.decomposition(algorithm="smart_nmf", output_dimension=k, print_info=False,
+                            **options)  # fmt: skip
             q = s.quantify_phases(uncertainty="total", n_splits=args.n_splits)
             misfit = None
             if not args.no_misfit:
