@@ -13,8 +13,8 @@ docs/validation.rst, "Which way the priors lean"). This module gives the form
     (λ/2) Σ_edges (h_p − h_q)ᵀ M (h_p − h_q),   M = Dᵀ Λ D / c,
 
 with D = G·W the phase spectra (channels × k, scaled units), Λ = diag(1/ȳ) the inverse of the
-map's mean spectrum ȳ (a fixed weight per channel: the Poisson variance of a channel's counts,
-floored at :data:`FLOOR` of the mean channel) and c fixed at the start of the fit so that the
+map's mean spectrum ȳ (a fixed weight per channel: the inverse Poisson variance of a channel's
+counts, ȳ floored at :data:`FLOOR` of its mean) and c fixed at the start of the fit so that the
 prior there has the value of the shares' Laplacian (:meth:`ModelSmoothing.at_start`: λ and its
 dose formula keep their weight against the counts; M does not change when the data and D are
 scaled together). It is the squared difference of the expected counts
@@ -33,11 +33,13 @@ its tangent plus ρ‖x − h‖²), with (L H)_p read from the H the pass reads
 exact minimisations of majorants, so F cannot rise.
 
 **W step** (:func:`w_terms`). With S = Hᵀ L H (k × k, the new H) and P_jl = G_jᵀ Λ G_l / c ≥ 0,
-the term is ½ λ Σ_jl S_jl w_jᵀ P_jl w_l. Split S = S⁺ − S⁻ into its positive and negative
-entries: the part of S⁺ (a quadratic form with non-negative coefficients) is majorised entry
-by entry, ``½ Σ_i (A⁺ w̃)_i w_i² / w̃_i``, and the part of S⁻ (concave) by its tangent. Added to
-the Kullback-Leibler surrogate of the W step, each entry's surrogate is
-``−num log w + (den − λ(A⁻w̃)) w + ½ λ (A⁺w̃) / w̃ · w²``, minimised in closed form
+the term is ½ λ wᵀ A w with A = Σ_jl S_jl ⊗ P_jl. Split S = S⁺ − S⁻ into its positive and
+negative entries, A = A⁺ − A⁻ with A± ≥ 0 entry by entry. The part of A⁺ is majorised entry by
+entry, ``½ wᵀA⁺w ≤ ½ Σ_i (A⁺ w̃)_i w_i² / w̃_i`` (diag(A⁺w̃ / w̃) − A⁺ ⪰ 0 for A⁺ ≥ 0); the part
+of A⁻, which need not be concave, with ``w_i w_j ≥ w̃_i w̃_j (1 + log(w_i w_j / (w̃_i w̃_j)))``
+(z ≥ 1 + log z), ``−½ wᵀA⁻w ≤ const − Σ_i (A⁻ w̃)_i w̃_i log w_i``. Both are equalities at w̃.
+Added to the Kullback-Leibler surrogate of the W step, each entry's surrogate is
+``−(num + λ (A⁻w̃) w̃) log w + den · w + ½ λ (A⁺w̃) / w̃ · w²``, minimised in closed form
 (:func:`._updates.update_W`). Rows under the W simplex are not supported (one multiplier per
 phase with a quadratic per entry: not built).
 

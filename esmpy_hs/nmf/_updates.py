@@ -125,8 +125,8 @@ def update_W(
         Tolerance of the simplex sums.
     smooth : (quad, lin) of ndarrays (rows × k), or None
         The smoothing of the model's counts (:func:`._model_smoothing.w_terms`): every entry's
-        surrogate gains ``½ (quad / w̃) w² − lin · w`` (w̃ the current W), minimised with the
-        rest in closed form. Not under the W simplex.
+        surrogate gains ``½ (quad / w̃) w² − lin · w̃ · log w`` (w̃ the current W), minimised
+        with the rest in closed form. Not under the W simplex.
     """
     Wf = W.astype(np.float64)
     num = Wf * gt_times(G, RHt)
@@ -135,7 +135,7 @@ def update_W(
         if simplex and np.any(simplex_rows):
             raise ValueError("the smoothing of the model's counts does not support the W simplex")
         quad, lin = smooth
-        out = _smoothed_entries(num, den - lin, quad / np.maximum(Wf, 1e-300), Wf, eps)
+        out = _smoothed_entries(num + lin * Wf, den, quad / np.maximum(Wf, 1e-300), Wf, eps)
         if fixed is not None:
             free = np.isnan(fixed)
             out[~free] = fixed[~free]
