@@ -461,7 +461,8 @@ class SmartNMF:
         return np.array(res.Ht, dtype=np.float64)
 
     def _run(self, plan: Plan, source, init, t0: float):
-        """Start and fit; returns the result, the set-up seconds and the iteration times."""
+        """Start and fit; returns the result, the set-up seconds, the iteration times and the
+        plan the fit ran (the smoothing of the model's counts fixes its scale at the start)."""
         start = initial(plan, source, init)
         if plan.hp.model is not None:
             # the smoothing of the model's counts: its scale c from the start (the prior's
