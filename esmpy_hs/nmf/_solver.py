@@ -299,10 +299,10 @@ def h_pass(
             counted = None if phase < 0 else hp.colour[start : start + npx] == 0
             factor = 0.25 if phase < 0 else (0.5 if phase == 0 else 0.0)
             model_loss = [
-                _model_smoothing.loss(hp.lam, hp.model.metric(Dx), Ht, hp.adj_indptr,
-                                      hp.adj_indices, start, start + npx, counted, factor)
+                _model_smoothing.loss(hp.lam, Mx, Ht, hp.adj_indptr, hp.adj_indices, start,
+                                      start + npx, counted, factor)
                 if factor > 0 else 0.0
-                for Dx in ((D, D2) if two else (D,))
+                for Mx in ((M, hp.model.metric(D2)) if two else (M,))
             ]  # fmt: skip
     common = (
         hp.inv_scale, hp.mu, eps_j, lam, hp.adj_indptr, hp.adj_indices, colour,
