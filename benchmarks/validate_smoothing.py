@@ -10,9 +10,10 @@ of the project's simulator are run by ``validate_matrix.py --option smoothing=mo
 
 Printed per fit: the spectral angle of each true phase with its matched component (°), the mean
 abundance-map MSE, the largest at.% error of a major element and the seconds; for the real map
-the ratios of ``validate_real_map.py`` per identified mineral (Ca/Si of the Ca-perovskite,
-(Mg+Fe+Ca)/(Si+Al) of the bridgmanite, (Si+Ca)/(Mg+Fe) of the ferropericlase). Figures:
-docs/validation.rst, "Smoothing the model's counts".
+the ratios ``validate_real_map.py`` reads per identified mineral (O/Si and (Mg+Fe)/Si of the
+bridgmanite, O/(Mg+Fe) and the Si and Ca at.% of the ferropericlase, Ca/Si of the
+Ca-perovskite), "(out)" after a mineral outside its windows. Figures: docs/validation.rst,
+"Smoothing the model's counts in the engine".
 """
 
 from __future__ import annotations
