@@ -10,6 +10,7 @@ unfolded navigation axes with ``shape_2d = (ny, nx)``. ``tr(H Δ Hᵀ) = Σ_edge
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 
 def normalise_shape(shape_2d, n_pixels: int) -> tuple[int, ...]:
@@ -85,3 +86,70 @@ def laplacian_energy(Ht: np.ndarray, indptr: np.ndarray, indices: np.ndarray) ->
     src = np.repeat(np.arange(Ht.shape[0]), np.diff(indptr))
     diff = Ht[src].astype(np.float64) - Ht[indices].astype(np.float64)
     return 0.5 * float(np.sum(diff * diff))
+
+
+@njit(cache=True)
+def _laplacian_rows(H, adj_indptr, adj_indices, start, stop, out):  # pragma: no cover (numba)
+    """``out[i] = deg_p h_p − Σ_{q∈N(p)} h_q`` for p = start + i (compiled: a sparse product in
+    SciPy cost 2 ms per 128² map, as much as a tenth of an iteration)."""
+    k = H.shape[1]
+    for p in range(start, stop):
+        i = p - start
+        for j in range(k):
+            out[i, j] = 0.0
+        for t in range(adj_indptr[p], adj_indptr[p + 1]):
+            q = adj_indices[t]
+            for j in range(k):
+                out[i, j] += H[p, j] - H[q, j]
+
+
+@njit(cache=True)
+def _edge_products(H, adj_indptr, adj_indices, start, stop, counted, out):  # pragma: no cover
+    """``out = Σ_{p counted} Σ_{q∈N(p)} (h_p − h_q)(h_p − h_q)ᵀ`` (k × k) over p = start …
+    stop − 1 (``counted``: a mask over them, or empty for all)."""
+    k = H.shape[1]
+    d = np.empty(k)
+    use = counted.shape[0] > 0
+    for a in range(k):
+        for b in range(k):
+            out[a, b] = 0.0
+    for p in range(start, stop):
+        if use and not counted[p - start]:
+            continue
+        for t in range(adj_indptr[p], adj_indptr[p + 1]):
+            q = adj_indices[t]
+            for j in range(k):
+                d[j] = H[p, j] - H[q, j]
+            for a in range(k):
+                for b in range(k):
+                    out[a, b] += d[a] * d[b]
+
+
+def laplacian_rows(Ht: np.ndarray, adj_indptr: np.ndarray, adj_indices: np.ndarray, start: int,
+                   stop: int) -> np.ndarray:  # fmt: skip
+    """(L H)_p = deg_p h_p − Σ_{q∈N(p)} h_q for pixels ``start … stop − 1`` ((stop − start) × k,
+    float64); ``Ht`` holds every pixel (pixels × k)."""
+    H = np.ascontiguousarray(Ht, dtype=np.float64)
+    out = np.empty((stop - start, H.shape[1]))
+    _laplacian_rows(H, adj_indptr, adj_indices, int(start), int(stop), out)
+    return out
+
+
+def edge_products(Ht: np.ndarray, adj_indptr: np.ndarray, adj_indices: np.ndarray, start: int,
+                  stop: int, counted: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """Σ_{p counted} Σ_{q∈N(p)} (h_p − h_q)(h_p − h_q)ᵀ (k × k, float64) over the pixels
+    ``start … stop − 1`` (those of ``counted``, a mask over them, when given); ``Ht`` holds
+    every pixel (pixels × k). Every edge is counted once from each end."""
+    H = np.ascontiguousarray(Ht, dtype=np.float64)
+    k = H.shape[1]
+    E = np.empty((k, k))
+    mask = np.zeros(0, dtype=np.bool_) if counted is None else np.asarray(counted, dtype=np.bool_)
+    _edge_products(H, adj_indptr, adj_indices, int(start), int(stop), mask, E)
+    return E
+
+
+def gram(Ht: np.ndarray, adj_indptr: np.ndarray, adj_indices: np.ndarray) -> np.ndarray:
+    """S = Hᵀ L H (k × k, float64) of every pixel's H (pixels × k)."""
+    H = np.ascontiguousarray(Ht, dtype=np.float64)
+    S = H.T @ laplacian_rows(H, adj_indptr, adj_indices, 0, H.shape[0])
+    return 0.5 * (S + S.T)

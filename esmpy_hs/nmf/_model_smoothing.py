@@ -53,8 +53,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
+from esmpy_hs.nmf._laplacian import edge_products, laplacian_rows
 from esmpy_hs.nmf._updates import compute_D, gt_times
 
 #: floor of ȳ, as a share of its mean over the channels (a channel that never counts gets the
@@ -83,7 +83,7 @@ class ModelSmoothing:
 
     def at_start(self, D: np.ndarray, S0: np.ndarray) -> ModelSmoothing:
         """The same Λ with c fixed at the start: the start's spectra D (channels × k, scaled
-        units) and ``S0 = H0ᵀ L H0`` of its abundances (:func:`gram`, k × k).
+        units) and ``S0 = H0ᵀ L H0`` of its abundances (:func:`._laplacian.gram`, k × k).
 
         c = tr(Dᵀ Λ D S0) / tr(S0): the prior then has the value of the shares' Laplacian at
         the start, so λ (and its dose formula) weighs it against the counts as it weighs the
@@ -106,53 +106,6 @@ class ModelSmoothing:
         D = np.asarray(D, dtype=np.float64)
         M = D.T @ (self.weights[:, None] * D) / self.c
         return 0.5 * (M + M.T)
-
-
-@njit(cache=True)
-def _laplacian_rows(H, adj_indptr, adj_indices, start, stop, out):  # pragma: no cover (numba)
-    """``out[i] = deg_p h_p − Σ_{q∈N(p)} h_q`` for p = start + i (compiled: a sparse product in
-    SciPy cost 2 ms per 128² map, as much as a tenth of an iteration)."""
-    k = H.shape[1]
-    for p in range(start, stop):
-        i = p - start
-        for j in range(k):
-            out[i, j] = 0.0
-        for t in range(adj_indptr[p], adj_indptr[p + 1]):
-            q = adj_indices[t]
-            for j in range(k):
-                out[i, j] += H[p, j] - H[q, j]
-
-
-@njit(cache=True)
-def _edge_products(H, adj_indptr, adj_indices, start, stop, counted, out):  # pragma: no cover
-    """``out = Σ_{p counted} Σ_{q∈N(p)} (h_p − h_q)(h_p − h_q)ᵀ`` (k × k) over p = start …
-    stop − 1 (``counted``: a mask over them, or empty for all)."""
-    k = H.shape[1]
-    d = np.empty(k)
-    use = counted.shape[0] > 0
-    for a in range(k):
-        for b in range(k):
-            out[a, b] = 0.0
-    for p in range(start, stop):
-        if use and not counted[p - start]:
-            continue
-        for t in range(adj_indptr[p], adj_indptr[p + 1]):
-            q = adj_indices[t]
-            for j in range(k):
-                d[j] = H[p, j] - H[q, j]
-            for a in range(k):
-                for b in range(k):
-                    out[a, b] += d[a] * d[b]
-
-
-def laplacian_rows(Ht: np.ndarray, adj_indptr: np.ndarray, adj_indices: np.ndarray, start: int,
-                   stop: int) -> np.ndarray:  # fmt: skip
-    """(L H)_p = deg_p h_p − Σ_{q∈N(p)} h_q for pixels ``start … stop − 1`` ((stop − start) × k,
-    float64); ``Ht`` holds every pixel (pixels × k)."""
-    H = np.ascontiguousarray(Ht, dtype=np.float64)
-    out = np.empty((stop - start, H.shape[1]))
-    _laplacian_rows(H, adj_indptr, adj_indices, int(start), int(stop), out)
-    return out
 
 
 def kernel_weight(lam: float, M: np.ndarray) -> tuple[float, float]:
@@ -180,19 +133,8 @@ def loss(lam: float, M: np.ndarray, Ht: np.ndarray, adj_indptr: np.ndarray,
     (the first half of a red-black sweep), as the kernels' Laplacian loss does: summed over the
     chunks (and the halves) it is (λ/2) Σ_edges dᵀ M d.
     """
-    H = np.ascontiguousarray(Ht, dtype=np.float64)
-    k = H.shape[1]
-    E = np.empty((k, k))
-    mask = np.zeros(0, dtype=np.bool_) if counted is None else np.asarray(counted, dtype=np.bool_)
-    _edge_products(H, adj_indptr, adj_indices, int(start), int(stop), mask, E)
+    E = edge_products(Ht, adj_indptr, adj_indices, start, stop, counted)
     return float(factor * lam * np.sum(np.asarray(M) * E))
-
-
-def gram(Ht: np.ndarray, adj_indptr: np.ndarray, adj_indices: np.ndarray) -> np.ndarray:
-    """S = Hᵀ L H (k × k, float64) of every pixel's H (pixels × k)."""
-    H = np.ascontiguousarray(Ht, dtype=np.float64)
-    S = H.T @ laplacian_rows(H, adj_indptr, adj_indices, 0, H.shape[0])
-    return 0.5 * (S + S.T)
 
 
 def w_terms(sm: ModelSmoothing, lam: float, G: np.ndarray | None, W: np.ndarray,

@@ -60,7 +60,7 @@ def objective_dense(
         if metric is None:
             reg += 0.5 * lam * laplacian_energy(np.asarray(H).T, *adjacency)
         else:
-            from esmpy_hs.nmf._model_smoothing import gram
+            from esmpy_hs.nmf._laplacian import gram
 
             reg += 0.5 * lam * float(np.sum(np.asarray(metric) * gram(np.asarray(H).T,
                                                                       *adjacency)))  # fmt: skip

@@ -31,6 +31,7 @@ import numpy as np
 
 from esmpy_hs.nmf import _kernels, _model_smoothing
 from esmpy_hs.nmf._blas import with_one_blas_thread
+from esmpy_hs.nmf._laplacian import gram
 from esmpy_hs.nmf._model_smoothing import ModelSmoothing
 from esmpy_hs.nmf._objective import assemble
 from esmpy_hs.nmf._prior import counts_prior, log_r_constant, phase_eps, w_tangent
@@ -679,7 +680,7 @@ def iterate(
                 if update_W_ and hp.model is not None and hp.lam > 0:
                     # the smoothing of the model's counts: its W-step terms at this W, with
                     # the new H (._model_smoothing)
-                    S = _model_smoothing.gram(Ht_new, hp.adj_indptr, hp.adj_indices)
+                    S = gram(Ht_new, hp.adj_indptr, hp.adj_indices)
                     smooth = _model_smoothing.w_terms(hp.model, hp.lam, G, W, S)
                 W_new = update_W(W, G, res.RHt, hsum, Gt1=Gt1, smooth=smooth, **wp.kwargs()) \
                     if update_W_ else W  # fmt: skip

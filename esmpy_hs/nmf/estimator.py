@@ -467,7 +467,7 @@ class SmartNMF:
         if plan.hp.model is not None:
             # the smoothing of the model's counts: its scale c from the start (the prior's
             # value there is the shares' Laplacian's)
-            from esmpy_hs.nmf._model_smoothing import gram
+            from esmpy_hs.nmf._laplacian import gram
 
             S0 = gram(start.Ht, plan.hp.adj_indptr, plan.hp.adj_indices)
             plan = replace(plan, hp=replace(plan.hp, model=plan.hp.model.at_start(

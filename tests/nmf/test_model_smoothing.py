@@ -17,8 +17,8 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from esmpy_hs.nmf._laplacian import grid_adjacency
-from esmpy_hs.nmf._model_smoothing import ModelSmoothing, gram, loss
+from esmpy_hs.nmf._laplacian import gram, grid_adjacency
+from esmpy_hs.nmf._model_smoothing import ModelSmoothing, loss
 from esmpy_hs.nmf._objective import objective_dense
 from esmpy_hs.nmf.estimator import SmartNMF
 
