@@ -247,10 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument(
         "--smoothing",
         choices=("shares", "model"),
-        default="shares",
+        default=None,
         help="what the smoothing prior compares between neighbouring pixels: the abundance "
-        "'shares' (default) or the 'model' counts, which does not push the spectra outwards on "
-        "maps without a pure matrix (in-memory fits only; see docs/choosing.rst)",
+        "'shares' or the 'model' counts, which does not push the spectra outwards on maps "
+        "without a pure matrix (in-memory fits only). Default: 'shares'; where the map looks "
+        "mixed both are fitted and the fit with the lower Poisson deviance kept "
+        "(see docs/choosing.rst)",
     )
     dec.add_argument(
         "--init",
@@ -531,7 +533,7 @@ def _decompose(args) -> dict[str, Path]:
     if not path.exists():
         raise CLIError(f"{path}: no such file")
     _check_writable(outputs)  # before loading and fitting: a bad -o never costs a fit
-    smoothing = getattr(args, "smoothing", "shares")
+    smoothing = getattr(args, "smoothing", None)
     if smoothing == "model" and args.lazy:
         raise CLIError("--smoothing model is built for in-memory fits: drop --lazy, or keep "
                        "--smoothing shares for a chunked fit")  # fmt: skip
@@ -545,7 +547,7 @@ def _decompose(args) -> dict[str, Path]:
         kwargs["energy_range"] = tuple(args.energy_range)
     if args.max_iter is not None:
         kwargs["max_iter"] = args.max_iter
-    if smoothing != "shares":
+    if smoothing is not None:  # given: no choice between the two on a mixed map
         kwargs["smoothing"] = smoothing
     init = getattr(args, "init", "auto") or "auto"
     if init != "auto":

@@ -343,14 +343,16 @@ def test_decompose_mu(small_map, tmp_path, capsys):
 
 
 def test_decompose_smoothing(small_map, tmp_path, capsys):
-    """--smoothing model reaches the fit (kept in its stored parameters); with --lazy it is
+    """--smoothing model and --smoothing shares reach the fit (kept in its stored parameters:
+    given, they skip the choice between the two on a mixed map); with --lazy the model form is
     refused before the file is read; a third value is a usage error."""
     import hyperspy.api as hs
 
-    out = tmp_path / "model.hspy"
-    assert main(["decompose", str(small_map), "-k", "2", "--smoothing", "model", "--max-iter",
-                 "20", "-q", "-o", str(out)]) == 0  # fmt: skip
-    assert json.loads(hs.load(out).metadata.SmartNMF.parameters)["smoothing"] == "model"
+    for value in ("model", "shares"):
+        out = tmp_path / f"{value}.hspy"
+        assert main(["decompose", str(small_map), "-k", "2", "--smoothing", value, "--max-iter",
+                     "20", "-q", "-o", str(out)]) == 0  # fmt: skip
+        assert json.loads(hs.load(out).metadata.SmartNMF.parameters)["smoothing"] == value
     assert main(["decompose", str(small_map), "-k", "2", "--smoothing", "model", "--lazy",
                  "-o", str(tmp_path / "lazy.hspy")]) == 1  # fmt: skip
     assert "in-memory fits" in _error_line(capsys)

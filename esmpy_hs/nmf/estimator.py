@@ -207,7 +207,9 @@ class SmartNMF:
         spectra outwards on maps where no pixel is pure (:mod:`esmpy_hs.nmf._model_smoothing`,
         docs/choosing.rst). In-memory fits only, not with ``simplex="W"``. Where the spectra
         are held (``spectra_from_ == "blocks"``) there is no remixing to guard against, and the
-        shares' Laplacian is used (``smoothing_``).
+        shares' Laplacian is used (``smoothing_``). The estimator fits with the one it is
+        given; ``decomposition`` on a HyperSpy signal fits a map that looks mixed both ways
+        and keeps the fit the counts prefer.
 
     Attributes
     ----------

@@ -35,6 +35,8 @@ from esmpy_hs.signals._record import (  # noqa: F401  (StaleResultError: public 
     read_record,
     write_record,
 )
+from esmpy_hs.signals._smoothing_choice import choose_smoothing
+from esmpy_hs.signals._smoothing_choice import forget as _forget_smoothing_choice
 
 _logger = logging.getLogger(__name__)
 
@@ -419,6 +421,8 @@ def smart_nmf(
             # model check's per-phase sums read the fit's nonzeros instead of the whole array
             # again (0.28 s → 0.01 s at 512² × 4096, 1 count/px)
             compact = as_compact(X[:, c0:c1], float_dtype=np.dtype(dtype))
+        _forget_smoothing_choice(signal)
+        mu_checked = False
         if mu_check is not None and compact is not None and priors.fixed_W is None \
                 and not priors.needs_W_simplex:  # fmt: skip
             # every phase present almost everywhere? then the held-out counts choose μ
@@ -426,6 +430,7 @@ def smart_nmf(
                           absorption_every, print_info, compact)  # fmt: skip
             if mu is not None:
                 params["mu"] = mu
+                mu_checked = True
 
         estimator = physics_estimator(model, priors, int(k), params, absorption_every,
                                       wrap=watch.wrap)  # fmt: skip
@@ -441,6 +446,24 @@ def smart_nmf(
             X = compact
             # a keyboard interrupt stops the estimator, which keeps its last iterate: stored
             loadings = estimator.fit_transform(X)
+            if mu_checked and "smoothing" not in estimator_params \
+                    and estimator.stop_reason_ != "interrupted" \
+                    and estimator.spectra_from_ == "pixels":  # fmt: skip
+                # the same mixed map: fitted again with the smoothing of the model's counts,
+                # the fit whose model the counts prefer is kept
+                def fit_with(p):
+                    est = physics_estimator(model, priors, int(k), p, absorption_every,
+                                            wrap=watch.wrap)  # fmt: skip
+                    return est, est.fit_transform(compact)
+
+                def check_mu(p):
+                    return mu_check(signal, model, int(k), (c0, c1), p["shape_2d"], p,
+                                    absorption_every, print_info, compact)  # fmt: skip
+
+                estimator, loadings, params = choose_smoothing(
+                    signal, (estimator, loadings, params), compact, fit_with, check_mu,
+                    print_info,
+                )  # fmt: skip
     W_param = estimator.W_
     W_true = priors.true_W(W_param)
     factors = np.zeros((data.shape[-1], int(k)))

@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from esmpy_hs.signals._record import NODE_MU  # the node of the last μ choice
+
 #: metadata node of the last λ choice
 NODE = "SmartNMF_lambda"
-#: metadata node of the last μ choice
-NODE_MU = "SmartNMF_mu"
 #: ``decomposition(algorithm="smart_nmf")`` without ``mu`` asks the held-out counts whether the
 #: sparsity prior suits the map (:func:`auto_mu`) when more than this share of the counts lies
 #: in binned blocks behind the dominant cluster (:func:`esmpy_hs.nmf._init.behind_share`): 0 or

@@ -62,6 +62,10 @@ import numpy as np
 
 #: metadata node of the record
 NODE = "SmartNMF"
+#: metadata node of the held-out check of μ (:mod:`._prior_cv`); here, beside the fit's own
+#: node, because the choice of the smoothing (:mod:`._smoothing_choice`) keeps the one of the
+#: fit it keeps
+NODE_MU = "SmartNMF_mu"
 
 #: the message of a signal without a smart_nmf fit
 NO_FIT = (
