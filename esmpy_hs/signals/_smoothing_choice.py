@@ -18,7 +18,7 @@ decides. ``metadata.SmartNMF_smoothing`` records the choice: ``chosen`` ("shares
 "model"), ``deviance_per_count_shares`` and ``deviance_per_count_model`` (dimensionless),
 ``deviance_difference`` (model − shares, summed over the counts), ``mu_shares`` and
 ``mu_model`` (the μ of each fit) and ``seconds`` (the second check and fit). Passing
-``smoothing`` (either value) skips the second fit.
+``smoothing`` (either value), or ``mu`` (no check of μ runs then), skips the second fit.
 
 Measured on the validation matrix, the independent maps and the real map:
 docs/validation.rst, "Both smoothings on a mixed map".
