@@ -421,19 +421,25 @@ def smart_nmf(
             # model check's per-phase sums read the fit's nonzeros instead of the whole array
             # again (0.28 s → 0.01 s at 512² × 4096, 1 count/px)
             compact = as_compact(X[:, c0:c1], float_dtype=np.dtype(dtype))
+        def estimator_for(p):
+            return physics_estimator(model, priors, int(k), p, absorption_every,
+                                     wrap=watch.wrap)  # fmt: skip
+
+        def check_mu(p):
+            return mu_check(signal, model, int(k), (c0, c1), p["shape_2d"], p,
+                            absorption_every, print_info, compact)  # fmt: skip
+
         _forget_smoothing_choice(signal)
         mu_checked = False
         if mu_check is not None and compact is not None and priors.fixed_W is None \
                 and not priors.needs_W_simplex:  # fmt: skip
             # every phase present almost everywhere? then the held-out counts choose μ
-            mu = mu_check(signal, model, int(k), (c0, c1), params["shape_2d"], params,
-                          absorption_every, print_info, compact)  # fmt: skip
+            mu = check_mu(params)
             if mu is not None:
                 params["mu"] = mu
                 mu_checked = True
 
-        estimator = physics_estimator(model, priors, int(k), params, absorption_every,
-                                      wrap=watch.wrap)  # fmt: skip
+        estimator = estimator_for(params)
         if lazy:
             # chunk by chunk, never computing the whole array (see esmpy_hs.nmf._chunked)
             from esmpy_hs.signals._lazy import unfold
@@ -452,13 +458,8 @@ def smart_nmf(
                 # the same mixed map: fitted again with the smoothing of the model's counts,
                 # the fit whose model the counts prefer is kept
                 def fit_with(p):
-                    est = physics_estimator(model, priors, int(k), p, absorption_every,
-                                            wrap=watch.wrap)  # fmt: skip
+                    est = estimator_for(p)
                     return est, est.fit_transform(compact)
-
-                def check_mu(p):
-                    return mu_check(signal, model, int(k), (c0, c1), p["shape_2d"], p,
-                                    absorption_every, print_info, compact)  # fmt: skip
 
                 estimator, loadings, params = choose_smoothing(
                     signal, (estimator, loadings, params), compact, fit_with, check_mu,

@@ -36,8 +36,7 @@ NODE = "SmartNMF_smoothing"
 
 def forget(signal) -> None:
     """Remove the record of an earlier fit's choice (a new fit makes its own)."""
-    if signal.metadata.get_item(NODE) is not None:
-        delattr(signal.metadata, NODE)
+    _restore(signal, NODE, None)
 
 
 def choose_smoothing(signal, first: tuple[Any, Any, dict], compact, fit_with: Callable,
@@ -107,6 +106,7 @@ def smoothing_text(node: dict) -> str:
 
 
 def _restore(signal, name: str, node: dict | None) -> None:
+    """Set the metadata node ``name`` to ``node``, or remove it when ``node`` is None."""
     if node is None:
         if signal.metadata.get_item(name) is not None:
             delattr(signal.metadata, name)

@@ -181,11 +181,10 @@ class EDSespm(EDSTEMSpectrum):
             first, the default 0.01 or 0 (:meth:`estimate_mu`; stored in
             ``metadata.SmartNMF_mu``); ``mu=0.01`` skips that check. Without ``smoothing``,
             such a map (an in-memory one whose spectra are fitted at full resolution, μ
-            checked as above) is then
-            fitted a second time with ``smoothing="model"`` (its own μ checked the same way),
-            and the fit with the lower Poisson deviance of the counts is kept (both deviances
-            in ``metadata.SmartNMF_smoothing``; docs/choosing.rst); ``smoothing="shares"``
-            skips the second fit.
+            checked as above) is then fitted a second time with ``smoothing="model"`` (its
+            own μ checked the same way), and the fit with the lower Poisson deviance of the
+            counts is kept (both deviances in ``metadata.SmartNMF_smoothing``;
+            docs/choosing.rst); ``smoothing="shares"`` skips the second fit.
 
         Returns
         -------
